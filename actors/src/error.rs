@@ -1,0 +1,64 @@
+//! The one error type of the domain crate.
+//!
+//! Variants are chosen by what a client can do about them, so the server maps each to one
+//! HTTP status without inspecting messages: `Invalid` is 400, `NotFound` 404, `Forbidden` 403,
+//! `Conflict` 409; `Storage` and `Unavailable` are the server's fault (500/503).
+
+/// Everything that can go wrong in the domain.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is well formed but breaks a rule (`code` is the contract's snake_case code).
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    /// The addressed account, link or request does not exist (or is not visible to the caller).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// Authenticated, but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The write would break a uniqueness or state rule (`code` e.g. `email_taken`).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// The store failed; the write did not happen.
+    #[error("storage: {0}")]
+    Storage(#[from] StoreError),
+    /// An actor could not be reached (shutting down, or it stopped twice in a row).
+    #[error("actor unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl Error {
+    /// A 400 with the generic `invalid_input` code.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Error::Invalid {
+            code: "invalid_input",
+            message: message.into(),
+        }
+    }
+
+    /// A 409 with a specific code.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Error::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// What a storage implementation reports. Kept inside [`Error`] so a store failure can travel
+/// through actor replies unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness claim in the write is held by someone else; nothing was written.
+    #[error("claim {0:?} is held by another owner")]
+    ClaimTaken(String),
+    /// The engine failed (I/O, corruption, closed). The write did not happen.
+    #[error("{0}")]
+    Backend(String),
+    /// A stored record could not be decoded.
+    #[error("corrupt record {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+/// Shorthand used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

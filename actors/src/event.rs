@@ -1,0 +1,124 @@
+//! Events as clients receive them, and the seam through which they are delivered.
+//!
+//! An event is encoded to its wire frame exactly once, into a [`ByteString`] (reference
+//! counted), and that same buffer is stored in the event log and queued to every device.
+//! Delivery goes through [`Outlet`] only, so a later cross-node transport is one more
+//! implementation, not a change to the actors.
+
+use bytestring::ByteString;
+use serde::Serialize;
+
+/// One event of an account's log, as stored and as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Position in the account's log: 1, 2, 3, ... with no gaps.
+    pub seq: u64,
+    /// The complete text frame `{"type","seq","data"}`.
+    pub frame: ByteString,
+}
+
+/// Event types of the contract. A `&'static str` newtype keeps the wire names in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventType(pub &'static str);
+
+impl EventType {
+    pub const FRIEND_REQUESTED: Self = Self("friend.requested");
+    pub const FRIEND_ADDED: Self = Self("friend.added");
+    pub const FRIEND_REMOVED: Self = Self("friend.removed");
+    pub const PROFILE_UPDATED: Self = Self("profile.updated");
+}
+
+#[derive(Serialize)]
+struct Frame<'a, D: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    seq: u64,
+    data: &'a D,
+}
+
+/// Serialises an event's `data` once, for [`frame_with_data`] to reuse for every recipient.
+pub fn encode_data<D: Serialize>(data: &D) -> std::sync::Arc<str> {
+    serde_json::to_string(data)
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "event data failed to encode");
+            "null".to_owned()
+        })
+        .into()
+}
+
+/// Builds `{"type","seq","data"}` around data already encoded by [`encode_data`]: one copy
+/// per recipient account (whose `seq` differs), never a re-serialisation.
+pub fn frame_with_data(kind: EventType, seq: u64, data: &str) -> StoredEvent {
+    let mut text = String::with_capacity(data.len() + kind.0.len() + 40);
+    text.push_str(r#"{"type":""#);
+    text.push_str(kind.0);
+    text.push_str(r#"","seq":"#);
+    text.push_str(&seq.to_string());
+    text.push_str(r#","data":"#);
+    text.push_str(data);
+    text.push('}');
+    StoredEvent {
+        seq,
+        frame: ByteString::from(text),
+    }
+}
+
+/// Encodes `{"type","seq","data"}` once.
+pub fn encode_event<D: Serialize>(kind: EventType, seq: u64, data: &D) -> StoredEvent {
+    let frame = Frame {
+        kind: kind.0,
+        seq,
+        data,
+    };
+    // Serialising a `Serialize` struct with string keys into a String cannot fail; fall back
+    // to an explicit error frame rather than panicking if a future data type ever does.
+    let text = serde_json::to_string(&frame).unwrap_or_else(|e| {
+        tracing::error!(error = %e, kind = kind.0, "event failed to encode");
+        format!(r#"{{"type":"{}","seq":{seq},"data":null}}"#, kind.0)
+    });
+    StoredEvent {
+        seq,
+        frame: ByteString::from(text),
+    }
+}
+
+/// What became of one delivery attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Queued for the device; it will be written in order.
+    Queued,
+    /// The device is gone, or was too slow and has been told to go (close 1013): forget it.
+    Gone,
+}
+
+/// A device (connection) that events for one account are delivered to.
+///
+/// `deliver` must never block or await: it is called from inside the account's actor for
+/// every device. Implementations push into a bounded queue and, when it is full, close the
+/// connection with 1013 and answer [`Delivery::Gone`]; the device catches up with `resume`.
+pub trait Outlet: Send + Sync + 'static {
+    /// A process-unique id of this connection, used to detach it.
+    fn id(&self) -> u64;
+    /// Queues one event frame.
+    fn deliver(&self, event: &StoredEvent) -> Delivery;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_has_type_seq_data() {
+        let ev = encode_event(
+            EventType::FRIEND_ADDED,
+            7,
+            &serde_json::json!({"account_id": "x"}),
+        );
+        let v: serde_json::Value = serde_json::from_str(&ev.frame).unwrap_or_default();
+        assert_eq!(v["type"], "friend.added");
+        assert_eq!(v["seq"], 7);
+        assert_eq!(v["data"]["account_id"], "x");
+        let data = encode_data(&serde_json::json!({"account_id": "x"}));
+        assert_eq!(frame_with_data(EventType::FRIEND_ADDED, 7, &data), ev);
+    }
+}

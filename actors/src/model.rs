@@ -1,0 +1,264 @@
+//! Plain data of the domain: ids, profiles, records as stored, and normalisation of the
+//! personal info that logins and contact matching compare.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// An account id: 32 lowercase hex characters (128 random bits), opaque to clients.
+pub type AccountId = String;
+
+/// Personal info: string fields only. `display_name` is always present; `email` and `phone`
+/// are shown to friends only.
+pub type Profile = BTreeMap<String, String>;
+
+/// Fields that only friends (and the account itself) may see.
+pub const PRIVATE_FIELDS: [&str; 2] = ["email", "phone"];
+
+/// Limits on personal info, so one account cannot make every friend's fan-out heavy.
+pub const MAX_PROFILE_FIELDS: usize = 32;
+/// Longest field name.
+pub const MAX_FIELD_NAME: usize = 64;
+/// Longest field value, in characters.
+pub const MAX_FIELD_VALUE: usize = 1024;
+/// Most platform links one account may hold.
+pub const MAX_LINKS: usize = 32;
+
+/// The durable record of an account (everything but its edges and event log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountRecord {
+    pub account_id: AccountId,
+    /// PHC string (argon2id); never leaves the server.
+    pub password_hash: String,
+    pub profile: Profile,
+    /// Rises by one per accepted profile change.
+    pub profile_version: u64,
+    pub created_ms: u64,
+}
+
+impl AccountRecord {
+    /// The profile as `viewer_is_close` (a friend or the account itself) may see it.
+    pub fn visible_profile(&self, viewer_is_close: bool) -> Profile {
+        if viewer_is_close {
+            return self.profile.clone();
+        }
+        self.profile
+            .iter()
+            .filter(|(k, _)| !PRIVATE_FIELDS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The uniqueness claims this record's personal info holds (login by email or phone).
+    pub fn login_claims(&self) -> Vec<Claim> {
+        login_claims_of(&self.profile)
+    }
+}
+
+/// The login claims a profile implies.
+pub fn login_claims_of(profile: &Profile) -> Vec<Claim> {
+    let mut claims = Vec::new();
+    if let Some(email) = profile.get("email") {
+        claims.push(Claim::email(email));
+    }
+    if let Some(phone) = profile.get("phone") {
+        claims.push(Claim::phone(phone));
+    }
+    claims
+}
+
+/// A platform account linked to a communication account. `config` may hold secrets and is
+/// never echoed to clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkRecord {
+    pub link_id: String,
+    pub platform: String,
+    /// As given by the user (display form).
+    pub handle: String,
+    pub config: serde_json::Value,
+    pub created_ms: u64,
+}
+
+impl LinkRecord {
+    /// The claim that makes (platform, handle) unique across accounts.
+    pub fn claim(&self) -> Claim {
+        Claim::handle(&self.platform, &self.handle)
+    }
+}
+
+/// A globally unique key owned by one account: a login email or phone, or a platform handle.
+/// The store grants it atomically with the rest of a write, or rejects the whole write.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Claim(pub String);
+
+impl Claim {
+    /// A login email (already normalised by [`normalize_email`]).
+    pub fn email(normalized: &str) -> Self {
+        Claim(format!("email:{normalized}"))
+    }
+    /// A login phone in E.164.
+    pub fn phone(normalized: &str) -> Self {
+        Claim(format!("phone:{normalized}"))
+    }
+    /// A (platform, handle) pair; the handle is normalised per platform here.
+    pub fn handle(platform: &str, handle: &str) -> Self {
+        Claim(format!(
+            "handle:{platform}:{}",
+            normalize_handle(platform, handle)
+        ))
+    }
+    /// The conflict code a taken claim of this kind answers with.
+    pub fn taken_code(&self) -> &'static str {
+        if self.0.starts_with("email:") {
+            "email_taken"
+        } else if self.0.starts_with("phone:") {
+            "phone_taken"
+        } else {
+            "handle_taken"
+        }
+    }
+}
+
+/// Lower-cased and trimmed; must look like `local@domain`.
+pub fn normalize_email(raw: &str) -> Result<String> {
+    let email = raw.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && !email.chars().any(char::is_whitespace)
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.contains('@')
+        });
+    if valid {
+        Ok(email)
+    } else {
+        Err(Error::invalid(format!("{raw:?} is not an email address")))
+    }
+}
+
+/// E.164: a leading `+` and 8 to 15 digits once spaces, dashes, dots and parentheses are removed.
+pub fn normalize_phone(raw: &str) -> Result<String> {
+    let compact: String = raw
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+        .collect();
+    let digits = compact.strip_prefix('+').unwrap_or("");
+    let valid = (8..=15).contains(&digits.len())
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && !digits.starts_with('0');
+    if valid {
+        Ok(compact)
+    } else {
+        Err(Error::invalid(format!(
+            "{raw:?} is not a phone number in E.164 form (+ and 8 to 15 digits)"
+        )))
+    }
+}
+
+/// Platform handles compare case-insensitively and without a leading `@`, on every platform
+/// the server knows today (webhook ids, fediverse handles, email addresses).
+pub fn normalize_handle(_platform: &str, handle: &str) -> String {
+    handle.trim().trim_start_matches('@').to_lowercase()
+}
+
+/// Checks a profile field name and value against the limits.
+pub fn check_field(name: &str, value: &str) -> Result<()> {
+    let name_ok = !name.is_empty()
+        && name.len() <= MAX_FIELD_NAME
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !name_ok {
+        return Err(Error::invalid(format!(
+            "profile field name {name:?} must match [a-z0-9_]{{1,{MAX_FIELD_NAME}}}"
+        )));
+    }
+    if value.chars().count() > MAX_FIELD_VALUE {
+        return Err(Error::invalid(format!(
+            "profile field {name:?} is longer than {MAX_FIELD_VALUE} characters"
+        )));
+    }
+    if name == "display_name" && value.trim().is_empty() {
+        return Err(Error::invalid("display_name must not be empty"));
+    }
+    Ok(())
+}
+
+/// Normalises the fields with a meaning (`email`, `phone`) in place and checks every limit.
+pub fn normalize_profile(profile: &mut Profile) -> Result<()> {
+    if profile.len() > MAX_PROFILE_FIELDS {
+        return Err(Error::invalid(format!(
+            "a profile has at most {MAX_PROFILE_FIELDS} fields"
+        )));
+    }
+    for (name, value) in profile.iter_mut() {
+        check_field(name, value)?;
+        match name.as_str() {
+            "email" => *value = normalize_email(value)?,
+            "phone" => *value = normalize_phone(value)?,
+            _ => {}
+        }
+    }
+    if !profile.contains_key("display_name") {
+        return Err(Error::invalid("profile.display_name is required"));
+    }
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones_normalise_to_e164() {
+        assert_eq!(
+            normalize_phone("+1 (555) 010-0000").ok().as_deref(),
+            Some("+15550100000")
+        );
+        assert!(normalize_phone("5550100000").is_err());
+        assert!(normalize_phone("+12").is_err());
+        assert!(normalize_phone("+1555abc0000").is_err());
+    }
+
+    #[test]
+    fn emails_lowercase_and_need_an_at() {
+        assert_eq!(
+            normalize_email(" Ann@Example.COM ").ok().as_deref(),
+            Some("ann@example.com")
+        );
+        assert!(normalize_email("no-at.example.com").is_err());
+        assert!(normalize_email("a@b@c.d").is_err());
+    }
+
+    #[test]
+    fn private_fields_hidden_from_strangers() {
+        let mut profile = Profile::new();
+        profile.insert("display_name".into(), "Ann".into());
+        profile.insert("email".into(), "ann@example.com".into());
+        let rec = AccountRecord {
+            account_id: "a".into(),
+            password_hash: String::new(),
+            profile,
+            profile_version: 1,
+            created_ms: 0,
+        };
+        assert!(!rec.visible_profile(false).contains_key("email"));
+        assert!(rec.visible_profile(true).contains_key("email"));
+    }
+
+    #[test]
+    fn field_names_are_checked() {
+        assert!(check_field("Bad-Name", "x").is_err());
+        assert!(check_field("display_name", "  ").is_err());
+        assert!(check_field("bio", &"x".repeat(MAX_FIELD_VALUE + 1)).is_err());
+        assert!(check_field("bio", "fine").is_ok());
+    }
+}

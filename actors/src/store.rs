@@ -1,0 +1,154 @@
+//! The storage the actors need, declared here and implemented per engine (embedded fjall in
+//! the server crate today, ScyllaDB later). One conformance suite, [`conformance`], checks any
+//! implementation.
+//!
+//! Writes are change sets ([`SubscriberWrite`]): everything one actor turn changes — its
+//! record, its edges, uniqueness claims, new tokens, and the events it emits — lands in one
+//! atomic, durable write. That is what lets an actor acknowledge (answer 2xx, hand out an event
+//! `seq`) only after its state is on disk, with no half-applied turn after a crash.
+
+use async_trait::async_trait;
+
+use crate::error::StoreError;
+use crate::event::StoredEvent;
+use crate::model::{AccountId, AccountRecord, Claim};
+
+/// Kinds of edge from one account to another (or to one of its links).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EdgeKind {
+    /// A confirmed friend.
+    Friend,
+    /// A pending friend request from the other account.
+    RequestIn,
+    /// This account's uploaded contacts matched the other account.
+    Matched,
+    /// A linked platform account; the "other" id is the link id and the value a JSON
+    /// [`crate::model::LinkRecord`].
+    Link,
+}
+
+impl EdgeKind {
+    /// All kinds, for implementations that iterate them.
+    pub const ALL: [EdgeKind; 4] = [
+        EdgeKind::Friend,
+        EdgeKind::RequestIn,
+        EdgeKind::Matched,
+        EdgeKind::Link,
+    ];
+
+    /// A stable one-byte tag for key encodings.
+    pub fn tag(self) -> u8 {
+        match self {
+            EdgeKind::Friend => b'f',
+            EdgeKind::RequestIn => b'i',
+            EdgeKind::Matched => b'm',
+            EdgeKind::Link => b'l',
+        }
+    }
+
+    /// The inverse of [`EdgeKind::tag`].
+    pub fn from_tag(tag: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.tag() == tag)
+    }
+}
+
+/// One stored edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edge {
+    pub kind: EdgeKind,
+    pub other: String,
+    /// Opaque to the store: a creation time for relations, a JSON record for links.
+    pub value: Vec<u8>,
+}
+
+/// A change to one edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EdgeChange {
+    Put(Edge),
+    Delete { kind: EdgeKind, other: String },
+}
+
+/// Everything one actor turn of one account changes, applied atomically and durably.
+#[derive(Debug, Clone, Default)]
+pub struct SubscriberWrite {
+    pub account: AccountId,
+    /// The new account record, if it changed.
+    pub record: Option<AccountRecord>,
+    /// Claims to take. Each must be free or already held by this account; if any is held by
+    /// another account the whole write is rejected with [`StoreError::ClaimTaken`].
+    pub claims: Vec<Claim>,
+    /// Claims to give up (ignored where not held by this account).
+    pub releases: Vec<Claim>,
+    pub edges: Vec<EdgeChange>,
+    /// SHA-256 hashes of new bearer tokens for this account.
+    pub tokens: Vec<[u8; 32]>,
+    /// Events to append; their `seq`s must continue the log without gaps.
+    pub events: Vec<StoredEvent>,
+}
+
+impl SubscriberWrite {
+    /// An empty change set for `account`.
+    pub fn new(account: &str) -> Self {
+        Self {
+            account: account.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// True when applying it would change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.record.is_none()
+            && self.claims.is_empty()
+            && self.releases.is_empty()
+            && self.edges.is_empty()
+            && self.tokens.is_empty()
+            && self.events.is_empty()
+    }
+}
+
+/// Everything an actor needs to activate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberSnapshot {
+    pub record: AccountRecord,
+    pub edges: Vec<Edge>,
+    /// The seq of the newest event (0 if none).
+    pub last_seq: u64,
+}
+
+/// Storage of accounts: records, edges, claims, tokens and each account's event log.
+#[async_trait]
+pub trait SubscriberStore: Send + Sync + 'static {
+    /// Applies `write` atomically; returns once it is durable.
+    async fn commit(&self, write: SubscriberWrite) -> Result<(), StoreError>;
+
+    /// The record alone (cheap; used for listings and lookups).
+    async fn load_account(&self, id: &str) -> Result<Option<AccountRecord>, StoreError>;
+
+    /// Record, edges and log position, to activate an actor.
+    async fn load_subscriber(&self, id: &str) -> Result<Option<SubscriberSnapshot>, StoreError>;
+
+    /// The account holding `claim`, if any.
+    async fn find_claim(&self, claim: &Claim) -> Result<Option<AccountId>, StoreError>;
+
+    /// The account a token hash belongs to, if any. Implementations compare the stored hash
+    /// with `hash` in constant time.
+    async fn find_token(&self, hash: &[u8; 32]) -> Result<Option<AccountId>, StoreError>;
+
+    /// Events with `seq > after`, oldest first, at most `limit`.
+    async fn read_events(
+        &self,
+        id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Flushes everything acknowledged so far and stops accepting writes (graceful shutdown).
+    async fn close(&self) -> Result<(), StoreError>;
+}
+
+/// The conformance suite every [`SubscriberStore`] must pass. Call [`conformance::run_all`]
+/// with a factory that opens the store on a given directory (called again on the same
+/// directory to check durability across a reopen; implementations without local state may
+/// ignore the path).
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;

@@ -1,0 +1,245 @@
+//! Configuration: command-line flags, each also read from a `CHORUS_*` environment variable,
+//! over an optional TOML file (`--config`), over defaults. Precedence: flag/env > file >
+//! default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::error::Error;
+
+/// Command line of the `chorus` binary.
+#[derive(Debug, Parser)]
+#[command(
+    name = "chorus",
+    version,
+    about = "Actor-model fan-out server for IM groups and communities"
+)]
+pub struct Cli {
+    /// Address to listen on (port 0 picks a free port; the log line says which).
+    #[arg(long, env = "CHORUS_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory of the embedded store.
+    #[arg(long, env = "CHORUS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML file with any of the settings below (flags and environment win over it).
+    #[arg(long, env = "CHORUS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Largest accepted request body in bytes (413 above it).
+    #[arg(long, env = "CHORUS_BODY_LIMIT")]
+    pub body_limit: Option<usize>,
+    /// Largest accepted WebSocket frame in bytes (close 1009 above it).
+    #[arg(long, env = "CHORUS_WS_MAX_FRAME")]
+    pub ws_max_frame: Option<usize>,
+    /// Events queued per connection before a slow reader is closed with 1013.
+    #[arg(long, env = "CHORUS_WS_MAILBOX")]
+    pub ws_mailbox: Option<usize>,
+    /// Seconds without activity after which an account's actor passivates.
+    #[arg(long, env = "CHORUS_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Argon2id memory cost in KiB (default 19456, the OWASP minimum; lower only for load tests).
+    #[arg(long, env = "CHORUS_PASSWORD_HASH_MEMORY_KIB")]
+    pub password_hash_memory_kib: Option<u32>,
+    /// Argon2id iterations (default 2).
+    #[arg(long, env = "CHORUS_PASSWORD_HASH_ITERATIONS")]
+    pub password_hash_iterations: Option<u32>,
+    /// Login attempts per minute for one login name (burst of the same size).
+    #[arg(long, env = "CHORUS_LOGIN_ATTEMPTS_PER_ACCOUNT")]
+    pub login_attempts_per_account: Option<u32>,
+    /// Login attempts per minute from one client address.
+    #[arg(long, env = "CHORUS_LOGIN_ATTEMPTS_PER_ADDRESS")]
+    pub login_attempts_per_address: Option<u32>,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "CHORUS_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+/// The same settings as they appear in the TOML file; every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    body_limit: Option<usize>,
+    ws_max_frame: Option<usize>,
+    ws_mailbox: Option<usize>,
+    idle_timeout_secs: Option<u64>,
+    password_hash_memory_kib: Option<u32>,
+    password_hash_iterations: Option<u32>,
+    login_attempts_per_account: Option<u32>,
+    login_attempts_per_address: Option<u32>,
+    workers: Option<usize>,
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub body_limit: usize,
+    pub ws_max_frame: usize,
+    pub ws_mailbox: usize,
+    pub idle_timeout: Duration,
+    pub password_hash: PasswordHashCost,
+    pub login_attempts_per_account: u32,
+    pub login_attempts_per_address: u32,
+    pub workers: usize,
+    /// How often the server pings an idle WebSocket, and how long it waits for any frame
+    /// before closing it.
+    pub ws_heartbeat: Duration,
+    pub ws_client_timeout: Duration,
+}
+
+/// Argon2id cost parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordHashCost {
+    pub memory_kib: u32,
+    pub iterations: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./chorus-data"),
+            body_limit: 64 * 1024,
+            ws_max_frame: 64 * 1024,
+            ws_mailbox: 1024,
+            idle_timeout: Duration::from_secs(300),
+            password_hash: PasswordHashCost {
+                memory_kib: 19 * 1024,
+                iterations: 2,
+            },
+            login_attempts_per_account: 10,
+            login_attempts_per_address: 60,
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ws_heartbeat: Duration::from_secs(30),
+            ws_client_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+impl Config {
+    /// Resolves the command line (and environment) over the file over the defaults.
+    pub fn from_cli(cli: &Cli) -> Result<Config, Error> {
+        let file = match &cli.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let d = Config::default();
+        let cfg = Config {
+            listen: cli.listen.or(file.listen).unwrap_or(d.listen),
+            data_dir: cli.data_dir.clone().or(file.data_dir).unwrap_or(d.data_dir),
+            body_limit: cli.body_limit.or(file.body_limit).unwrap_or(d.body_limit),
+            ws_max_frame: cli
+                .ws_max_frame
+                .or(file.ws_max_frame)
+                .unwrap_or(d.ws_max_frame),
+            ws_mailbox: cli.ws_mailbox.or(file.ws_mailbox).unwrap_or(d.ws_mailbox),
+            idle_timeout: cli
+                .idle_timeout_secs
+                .or(file.idle_timeout_secs)
+                .map_or(d.idle_timeout, Duration::from_secs),
+            password_hash: PasswordHashCost {
+                memory_kib: cli
+                    .password_hash_memory_kib
+                    .or(file.password_hash_memory_kib)
+                    .unwrap_or(d.password_hash.memory_kib),
+                iterations: cli
+                    .password_hash_iterations
+                    .or(file.password_hash_iterations)
+                    .unwrap_or(d.password_hash.iterations),
+            },
+            login_attempts_per_account: cli
+                .login_attempts_per_account
+                .or(file.login_attempts_per_account)
+                .unwrap_or(d.login_attempts_per_account),
+            login_attempts_per_address: cli
+                .login_attempts_per_address
+                .or(file.login_attempts_per_address)
+                .unwrap_or(d.login_attempts_per_address),
+            workers: cli.workers.or(file.workers).unwrap_or(d.workers),
+            ..d
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let bad = |what: &str| Err(Error::Config(what.to_owned()));
+        if self.body_limit < 1024 {
+            return bad("body_limit must be at least 1024 bytes");
+        }
+        if self.ws_max_frame < 256 {
+            return bad("ws_max_frame must be at least 256 bytes");
+        }
+        if self.ws_mailbox == 0 {
+            return bad("ws_mailbox must be at least 1");
+        }
+        if self.idle_timeout.is_zero() {
+            return bad("idle_timeout_secs must be at least 1");
+        }
+        if self.password_hash.memory_kib < 8 || self.password_hash.iterations == 0 {
+            return bad("password hash cost needs memory_kib >= 8 and iterations >= 1");
+        }
+        if self.login_attempts_per_account == 0 || self.login_attempts_per_address == 0 {
+            return bad("login attempt limits must be at least 1 per minute");
+        }
+        if self.workers == 0 {
+            return bad("workers must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+fn load_file(path: &Path) -> Result<FileConfig, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("chorus").chain(args.iter().copied())).expect("parse")
+    }
+
+    #[test]
+    fn defaults_are_secure() {
+        let cfg = Config::from_cli(&cli(&[])).expect("config");
+        assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(cfg.body_limit, 65536);
+        assert_eq!(cfg.password_hash.memory_kib, 19456);
+    }
+
+    #[test]
+    fn flags_win_over_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("chorus.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nbody_limit = 2048\n").expect("write");
+        let cfg = Config::from_cli(&cli(&[
+            "--config",
+            path.to_str().expect("utf8 path"),
+            "--body-limit",
+            "4096",
+        ]))
+        .expect("config");
+        assert_eq!(cfg.listen.port(), 9000);
+        assert_eq!(cfg.body_limit, 4096);
+    }
+
+    #[test]
+    fn bad_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("chorus.toml");
+        std::fs::write(&path, "no_such_setting = 1\n").expect("write");
+        let err = Config::from_cli(&cli(&["--config", path.to_str().expect("utf8 path")]))
+            .expect_err("unknown key must fail");
+        assert!(err.to_string().contains("no_such_setting"), "{err}");
+    }
+}

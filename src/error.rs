@@ -1,0 +1,106 @@
+//! The server crate's error enum, and how every error becomes the contract's error shape
+//! `{"error": {"code", "message"}}` with a fitting status.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use chorus_actors::Error as Domain;
+use serde_json::json;
+
+/// Everything the server can answer with, besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A rule of the domain (validation, not found, conflict, storage).
+    #[error(transparent)]
+    Domain(#[from] Domain),
+    /// Malformed JSON, wrong types, missing fields (400 `bad_json`).
+    #[error("{0}")]
+    BadJson(String),
+    /// No or an invalid bearer token (401 `unauthorized`).
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// Wrong login or password (401 `invalid_credentials`).
+    #[error("wrong login or password")]
+    InvalidCredentials,
+    /// Body over the limit (413 `body_too_large`).
+    #[error("request body is larger than {0} bytes")]
+    BodyTooLarge(usize),
+    /// Too many attempts (429 `rate_limited`).
+    #[error("too many attempts; retry in {0} s")]
+    RateLimited(u64),
+    /// A bad configuration at start-up.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Start-up or I/O failure of the server itself.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// A 400 `invalid_input`.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Error::Domain(Domain::invalid(message))
+    }
+
+    /// The contract's snake_case code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Domain(d) => match d {
+                Domain::Invalid { code, .. } | Domain::Conflict { code, .. } => code,
+                Domain::NotFound(_) => "not_found",
+                Domain::Forbidden(_) => "forbidden",
+                Domain::Storage(_) => "storage_error",
+                Domain::Unavailable(_) => "unavailable",
+            },
+            Error::BadJson(_) => "bad_json",
+            Error::Unauthorized => "unauthorized",
+            Error::InvalidCredentials => "invalid_credentials",
+            Error::BodyTooLarge(_) => "body_too_large",
+            Error::RateLimited(_) => "rate_limited",
+            Error::Config(_) | Error::Internal(_) => "internal",
+        }
+    }
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Error::Domain(d) => match d {
+                Domain::Invalid { .. } => StatusCode::BAD_REQUEST,
+                Domain::NotFound(_) => StatusCode::NOT_FOUND,
+                Domain::Forbidden(_) => StatusCode::FORBIDDEN,
+                Domain::Conflict { .. } => StatusCode::CONFLICT,
+                Domain::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                Domain::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            },
+            Error::BadJson(_) => StatusCode::BAD_REQUEST,
+            Error::Unauthorized | Error::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            Error::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::Config(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        // Server-side failures say what kind, not the internals.
+        let message = if status.is_server_error() {
+            "the server could not complete the request".to_owned()
+        } else {
+            self.to_string()
+        };
+        let mut builder = HttpResponse::build(status);
+        if let Error::RateLimited(secs) = self {
+            builder.insert_header(("Retry-After", secs.to_string()));
+        }
+        if let Error::Unauthorized = self {
+            builder.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        builder.json(json!({"error": {"code": self.code(), "message": message}}))
+    }
+}
+
+/// Shorthand for handlers.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

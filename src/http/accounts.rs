@@ -1,0 +1,172 @@
+//! Accounts and personal info: `POST /v1/accounts`, `POST /v1/sessions`, `GET /v1/me`,
+//! `PATCH /v1/me/profile`, `GET /v1/accounts/{id}`.
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chorus_actors::messages::{AddToken, GetAccount, GetMe};
+use chorus_actors::model::{
+    AccountRecord, Claim, Profile, normalize_email, normalize_phone, normalize_profile, now_ms,
+};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{AppState, Authed};
+use crate::auth::{Passwords, new_id, new_token};
+use crate::error::{Error, Result};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/accounts", web::post().to(create))
+        .route("/accounts/{id}", web::get().to(get_account))
+        .route("/sessions", web::post().to(login))
+        .route("/me", web::get().to(me))
+        .route("/me/profile", web::patch().to(patch_profile));
+}
+
+#[derive(Deserialize)]
+struct NewAccount {
+    password: String,
+    profile: Map<String, Value>,
+}
+
+/// Profile fields must be strings; anything else is `invalid_input` naming the field.
+fn string_fields(map: Map<String, Value>) -> Result<Profile> {
+    map.into_iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => Ok((k, s)),
+            _ => Err(Error::invalid(format!(
+                "profile field {k:?} must be a string"
+            ))),
+        })
+        .collect()
+}
+
+/// Runs CPU-heavy password work off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    web::block(f)
+        .await
+        .map_err(|e| Error::Internal(format!("blocking pool: {e}")))
+}
+
+async fn create(state: web::Data<AppState>, body: web::Json<NewAccount>) -> Result<HttpResponse> {
+    let NewAccount { password, profile } = body.into_inner();
+    Passwords::check_policy(&password)?;
+    let mut profile = string_fields(profile)?;
+    normalize_profile(&mut profile)?;
+    let passwords = state.passwords.clone();
+    let password_hash = blocking(move || passwords.hash(&password)).await??;
+    let account_id = new_id();
+    let (token, hash) = new_token();
+    let record = AccountRecord {
+        account_id: account_id.clone(),
+        password_hash,
+        profile,
+        profile_version: 1,
+        created_ms: now_ms(),
+    };
+    state.registry.create_account(record, hash).await?;
+    tracing::info!(account = %account_id, "account created");
+    Ok(HttpResponse::Created().json(json!({"account_id": account_id, "token": token})))
+}
+
+#[derive(Deserialize)]
+struct Login {
+    login: String,
+    password: String,
+}
+
+/// A PHC string to verify against when the login names no account, so that a miss costs
+/// as much time as a wrong password and does not reveal which logins exist.
+const DUMMY_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$7ZlbXmQnDBtCSr1sdpJ7+JkwlQ9UBGcEJMGcQrhfFq0";
+
+async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<Login>,
+) -> Result<HttpResponse> {
+    let Login { login, password } = body.into_inner();
+    let address = req.peer_addr().map(|a| a.ip());
+    state.login_limits.check(&login, address)?;
+    let claim = if login.contains('@') {
+        normalize_email(&login).ok().map(|e| Claim::email(&e))
+    } else if login.trim_start().starts_with('+') {
+        normalize_phone(&login).ok().map(|p| Claim::phone(&p))
+    } else {
+        None
+    };
+    let account_id = match claim {
+        Some(claim) => state
+            .store
+            .find_claim(&claim)
+            .await
+            .map_err(|e| Error::Domain(e.into()))?,
+        None => Some(login.clone()),
+    };
+    let record = match account_id {
+        Some(id) if id.len() <= 64 => state
+            .store
+            .load_account(&id)
+            .await
+            .map_err(|e| Error::Domain(e.into()))?,
+        _ => None,
+    };
+    let phc = record
+        .as_ref()
+        .map_or_else(|| DUMMY_PHC.to_owned(), |r| r.password_hash.clone());
+    let passwords = state.passwords.clone();
+    let ok = blocking(move || passwords.verify(&password, &phc)).await?;
+    let Some(record) = record.filter(|_| ok) else {
+        tracing::info!(?address, "failed login");
+        return Err(Error::InvalidCredentials);
+    };
+    let (token, hash) = new_token();
+    state
+        .registry
+        .ask(&record.account_id, AddToken { hash })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({"account_id": record.account_id, "token": token})))
+}
+
+async fn me(state: web::Data<AppState>, who: Authed) -> Result<HttpResponse> {
+    let me = state.registry.ask(&who.0, GetMe).await?;
+    Ok(HttpResponse::Ok().json(me))
+}
+
+async fn patch_profile(
+    state: web::Data<AppState>,
+    who: Authed,
+    body: web::Json<Map<String, Value>>,
+) -> Result<HttpResponse> {
+    let mut changes = BTreeMap::new();
+    for (name, value) in body.into_inner() {
+        let value = match value {
+            Value::String(s) => Some(s),
+            Value::Null => None,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "profile field {name:?} must be a string or null"
+                )));
+            }
+        };
+        changes.insert(name, value);
+    }
+    let version = state.registry.update_profile(&who.0, changes).await?;
+    Ok(HttpResponse::Ok().json(json!({"profile_version": version})))
+}
+
+async fn get_account(
+    state: web::Data<AppState>,
+    who: Authed,
+    id: web::Path<String>,
+) -> Result<HttpResponse> {
+    let view = state
+        .registry
+        .ask(
+            &id,
+            GetAccount {
+                viewer: Some(who.0),
+            },
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
+}

@@ -1,0 +1,157 @@
+//! Friends: requests, accept, removal, lists, and contact matching.
+
+use actix_web::{HttpResponse, web};
+use chorus_actors::flows::RequestStatus;
+use chorus_actors::messages::Relation;
+use chorus_actors::model::{Claim, normalize_email, normalize_phone};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{AppState, Authed, ListQuery};
+use crate::error::{Error, Result};
+use crate::http::platforms::PLATFORMS;
+
+/// Most contacts one upload may carry.
+pub const MAX_CONTACTS: usize = 1000;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/friends", web::get().to(list_friends))
+        .route("/friends/requests", web::post().to(request))
+        .route("/friends/requests", web::get().to(list_requests))
+        .route("/friends/requests/{from}/accept", web::post().to(accept))
+        .route("/friends/suggestions", web::get().to(list_suggestions))
+        .route("/friends/{id}", web::delete().to(remove))
+        .route("/me/contacts", web::post().to(contacts));
+}
+
+#[derive(Deserialize)]
+struct NewRequest {
+    to: String,
+}
+
+async fn request(
+    state: web::Data<AppState>,
+    who: Authed,
+    body: web::Json<NewRequest>,
+) -> Result<HttpResponse> {
+    let status = state.registry.request_friend(&who.0, &body.to).await?;
+    let status = match status {
+        RequestStatus::Pending => "pending",
+        RequestStatus::Friends => "friends",
+    };
+    Ok(HttpResponse::Created().json(json!({"status": status})))
+}
+
+async fn accept(
+    state: web::Data<AppState>,
+    who: Authed,
+    from: web::Path<String>,
+) -> Result<HttpResponse> {
+    state.registry.accept_friend(&who.0, &from).await?;
+    Ok(HttpResponse::Ok().json(json!({"account_id": from.into_inner()})))
+}
+
+async fn remove(
+    state: web::Data<AppState>,
+    who: Authed,
+    id: web::Path<String>,
+) -> Result<HttpResponse> {
+    state.registry.remove_friend(&who.0, &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn list(
+    state: &AppState,
+    who: &str,
+    relation: Relation,
+    q: &ListQuery,
+) -> Result<HttpResponse> {
+    let page = state
+        .registry
+        .list_related(who, relation, q.limit()?, q.before())
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+async fn list_friends(
+    state: web::Data<AppState>,
+    who: Authed,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse> {
+    list(&state, &who.0, Relation::Friends, &q).await
+}
+
+async fn list_requests(
+    state: web::Data<AppState>,
+    who: Authed,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse> {
+    list(&state, &who.0, Relation::IncomingRequests, &q).await
+}
+
+async fn list_suggestions(
+    state: web::Data<AppState>,
+    who: Authed,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse> {
+    list(&state, &who.0, Relation::Suggestions, &q).await
+}
+
+#[derive(Deserialize)]
+struct Contact {
+    kind: String,
+    value: String,
+    platform: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Contacts {
+    contacts: Vec<Contact>,
+}
+
+/// The claim a contact would match, if its value normalises. A value that does not (a
+/// malformed number in someone's address book) simply matches nobody.
+fn contact_claim(c: &Contact) -> Result<Option<Claim>> {
+    Ok(match c.kind.as_str() {
+        "email" => normalize_email(&c.value).ok().map(|e| Claim::email(&e)),
+        "phone" => normalize_phone(&c.value).ok().map(|p| Claim::phone(&p)),
+        "platform" => {
+            let platform = c
+                .platform
+                .as_deref()
+                .ok_or_else(|| Error::invalid("a platform contact needs a \"platform\" field"))?;
+            if !PLATFORMS.contains(&platform) {
+                return Err(Error::Domain(chorus_actors::Error::Invalid {
+                    code: "unknown_platform",
+                    message: format!("no connector for platform {platform:?}"),
+                }));
+            }
+            (!c.value.trim().is_empty()).then(|| Claim::handle(platform, &c.value))
+        }
+        other => {
+            return Err(Error::invalid(format!(
+                "contact kind {other:?} is not one of email, phone, platform"
+            )));
+        }
+    })
+}
+
+async fn contacts(
+    state: web::Data<AppState>,
+    who: Authed,
+    body: web::Json<Contacts>,
+) -> Result<HttpResponse> {
+    if body.contacts.len() > MAX_CONTACTS {
+        return Err(Error::invalid(format!(
+            "at most {MAX_CONTACTS} contacts per upload"
+        )));
+    }
+    let mut claims = Vec::with_capacity(body.contacts.len());
+    for c in &body.contacts {
+        if let Some(claim) = contact_claim(c)? {
+            claims.push(claim);
+        }
+    }
+    let matched = state.registry.match_contacts(&who.0, claims).await?;
+    Ok(HttpResponse::Ok().json(json!({"matched": matched})))
+}

@@ -1,0 +1,124 @@
+//! Chorus: an actor-model fan-out server for IM groups and communities.
+//!
+//! # Bird's-eye view
+//! Every account is an actor (crate `chorus-actors`); this crate puts HTTP, WebSocket and a
+//! store around them. A request is validated at the edge ([`http`]), turned into messages to
+//! the actors (through the registry, which activates them on first use), and answered once the
+//! actor's change is durable. Events an actor emits are written to its log in the same atomic
+//! write, then pushed through [`chorus_actors::event::Outlet`] to each device's bounded
+//! mailbox ([`ws`]).
+//!
+//! # Code map
+//! - [`config`]: flags, `CHORUS_*` environment, TOML file, defaults.
+//! - [`http`]: routes of the contract (`accounts`, `platforms`, `friends`), the bearer-token
+//!   extractor, JSON/query/path error mapping, `/healthz`.
+//! - [`ws`]: the WebSocket session: hello, events, resume, ping, limits, 1013 for slow readers.
+//! - [`auth`]: argon2id passwords, bearer tokens (stored hashed), login rate limits.
+//! - [`store`]: storage engines; [`store::fjall`] is the embedded default (group commit).
+//! - [`error`]: the crate's error enum and the contract's error shape.
+//! - [`run`]: wires it all together and shuts down gracefully; `main.rs` only parses flags.
+//!
+//! # Invariants
+//! - Acknowledged means durable: a 2xx or an event `seq` is given only after the store's
+//!   group commit has synced.
+//! - Nobody waits for the slowest: delivery to a device is a `try_send` into its mailbox.
+//! - Bad input is data, not a crash: every failure leaves through [`error::Error`] in the
+//!   contract's shape; nothing is stored for a rejected request.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod store;
+pub mod ws;
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+use chorus_actors::store::SubscriberStore;
+use chorus_actors::{Registry, RegistryConfig};
+use tokio::sync::watch;
+
+use crate::auth::{LoginLimits, Passwords};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::http::AppState;
+use crate::store::FjallStore;
+
+/// Serves on `listener` until `shutdown` resolves, then stops taking connections, closes
+/// every WebSocket with 1001, stops the actors and flushes the store. Must run inside an
+/// actix `System` (as `#[actix_web::main]` provides).
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let store = Arc::new(FjallStore::open(&config.data_dir).map_err(|e| {
+        Error::Internal(format!(
+            "opening store at {}: {e}",
+            config.data_dir.display()
+        ))
+    })?);
+    let store: Arc<dyn SubscriberStore> = store;
+    let registry = Registry::new(
+        store.clone(),
+        RegistryConfig {
+            idle_timeout: config.idle_timeout,
+            arbiters: config.workers,
+        },
+    );
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let login_limits = LoginLimits::new(&config);
+    let state = AppState {
+        config: Arc::new(config.clone()),
+        registry: registry.clone(),
+        store: store.clone(),
+        passwords: Passwords::new(config.password_hash)?,
+        login_limits: login_limits.clone(),
+        shutdown: shutdown_rx,
+    };
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let body_limit = config.body_limit;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(state.clone()))
+            .configure(|cfg| http::configure(cfg, body_limit))
+    })
+    .workers(config.workers)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .listen(listener)
+    .map_err(|e| Error::Internal(format!("listen: {e}")))?
+    .run();
+    let handle = server.handle();
+    tracing::info!(
+        "chorus listening on http://{addr} (store: embedded fjall at {})",
+        config.data_dir.display()
+    );
+    let pruner = actix_web::rt::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            login_limits.prune();
+        }
+    });
+    let served = actix_web::rt::spawn(server);
+    shutdown.await;
+    tracing::info!("shutting down: closing connections");
+    let _ = shutdown_tx.send(true);
+    handle.stop(true).await;
+    let _ = served.await;
+    pruner.abort();
+    registry.shutdown();
+    store
+        .close()
+        .await
+        .map_err(|e| Error::Internal(format!("flushing store: {e}")))?;
+    tracing::info!("shutdown complete");
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! Storage engines implementing the actors' traits. Today: [`fjall`], the embedded default.
+
+pub mod fjall;
+
+pub use self::fjall::FjallStore;
