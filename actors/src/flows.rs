@@ -153,10 +153,11 @@ impl Registry {
     pub async fn match_contacts(&self, me: &str, claims: Vec<Claim>) -> Result<Vec<AccountId>> {
         let mut matched = Vec::new();
         for claim in &claims {
-            if let Some(id) = self.store().find_claim(claim).await? {
-                if id != me && !matched.contains(&id) {
-                    matched.push(id);
-                }
+            if let Some(id) = self.store().find_claim(claim).await?
+                && id != me
+                && !matched.contains(&id)
+            {
+                matched.push(id);
             }
         }
         let candidates = self

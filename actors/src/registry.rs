@@ -103,10 +103,10 @@ impl Registry {
     /// The live actor of `id`, activated from the store if needed. `NotFound` if no such
     /// account exists.
     pub async fn subscriber(&self, id: &str) -> Result<Addr<Subscriber>> {
-        if let Some(slot) = self.inner.actors.get(id) {
-            if slot.addr.connected() {
-                return Ok(slot.addr.clone());
-            }
+        if let Some(slot) = self.inner.actors.get(id)
+            && slot.addr.connected()
+        {
+            return Ok(slot.addr.clone());
         }
         let snapshot = self
             .inner
@@ -115,10 +115,10 @@ impl Registry {
             .await?
             .ok_or(Error::NotFound("account"))?;
         let entry = self.inner.actors.entry(id.to_owned());
-        if let dashmap::Entry::Occupied(slot) = &entry {
-            if slot.get().addr.connected() {
-                return Ok(slot.get().addr.clone());
-            }
+        if let dashmap::Entry::Occupied(slot) = &entry
+            && slot.get().addr.connected()
+        {
+            return Ok(slot.get().addr.clone());
         }
         let generation = self.inner.next_generation.fetch_add(1, Ordering::Relaxed);
         let index = (self.inner.hasher.hash_one(id) as usize) % self.inner.arbiters.len();

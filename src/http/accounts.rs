@@ -50,6 +50,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 async fn create(state: web::Data<AppState>, body: web::Json<NewAccount>) -> Result<HttpResponse> {
     let NewAccount { password, profile } = body.into_inner();
+    if !profile.contains_key("display_name") {
+        return Err(Error::BadJson(
+            "missing field `profile.display_name`".into(),
+        ));
+    }
     Passwords::check_policy(&password)?;
     let mut profile = string_fields(profile)?;
     normalize_profile(&mut profile)?;

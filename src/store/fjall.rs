@@ -42,12 +42,15 @@ struct Keyspaces {
     events: Keyspace,
 }
 
+/// Where the writer answers one write.
+type Reply = oneshot::Sender<Result<(), StoreError>>;
+
 enum Job {
     Write(
         Box<SubscriberWrite>,
         oneshot::Sender<Result<(), StoreError>>,
     ),
-    Close(oneshot::Sender<Result<(), StoreError>>),
+    Close(Reply),
 }
 
 /// The embedded [`SubscriberStore`].
@@ -298,13 +301,7 @@ impl Writer {
     }
 
     /// Commits every write whose claims hold as one batch, with one sync.
-    fn commit_group(
-        &self,
-        writes: Vec<(
-            Box<SubscriberWrite>,
-            oneshot::Sender<Result<(), StoreError>>,
-        )>,
-    ) {
+    fn commit_group(&self, writes: Vec<(Box<SubscriberWrite>, Reply)>) {
         if writes.is_empty() {
             return;
         }
@@ -314,8 +311,8 @@ impl Writer {
         let mut accepted = Vec::with_capacity(writes.len());
         for (write, done) in writes {
             match self.check_claims(&write, &mut claims) {
-                Ok(()) => {
-                    self.add_to_batch(&mut batch, &write);
+                Ok(released) => {
+                    self.add_to_batch(&mut batch, &write, &released);
                     accepted.push(done);
                 }
                 Err(e) => {
@@ -348,12 +345,13 @@ impl Writer {
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
-    /// Checks every claim of `write`; if all hold, records its claims and releases in `claims`.
+    /// Checks every claim of `write`; if all hold, records its claims and releases in `claims`
+    /// and answers the claims it really releases (those this account holds).
     fn check_claims(
         &self,
         write: &SubscriberWrite,
         claims: &mut HashMap<String, Option<String>>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<String>, StoreError> {
         for claim in &write.claims {
             match self.owner(claims, &claim.0)? {
                 Some(owner) if owner != write.account => {
@@ -368,16 +366,21 @@ impl Writer {
                 released.push(claim.0.clone());
             }
         }
-        for key in released {
-            claims.insert(key, None);
+        for key in &released {
+            claims.insert(key.clone(), None);
         }
         for claim in &write.claims {
             claims.insert(claim.0.clone(), Some(write.account.clone()));
         }
-        Ok(())
+        Ok(released)
     }
 
-    fn add_to_batch(&self, batch: &mut fjall::OwnedWriteBatch, write: &SubscriberWrite) {
+    fn add_to_batch(
+        &self,
+        batch: &mut fjall::OwnedWriteBatch,
+        write: &SubscriberWrite,
+        released: &[String],
+    ) {
         let id = write.account.as_str();
         if let Some(record) = &write.record {
             match serde_json::to_vec(record) {
@@ -385,13 +388,8 @@ impl Writer {
                 Err(e) => tracing::error!(account = %id, error = %e, "record failed to encode"),
             }
         }
-        for claim in &write.releases {
-            // Only released if this account held it; check_claims already decided.
-            if let Ok(Some(owner)) = self.ks.claims.get(claim.0.as_bytes()) {
-                if owner.as_ref() == id.as_bytes() {
-                    batch.remove(&self.ks.claims, claim.0.as_bytes());
-                }
-            }
+        for key in released {
+            batch.remove(&self.ks.claims, key.as_bytes());
         }
         for claim in &write.claims {
             batch.insert(&self.ks.claims, claim.0.as_bytes(), id.as_bytes());
