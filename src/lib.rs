@@ -107,12 +107,21 @@ pub async fn run(
             login_limits.prune();
         }
     });
-    let served = actix_web::rt::spawn(server);
-    shutdown.await;
+    let mut served = actix_web::rt::spawn(server);
+    let mut server_ended = false;
+    tokio::select! {
+        _ = shutdown => {}
+        result = &mut served => {
+            server_ended = true;
+            tracing::error!(?result, "HTTP server stopped on its own");
+        }
+    }
     tracing::info!("shutting down: closing connections");
     let _ = shutdown_tx.send(true);
     handle.stop(true).await;
-    let _ = served.await;
+    if !server_ended {
+        let _ = served.await;
+    }
     pruner.abort();
     registry.shutdown();
     store

@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError, Session};
+use bytestring::ByteString;
 use chorus_actors::event::{Delivery, Outlet, StoredEvent};
 use chorus_actors::messages::{Attach, Detach, ReadEvents};
 use chorus_actors::subscriber::MAX_EVENTS_PAGE;
@@ -28,6 +29,9 @@ use crate::error::{Error, Result};
 use crate::http::AppState;
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+
+/// How long a close frame may wait for room in a backed-up socket.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The delivery end of a connection, held by the account's actor.
 pub struct WsOutlet {
@@ -63,7 +67,7 @@ pub async fn connect(
     let token = bearer(&req, true).ok_or(Error::Unauthorized)?;
     let account = state.authenticate(&token).await?;
     let (response, session, stream) = actix_ws::handle(&req, body)
-        .map_err(|e| Error::BadJson(format!("not a WebSocket handshake: {e}")))?;
+        .map_err(|e| Error::invalid(format!("not a WebSocket handshake: {e}")))?;
     let max_frame = state.config.ws_max_frame;
     let stream = stream
         .max_frame_size(max_frame)
@@ -82,18 +86,21 @@ pub async fn connect(
     tracing::debug!(%account, connection = id, seq, "device connected");
     let conn = Connection {
         id,
+        too_slow,
         account,
         state: state.get_ref().clone(),
         session,
         last_sent: seq,
         latest: seq,
     };
-    actix_web::rt::spawn(conn.run(stream, rx, too_slow));
+    actix_web::rt::spawn(conn.run(stream, rx));
     Ok(response)
 }
 
 struct Connection {
     id: u64,
+    /// Notified by the outlet when the mailbox overflowed.
+    too_slow: Arc<Notify>,
     account: String,
     state: AppState,
     session: Session,
@@ -115,13 +122,10 @@ impl Connection {
         mut self,
         mut stream: actix_ws::AggregatedMessageStream,
         mut mailbox: mpsc::Receiver<StoredEvent>,
-        too_slow: Arc<Notify>,
     ) {
         let hello = json!({"type": "hello", "account_id": self.account, "seq": self.last_sent});
-        let mut end = match self.session.text(hello.to_string()).await {
-            Ok(()) => None,
-            Err(_) => Some(End::Gone),
-        };
+        let mut end = self.write(hello.to_string().into()).await;
+        let too_slow = self.too_slow.clone();
         let mut shutdown = self.state.shutdown.clone();
         let mut heartbeat = tokio::time::interval(self.state.config.ws_heartbeat);
         heartbeat.tick().await;
@@ -142,24 +146,20 @@ impl Connection {
                 _ = heartbeat.tick() => {
                     if last_heard.elapsed() > self.state.config.ws_client_timeout {
                         Some(End::Close(CloseCode::Away, "no frame from client in time"))
-                    } else if self.session.ping(b"").await.is_err() {
-                        Some(End::Gone)
                     } else {
-                        None
+                        self.ping().await
                     }
                 }
             };
         }
         if let Some(End::Close(code, why)) = end {
             tracing::debug!(account = %self.account, connection = self.id, ?code, why, "closing device");
-            let _ = self
-                .session
-                .clone()
-                .close(Some(CloseReason {
-                    code,
-                    description: Some(why.to_owned()),
-                }))
-                .await;
+            let close = self.session.clone().close(Some(CloseReason {
+                code,
+                description: Some(why.to_owned()),
+            }));
+            // A peer that reads nothing cannot take a close frame either; give up on it.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
         }
         if let Err(e) = self
             .state
@@ -171,12 +171,32 @@ impl Connection {
         }
     }
 
+    /// Writes one text frame. The write waits while the socket is backed up, but not past
+    /// the mailbox overflowing (1013) or the client timeout: a reader that stopped reading
+    /// cannot hold this task forever.
+    async fn write(&mut self, text: ByteString) -> Option<End> {
+        let too_slow = self.too_slow.clone();
+        tokio::select! {
+            written = self.session.text(text) => written.err().map(|_| End::Gone),
+            _ = too_slow.notified() => Some(End::Close(CloseCode::Again, "too slow: resume to catch up")),
+            _ = tokio::time::sleep(self.state.config.ws_client_timeout) => Some(End::Gone),
+        }
+    }
+
+    async fn ping(&mut self) -> Option<End> {
+        let ping = self.session.ping(b"");
+        match tokio::time::timeout(self.state.config.ws_client_timeout, ping).await {
+            Ok(Ok(())) => None,
+            _ => Some(End::Gone),
+        }
+    }
+
     async fn send_event(&mut self, event: &StoredEvent) -> Option<End> {
         if event.seq <= self.last_sent {
             return None;
         }
-        if self.session.text(event.frame.clone()).await.is_err() {
-            return Some(End::Gone);
+        if let Some(end) = self.write(event.frame.clone()).await {
+            return Some(end);
         }
         self.last_sent = event.seq;
         self.latest = self.latest.max(event.seq);
@@ -184,11 +204,7 @@ impl Connection {
     }
 
     async fn send_json(&mut self, value: Value) -> Option<End> {
-        self.session
-            .text(value.to_string())
-            .await
-            .err()
-            .map(|_| End::Gone)
+        self.write(value.to_string().into()).await
     }
 
     async fn send_error(&mut self, code: &str, message: String) -> Option<End> {
@@ -218,7 +234,11 @@ impl Connection {
                 Some(End::Close(CloseCode::Protocol, "protocol error"))
             }
             Some(Ok(AggregatedMessage::Ping(bytes))) => {
-                self.session.pong(&bytes).await.err().map(|_| End::Gone)
+                let pong = self.session.pong(&bytes);
+                match tokio::time::timeout(self.state.config.ws_client_timeout, pong).await {
+                    Ok(Ok(())) => None,
+                    _ => Some(End::Gone),
+                }
             }
             Some(Ok(AggregatedMessage::Pong(_))) => None,
             Some(Ok(AggregatedMessage::Close(_))) => Some(End::Close(CloseCode::Normal, "bye")),
