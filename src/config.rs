@@ -55,6 +55,9 @@ pub struct Cli {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "CHORUS_WORKERS")]
     pub workers: Option<usize>,
+    /// Seconds a binding request stays pending before it expires (default 7 days).
+    #[arg(long, env = "CHORUS_BINDING_REQUEST_TTL_SECS")]
+    pub binding_request_ttl_secs: Option<u64>,
 }
 
 /// The same settings as they appear in the TOML file; every field optional.
@@ -72,6 +75,7 @@ struct FileConfig {
     login_attempts_per_account: Option<u32>,
     login_attempts_per_address: Option<u32>,
     workers: Option<usize>,
+    binding_request_ttl_secs: Option<u64>,
 }
 
 /// Resolved settings.
@@ -87,6 +91,7 @@ pub struct Config {
     pub login_attempts_per_account: u32,
     pub login_attempts_per_address: u32,
     pub workers: usize,
+    pub binding_request_ttl: Duration,
     /// How often the server pings an idle WebSocket, and how long it waits for any frame
     /// before closing it.
     pub ws_heartbeat: Duration,
@@ -116,6 +121,7 @@ impl Default for Config {
             login_attempts_per_account: 10,
             login_attempts_per_address: 60,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            binding_request_ttl: Duration::from_secs(7 * 24 * 3600),
             ws_heartbeat: Duration::from_secs(30),
             ws_client_timeout: Duration::from_secs(90),
         }
@@ -162,6 +168,10 @@ impl Config {
                 .or(file.login_attempts_per_address)
                 .unwrap_or(d.login_attempts_per_address),
             workers: cli.workers.or(file.workers).unwrap_or(d.workers),
+            binding_request_ttl: cli
+                .binding_request_ttl_secs
+                .or(file.binding_request_ttl_secs)
+                .map_or(d.binding_request_ttl, Duration::from_secs),
             ..d
         };
         cfg.validate()?;
@@ -187,6 +197,9 @@ impl Config {
         }
         if self.login_attempts_per_account == 0 || self.login_attempts_per_address == 0 {
             return bad("login attempt limits must be at least 1 per minute");
+        }
+        if self.binding_request_ttl.is_zero() {
+            return bad("binding_request_ttl_secs must be at least 1");
         }
         if self.workers == 0 {
             return bad("workers must be at least 1");

@@ -38,7 +38,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
-use chorus_actors::store::SubscriberStore;
+use chorus_actors::store::Store;
 use chorus_actors::{Registry, RegistryConfig};
 use tokio::sync::watch;
 
@@ -62,12 +62,13 @@ pub async fn run(
             config.data_dir.display()
         ))
     })?);
-    let store: Arc<dyn SubscriberStore> = store;
+    let store: Arc<dyn Store> = store;
     let registry = Registry::new(
         store.clone(),
         RegistryConfig {
             idle_timeout: config.idle_timeout,
             arbiters: config.workers,
+            binding_request_ttl: config.binding_request_ttl,
         },
     );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

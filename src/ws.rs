@@ -33,10 +33,19 @@ static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 /// How long a close frame may wait for room in a backed-up socket.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The delivery end of a connection, held by the account's actor.
+/// What waits in a device's mailbox.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// An event of the account's own log (deduplicated by `seq` against `resume`).
+    Account(StoredEvent),
+    /// A group event frame, shared with every other member's devices.
+    Shared(ByteString),
+}
+
+/// The delivery end of a connection, held in the hub.
 pub struct WsOutlet {
     id: u64,
-    mailbox: mpsc::Sender<StoredEvent>,
+    mailbox: mpsc::Sender<Outbound>,
     /// Woken when the mailbox overflowed: the session closes with 1013.
     too_slow: Arc<Notify>,
 }
@@ -47,7 +56,31 @@ impl Outlet for WsOutlet {
     }
 
     fn deliver(&self, event: &StoredEvent) -> Delivery {
-        match self.mailbox.try_send(event.clone()) {
+        self.push(Outbound::Account(event.clone()))
+    }
+
+    fn deliver_shared(&self, frame: &ByteString) -> Delivery {
+        self.push(Outbound::Shared(frame.clone()))
+    }
+}
+
+impl WsOutlet {
+    /// A new outlet with a mailbox of `capacity` frames. Answers the receiving end and the
+    /// signal raised when the mailbox overflows.
+    pub fn new(capacity: usize) -> (Arc<Self>, mpsc::Receiver<Outbound>, Arc<Notify>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let too_slow = Arc::new(Notify::new());
+        let outlet = Arc::new(WsOutlet {
+            id: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
+            mailbox: tx,
+            too_slow: too_slow.clone(),
+        });
+        (outlet, rx, too_slow)
+    }
+
+    /// Never blocks: a full mailbox means the device is too slow, and it is told to go.
+    fn push(&self, item: Outbound) -> Delivery {
+        match self.mailbox.try_send(item) {
             Ok(()) => Delivery::Queued,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.too_slow.notify_one();
@@ -74,14 +107,8 @@ pub async fn connect(
         .aggregate_continuations()
         .max_continuation_size(max_frame);
 
-    let (tx, rx) = mpsc::channel(state.config.ws_mailbox);
-    let too_slow = Arc::new(Notify::new());
-    let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
-    let outlet = Arc::new(WsOutlet {
-        id,
-        mailbox: tx,
-        too_slow: too_slow.clone(),
-    });
+    let (outlet, rx, too_slow) = WsOutlet::new(state.config.ws_mailbox);
+    let id = outlet.id;
     let seq = state.registry.ask(&account, Attach { outlet }).await?;
     tracing::debug!(%account, connection = id, seq, "device connected");
     let conn = Connection {
@@ -121,7 +148,7 @@ impl Connection {
     async fn run(
         mut self,
         mut stream: actix_ws::AggregatedMessageStream,
-        mut mailbox: mpsc::Receiver<StoredEvent>,
+        mut mailbox: mpsc::Receiver<Outbound>,
     ) {
         let hello = json!({"type": "hello", "account_id": self.account, "seq": self.last_sent});
         let mut end = self.write(hello.to_string().into()).await;
@@ -139,8 +166,9 @@ impl Connection {
                     last_heard = Instant::now();
                     self.on_frame(frame).await
                 }
-                event = mailbox.recv() => match event {
-                    Some(event) => self.send_event(&event).await,
+                item = mailbox.recv() => match item {
+                    Some(Outbound::Account(event)) => self.send_event(&event).await,
+                    Some(Outbound::Shared(frame)) => self.write(frame).await,
                     None => Some(End::Gone),
                 },
                 _ = heartbeat.tick() => {

@@ -433,3 +433,73 @@ async fn concurrent_writes_are_all_kept() {
     want.sort();
     assert_eq!(got, want);
 }
+
+/// Deletions and the very first write of an account are acknowledged writes too.
+#[tokio::test]
+async fn deletions_and_fresh_accounts_survive_sigkill() {
+    let mut s = Server::start();
+    let a = new_acct_with(
+        &s,
+        "Deleter",
+        Some("deleter@example.com"),
+        Some("+15550400003"),
+    )
+    .await;
+    let b = new_acct(&s, "Ex").await;
+    make_friends(&s, &a, &b).await;
+    let link_id = post(&s, "/v1/me/platforms", a.tok(), &link_body("Gone-Hook"))
+        .await
+        .expect(201)["link_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    delete(&s, &format!("/v1/me/platforms/{link_id}"), a.tok())
+        .await
+        .expect(204);
+    delete(&s, &format!("/v1/friends/{}", b.id), a.tok())
+        .await
+        .expect(204);
+    let v = patch(&s, "/v1/me/profile", a.tok(), &json!({"phone": null}))
+        .await
+        .expect(200)["profile_version"]
+        .clone();
+    // a brand-new account is the very last acknowledged write
+    let (c_id, c_token) = register(&s, "Newborn", Some("newborn@example.com"), None).await;
+    s.kill();
+    s.restart();
+
+    let r = login(&s, "newborn@example.com", PASSWORD).await;
+    assert_eq!(r.expect(200)["account_id"], json!(c_id));
+    let r = get(&s, "/v1/me", Some(&c_token)).await;
+    assert_eq!(
+        r.expect(200)["profile"],
+        json!({"display_name": "Newborn", "email": "newborn@example.com"})
+    );
+
+    let m = me(&s, &a).await;
+    assert_eq!(
+        m["profile"],
+        json!({"display_name": "Deleter", "email": "deleter@example.com"})
+    );
+    assert_eq!(m["profile_version"], v);
+    assert_eq!(m["platforms"], json!([]));
+    let r = get(&s, "/v1/me/platforms", a.tok()).await;
+    assert_eq!(r.expect(200)["items"], json!([]));
+    assert_eq!(friend_ids(&s, &a).await, Vec::<String>::new());
+    assert_eq!(friend_ids(&s, &b).await, Vec::<String>::new());
+    login(&s, "+15550400003", PASSWORD)
+        .await
+        .expect_error(401, "invalid_credentials");
+    // the freed handle and phone can be taken by someone else
+    post(&s, "/v1/me/platforms", b.tok(), &link_body("gone-hook"))
+        .await
+        .expect(201);
+    register(&s, "Phone heir", None, Some("+15550400003")).await;
+    // and friend.removed is in both event logs
+    let (_, evs) = replay_all(&s, &b).await;
+    let types: Vec<&str> = evs.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        vec!["friend.requested", "friend.added", "friend.removed"]
+    );
+}

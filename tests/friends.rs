@@ -258,6 +258,13 @@ async fn delete_a_friend() {
         .await
         .expect_error(404, "not_found");
 
+    // an ex-friend no longer gets profile updates; the author's own device does
+    let r = patch(&s, "/v1/me/profile", a.tok(), &json!({"after": "breakup"})).await;
+    r.expect(200);
+    let own = expect_event(&mut wa, "profile.updated").await;
+    assert_eq!(own["data"]["account_id"], json!(a.id));
+    expect_no_event(&mut wb, Duration::from_millis(500)).await;
+
     // they can become friends again
     assert_eq!(
         request(&s, &b, &a.id).await.expect(201),

@@ -296,6 +296,70 @@ async fn offline_device_catches_up_with_resume() {
     ping_pong(&mut ws).await;
 }
 
+/// A resume sent while events keep arriving: after the replay starts, every seq
+/// from 1 to the last one arrives exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resume_during_live_traffic_has_no_gaps_or_duplicates() {
+    const N: u64 = 40;
+    let s = Server::start();
+    let a = new_acct(&s, "Reader").await;
+    let b = new_acct(&s, "Chatty").await;
+    make_friends(&s, &b, &a).await; // a: 1, 2
+    for i in 0..5 {
+        patch(
+            &s,
+            "/v1/me/profile",
+            b.tok(),
+            &json!({"n": format!("pre{i}")}),
+        )
+        .await
+        .expect(200);
+    } // a: 3..=7
+    let (mut ws, hello) = ws_connect(&s, &a).await;
+    let base = hello_seq(&hello);
+    assert_eq!(base, 7);
+
+    let url = s.url("/v1/me/profile");
+    let token = b.token.clone();
+    let writer = tokio::spawn(async move {
+        for i in 0..N {
+            let r = client()
+                .patch(&url)
+                .bearer_auth(&token)
+                .json(&json!({"n": format!("live{i}")}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    send_json(&mut ws, &json!({"type": "resume", "since": 0})).await;
+
+    let last = base + N;
+    let mut after_replay_start: Vec<u64> = Vec::new();
+    let mut started = false;
+    while after_replay_start.last().copied() != Some(last) {
+        let v = next_non_pong(&mut ws, Duration::from_secs(10)).await;
+        let seq = v["seq"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("event without seq: {v}"));
+        if !started && seq == 1 {
+            started = true;
+        }
+        if started {
+            after_replay_start.push(seq);
+        }
+        assert!(
+            after_replay_start.len() as u64 <= last,
+            "too many events: {after_replay_start:?}"
+        );
+    }
+    writer.await.unwrap();
+    assert_eq!(after_replay_start, (1..=last).collect::<Vec<_>>());
+    expect_no_event(&mut ws, Duration::from_millis(300)).await;
+}
+
 #[tokio::test]
 async fn frame_over_default_limit_closes_1009() {
     let s = Server::start();
@@ -310,6 +374,17 @@ async fn frame_over_default_limit_closes_1009() {
     assert_healthy(&s).await;
     // the account can connect again
     let (mut ws, _) = ws_connect(&s, &a).await;
+    ping_pong(&mut ws).await;
+}
+
+#[tokio::test]
+async fn frame_just_under_default_limit_is_processed() {
+    let s = Server::start();
+    let a = new_acct(&s, "Almost").await;
+    let (mut ws, _) = ws_connect(&s, &a).await;
+    ws.send(Message::text("q".repeat(60_000))).await.unwrap();
+    let v = next_event(&mut ws, EVENT_TIMEOUT).await;
+    assert_eq!(v["error"]["code"], "bad_frame", "{v}");
     ping_pong(&mut ws).await;
 }
 

@@ -26,6 +26,12 @@ impl EventType {
     pub const FRIEND_ADDED: Self = Self("friend.added");
     pub const FRIEND_REMOVED: Self = Self("friend.removed");
     pub const PROFILE_UPDATED: Self = Self("profile.updated");
+    pub const GROUP_MESSAGE: Self = Self("group.message");
+    pub const GROUP_DYNAMIC: Self = Self("group.dynamic");
+    pub const BINDING_REQUESTED: Self = Self("binding.requested");
+    pub const BINDING_APPROVED: Self = Self("binding.approved");
+    pub const BINDING_REJECTED: Self = Self("binding.rejected");
+    pub const BINDING_REVOKED: Self = Self("binding.revoked");
 }
 
 #[derive(Serialize)]
@@ -52,6 +58,26 @@ pub fn frame_with_data(kind: EventType, seq: u64, data: &str) -> StoredEvent {
     let mut text = String::with_capacity(data.len() + kind.0.len() + 40);
     text.push_str(r#"{"type":""#);
     text.push_str(kind.0);
+    text.push_str(r#"","seq":"#);
+    text.push_str(&seq.to_string());
+    text.push_str(r#","data":"#);
+    text.push_str(data);
+    text.push('}');
+    StoredEvent {
+        seq,
+        frame: ByteString::from(text),
+    }
+}
+
+/// Builds a group event frame `{"type","group_id","seq","data"}`: encoded once per group
+/// event and shared, byte for byte, by every member's every device. Its `seq` counts the
+/// group's events, not the account's.
+pub fn group_frame(kind: EventType, group_id: &str, seq: u64, data: &str) -> StoredEvent {
+    let mut text = String::with_capacity(data.len() + group_id.len() + kind.0.len() + 56);
+    text.push_str(r#"{"type":""#);
+    text.push_str(kind.0);
+    text.push_str(r#"","group_id":""#);
+    text.push_str(group_id);
     text.push_str(r#"","seq":"#);
     text.push_str(&seq.to_string());
     text.push_str(r#","data":"#);
@@ -99,8 +125,10 @@ pub enum Delivery {
 pub trait Outlet: Send + Sync + 'static {
     /// A process-unique id of this connection, used to detach it.
     fn id(&self) -> u64;
-    /// Queues one event frame.
+    /// Queues one event of the account's own log (the device drops any `seq` it has sent).
     fn deliver(&self, event: &StoredEvent) -> Delivery;
+    /// Queues one frame shared by many recipients (a group event), written as is.
+    fn deliver_shared(&self, frame: &ByteString) -> Delivery;
 }
 
 #[cfg(test)]

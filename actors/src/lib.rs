@@ -5,15 +5,21 @@
 //!
 //! # Code map
 //! - [`subscriber`]: the Subscriber actor, one per account (profile, links, friends, requests,
-//!   event log position, live devices).
-//! - [`messages`]: one documented struct per thing you can ask a Subscriber.
+//!   event log position).
+//! - [`group`]: the Group actor, one per IM group (members, binding requests, bindings, chat,
+//!   group event log).
+//! - [`community`]: the Community actor (members, bound groups, dynamics feed).
+//! - [`messages`]: one documented struct per intent, a file per actor.
 //! - [`registry`]: activates an actor from the store on first use; actors passivate when idle.
-//! - [`flows`]: operations spanning two or more actors (friend requests, contact matching,
-//!   profile fan-out), orchestrated from outside so that no actor waits for another.
-//! - [`store`]: the storage trait the actors need, and its conformance suite.
-//! - [`event`]: event frames (encoded once) and [`event::Outlet`], the one seam through which
-//!   events reach devices.
-//! - [`model`]: ids, records, normalisation of personal info.
+//! - [`flows`], [`group_flows`]: operations spanning two or more actors (friend requests,
+//!   contact matching, profile fan-out, the binding handshake, dynamic delivery, merged
+//!   feeds), orchestrated from outside so that no actor waits for another.
+//! - [`hub`]: connected devices per account and the fan-out workers — the one seam through
+//!   which events reach devices.
+//! - [`store`]: the storage traits the actors need, and their conformance suite.
+//! - [`event`]: event frames, encoded once, and [`event::Outlet`] (a device's mailbox).
+//! - [`model`], [`groups_model`]: records as stored; normalisation of personal info.
+//! - [`ids`]: opaque random ids.
 //! - [`error`]: the crate's error enum.
 //!
 //! # Invariants
@@ -21,10 +27,18 @@
 //! - An event gets its `seq` in the actor's turn and is written to the log in the same atomic
 //!   write as the state change that caused it, then delivered: acknowledged means durable.
 //! - Delivery to a device never blocks the actor ([`event::Outlet::deliver`]).
+//! - A group event is stored once in the group's log and encoded once; every member's every
+//!   device gets the same buffer, from the fan-out workers, never from the group actor.
 
+pub mod community;
 pub mod error;
 pub mod event;
 pub mod flows;
+pub mod group;
+pub mod group_flows;
+pub mod groups_model;
+pub mod hub;
+pub mod ids;
 pub mod messages;
 pub mod model;
 pub mod registry;

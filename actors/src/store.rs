@@ -11,6 +11,10 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::event::StoredEvent;
+use crate::groups_model::{
+    Binding, BindingRequest, CommunityId, CommunityRecord, DynamicRecord, FeedPos, GroupId,
+    GroupRecord, MessageRecord,
+};
 use crate::model::{AccountId, AccountRecord, Claim};
 
 /// Kinds of edge from one account to another (or to one of its links).
@@ -145,6 +149,117 @@ pub trait SubscriberStore: Send + Sync + 'static {
     /// Flushes everything acknowledged so far and stops accepting writes (graceful shutdown).
     async fn close(&self) -> Result<(), StoreError>;
 }
+
+/// Everything one Group actor turn changes, applied atomically and durably.
+#[derive(Debug, Clone, Default)]
+pub struct GroupWrite {
+    pub group_id: GroupId,
+    pub record: Option<GroupRecord>,
+    pub members_add: Vec<AccountId>,
+    pub members_remove: Vec<AccountId>,
+    pub requests_put: Vec<BindingRequest>,
+    /// Request ids to delete.
+    pub requests_remove: Vec<String>,
+    /// Written under the group and under the community in the same atomic write, so the
+    /// two sides never disagree about a binding, even across a crash.
+    pub bindings_put: Vec<Binding>,
+    /// Community ids whose binding with this group ends (both sides).
+    pub bindings_remove: Vec<CommunityId>,
+    pub messages: Vec<MessageRecord>,
+    /// Group events (frames shared by every member); `seq`s continue the group's log.
+    pub events: Vec<StoredEvent>,
+}
+
+impl GroupWrite {
+    pub fn new(group_id: &str) -> Self {
+        Self {
+            group_id: group_id.to_owned(),
+            ..Self::default()
+        }
+    }
+}
+
+/// What a Group actor activates from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSnapshot {
+    pub record: GroupRecord,
+    pub members: Vec<AccountId>,
+    pub requests: Vec<BindingRequest>,
+    pub bindings: Vec<Binding>,
+    pub last_seq: u64,
+}
+
+/// Storage of IM groups: record, members, binding requests, bindings, chat feed, event log.
+#[async_trait]
+pub trait GroupStore: Send + Sync + 'static {
+    async fn commit_group(&self, write: GroupWrite) -> Result<(), StoreError>;
+    async fn load_group(&self, id: &str) -> Result<Option<GroupSnapshot>, StoreError>;
+    /// Group events with `seq > after`, oldest first.
+    async fn read_group_events(
+        &self,
+        id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Chat messages strictly older than `before` (all if `None`), newest first.
+    async fn list_messages(
+        &self,
+        id: &str,
+        before: Option<&FeedPos>,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError>;
+}
+
+/// Everything one Community actor turn changes, applied atomically and durably.
+#[derive(Debug, Clone, Default)]
+pub struct CommunityWrite {
+    pub community_id: CommunityId,
+    pub record: Option<CommunityRecord>,
+    /// SHA-256 of the community server's key, indexed so a key finds its community.
+    pub server_key_hash: Option<[u8; 32]>,
+    pub members_add: Vec<AccountId>,
+    pub dynamics: Vec<DynamicRecord>,
+}
+
+impl CommunityWrite {
+    pub fn new(community_id: &str) -> Self {
+        Self {
+            community_id: community_id.to_owned(),
+            ..Self::default()
+        }
+    }
+}
+
+/// What a Community actor activates from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommunitySnapshot {
+    pub record: CommunityRecord,
+    pub members: Vec<AccountId>,
+    /// Read from the community side of the binding index.
+    pub bindings: Vec<Binding>,
+}
+
+/// Storage of communities: record, server key, members, dynamics feed.
+#[async_trait]
+pub trait CommunityStore: Send + Sync + 'static {
+    async fn commit_community(&self, write: CommunityWrite) -> Result<(), StoreError>;
+    async fn load_community(&self, id: &str) -> Result<Option<CommunitySnapshot>, StoreError>;
+    /// The community whose server key hashes to `hash` (compared in constant time).
+    async fn find_server_key(&self, hash: &[u8; 32]) -> Result<Option<CommunityId>, StoreError>;
+    /// Dynamics created at or after `since_ms` and strictly older than `before`, newest first.
+    async fn list_dynamics(
+        &self,
+        id: &str,
+        since_ms: u64,
+        before: Option<&FeedPos>,
+        limit: usize,
+    ) -> Result<Vec<DynamicRecord>, StoreError>;
+}
+
+/// Every store the actors need, as one object.
+pub trait Store: SubscriberStore + GroupStore + CommunityStore {}
+
+impl<T: SubscriberStore + GroupStore + CommunityStore> Store for T {}
 
 /// The conformance suite every [`SubscriberStore`] must pass. Call [`conformance::run_all`]
 /// with a factory that opens the store on a given directory (called again on the same

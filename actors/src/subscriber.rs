@@ -14,13 +14,14 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::error::{Error, Result, StoreError};
-use crate::event::{Delivery, EventType, Outlet, StoredEvent, encode_data, frame_with_data};
+use crate::event::{EventType, StoredEvent, encode_data, frame_with_data};
+use crate::hub::Hub;
 use crate::messages::*;
 use crate::model::{
     AccountId, AccountRecord, Claim, LinkRecord, MAX_LINKS, login_claims_of, normalize_profile,
     now_ms,
 };
-use crate::registry::RegistryHandle;
+use crate::registry::{Kind, RegistryHandle};
 use crate::store::{
     Edge, EdgeChange, EdgeKind, SubscriberSnapshot, SubscriberStore, SubscriberWrite,
 };
@@ -40,7 +41,8 @@ pub struct Subscriber {
     links: BTreeMap<String, LinkRecord>,
     /// The newest event's seq.
     seq: u64,
-    outlets: Vec<Arc<dyn Outlet>>,
+    /// Where this account's devices are (the delivery seam).
+    hub: Arc<Hub>,
     store: Arc<dyn SubscriberStore>,
     registry: RegistryHandle,
     generation: u64,
@@ -53,6 +55,7 @@ impl Subscriber {
     pub(crate) fn new(
         snapshot: SubscriberSnapshot,
         store: Arc<dyn SubscriberStore>,
+        hub: Arc<Hub>,
         registry: RegistryHandle,
         generation: u64,
         idle_timeout: Duration,
@@ -64,7 +67,7 @@ impl Subscriber {
             matched: HashMap::new(),
             links: BTreeMap::new(),
             seq: snapshot.last_seq,
-            outlets: Vec::new(),
+            hub,
             store,
             registry,
             generation,
@@ -161,16 +164,11 @@ impl Subscriber {
         ))
     }
 
-    /// Pushes events to every device; drops devices that are gone or too slow.
+    /// Pushes events to every device of this account.
     fn deliver(&mut self, events: &[StoredEvent]) {
-        if events.is_empty() {
-            return;
+        if !events.is_empty() {
+            self.hub.deliver(&self.record.account_id, events);
         }
-        self.outlets.retain(|outlet| {
-            events
-                .iter()
-                .all(|event| outlet.deliver(event) == Delivery::Queued)
-        });
     }
 
     fn friend_edge(&self, kind: EdgeKind, other: &str, since: u64) -> EdgeChange {
@@ -237,7 +235,7 @@ impl Actor for Subscriber {
         // nothing has happened for a whole timeout. State is already on disk.
         let every = (self.idle_timeout / 4).max(Duration::from_millis(50));
         ctx.run_interval(every, |act, ctx| {
-            if act.outlets.is_empty() && act.last_active.elapsed() >= act.idle_timeout {
+            if act.hub.online(act.id()) == 0 && act.last_active.elapsed() >= act.idle_timeout {
                 tracing::debug!(account = %act.id(), "passivating idle subscriber");
                 ctx.stop();
             }
@@ -246,7 +244,7 @@ impl Actor for Subscriber {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.registry
-            .forget(&self.record.account_id, self.generation);
+            .forget(Kind::Subscriber, &self.record.account_id, self.generation);
     }
 }
 
@@ -367,7 +365,7 @@ impl Handler<Attach> for Subscriber {
     type Result = Result<u64>;
     fn handle(&mut self, msg: Attach, _: &mut Self::Context) -> Self::Result {
         self.touch();
-        self.outlets.push(msg.outlet);
+        self.hub.attach(&self.record.account_id, msg.outlet);
         Ok(self.seq)
     }
 }
@@ -376,7 +374,7 @@ impl Handler<Detach> for Subscriber {
     type Result = Result<()>;
     fn handle(&mut self, msg: Detach, _: &mut Self::Context) -> Self::Result {
         self.touch();
-        self.outlets.retain(|o| o.id() != msg.outlet_id);
+        self.hub.detach(&self.record.account_id, msg.outlet_id);
         Ok(())
     }
 }

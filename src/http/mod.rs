@@ -2,7 +2,9 @@
 //! flows), and turn every failure into the contract's error shape via [`crate::error::Error`].
 
 pub mod accounts;
+pub mod communities;
 pub mod friends;
+pub mod groups;
 pub mod platforms;
 
 use std::pin::Pin;
@@ -13,7 +15,7 @@ use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use chorus_actors::Registry;
 use chorus_actors::flows::MAX_PAGE;
-use chorus_actors::store::SubscriberStore;
+use chorus_actors::store::Store;
 use serde::Deserialize;
 use tokio::sync::watch;
 
@@ -26,7 +28,7 @@ use crate::error::{Error, Result};
 pub struct AppState {
     pub config: Arc<Config>,
     pub registry: Registry,
-    pub store: Arc<dyn SubscriberStore>,
+    pub store: Arc<dyn Store>,
     pub passwords: Passwords,
     pub login_limits: LoginLimits,
     /// Turns true when the server shuts down; WebSocket sessions close with 1001.
@@ -149,6 +151,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
                 .configure(accounts::routes)
                 .configure(platforms::routes)
                 .configure(friends::routes)
+                .configure(groups::routes)
+                .configure(communities::routes)
                 .route("/ws", web::get().to(crate::ws::connect)),
         )
         .default_service(web::to(not_found));

@@ -13,6 +13,14 @@
 //! - `claims`: claim text -> owning account id
 //! - `tokens`: first 16 bytes of the token's SHA-256 -> last 16 bytes ++ account id
 //! - `events`: `id \0 seq(u64 big-endian)` -> frame text
+//! - `groups`: `gid` -> JSON [`GroupRecord`]; `group_members`: `gid \0 account` -> empty
+//! - `binding_requests`: `gid \0 request id` -> JSON
+//! - `bindings_by_group`: `gid \0 cid` and `bindings_by_community`: `cid \0 gid` -> JSON
+//!   [`Binding`], always written together in one batch
+//! - `messages`: `gid \0 ms(u64 BE) message id` -> JSON; `group_events`: `gid \0 seq` -> frame
+//! - `communities`: `cid` -> JSON; `community_members`: `cid \0 account` -> empty
+//! - `dynamics`: `cid \0 ms(u64 BE) dynamic id` -> JSON (a page is one reverse range scan)
+//! - `server_keys`: like `tokens`, for community server keys
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,33 +31,52 @@ use async_trait::async_trait;
 use bytestring::ByteString;
 use chorus_actors::StoreError;
 use chorus_actors::event::StoredEvent;
+use chorus_actors::groups_model::{CommunityId, DynamicRecord, FeedPos, MessageRecord};
 use chorus_actors::model::{AccountId, AccountRecord, Claim};
 use chorus_actors::store::{
-    Edge, EdgeChange, EdgeKind, SubscriberSnapshot, SubscriberStore, SubscriberWrite,
+    CommunitySnapshot, CommunityStore, CommunityWrite, Edge, EdgeChange, EdgeKind, GroupSnapshot,
+    GroupStore, GroupWrite, SubscriberSnapshot, SubscriberStore, SubscriberWrite,
 };
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
 
 /// Most writes one group commit takes from the queue.
 const MAX_GROUP: usize = 1024;
 
+#[derive(Clone)]
 struct Keyspaces {
     accounts: Keyspace,
     edges: Keyspace,
     claims: Keyspace,
     tokens: Keyspace,
     events: Keyspace,
+    groups: Keyspace,
+    group_members: Keyspace,
+    binding_requests: Keyspace,
+    bindings_by_group: Keyspace,
+    bindings_by_community: Keyspace,
+    messages: Keyspace,
+    group_events: Keyspace,
+    communities: Keyspace,
+    community_members: Keyspace,
+    dynamics: Keyspace,
+    server_keys: Keyspace,
+}
+
+/// One write of any kind, as queued for the writer.
+enum Change {
+    Subscriber(Box<SubscriberWrite>),
+    Group(Box<GroupWrite>),
+    Community(Box<CommunityWrite>),
 }
 
 /// Where the writer answers one write.
 type Reply = oneshot::Sender<Result<(), StoreError>>;
 
 enum Job {
-    Write(
-        Box<SubscriberWrite>,
-        oneshot::Sender<Result<(), StoreError>>,
-    ),
+    Write(Change, Reply),
     Close(Reply),
 }
 
@@ -104,17 +131,22 @@ impl FjallStore {
             claims: open("claims")?,
             tokens: open("tokens")?,
             events: open("events")?,
+            groups: open("groups")?,
+            group_members: open("group_members")?,
+            binding_requests: open("binding_requests")?,
+            bindings_by_group: open("bindings_by_group")?,
+            bindings_by_community: open("bindings_by_community")?,
+            messages: open("messages")?,
+            group_events: open("group_events")?,
+            communities: open("communities")?,
+            community_members: open("community_members")?,
+            dynamics: open("dynamics")?,
+            server_keys: open("server_keys")?,
         };
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             db: db.clone(),
-            ks: Keyspaces {
-                accounts: ks.accounts.clone(),
-                edges: ks.edges.clone(),
-                claims: ks.claims.clone(),
-                tokens: ks.tokens.clone(),
-                events: ks.events.clone(),
-            },
+            ks: ks.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("chorus-store-writer".into())
@@ -140,21 +172,140 @@ impl FjallStore {
         }
     }
 
+    async fn submit(&self, change: Change) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Write(change, tx))?;
+        rx.await
+            .map_err(|_| backend("store writer dropped the write"))?
+    }
+
     fn decode_record(key: &str, bytes: &[u8]) -> Result<AccountRecord, StoreError> {
-        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-            key: key.to_owned(),
-            reason: e.to_string(),
+        decode(key, bytes)
+    }
+
+    /// Every value under `prefix`, decoded.
+    fn scan<T: DeserializeOwned>(ks: &Keyspace, prefix: &[u8]) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        for item in ks.prefix(prefix) {
+            let (key, value) = item.into_inner().map_err(backend)?;
+            out.push(decode(&String::from_utf8_lossy(&key), &value)?);
+        }
+        Ok(out)
+    }
+
+    /// The ids after `prefix` of every key under it (member lists).
+    fn scan_ids(ks: &Keyspace, prefix: &[u8]) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for item in ks.prefix(prefix) {
+            let key = item.key().map_err(backend)?;
+            let rest = key.get(prefix.len()..).unwrap_or_default();
+            out.push(String::from_utf8_lossy(rest).into_owned());
+        }
+        Ok(out)
+    }
+
+    /// Newest-first page of a time-ordered feed under `id`: keys at or after `since_ms` and
+    /// strictly before `before`.
+    fn feed_page<T: DeserializeOwned>(
+        ks: &Keyspace,
+        id: &str,
+        since_ms: u64,
+        before: Option<&FeedPos>,
+        limit: usize,
+    ) -> Result<Vec<T>, StoreError> {
+        let start = feed_key(id, since_ms, "");
+        let end = match before {
+            Some(pos) => feed_key(id, pos.ms, &pos.id),
+            None => feed_key(id, u64::MAX, ""),
+        };
+        let mut out = Vec::new();
+        for item in ks.range(start..end).rev().take(limit) {
+            let (key, value) = item.into_inner().map_err(backend)?;
+            out.push(decode(&String::from_utf8_lossy(&key), &value)?);
+        }
+        Ok(out)
+    }
+
+    fn read_log(
+        ks: &Keyspace,
+        id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let start = event_key(id, after.saturating_add(1));
+        let end = event_key(id, u64::MAX);
+        let mut out = Vec::new();
+        for item in ks.range(start..=end).take(limit) {
+            let (key, value) = item.into_inner().map_err(backend)?;
+            let seq = seq_of(&key).ok_or_else(|| StoreError::Corrupt {
+                key: id.to_owned(),
+                reason: "event key without seq".into(),
+            })?;
+            let frame =
+                ByteString::try_from(bytes::Bytes::copy_from_slice(&value)).map_err(|e| {
+                    StoreError::Corrupt {
+                        key: format!("{id}/{seq}"),
+                        reason: e.to_string(),
+                    }
+                })?;
+            out.push(StoredEvent { seq, frame });
+        }
+        Ok(out)
+    }
+
+    fn last_seq(ks: &Keyspace, id: &str) -> Result<u64, StoreError> {
+        Ok(match ks.prefix(id_prefix(id)).next_back() {
+            Some(item) => seq_of(&item.key().map_err(backend)?).unwrap_or(0),
+            None => 0,
         })
     }
+
+    /// Looks up a selector/verifier hash index (tokens, server keys).
+    fn find_hash(ks: &Keyspace, hash: &[u8; 32]) -> Result<Option<String>, StoreError> {
+        let (selector, verifier) = hash.split_at(16);
+        let Some(value) = ks.get(selector).map_err(backend)? else {
+            return Ok(None);
+        };
+        let (stored, owner) = value.split_at(16.min(value.len()));
+        if bool::from(stored.ct_eq(verifier)) {
+            Ok(Some(String::from_utf8_lossy(owner).into_owned()))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: key.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn pair_key(a: &str, b: &str) -> Vec<u8> {
+    let mut key = id_prefix(a);
+    key.extend_from_slice(b.as_bytes());
+    key
+}
+
+fn feed_key(id: &str, ms: u64, item: &str) -> Vec<u8> {
+    let mut key = id_prefix(id);
+    key.extend_from_slice(&ms.to_be_bytes());
+    key.extend_from_slice(item.as_bytes());
+    key
+}
+
+fn hash_entry(hash: &[u8; 32], owner: &str) -> (Vec<u8>, Vec<u8>) {
+    let (selector, verifier) = hash.split_at(16);
+    let mut value = verifier.to_vec();
+    value.extend_from_slice(owner.as_bytes());
+    (selector.to_vec(), value)
 }
 
 #[async_trait]
 impl SubscriberStore for FjallStore {
     async fn commit(&self, write: SubscriberWrite) -> Result<(), StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Job::Write(Box::new(write), tx))?;
-        rx.await
-            .map_err(|_| backend("store writer dropped the write"))?
+        self.submit(Change::Subscriber(Box::new(write))).await
     }
 
     async fn load_account(&self, id: &str) -> Result<Option<AccountRecord>, StoreError> {
@@ -187,10 +338,7 @@ impl SubscriberStore for FjallStore {
                 value: value.to_vec(),
             });
         }
-        let last_seq = match self.ks.events.prefix(&prefix).next_back() {
-            Some(item) => seq_of(&item.key().map_err(backend)?).unwrap_or(0),
-            None => 0,
-        };
+        let last_seq = Self::last_seq(&self.ks.events, id)?;
         Ok(Some(SubscriberSnapshot {
             record,
             edges,
@@ -208,16 +356,7 @@ impl SubscriberStore for FjallStore {
     }
 
     async fn find_token(&self, hash: &[u8; 32]) -> Result<Option<AccountId>, StoreError> {
-        let (selector, verifier) = hash.split_at(16);
-        let Some(value) = self.ks.tokens.get(selector).map_err(backend)? else {
-            return Ok(None);
-        };
-        let (stored, account) = value.split_at(16.min(value.len()));
-        if bool::from(stored.ct_eq(verifier)) {
-            Ok(Some(String::from_utf8_lossy(account).into_owned()))
-        } else {
-            Ok(None)
-        }
+        Self::find_hash(&self.ks.tokens, hash)
     }
 
     async fn read_events(
@@ -226,25 +365,7 @@ impl SubscriberStore for FjallStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let start = event_key(id, after.saturating_add(1));
-        let end = event_key(id, u64::MAX);
-        let mut out = Vec::new();
-        for item in self.ks.events.range(start..=end).take(limit) {
-            let (key, value) = item.into_inner().map_err(backend)?;
-            let seq = seq_of(&key).ok_or_else(|| StoreError::Corrupt {
-                key: id.to_owned(),
-                reason: "event key without seq".into(),
-            })?;
-            let frame =
-                ByteString::try_from(bytes::Bytes::copy_from_slice(&value)).map_err(|e| {
-                    StoreError::Corrupt {
-                        key: format!("{id}/{seq}"),
-                        reason: e.to_string(),
-                    }
-                })?;
-            out.push(StoredEvent { seq, frame });
-        }
-        Ok(out)
+        Self::read_log(&self.ks.events, id, after, limit)
     }
 
     async fn close(&self) -> Result<(), StoreError> {
@@ -266,6 +387,78 @@ impl SubscriberStore for FjallStore {
     }
 }
 
+#[async_trait]
+impl GroupStore for FjallStore {
+    async fn commit_group(&self, write: GroupWrite) -> Result<(), StoreError> {
+        self.submit(Change::Group(Box::new(write))).await
+    }
+
+    async fn load_group(&self, id: &str) -> Result<Option<GroupSnapshot>, StoreError> {
+        let Some(bytes) = self.ks.groups.get(id).map_err(backend)? else {
+            return Ok(None);
+        };
+        let prefix = id_prefix(id);
+        Ok(Some(GroupSnapshot {
+            record: decode(id, &bytes)?,
+            members: Self::scan_ids(&self.ks.group_members, &prefix)?,
+            requests: Self::scan(&self.ks.binding_requests, &prefix)?,
+            bindings: Self::scan(&self.ks.bindings_by_group, &prefix)?,
+            last_seq: Self::last_seq(&self.ks.group_events, id)?,
+        }))
+    }
+
+    async fn read_group_events(
+        &self,
+        id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        Self::read_log(&self.ks.group_events, id, after, limit)
+    }
+
+    async fn list_messages(
+        &self,
+        id: &str,
+        before: Option<&FeedPos>,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        Self::feed_page(&self.ks.messages, id, 0, before, limit)
+    }
+}
+
+#[async_trait]
+impl CommunityStore for FjallStore {
+    async fn commit_community(&self, write: CommunityWrite) -> Result<(), StoreError> {
+        self.submit(Change::Community(Box::new(write))).await
+    }
+
+    async fn load_community(&self, id: &str) -> Result<Option<CommunitySnapshot>, StoreError> {
+        let Some(bytes) = self.ks.communities.get(id).map_err(backend)? else {
+            return Ok(None);
+        };
+        let prefix = id_prefix(id);
+        Ok(Some(CommunitySnapshot {
+            record: decode(id, &bytes)?,
+            members: Self::scan_ids(&self.ks.community_members, &prefix)?,
+            bindings: Self::scan(&self.ks.bindings_by_community, &prefix)?,
+        }))
+    }
+
+    async fn find_server_key(&self, hash: &[u8; 32]) -> Result<Option<CommunityId>, StoreError> {
+        Self::find_hash(&self.ks.server_keys, hash)
+    }
+
+    async fn list_dynamics(
+        &self,
+        id: &str,
+        since_ms: u64,
+        before: Option<&FeedPos>,
+        limit: usize,
+    ) -> Result<Vec<DynamicRecord>, StoreError> {
+        Self::feed_page(&self.ks.dynamics, id, since_ms, before, limit)
+    }
+}
+
 /// The single writer: owns the order of all writes.
 struct Writer {
     db: Database,
@@ -282,7 +475,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let mut writes = Vec::with_capacity(jobs.len());
+            let mut writes: Vec<(Change, Reply)> = Vec::with_capacity(jobs.len());
             let mut close = None;
             for job in jobs {
                 match job {
@@ -301,7 +494,7 @@ impl Writer {
     }
 
     /// Commits every write whose claims hold as one batch, with one sync.
-    fn commit_group(&self, writes: Vec<(Box<SubscriberWrite>, Reply)>) {
+    fn commit_group(&self, writes: Vec<(Change, Reply)>) {
         if writes.is_empty() {
             return;
         }
@@ -309,14 +502,24 @@ impl Writer {
         // Claim owners as this batch leaves them, so two writes in one group see each other.
         let mut claims: HashMap<String, Option<String>> = HashMap::new();
         let mut accepted = Vec::with_capacity(writes.len());
-        for (write, done) in writes {
-            match self.check_claims(&write, &mut claims) {
-                Ok(released) => {
-                    self.add_to_batch(&mut batch, &write, &released);
+        for (change, done) in writes {
+            match change {
+                Change::Subscriber(write) => match self.check_claims(&write, &mut claims) {
+                    Ok(released) => {
+                        self.add_to_batch(&mut batch, &write, &released);
+                        accepted.push(done);
+                    }
+                    Err(e) => {
+                        let _ = done.send(Err(e));
+                    }
+                },
+                Change::Group(write) => {
+                    self.add_group(&mut batch, &write);
                     accepted.push(done);
                 }
-                Err(e) => {
-                    let _ = done.send(Err(e));
+                Change::Community(write) => {
+                    self.add_community(&mut batch, &write);
+                    accepted.push(done);
                 }
             }
         }
@@ -407,9 +610,7 @@ impl Writer {
             }
         }
         for hash in &write.tokens {
-            let (selector, verifier) = hash.split_at(16);
-            let mut value = verifier.to_vec();
-            value.extend_from_slice(id.as_bytes());
+            let (selector, value) = hash_entry(hash, id);
             batch.insert(&self.ks.tokens, selector, value);
         }
         for event in &write.events {
@@ -417,6 +618,96 @@ impl Writer {
                 &self.ks.events,
                 event_key(id, event.seq),
                 event.frame.as_bytes().as_ref(),
+            );
+        }
+    }
+}
+
+impl Writer {
+    fn put_json<T: serde::Serialize>(
+        batch: &mut fjall::OwnedWriteBatch,
+        ks: &Keyspace,
+        key: Vec<u8>,
+        value: &T,
+    ) {
+        match serde_json::to_vec(value) {
+            Ok(bytes) => batch.insert(ks, key, bytes),
+            Err(e) => tracing::error!(error = %e, "record failed to encode; not written"),
+        }
+    }
+
+    fn add_group(&self, batch: &mut fjall::OwnedWriteBatch, w: &GroupWrite) {
+        let gid = w.group_id.as_str();
+        let ks = &self.ks;
+        if let Some(record) = &w.record {
+            Self::put_json(batch, &ks.groups, gid.as_bytes().to_vec(), record);
+        }
+        for m in &w.members_add {
+            batch.insert(&ks.group_members, pair_key(gid, m), b"".as_slice());
+        }
+        for m in &w.members_remove {
+            batch.remove(&ks.group_members, pair_key(gid, m));
+        }
+        for r in &w.requests_remove {
+            batch.remove(&ks.binding_requests, pair_key(gid, r));
+        }
+        for r in &w.requests_put {
+            Self::put_json(batch, &ks.binding_requests, pair_key(gid, &r.request_id), r);
+        }
+        for b in &w.bindings_put {
+            Self::put_json(
+                batch,
+                &ks.bindings_by_group,
+                pair_key(gid, &b.community_id),
+                b,
+            );
+            Self::put_json(
+                batch,
+                &ks.bindings_by_community,
+                pair_key(&b.community_id, gid),
+                b,
+            );
+        }
+        for cid in &w.bindings_remove {
+            batch.remove(&ks.bindings_by_group, pair_key(gid, cid));
+            batch.remove(&ks.bindings_by_community, pair_key(cid, gid));
+        }
+        for m in &w.messages {
+            Self::put_json(
+                batch,
+                &ks.messages,
+                feed_key(gid, m.created_ms, &m.message_id),
+                m,
+            );
+        }
+        for e in &w.events {
+            batch.insert(
+                &ks.group_events,
+                event_key(gid, e.seq),
+                e.frame.as_bytes().as_ref(),
+            );
+        }
+    }
+
+    fn add_community(&self, batch: &mut fjall::OwnedWriteBatch, w: &CommunityWrite) {
+        let cid = w.community_id.as_str();
+        let ks = &self.ks;
+        if let Some(record) = &w.record {
+            Self::put_json(batch, &ks.communities, cid.as_bytes().to_vec(), record);
+        }
+        if let Some(hash) = &w.server_key_hash {
+            let (selector, value) = hash_entry(hash, cid);
+            batch.insert(&ks.server_keys, selector, value);
+        }
+        for m in &w.members_add {
+            batch.insert(&ks.community_members, pair_key(cid, m), b"".as_slice());
+        }
+        for d in &w.dynamics {
+            Self::put_json(
+                batch,
+                &ks.dynamics,
+                feed_key(cid, d.created_ms, &d.dynamic_id),
+                d,
             );
         }
     }

@@ -1,0 +1,98 @@
+//! Records of IM groups and communities, as stored.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::AccountId;
+
+/// Group id: 32 hex characters.
+pub type GroupId = String;
+/// Community id: 32 hex characters.
+pub type CommunityId = String;
+
+/// Longest group or community name.
+pub const MAX_NAME: usize = 128;
+/// Longest chat message or dynamic text.
+pub const MAX_TEXT: usize = 4096;
+/// Longest binding-request note.
+pub const MAX_NOTE: usize = 512;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRecord {
+    pub group_id: GroupId,
+    pub name: String,
+    pub owner: AccountId,
+    pub created_ms: u64,
+}
+
+/// A community's request to bind to a group, pending until the owner answers or it expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindingRequest {
+    pub request_id: String,
+    pub group_id: GroupId,
+    pub community_id: CommunityId,
+    pub community_name: String,
+    pub note: Option<String>,
+    pub created_ms: u64,
+    pub expires_ms: u64,
+}
+
+/// An approved binding. Stored under the group and under the community in one atomic write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    pub group_id: GroupId,
+    pub community_id: CommunityId,
+    /// Dynamics from this time on show in the group.
+    pub since_ms: u64,
+}
+
+/// A chat message of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub message_id: String,
+    pub group_id: GroupId,
+    pub account_id: AccountId,
+    pub text: String,
+    pub created_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommunityRecord {
+    pub community_id: CommunityId,
+    pub name: String,
+    /// The account that created it.
+    pub creator: AccountId,
+    pub created_ms: u64,
+}
+
+/// One piece of dynamic info (a post, a status, a join) of a community member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DynamicRecord {
+    pub dynamic_id: String,
+    pub community_id: CommunityId,
+    pub account_id: AccountId,
+    pub kind: String,
+    pub text: String,
+    pub created_ms: u64,
+}
+
+/// A position in a time-ordered feed: `(created_ms, id)`, compared newest first.
+/// As a cursor it reads `"{ms}.{id}"`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FeedPos {
+    pub ms: u64,
+    pub id: String,
+}
+
+impl FeedPos {
+    pub fn parse(cursor: &str) -> Option<Self> {
+        let (ms, id) = cursor.split_once('.')?;
+        Some(FeedPos {
+            ms: ms.parse().ok()?,
+            id: id.to_owned(),
+        })
+    }
+
+    pub fn cursor(&self) -> String {
+        format!("{}.{}", self.ms, self.id)
+    }
+}

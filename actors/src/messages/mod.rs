@@ -1,0 +1,9 @@
+//! Messages of the actors: one documented struct per intent, one file per actor.
+
+pub mod community;
+pub mod group;
+pub mod subscriber;
+
+pub use community::*;
+pub use group::*;
+pub use subscriber::*;
