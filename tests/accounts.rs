@@ -138,6 +138,11 @@ async fn bad_json_when_creating_accounts() {
         ("truncated", "{\"password\": \"longenough\", \"profile\": {".into()),
         ("not json", "hello there".into()),
         ("array", "[1,2,3]".into()),
+        (
+            // an array that fits the struct by position must not be read as one
+            "positional array",
+            json!([PASSWORD, {"display_name": "X", "email": "bj1@example.com"}]).to_string(),
+        ),
         ("empty body", "".into()),
         (
             "missing password",

@@ -83,9 +83,13 @@ impl Hub {
     }
 }
 
-struct Job {
-    members: Partition,
-    frame: ByteString,
+enum Job {
+    Deliver {
+        members: Partition,
+        frame: ByteString,
+    },
+    /// Answered once every job queued before it is done.
+    Barrier(mpsc::Sender<()>),
 }
 
 /// The pool of delivery workers (plain threads: delivery is non-blocking CPU work).
@@ -103,8 +107,15 @@ impl Fanout {
                     .name(format!("chorus-fanout-{i}"))
                     .spawn(move || {
                         while let Ok(job) = rx.recv() {
-                            for member in job.members.iter() {
-                                hub.deliver_shared(member, &job.frame);
+                            match job {
+                                Job::Deliver { members, frame } => {
+                                    for member in members.iter() {
+                                        hub.deliver_shared(member, &frame);
+                                    }
+                                }
+                                Job::Barrier(done) => {
+                                    let _ = done.send(());
+                                }
                             }
                         }
                     })
@@ -125,12 +136,31 @@ impl Fanout {
             if members.is_empty() {
                 continue;
             }
-            let job = Job {
+            let job = Job::Deliver {
                 members: members.clone(),
                 frame: frame.clone(),
             };
             if self.workers[index % self.workers.len()].send(job).is_err() {
                 tracing::error!(partition = index, "fan-out worker is gone; frame dropped");
+            }
+        }
+    }
+}
+
+impl Fanout {
+    /// Blocks until every frame handed over before this call has been queued to its devices
+    /// (benchmarks; graceful shutdown).
+    pub fn flush(&self) {
+        let (tx, rx) = mpsc::channel();
+        let sent = self
+            .workers
+            .iter()
+            .filter(|w| w.send(Job::Barrier(tx.clone())).is_ok())
+            .count();
+        drop(tx);
+        for _ in 0..sent {
+            if rx.recv().is_err() {
+                break;
             }
         }
     }

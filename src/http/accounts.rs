@@ -11,7 +11,7 @@ use chorus_actors::model::{
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{AppState, Authed};
+use super::{AppState, Authed, Body};
 use crate::auth::{Passwords, new_id, new_token};
 use crate::error::{Error, Result};
 
@@ -48,7 +48,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .map_err(|e| Error::Internal(format!("blocking pool: {e}")))
 }
 
-async fn create(state: web::Data<AppState>, body: web::Json<NewAccount>) -> Result<HttpResponse> {
+async fn create(state: web::Data<AppState>, body: Body<NewAccount>) -> Result<HttpResponse> {
     let NewAccount { password, profile } = body.into_inner();
     if !profile.contains_key("display_name") {
         return Err(Error::BadJson(
@@ -87,7 +87,7 @@ const DUMMY_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$7
 async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<Login>,
+    body: Body<Login>,
 ) -> Result<HttpResponse> {
     let Login { login, password } = body.into_inner();
     let address = req.peer_addr().map(|a| a.ip());
@@ -140,7 +140,7 @@ async fn me(state: web::Data<AppState>, who: Authed) -> Result<HttpResponse> {
 async fn patch_profile(
     state: web::Data<AppState>,
     who: Authed,
-    body: web::Json<Map<String, Value>>,
+    body: Body<Map<String, Value>>,
 ) -> Result<HttpResponse> {
     let mut changes = BTreeMap::new();
     for (name, value) in body.into_inner() {

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::groups::{check_name, check_text};
-use super::{AppState, Authed};
+use super::{AppState, Authed, Body};
 use crate::auth::{bearer, new_token, token_hash};
 use crate::error::{Error, Result};
 use chorus_actors::groups_model::MAX_NOTE;
@@ -50,7 +50,7 @@ struct NewCommunity {
 async fn create(
     state: web::Data<AppState>,
     who: Authed,
-    body: web::Json<NewCommunity>,
+    body: Body<NewCommunity>,
 ) -> Result<HttpResponse> {
     let name = check_name(&body.name)?;
     let (server_key, hash) = new_token();
@@ -69,7 +69,7 @@ async fn add_member(
     state: web::Data<AppState>,
     req: HttpRequest,
     cid: web::Path<String>,
-    body: web::Json<NewMember>,
+    body: Body<NewMember>,
 ) -> Result<HttpResponse> {
     server_auth(&state, &req, &cid).await?;
     state
@@ -90,7 +90,7 @@ async fn post_dynamic(
     state: web::Data<AppState>,
     req: HttpRequest,
     cid: web::Path<String>,
-    body: web::Json<NewDynamic>,
+    body: Body<NewDynamic>,
 ) -> Result<HttpResponse> {
     server_auth(&state, &req, &cid).await?;
     let NewDynamic {
@@ -124,7 +124,7 @@ async fn request_binding(
     state: web::Data<AppState>,
     req: HttpRequest,
     cid: web::Path<String>,
-    body: web::Json<NewBindingRequest>,
+    body: Body<NewBindingRequest>,
 ) -> Result<HttpResponse> {
     server_auth(&state, &req, &cid).await?;
     let NewBindingRequest { group_id, note } = body.into_inner();

@@ -7,7 +7,7 @@ use chorus_actors::model::{Claim, normalize_email, normalize_phone};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AppState, Authed, ListQuery};
+use super::{AppState, Authed, Body, ListQuery};
 use crate::error::{Error, Result};
 use crate::http::platforms::PLATFORMS;
 
@@ -32,7 +32,7 @@ struct NewRequest {
 async fn request(
     state: web::Data<AppState>,
     who: Authed,
-    body: web::Json<NewRequest>,
+    body: Body<NewRequest>,
 ) -> Result<HttpResponse> {
     let status = state.registry.request_friend(&who.0, &body.to).await?;
     let status = match status {
@@ -139,7 +139,7 @@ fn contact_claim(c: &Contact) -> Result<Option<Claim>> {
 async fn contacts(
     state: web::Data<AppState>,
     who: Authed,
-    body: web::Json<Contacts>,
+    body: Body<Contacts>,
 ) -> Result<HttpResponse> {
     if body.contacts.len() > MAX_CONTACTS {
         return Err(Error::invalid(format!(

@@ -9,7 +9,7 @@ use chorus_actors::messages::{
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AppState, Authed, ListQuery};
+use super::{AppState, Authed, Body, ListQuery};
 use crate::auth::{bearer, token_hash};
 use crate::error::{Error, Result};
 
@@ -69,7 +69,7 @@ struct NewGroup {
 async fn create(
     state: web::Data<AppState>,
     who: Authed,
-    body: web::Json<NewGroup>,
+    body: Body<NewGroup>,
 ) -> Result<HttpResponse> {
     let name = check_name(&body.name)?;
     let group_id = state.registry.create_group(&who.0, name).await?;
@@ -98,7 +98,7 @@ async fn add_member(
     state: web::Data<AppState>,
     who: Authed,
     gid: web::Path<String>,
-    body: web::Json<NewMember>,
+    body: Body<NewMember>,
 ) -> Result<HttpResponse> {
     state
         .registry
@@ -129,7 +129,7 @@ async fn post_message(
     state: web::Data<AppState>,
     who: Authed,
     gid: web::Path<String>,
-    body: web::Json<NewMessage>,
+    body: Body<NewMessage>,
 ) -> Result<HttpResponse> {
     let NewMessage { text } = body.into_inner();
     check_text(&text)?;

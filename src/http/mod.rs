@@ -95,6 +95,40 @@ impl ListQuery {
     }
 }
 
+/// A JSON request body that must be an object. `web::Json<T>` alone would also take an array
+/// for a struct (serde fills fields by position, so `["x"]` reads as `{"name":"x"}`); the
+/// contract says wrong types are `bad_json`, so the body is read as an object first.
+pub struct Body<T>(pub T);
+
+impl<T> Body<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Body<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + 'static> FromRequest for Body<T> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<Self, actix_web::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let object =
+            web::Json::<serde_json::Map<String, serde_json::Value>>::from_request(req, payload);
+        Box::pin(async move {
+            let object = object.await?.into_inner();
+            serde_json::from_value(serde_json::Value::Object(object))
+                .map(Body)
+                .map_err(|e| Error::BadJson(format!("invalid JSON body: {e}")).into())
+        })
+    }
+}
+
 /// JSON bodies: any content type, the configured size limit, errors in the contract's shape.
 pub fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()

@@ -8,7 +8,7 @@ use chorus_actors::model::{LinkRecord, now_ms};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{AppState, Authed};
+use super::{AppState, Authed, Body};
 use crate::auth::new_id;
 use crate::error::{Error, Result};
 
@@ -61,7 +61,7 @@ pub fn validate_config(platform: &str, config: &Value) -> Result<Value> {
 async fn link(
     state: web::Data<AppState>,
     who: Authed,
-    body: web::Json<NewLink>,
+    body: Body<NewLink>,
 ) -> Result<HttpResponse> {
     let NewLink {
         platform,

@@ -8,8 +8,13 @@ use std::sync::Arc;
 
 use crate::error::StoreError;
 use crate::event::{EventType, encode_event};
+use crate::groups_model::{
+    Binding, BindingRequest, CommunityRecord, DynamicRecord, FeedPos, GroupRecord, MessageRecord,
+};
 use crate::model::{AccountRecord, Claim, Profile};
-use crate::store::{Edge, EdgeChange, EdgeKind, SubscriberStore, SubscriberWrite};
+use crate::store::{
+    CommunityWrite, Edge, EdgeChange, EdgeKind, GroupWrite, Store, SubscriberStore, SubscriberWrite,
+};
 
 fn record(id: &str, name: &str) -> AccountRecord {
     let mut profile = Profile::new();
@@ -31,7 +36,7 @@ fn event(seq: u64) -> crate::event::StoredEvent {
 /// durability check, after the first store was closed.
 pub async fn run_all<S, F, Fut>(dir: &Path, open: F)
 where
-    S: SubscriberStore,
+    S: Store,
     F: Fn(std::path::PathBuf) -> Fut,
     Fut: Future<Output = Arc<S>>,
 {
@@ -43,6 +48,10 @@ where
     tokens_resolve(&*store).await;
     events_page_in_order(&*store).await;
     concurrent_commits_all_land(store.clone()).await;
+    groups_round_trip(&*store).await;
+    bindings_are_two_sided(&*store).await;
+    feeds_page_newest_first(&*store).await;
+    server_keys_resolve(&*store).await;
     store.close().await.expect("close");
     drop(store);
     durable_across_reopen(dir, &open).await;
@@ -289,9 +298,195 @@ async fn concurrent_commits_all_land<S: SubscriberStore>(store: Arc<S>) {
     }
 }
 
+fn group_record(id: &str) -> GroupRecord {
+    GroupRecord {
+        group_id: id.into(),
+        name: "Hikers".into(),
+        owner: "owner".into(),
+        created_ms: 5,
+    }
+}
+
+async fn groups_round_trip<S: Store + ?Sized>(store: &S) {
+    assert!(store.load_group("g1").await.expect("load").is_none());
+    let mut w = GroupWrite::new("g1");
+    w.record = Some(group_record("g1"));
+    w.members_add = vec!["owner".into(), "m1".into(), "m2".into()];
+    w.requests_put.push(BindingRequest {
+        request_id: "r1".into(),
+        group_id: "g1".into(),
+        community_id: "c1".into(),
+        community_name: "Club".into(),
+        note: Some("hi".into()),
+        created_ms: 1,
+        expires_ms: 100,
+    });
+    w.events = (1..=3)
+        .map(|n| crate::event::group_frame(EventType::GROUP_MESSAGE, "g1", n, "{}"))
+        .collect();
+    store.commit_group(w).await.expect("commit group");
+    let mut rm = GroupWrite::new("g1");
+    rm.members_remove.push("m2".into());
+    rm.requests_remove.push("r1".into());
+    store.commit_group(rm).await.expect("remove");
+    let snap = store
+        .load_group("g1")
+        .await
+        .expect("load")
+        .expect("present");
+    assert_eq!(snap.record, group_record("g1"));
+    let mut members = snap.members.clone();
+    members.sort();
+    assert_eq!(
+        members,
+        vec!["m1".to_string(), "owner".to_string()],
+        "members add and remove"
+    );
+    assert!(snap.requests.is_empty(), "removed request is gone");
+    assert_eq!(snap.last_seq, 3, "group log position");
+    let events = store.read_group_events("g1", 1, 10).await.expect("read");
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 3]);
+}
+
+async fn bindings_are_two_sided<S: Store + ?Sized>(store: &S) {
+    let mut c = CommunityWrite::new("c1");
+    c.record = Some(CommunityRecord {
+        community_id: "c1".into(),
+        name: "Club".into(),
+        creator: "owner".into(),
+        created_ms: 1,
+    });
+    c.members_add = vec!["a1".into(), "a2".into()];
+    store.commit_community(c).await.expect("community");
+    let binding = Binding {
+        group_id: "g1".into(),
+        community_id: "c1".into(),
+        since_ms: 50,
+    };
+    let mut w = GroupWrite::new("g1");
+    w.bindings_put.push(binding.clone());
+    store.commit_group(w).await.expect("bind");
+    let group = store.load_group("g1").await.expect("load").expect("group");
+    let community = store
+        .load_community("c1")
+        .await
+        .expect("load")
+        .expect("community");
+    assert_eq!(
+        group.bindings,
+        vec![binding.clone()],
+        "group side sees the binding"
+    );
+    assert_eq!(
+        community.bindings,
+        vec![binding],
+        "community side sees the same binding"
+    );
+    assert_eq!(community.members.len(), 2);
+    let mut un = GroupWrite::new("g1");
+    un.bindings_remove.push("c1".into());
+    store.commit_group(un).await.expect("unbind");
+    assert!(
+        store
+            .load_group("g1")
+            .await
+            .expect("load")
+            .expect("g")
+            .bindings
+            .is_empty()
+    );
+    assert!(
+        store
+            .load_community("c1")
+            .await
+            .expect("load")
+            .expect("c")
+            .bindings
+            .is_empty(),
+        "removing a binding removes both sides"
+    );
+}
+
+async fn feeds_page_newest_first<S: Store + ?Sized>(store: &S) {
+    let mut c = CommunityWrite::new("c1");
+    for n in 0..10u64 {
+        c.dynamics.push(DynamicRecord {
+            dynamic_id: format!("d{n}"),
+            community_id: "c1".into(),
+            account_id: "a1".into(),
+            kind: "post".into(),
+            text: format!("t{n}"),
+            created_ms: 100 + n * 10,
+        });
+    }
+    store.commit_community(c).await.expect("dynamics");
+    let page = store.list_dynamics("c1", 0, None, 4).await.expect("list");
+    let ids: Vec<_> = page.iter().map(|d| d.dynamic_id.as_str()).collect();
+    assert_eq!(ids, ["d9", "d8", "d7", "d6"], "newest first");
+    let before = FeedPos {
+        ms: 160,
+        id: "d6".into(),
+    };
+    let next = store
+        .list_dynamics("c1", 0, Some(&before), 3)
+        .await
+        .expect("list");
+    let ids: Vec<_> = next.iter().map(|d| d.dynamic_id.as_str()).collect();
+    assert_eq!(ids, ["d5", "d4", "d3"], "strictly before the cursor");
+    let since = store
+        .list_dynamics("c1", 170, None, 100)
+        .await
+        .expect("list");
+    assert_eq!(since.len(), 3, "only at or after since_ms");
+    let mut g = GroupWrite::new("g1");
+    for n in 0..3u64 {
+        g.messages.push(MessageRecord {
+            message_id: format!("m{n}"),
+            group_id: "g1".into(),
+            account_id: "owner".into(),
+            text: "hey".into(),
+            created_ms: 1000 + n,
+        });
+    }
+    store.commit_group(g).await.expect("messages");
+    let msgs = store.list_messages("g1", None, 10).await.expect("list");
+    assert_eq!(msgs.first().map(|m| m.message_id.as_str()), Some("m2"));
+    assert_eq!(msgs.len(), 3);
+    assert!(
+        store
+            .list_messages("g2", None, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
+
+async fn server_keys_resolve<S: Store + ?Sized>(store: &S) {
+    let hash = [9u8; 32];
+    let mut c = CommunityWrite::new("c2");
+    c.record = Some(CommunityRecord {
+        community_id: "c2".into(),
+        name: "Keyed".into(),
+        creator: "owner".into(),
+        created_ms: 1,
+    });
+    c.server_key_hash = Some(hash);
+    store.commit_community(c).await.expect("keyed community");
+    assert_eq!(
+        store.find_server_key(&hash).await.expect("find").as_deref(),
+        Some("c2")
+    );
+    let mut near = hash;
+    near[31] = 0;
+    assert!(
+        store.find_server_key(&near).await.expect("find").is_none(),
+        "verifier half checked"
+    );
+}
+
 async fn durable_across_reopen<S, F, Fut>(dir: &Path, open: &F)
 where
-    S: SubscriberStore,
+    S: Store,
     F: Fn(std::path::PathBuf) -> Fut,
     Fut: Future<Output = Arc<S>>,
 {
@@ -320,6 +515,18 @@ where
             .expect("find")
             .as_deref(),
         Some("k1")
+    );
+    assert!(
+        store.load_group("g1").await.expect("load").is_some(),
+        "groups survive a reopen"
+    );
+    assert_eq!(
+        store
+            .list_dynamics("c1", 0, None, 100)
+            .await
+            .expect("list")
+            .len(),
+        10
     );
     store.close().await.expect("close");
 }
