@@ -76,5 +76,36 @@ fn fanout(c: &mut Criterion) {
     bench.finish();
 }
 
-criterion_group!(benches, fanout);
+/// What the group actor itself spends per event: handing the frame and the member
+/// partitions to the workers. This is the time the actor is held (besides its one store
+/// write); delivery happens on the workers.
+fn actor_handoff(c: &mut Criterion) {
+    let frame =
+        ByteString::from_static(r#"{"type":"group.message","group_id":"g","seq":1,"data":{}}"#);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut bench = c.benchmark_group("group_actor_handoff");
+    bench.warm_up_time(Duration::from_secs(1));
+    bench.sample_size(20);
+    for members in [1_000usize, 100_000] {
+        let mut g = group(members, workers);
+        bench.bench_with_input(BenchmarkId::from_parameter(members), &members, |b, _| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let start = Instant::now();
+                    g.fanout.send(&g.partitions, &frame);
+                    total += start.elapsed();
+                    g.fanout.flush();
+                    for rx in &mut g.mailboxes {
+                        let _ = rx.try_recv();
+                    }
+                }
+                total
+            });
+        });
+    }
+    bench.finish();
+}
+
+criterion_group!(benches, fanout, actor_handoff);
 criterion_main!(benches);

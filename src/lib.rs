@@ -5,14 +5,16 @@
 //! store around them. A request is validated at the edge ([`http`]), turned into messages to
 //! the actors (through the registry, which activates them on first use), and answered once the
 //! actor's change is durable. Events an actor emits are written to its log in the same atomic
-//! write, then pushed through [`chorus_actors::event::Outlet`] to each device's bounded
-//! mailbox ([`ws`]).
+//! write, then pushed through the hub ([`chorus_actors::hub`]) to each device's bounded
+//! mailbox ([`ws`]); group events go out on the fan-out workers, encoded once.
 //!
 //! # Code map
 //! - [`config`]: flags, `CHORUS_*` environment, TOML file, defaults.
-//! - [`http`]: routes of the contract (`accounts`, `platforms`, `friends`), the bearer-token
-//!   extractor, JSON/query/path error mapping, `/healthz`.
-//! - [`ws`]: the WebSocket session: hello, events, resume, ping, limits, 1013 for slow readers.
+//! - [`http`]: routes of the contract (`accounts`, `platforms`, `friends`, `groups`,
+//!   `communities`), the bearer-token extractor, the object-only JSON body extractor,
+//!   query/path error mapping, `/healthz`.
+//! - [`ws`]: the WebSocket session: hello, account and group events, resume, ping, limits,
+//!   1013 for slow readers; [`ws::WsOutlet`] is a device's bounded mailbox.
 //! - [`auth`]: argon2id passwords, bearer tokens (stored hashed), login rate limits.
 //! - [`store`]: storage engines; [`store::fjall`] is the embedded default (group commit).
 //! - [`error`]: the crate's error enum and the contract's error shape.

@@ -84,8 +84,9 @@ impl Hub {
 }
 
 enum Job {
+    /// The partitions of one group event this worker owns.
     Deliver {
-        members: Partition,
+        parts: Vec<Partition>,
         frame: ByteString,
     },
     /// Answered once every job queued before it is done.
@@ -108,8 +109,8 @@ impl Fanout {
                     .spawn(move || {
                         while let Ok(job) = rx.recv() {
                             match job {
-                                Job::Deliver { members, frame } => {
-                                    for member in members.iter() {
+                                Job::Deliver { parts, frame } => {
+                                    for member in parts.iter().flat_map(|p| p.iter()) {
                                         hub.deliver_shared(member, &frame);
                                     }
                                 }
@@ -127,21 +128,29 @@ impl Fanout {
         Fanout { workers }
     }
 
-    /// Hands `frame` for every member in `partitions` to the workers and returns at once.
+    /// Hands `frame` for every member in `partitions` to the workers and returns at once:
+    /// one job per worker, so the caller wakes each worker once.
     pub fn send(&self, partitions: &[Partition], frame: &ByteString) {
-        if self.workers.is_empty() {
+        let n = self.workers.len();
+        if n == 0 {
             return;
         }
+        let mut jobs: Vec<Vec<Partition>> = vec![Vec::new(); n];
         for (index, members) in partitions.iter().enumerate() {
-            if members.is_empty() {
+            if !members.is_empty() {
+                jobs[index % n].push(members.clone());
+            }
+        }
+        for (worker, parts) in self.workers.iter().zip(jobs) {
+            if parts.is_empty() {
                 continue;
             }
             let job = Job::Deliver {
-                members: members.clone(),
+                parts,
                 frame: frame.clone(),
             };
-            if self.workers[index % self.workers.len()].send(job).is_err() {
-                tracing::error!(partition = index, "fan-out worker is gone; frame dropped");
+            if worker.send(job).is_err() {
+                tracing::error!("fan-out worker is gone; frame dropped");
             }
         }
     }
