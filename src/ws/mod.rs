@@ -1,22 +1,28 @@
 //! The WebSocket session of one device: `GET /v1/ws`.
 //!
-//! Each connection is a task with a bounded mailbox ([`WsOutlet`]). The account's actor
-//! pushes event frames into it with `try_send` and never waits; if the mailbox is full the
-//! device is too slow, and it is closed with 1013 (it catches up later with `resume`). The
-//! task is the only writer to the socket, so frames leave in `seq` order: it drops any live
-//! event at or below the last `seq` it sent, which is what makes `resume` (replay from the
-//! store, then live) free of gaps and duplicates.
+//! A connection is two halves. The response body ([`body::MailboxBody`]) owns the socket's
+//! write side: it drains the device's bounded mailbox ([`WsOutlet`], fed by the account actor
+//! and the fan-out workers with `try_send`) and a control channel, and encodes everything
+//! waiting into one buffer per write. The reader task ([`Connection`]) owns the read side:
+//! client frames (`resume`, `ping`, errors), heartbeats, the slow-reader and shutdown
+//! signals; it speaks to the body through the control channel only.
 //!
-//! Why actix-ws rather than the older actix-web-actors: its `Session` writes through a bounded
-//! channel into the response body, so socket back-pressure reaches this task instead of
-//! piling up in an unbounded actor buffer where a slow reader could not be detected.
+//! A full mailbox means the device stopped reading: the outlet raises `too_slow` and the
+//! reader task closes the connection with 1013; the device resumes later from its `seq`.
+//! `resume` replays the account's log from the store through the control channel while live
+//! events wait in the mailbox; the body drops any account event at or below the last `seq`
+//! it sent, so replay-then-live has no gap and no duplicate.
+
+mod body;
+mod reader;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use actix_http::body::{BodyStream, MessageBody};
+use actix_http::ws::{CloseCode, CloseReason};
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError, Session};
 use bytestring::ByteString;
 use chorus_actors::event::{Delivery, Outlet, StoredEvent};
 use chorus_actors::messages::{Attach, Detach, ReadEvents};
@@ -24,14 +30,16 @@ use chorus_actors::subscriber::MAX_EVENTS_PAGE;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 
+use self::body::{Control, MailboxBody};
+use self::reader::{FrameReader, Incoming, ReadError};
 use crate::auth::bearer;
 use crate::error::{Error, Result};
 use crate::http::AppState;
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
-/// How long a close frame may wait for room in a backed-up socket.
-const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Frames the reader task may queue for the body before it waits.
+const CONTROL_CAPACITY: usize = 64;
 
 /// What waits in a device's mailbox.
 #[derive(Debug, Clone)]
@@ -46,7 +54,7 @@ pub enum Outbound {
 pub struct WsOutlet {
     id: u64,
     mailbox: mpsc::Sender<Outbound>,
-    /// Woken when the mailbox overflowed: the session closes with 1013.
+    /// Raised when the mailbox overflowed: the session closes with 1013.
     too_slow: Arc<Notify>,
 }
 
@@ -94,100 +102,86 @@ impl WsOutlet {
 /// Upgrades after checking the token (401 before the upgrade otherwise).
 pub async fn connect(
     req: HttpRequest,
-    body: web::Payload,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
     let token = bearer(&req, true).ok_or(Error::Unauthorized)?;
     let account = state.authenticate(&token).await?;
-    let (response, session, stream) = actix_ws::handle(&req, body)
+    let mut handshake = actix_http::ws::handshake(req.head())
         .map_err(|e| Error::invalid(format!("not a WebSocket handshake: {e}")))?;
-    let max_frame = state.config.ws_max_frame;
-    let stream = stream
-        .max_frame_size(max_frame)
-        .aggregate_continuations()
-        .max_continuation_size(max_frame);
-
-    let (outlet, rx, too_slow) = WsOutlet::new(state.config.ws_mailbox);
+    let (outlet, mailbox, too_slow) = WsOutlet::new(state.config.ws_mailbox);
     let id = outlet.id;
     let seq = state.registry.ask(&account, Attach { outlet }).await?;
     tracing::debug!(%account, connection = id, seq, "device connected");
+    let hello = json!({"type": "hello", "account_id": account, "seq": seq}).to_string();
+    let (control, control_rx) = mpsc::channel(CONTROL_CAPACITY);
+    let body = MailboxBody::new(&hello, seq, control_rx, mailbox);
     let conn = Connection {
         id,
-        too_slow,
         account,
         state: state.get_ref().clone(),
-        session,
-        last_sent: seq,
-        latest: seq,
+        control,
+        too_slow,
     };
-    actix_web::rt::spawn(conn.run(stream, rx));
-    Ok(response)
+    let reader = FrameReader::new(payload, state.config.ws_max_frame);
+    actix_web::rt::spawn(conn.run(reader));
+    let response = handshake
+        .message_body(BodyStream::new(body).boxed())
+        .map_err(|e| Error::Internal(format!("WebSocket response: {e}")))?;
+    Ok(response.into())
 }
 
+/// The reader half of a connection.
 struct Connection {
     id: u64,
-    /// Notified by the outlet when the mailbox overflowed.
-    too_slow: Arc<Notify>,
     account: String,
     state: AppState,
-    session: Session,
-    /// The highest `seq` written to this device.
-    last_sent: u64,
-    /// The highest `seq` this connection knows exists.
-    latest: u64,
+    control: mpsc::Sender<Control>,
+    too_slow: Arc<Notify>,
 }
 
 /// How a session ends.
 enum End {
     Close(CloseCode, &'static str),
-    /// The peer is gone or closed first; nothing more to send.
+    /// The peer is gone, or closed first.
     Gone,
 }
 
 impl Connection {
-    async fn run(
-        mut self,
-        mut stream: actix_ws::AggregatedMessageStream,
-        mut mailbox: mpsc::Receiver<Outbound>,
-    ) {
-        let hello = json!({"type": "hello", "account_id": self.account, "seq": self.last_sent});
-        let mut end = self.write(hello.to_string().into()).await;
-        let too_slow = self.too_slow.clone();
+    async fn run(self, mut reader: FrameReader) {
         let mut shutdown = self.state.shutdown.clone();
         let mut heartbeat = tokio::time::interval(self.state.config.ws_heartbeat);
         heartbeat.tick().await;
         let mut last_heard = Instant::now();
-        while end.is_none() {
-            end = tokio::select! {
+        let end = loop {
+            let step = tokio::select! {
                 biased;
-                _ = too_slow.notified() => Some(End::Close(CloseCode::Again, "too slow: resume to catch up")),
+                _ = self.too_slow.notified() => Some(End::Close(CloseCode::Again, "too slow: resume to catch up")),
                 _ = shutdown.changed() => Some(End::Close(CloseCode::Away, "server shutting down")),
-                frame = stream.recv() => {
+                incoming = reader.next() => {
                     last_heard = Instant::now();
-                    self.on_frame(frame).await
+                    self.on_incoming(incoming).await
                 }
-                item = mailbox.recv() => match item {
-                    Some(Outbound::Account(event)) => self.send_event(&event).await,
-                    Some(Outbound::Shared(frame)) => self.write(frame).await,
-                    None => Some(End::Gone),
-                },
                 _ = heartbeat.tick() => {
                     if last_heard.elapsed() > self.state.config.ws_client_timeout {
                         Some(End::Close(CloseCode::Away, "no frame from client in time"))
                     } else {
-                        self.ping().await
+                        self.send(Control::Ping).await
                     }
                 }
             };
-        }
-        if let Some(End::Close(code, why)) = end {
+            if let Some(end) = step {
+                break end;
+            }
+        };
+        if let End::Close(code, why) = end {
             tracing::debug!(account = %self.account, connection = self.id, ?code, why, "closing device");
-            let close = self.session.clone().close(Some(CloseReason {
+            // If the body has no room the device is not reading; dropping the control
+            // channel below ends the body anyway.
+            let _ = self.control.try_send(Control::Close(CloseReason {
                 code,
                 description: Some(why.to_owned()),
             }));
-            // A peer that reads nothing cannot take a close frame either; give up on it.
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
         }
         if let Err(e) = self
             .state
@@ -199,93 +193,47 @@ impl Connection {
         }
     }
 
-    /// Writes one text frame. The write waits while the socket is backed up, but not past
-    /// the mailbox overflowing (1013) or the client timeout: a reader that stopped reading
-    /// cannot hold this task forever.
-    async fn write(&mut self, text: ByteString) -> Option<End> {
-        let too_slow = self.too_slow.clone();
-        tokio::select! {
-            written = self.session.text(text) => written.err().map(|_| End::Gone),
-            _ = too_slow.notified() => Some(End::Close(CloseCode::Again, "too slow: resume to catch up")),
-            _ = tokio::time::sleep(self.state.config.ws_client_timeout) => Some(End::Gone),
-        }
+    /// Queues a frame for the body; a body that is gone ends the session.
+    async fn send(&self, control: Control) -> Option<End> {
+        self.control.send(control).await.err().map(|_| End::Gone)
     }
 
-    async fn ping(&mut self) -> Option<End> {
-        let ping = self.session.ping(b"");
-        match tokio::time::timeout(self.state.config.ws_client_timeout, ping).await {
-            Ok(Ok(())) => None,
-            _ => Some(End::Gone),
-        }
+    async fn send_error(&self, code: &str, message: String) -> Option<End> {
+        let frame = json!({"type": "error", "error": {"code": code, "message": message}});
+        self.send(Control::Text(frame.to_string().into())).await
     }
 
-    async fn send_event(&mut self, event: &StoredEvent) -> Option<End> {
-        if event.seq <= self.last_sent {
-            return None;
-        }
-        if let Some(end) = self.write(event.frame.clone()).await {
-            return Some(end);
-        }
-        self.last_sent = event.seq;
-        self.latest = self.latest.max(event.seq);
-        None
-    }
-
-    async fn send_json(&mut self, value: Value) -> Option<End> {
-        self.write(value.to_string().into()).await
-    }
-
-    async fn send_error(&mut self, code: &str, message: String) -> Option<End> {
-        self.send_json(json!({"type": "error", "error": {"code": code, "message": message}}))
-            .await
-    }
-
-    async fn on_frame(
-        &mut self,
-        frame: Option<Result<AggregatedMessage, ProtocolError>>,
-    ) -> Option<End> {
-        match frame {
+    async fn on_incoming(&self, incoming: Option<Result<Incoming, ReadError>>) -> Option<End> {
+        match incoming {
             None => Some(End::Gone),
-            Some(Err(ProtocolError::Overflow)) => {
-                Some(End::Close(CloseCode::Size, "frame too large"))
-            }
-            Some(Err(ProtocolError::Io(e))) if e.kind() == std::io::ErrorKind::InvalidData => Some(
-                End::Close(CloseCode::Invalid, "text frame is not valid UTF-8"),
-            ),
-            Some(Err(ProtocolError::Io(e)))
-                if e.to_string().contains("maximum continuation size") =>
-            {
-                Some(End::Close(CloseCode::Size, "message too large"))
-            }
-            Some(Err(e)) => {
+            Some(Err(ReadError::TooLarge)) => Some(End::Close(CloseCode::Size, "frame too large")),
+            Some(Err(ReadError::InvalidUtf8)) => Some(End::Close(
+                CloseCode::Invalid,
+                "text frame is not valid UTF-8",
+            )),
+            Some(Err(ReadError::Protocol(e))) => {
                 tracing::debug!(account = %self.account, error = %e, "protocol error");
                 Some(End::Close(CloseCode::Protocol, "protocol error"))
             }
-            Some(Ok(AggregatedMessage::Ping(bytes))) => {
-                let pong = self.session.pong(&bytes);
-                match tokio::time::timeout(self.state.config.ws_client_timeout, pong).await {
-                    Ok(Ok(())) => None,
-                    _ => Some(End::Gone),
-                }
-            }
-            Some(Ok(AggregatedMessage::Pong(_))) => None,
-            Some(Ok(AggregatedMessage::Close(_))) => Some(End::Close(CloseCode::Normal, "bye")),
-            Some(Ok(AggregatedMessage::Binary(_))) => {
+            Some(Ok(Incoming::Ping(bytes))) => self.send(Control::Pong(bytes)).await,
+            Some(Ok(Incoming::Pong)) => None,
+            Some(Ok(Incoming::Close)) => Some(End::Close(CloseCode::Normal, "bye")),
+            Some(Ok(Incoming::Binary)) => {
                 self.send_error("bad_frame", "frames are JSON text".into())
                     .await
             }
-            Some(Ok(AggregatedMessage::Text(text))) => self.on_text(&text).await,
+            Some(Ok(Incoming::Text(text))) => self.on_text(&text).await,
         }
     }
 
-    async fn on_text(&mut self, text: &str) -> Option<End> {
+    async fn on_text(&self, text: &str) -> Option<End> {
         let Ok(Value::Object(frame)) = serde_json::from_str::<Value>(text) else {
             return self
                 .send_error("bad_frame", "a client frame is a JSON object".into())
                 .await;
         };
         match frame.get("type").and_then(Value::as_str) {
-            Some("ping") => self.send_json(json!({"type": "pong"})).await,
+            Some("ping") => self.send(Control::Text(r#"{"type":"pong"}"#.into())).await,
             Some("resume") => match frame.get("since").and_then(Value::as_u64) {
                 Some(since) => self.resume(since).await,
                 None => {
@@ -307,9 +255,12 @@ impl Connection {
         }
     }
 
-    /// Replays stored events after `since`, page by page, then lets live events through.
-    async fn resume(&mut self, since: u64) -> Option<End> {
-        self.last_sent = since.min(self.latest);
+    /// Replays stored events after `since`, page by page, while live events wait.
+    async fn resume(&self, since: u64) -> Option<End> {
+        if let Some(end) = self.send(Control::BeginReplay { since }).await {
+            return Some(end);
+        }
+        let mut after = since;
         loop {
             let page = self
                 .state
@@ -317,7 +268,7 @@ impl Connection {
                 .ask(
                     &self.account,
                     ReadEvents {
-                        after: self.last_sent,
+                        after,
                         limit: MAX_EVENTS_PAGE,
                     },
                 )
@@ -326,19 +277,23 @@ impl Connection {
                 Ok(page) => page,
                 Err(e) => {
                     tracing::warn!(account = %self.account, error = %e, "resume failed");
+                    if let Some(end) = self.send(Control::EndReplay).await {
+                        return Some(end);
+                    }
                     return self
                         .send_error("unavailable", "history could not be read; retry".into())
                         .await;
                 }
             };
             let full = page.len() == MAX_EVENTS_PAGE;
-            for event in &page {
-                if let Some(end) = self.send_event(event).await {
+            for event in page {
+                after = event.seq;
+                if let Some(end) = self.send(Control::Replayed(event)).await {
                     return Some(end);
                 }
             }
             if !full {
-                return None;
+                return self.send(Control::EndReplay).await;
             }
         }
     }
