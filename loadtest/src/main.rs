@@ -6,6 +6,7 @@
 mod api;
 mod client;
 mod error;
+mod peers;
 mod report;
 mod scenarios;
 mod server;
@@ -17,6 +18,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::peers::{Kind, Peers};
+use crate::report::Report;
 use crate::scenarios::Common;
 use crate::server::Target;
 
@@ -59,6 +62,15 @@ struct Cli {
     /// Hard stop for the whole run, provisioning included.
     #[arg(long, default_value_t = 900)]
     max_seconds: u64,
+    /// nats-server binary for `--target nats` and `compare` (bare names: PATH, /usr/sbin).
+    #[arg(long, default_value = "nats-server")]
+    nats_server_bin: PathBuf,
+    /// Node.js binary for `--target socketio` and `compare`.
+    #[arg(long, default_value = "node")]
+    node_bin: PathBuf,
+    /// Directory with socketio-server.js and its node_modules (`loadtest/peers`).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/peers"))]
+    peers_dir: PathBuf,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -70,12 +82,36 @@ enum Scenario {
         #[arg(long, default_value_t = 1000)]
         connections: usize,
     },
-    /// G groups x M online members; the group owners post messages.
+    /// G groups x M online members; the group owners post messages (or, for a peer, one
+    /// more client publishes to the group's subject / room).
     GroupFanout {
         #[arg(long, default_value_t = 1)]
         groups: usize,
         #[arg(long, default_value_t = 1000)]
         members: usize,
+        /// Server to run against: chorus, or a peer the harness starts (nats, socketio).
+        #[arg(long, value_enum, default_value_t = Kind::Chorus)]
+        target: Kind,
+    },
+    /// group-fanout against Chorus and each peer in turn (same G, M, payload, rate), then
+    /// one table with the ratios Chorus/peer.
+    Compare {
+        #[arg(long, default_value_t = 1)]
+        groups: usize,
+        #[arg(long, default_value_t = 1000)]
+        members: usize,
+        /// Targets to run, in order.
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "chorus,nats,socketio"
+        )]
+        targets: Vec<Kind>,
+        /// Exit non-zero if any target could not be started or its run failed (for CI,
+        /// where loadtest/peers/setup.sh has installed the peers).
+        #[arg(long)]
+        strict: bool,
     },
     /// One community bound to K groups of M members; P members post dynamics.
     CommunityDynamics {
@@ -114,13 +150,25 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: &Cli) -> error::Result<()> {
+/// The Chorus server under test: started by the harness unless `--url` is given.
+async fn chorus(cli: &Cli) -> error::Result<Target> {
     let target = match &cli.url {
         Some(url) => Target::attach(url.clone(), cli.server_pid),
         None => Target::spawn(&cli.server_bin, &cli.server_args)?,
     };
-    let http = reqwest::Client::new();
-    target.wait_healthy(&http).await?;
+    target.wait_healthy(&reqwest::Client::new()).await?;
+    Ok(target)
+}
+
+fn peers(cli: &Cli) -> Peers {
+    Peers {
+        nats_server: cli.nats_server_bin.clone(),
+        node: cli.node_bin.clone(),
+        dir: cli.peers_dir.clone(),
+    }
+}
+
+async fn run(cli: &Cli) -> error::Result<()> {
     let common = Common {
         duration: Duration::from_secs(cli.duration),
         sources: cli.sources,
@@ -129,19 +177,44 @@ async fn run(cli: &Cli) -> error::Result<()> {
         payload: cli.payload.max(32),
     };
     let report = match &cli.scenario {
-        Scenario::Connect { connections } => {
-            scenarios::connect(&target, *connections, &common).await?
-        }
-        Scenario::GroupFanout { groups, members } => {
-            scenarios::group_fanout(&target, *groups, *members, &common).await?
-        }
-        Scenario::CommunityDynamics {
+        Scenario::Compare {
             groups,
             members,
-            posters,
-        } => scenarios::community_dynamics(&target, *groups, *members, *posters, &common).await?,
-        Scenario::ProfileSync { friends, devices } => {
-            scenarios::profile_sync(&target, *friends, *devices, &common).await?
+            targets,
+            strict,
+        } => return compare(cli, *groups, *members, targets, *strict, &common).await,
+        Scenario::GroupFanout {
+            groups,
+            members,
+            target: kind @ (Kind::Nats | Kind::Socketio),
+        } => {
+            let server = peers::start(*kind, &peers(cli)).await?;
+            server.group_fanout(*groups, *members, &common).await?
+        }
+        scenario => {
+            let target = chorus(cli).await?;
+            match scenario {
+                Scenario::Connect { connections } => {
+                    scenarios::connect(&target, *connections, &common).await?
+                }
+                Scenario::GroupFanout {
+                    groups, members, ..
+                } => scenarios::group_fanout(&target, *groups, *members, &common).await?,
+                Scenario::CommunityDynamics {
+                    groups,
+                    members,
+                    posters,
+                } => {
+                    scenarios::community_dynamics(&target, *groups, *members, *posters, &common)
+                        .await?
+                }
+                Scenario::ProfileSync { friends, devices } => {
+                    scenarios::profile_sync(&target, *friends, *devices, &common).await?
+                }
+                Scenario::Compare { .. } => {
+                    return Err(error::Error::Unexpected("compare handled above".into()));
+                }
+            }
         }
     };
     report.print();
@@ -152,4 +225,181 @@ async fn run(cli: &Cli) -> error::Result<()> {
         report.plot(path)?;
     }
     Ok(())
+}
+
+/// What became of one target in `compare`.
+enum Outcome {
+    Ran(Box<Report>),
+    /// The server could not be started (binary or package missing, ...).
+    NotStarted(String),
+    /// It started but the run failed.
+    Failed(String),
+}
+
+/// `compare`: group-fanout against each target in turn, each server started for its run
+/// and stopped after it; then one table and the ratios Chorus/peer.
+async fn compare(
+    cli: &Cli,
+    groups: usize,
+    members: usize,
+    targets: &[Kind],
+    strict: bool,
+    common: &Common,
+) -> error::Result<()> {
+    let peers = peers(cli);
+    let mut outcomes: Vec<(Kind, Outcome)> = Vec::new();
+    for &kind in targets {
+        eprintln!("== compare: {} ({groups} x {members})", kind.name());
+        let outcome = match kind {
+            Kind::Chorus => match chorus(cli).await {
+                Err(e) => Outcome::NotStarted(e.to_string()),
+                Ok(target) => {
+                    match scenarios::group_fanout(&target, groups, members, common).await {
+                        Ok(r) => Outcome::Ran(Box::new(r)),
+                        Err(e) => Outcome::Failed(e.to_string()),
+                    }
+                }
+            },
+            peer => match peers::start(peer, &peers).await {
+                Err(e) => Outcome::NotStarted(e.to_string()),
+                Ok(server) => match server.group_fanout(groups, members, common).await {
+                    Ok(r) => Outcome::Ran(Box::new(r)),
+                    Err(e) => Outcome::Failed(e.to_string()),
+                },
+            },
+        };
+        match &outcome {
+            Outcome::Ran(r) => {
+                r.print();
+                if let Some(path) = &cli.plot {
+                    let path = path.with_file_name(format!(
+                        "{}-{}.svg",
+                        path.file_stem().unwrap_or_default().to_string_lossy(),
+                        kind.name()
+                    ));
+                    if let Err(e) = r.plot(&path) {
+                        eprintln!("warning: plot {}: {e}", path.display());
+                    }
+                }
+            }
+            Outcome::NotStarted(e) => eprintln!("{}: not started: {e}", kind.name()),
+            Outcome::Failed(e) => eprintln!("{}: run failed: {e}", kind.name()),
+        }
+        outcomes.push((kind, outcome));
+    }
+    print_comparison(groups, members, common, &outcomes);
+    if let Some(path) = &cli.json {
+        let runs: Vec<serde_json::Value> = outcomes
+            .iter()
+            .map(|(kind, o)| match o {
+                Outcome::Ran(r) => serde_json::json!({"target": kind.name(), "report": r}),
+                Outcome::NotStarted(e) => {
+                    serde_json::json!({"target": kind.name(), "not_started": e})
+                }
+                Outcome::Failed(e) => serde_json::json!({"target": kind.name(), "failed": e}),
+            })
+            .collect();
+        let all = serde_json::json!({
+            "scenario": "compare",
+            "params": {"groups": groups, "members": members, "rate": common.rate,
+                       "payload": common.payload, "duration_s": common.duration.as_secs()},
+            "runs": runs,
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&all)?)?;
+    }
+    let bad: Vec<&str> = outcomes
+        .iter()
+        .filter(|(_, o)| !matches!(o, Outcome::Ran(_)))
+        .map(|(k, _)| k.name())
+        .collect();
+    if strict && !bad.is_empty() {
+        return Err(error::Error::Unexpected(format!(
+            "--strict: no result for {}",
+            bad.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+fn print_comparison(groups: usize, members: usize, common: &Common, outcomes: &[(Kind, Outcome)]) {
+    println!();
+    println!(
+        "== compare: group-fanout, {groups} groups x {members} members, {} msg/s, {} B payload, {} s",
+        common.rate,
+        common.payload,
+        common.duration.as_secs()
+    );
+    println!(
+        "   {:<10} {:>13} {:>9} {:>9} {:>9} {:>9} {:>10}",
+        "target", "deliveries/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "delivered%"
+    );
+    for (kind, outcome) in outcomes {
+        match outcome {
+            Outcome::Ran(r) => {
+                let (p50, p99, p999, max) = r
+                    .collected
+                    .as_ref()
+                    .map(|c| {
+                        let l = &c.latency;
+                        (l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms)
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "   {:<10} {:>13.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>10.2}",
+                    kind.name(),
+                    r.deliveries_per_s,
+                    p50,
+                    p99,
+                    p999,
+                    max,
+                    delivered_pct(r)
+                );
+            }
+            Outcome::NotStarted(e) => {
+                println!("   {:<10} NOT STARTED: {e}", kind.name())
+            }
+            Outcome::Failed(e) => println!("   {:<10} RUN FAILED: {e}", kind.name()),
+        }
+    }
+    let chorus = outcomes.iter().find_map(|(k, o)| match o {
+        Outcome::Ran(r) if *k == Kind::Chorus => Some(r),
+        _ => None,
+    });
+    for (kind, outcome) in outcomes {
+        if *kind == Kind::Chorus {
+            continue;
+        }
+        let line = match (chorus, outcome) {
+            (Some(c), Outcome::Ran(p)) => {
+                let p99 = |r: &Report| r.collected.as_ref().map(|c| c.latency.p99_ms);
+                format!(
+                    "deliveries/s {}   p99 {}",
+                    ratio(Some(c.deliveries_per_s), Some(p.deliveries_per_s)),
+                    ratio(p99(c), p99(p))
+                )
+            }
+            (None, _) => "n/a (no chorus result)".into(),
+            (_, _) => "n/a (no result for the peer)".into(),
+        };
+        println!("   chorus/{:<9} {line}", kind.name());
+    }
+    println!(
+        "   (deliveries/s: above 1 = chorus delivers more; p99: below 1 = chorus is faster. At a \
+         fixed --rate every target that keeps up delivers about rate x members per second.)"
+    );
+}
+
+fn delivered_pct(r: &Report) -> f64 {
+    if r.expected > 0 {
+        r.delivered as f64 * 100.0 / r.expected as f64
+    } else {
+        0.0
+    }
+}
+
+fn ratio(chorus: Option<f64>, peer: Option<f64>) -> String {
+    match (chorus, peer) {
+        (Some(c), Some(p)) if p > 0.0 => format!("x{:.2}", c / p),
+        _ => "n/a".into(),
+    }
 }

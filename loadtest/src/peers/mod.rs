@@ -1,0 +1,343 @@
+//! Peer servers that `group-fanout` can also drive, for comparison with Chorus: the NATS
+//! server over WebSocket and Socket.IO (Node). The harness starts each one on loopback with a
+//! config of its own in a temp dir, connects G x M receiving clients that join G
+//! groups (a NATS subject or a Socket.IO room per group), and drives them with
+//! [`scenarios::run_fanout`](crate::scenarios::run_fanout) exactly as it drives Chorus.
+
+pub mod nats;
+pub mod socketio;
+
+use std::fs::File;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use futures_util::{StreamExt, stream};
+use tokio::net::TcpSocket;
+use tokio_tungstenite::client_async;
+
+use crate::client::Ws;
+use crate::error::{Error, Result};
+use crate::report::Report;
+use crate::scenarios::{Common, bar};
+
+/// Which server `group-fanout` runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    Chorus,
+    Nats,
+    Socketio,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Chorus => "chorus",
+            Kind::Nats => "nats",
+            Kind::Socketio => "socketio",
+        }
+    }
+}
+
+/// Where the peers' programs are.
+#[derive(Debug, Clone)]
+pub struct Peers {
+    /// `nats-server` binary (a bare name is looked up on PATH, then /usr/sbin, /usr/bin).
+    pub nats_server: PathBuf,
+    /// `node` binary (looked up the same way).
+    pub node: PathBuf,
+    /// `loadtest/peers`: `socketio-server.js` and its `node_modules`.
+    pub dir: PathBuf,
+}
+
+/// A peer server started by the harness.
+pub enum Started {
+    Nats(nats::Server),
+    Socketio(socketio::Server),
+}
+
+/// Starts the peer `kind` (not Chorus: that is [`crate::server::Target::spawn`]).
+pub async fn start(kind: Kind, peers: &Peers) -> Result<Started> {
+    match kind {
+        Kind::Nats => Ok(Started::Nats(nats::Server::start(peers).await?)),
+        Kind::Socketio => Ok(Started::Socketio(socketio::Server::start(peers).await?)),
+        Kind::Chorus => Err(Error::Unexpected(
+            "chorus is not a peer: start it with Target::spawn".into(),
+        )),
+    }
+}
+
+impl Started {
+    /// `group-fanout` against this peer: G groups of M online members, message i to group
+    /// i mod G.
+    pub async fn group_fanout(
+        &self,
+        groups: usize,
+        members: usize,
+        common: &Common,
+    ) -> Result<Report> {
+        match self {
+            Started::Nats(s) => s.group_fanout(groups, members, common).await,
+            Started::Socketio(s) => s.group_fanout(groups, members, common).await,
+        }
+    }
+}
+
+/// The subject / room of group `g`.
+pub fn group_name(g: usize) -> String {
+    format!("group.{g}")
+}
+
+/// A child process with its temp dir, stopped (SIGTERM, then SIGKILL after 5 s) on drop.
+pub struct Process {
+    child: Child,
+    pub pid: u32,
+    /// Config and log; removed on drop.
+    _dir: tempfile::TempDir,
+    pub log: PathBuf,
+}
+
+impl Process {
+    /// Starts `cmd` with stderr (and stdout unless the caller piped it) into `dir/<name>.log`.
+    pub fn spawn(
+        mut cmd: std::process::Command,
+        dir: tempfile::TempDir,
+        name: &str,
+        pipe_stdout: bool,
+    ) -> Result<Process> {
+        let log = dir.path().join(format!("{name}.log"));
+        let file = File::create(&log)?;
+        cmd.stdin(std::process::Stdio::null())
+            .stderr(file.try_clone()?);
+        if pipe_stdout {
+            cmd.stdout(std::process::Stdio::piped());
+        } else {
+            cmd.stdout(file);
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| Error::Unexpected(format!("cannot start {name}: {e}")))?;
+        Ok(Process {
+            pid: child.id(),
+            child,
+            _dir: dir,
+            log,
+        })
+    }
+
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.stdout.take()
+    }
+
+    /// An error if the process has already exited, with the end of its log.
+    pub fn check_alive(&mut self, what: &str) -> Result<()> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => Err(Error::Unexpected(format!(
+                "{what} exited ({status}): {}",
+                self.log_tail()
+            ))),
+            Err(e) => Err(Error::Unexpected(format!("{what}: {e}"))),
+        }
+    }
+
+    /// The last lines of the log, on one line.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(5)..].join(" | ")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Finds a program: a path with a slash as is, a bare name on PATH, then in /usr/sbin and
+/// /usr/bin (Debian puts nats-server in /usr/sbin).
+pub fn find_program(program: &Path) -> Option<PathBuf> {
+    if program.components().count() > 1 {
+        return program.is_file().then(|| program.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+        .map(|dir| dir.join(program))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// A loopback port free right now (the peer binds it a moment later).
+pub fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Waits until `addr` accepts TCP connections, `process` is still alive, for up to `limit`.
+pub async fn wait_listening(
+    addr: SocketAddr,
+    process: &mut Process,
+    what: &str,
+    limit: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        process.check_alive(what)?;
+        if let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Unexpected(format!(
+                "{what} did not listen on {addr} in {limit:?}: {}",
+                process.log_tail()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Opens a WebSocket to `url` at `server` from loopback address `source` (no hello read).
+pub async fn ws_connect(url: &str, server: SocketAddr, source: IpAddr) -> Result<Ws> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    let stream = socket.connect(server).await?;
+    stream.set_nodelay(true)?;
+    let (ws, _) = client_async(url, stream).await?;
+    Ok(ws)
+}
+
+/// Runs `open(i)` for i in 0..n, 256 at a time, each bounded by 30 s; answers the clients
+/// that made it (with their index) and the errors.
+pub async fn open_all<T, F, Fut>(n: usize, open: F) -> (Vec<(usize, T)>, Vec<String>)
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let b = bar(n as u64, "connecting");
+    let results: Vec<(usize, Result<T>)> = stream::iter(0..n)
+        .map(|i| {
+            let fut = open(i);
+            let b = b.clone();
+            async move {
+                let r = match tokio::time::timeout(Duration::from_secs(30), fut).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::Unexpected("client setup timed out (30 s)".into())),
+                };
+                b.inc(1);
+                (i, r)
+            }
+        })
+        .buffer_unordered(256)
+        .collect()
+        .await;
+    b.finish_and_clear();
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for (i, r) in results {
+        match r {
+            Ok(c) => ok.push((i, c)),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    (ok, errors)
+}
+
+/// Warns about failed clients; an error if none made it.
+pub fn check_clients(what: &str, ok: usize, errors: &[String]) -> Result<()> {
+    if let Some(first) = errors.first() {
+        eprintln!(
+            "warning: {what}: {} clients failed, first: {first}",
+            errors.len()
+        );
+    }
+    if ok == 0 {
+        return Err(Error::Unexpected(format!(
+            "{what}: no client connected: {}",
+            errors.first().cloned().unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peers() -> Peers {
+        Peers {
+            nats_server: PathBuf::from("nats-server"),
+            node: PathBuf::from("node"),
+            dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/peers")),
+        }
+    }
+
+    fn common() -> Common {
+        Common {
+            duration: Duration::from_secs(1),
+            sources: 2,
+            rate: 10.0,
+            publishers: 1,
+            payload: 64,
+        }
+    }
+
+    /// End to end against each peer when it is installed (loadtest/peers/setup.sh): 2 groups
+    /// of 3 members, 1 s at 10 msg/s; every member gets every message of its group.
+    async fn smoke(kind: Kind) {
+        let server = match start(kind, &peers()).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("skipped: {} not available: {e}", kind.name());
+                return;
+            }
+        };
+        let r = server.group_fanout(2, 3, &common()).await.unwrap();
+        assert!(r.published >= 5, "{r:?}");
+        assert_eq!(r.expected, r.published * 3);
+        assert_eq!(r.delivered, r.expected, "{r:?}");
+        assert_eq!(r.target, kind.name());
+        assert_eq!(r.closed_by_server, 0);
+    }
+
+    #[tokio::test]
+    async fn nats_smoke() {
+        smoke(Kind::Nats).await;
+    }
+
+    #[tokio::test]
+    async fn socketio_smoke() {
+        smoke(Kind::Socketio).await;
+    }
+
+    #[test]
+    fn missing_programs_are_not_found() {
+        assert_eq!(find_program(Path::new("/nonexistent/nats-server")), None);
+        assert_eq!(find_program(Path::new("no-such-program-here")), None);
+        assert!(find_program(Path::new("sh")).is_some());
+    }
+}
