@@ -14,8 +14,10 @@ use crate::model::{AccountId, AccountRecord, Claim};
 use crate::registry::Registry;
 use crate::store::SubscriberWrite;
 
-/// How many friends' actors a fan-out talks to at once.
-const FANOUT_CONCURRENCY: usize = 64;
+/// How many friends' actors a fan-out talks to at once. Each friend's append is a durable
+/// write; with many in flight, one group commit (one fsync) covers hundreds of them instead of
+/// the fan-out waiting for one sync per small batch.
+const FANOUT_CONCURRENCY: usize = 1024;
 
 /// Most items one page of a list holds.
 pub const MAX_PAGE: usize = 200;

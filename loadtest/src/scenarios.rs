@@ -121,6 +121,7 @@ pub async fn run_fanout(
     let receivers = spawn(rec, delivered.clone(), stop_rx);
     let published = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
+    let inflight = Arc::new(AtomicU64::new(0));
     let run = bar(common.duration.as_secs(), "publishing");
     let started = Instant::now();
     let deadline = started + common.duration;
@@ -137,12 +138,19 @@ pub async fn run_fanout(
             }
             tokio::time::sleep_until(due.into()).await;
             let due_ns = base_ns + (due - started).as_nanos() as u64;
-            let (publish, published, failed) = (publish.clone(), published.clone(), failed.clone());
+            let (publish, published, failed, inflight) = (
+                publish.clone(),
+                published.clone(),
+                failed.clone(),
+                inflight.clone(),
+            );
+            inflight.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
                 match publish(i, due_ns).await {
                     Ok(()) => published.fetch_add(1, Ordering::Relaxed),
                     Err(_) => failed.fetch_add(1, Ordering::Relaxed),
                 };
+                inflight.fetch_sub(1, Ordering::Relaxed);
             });
             i += 1;
             run.set_position(started.elapsed().as_secs());
@@ -175,7 +183,11 @@ pub async fn run_fanout(
     run.finish_and_clear();
     // Let publishes in flight finish, then give deliveries up to 10 s to drain: stop once
     // all expected arrived or nothing arrived for 2 s.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Wait (up to 30 s) for publishes still in flight, so `expected` counts all of them.
+    let waited = Instant::now();
+    while inflight.load(Ordering::Relaxed) > 0 && waited.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let expected = published.load(Ordering::Relaxed) * recipients_per_message;
     let drain = Instant::now();
     let (mut last, mut quiet) = (delivered.load(Ordering::Relaxed), Instant::now());
