@@ -52,12 +52,16 @@ pub fn encode_data<D: Serialize>(data: &D) -> std::sync::Arc<str> {
         .into()
 }
 
-/// Builds `{"type","seq","data"}` around data already encoded by [`encode_data`]: one copy
-/// per recipient account (whose `seq` differs), never a re-serialisation.
-pub fn frame_with_data(kind: EventType, seq: u64, data: &str) -> StoredEvent {
-    let mut text = String::with_capacity(data.len() + kind.0.len() + 40);
+/// Writes `{"type", ["group_id",] "seq", "data"}` around data already encoded: one copy of
+/// the data, never a re-serialisation.
+fn frame(kind: EventType, group_id: Option<&str>, seq: u64, data: &str) -> StoredEvent {
+    let mut text = String::with_capacity(data.len() + kind.0.len() + 64);
     text.push_str(r#"{"type":""#);
     text.push_str(kind.0);
+    if let Some(group_id) = group_id {
+        text.push_str(r#"","group_id":""#);
+        text.push_str(group_id);
+    }
     text.push_str(r#"","seq":"#);
     text.push_str(&seq.to_string());
     text.push_str(r#","data":"#);
@@ -69,24 +73,17 @@ pub fn frame_with_data(kind: EventType, seq: u64, data: &str) -> StoredEvent {
     }
 }
 
+/// Builds `{"type","seq","data"}` around data already encoded by [`encode_data`]: one copy
+/// per recipient account (whose `seq` differs), never a re-serialisation.
+pub fn frame_with_data(kind: EventType, seq: u64, data: &str) -> StoredEvent {
+    frame(kind, None, seq, data)
+}
+
 /// Builds a group event frame `{"type","group_id","seq","data"}`: encoded once per group
 /// event and shared, byte for byte, by every member's every device. Its `seq` counts the
 /// group's events, not the account's.
 pub fn group_frame(kind: EventType, group_id: &str, seq: u64, data: &str) -> StoredEvent {
-    let mut text = String::with_capacity(data.len() + group_id.len() + kind.0.len() + 56);
-    text.push_str(r#"{"type":""#);
-    text.push_str(kind.0);
-    text.push_str(r#"","group_id":""#);
-    text.push_str(group_id);
-    text.push_str(r#"","seq":"#);
-    text.push_str(&seq.to_string());
-    text.push_str(r#","data":"#);
-    text.push_str(data);
-    text.push('}');
-    StoredEvent {
-        seq,
-        frame: ByteString::from(text),
-    }
+    frame(kind, Some(group_id), seq, data)
 }
 
 /// Encodes `{"type","seq","data"}` once.
@@ -148,5 +145,10 @@ mod tests {
         assert_eq!(v["data"]["account_id"], "x");
         let data = encode_data(&serde_json::json!({"account_id": "x"}));
         assert_eq!(frame_with_data(EventType::FRIEND_ADDED, 7, &data), ev);
+        let g = group_frame(EventType::GROUP_MESSAGE, "g1", 3, &data);
+        let v: serde_json::Value = serde_json::from_str(&g.frame).unwrap_or_default();
+        assert_eq!(v["group_id"], "g1");
+        assert_eq!(v["seq"], 3);
+        assert_eq!(v["data"]["account_id"], "x");
     }
 }

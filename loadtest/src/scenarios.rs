@@ -434,7 +434,7 @@ pub async fn community_dynamics(
     let per_message = (groups * members) as u64;
     let (published, collected, closed) =
         run_fanout(chorus_receivers(clients), common, per_message, publish).await?;
-    let params = json!({"groups": groups, "members": members, "posters": posters_len(poster_accounts),
+    let params = json!({"groups": groups, "members": members, "posters": poster_accounts.len(),
                         "rate": common.rate, "payload": payload, "duration_s": common.duration.as_secs()});
     Ok(finish(
         "community-dynamics",
@@ -446,10 +446,6 @@ pub async fn community_dynamics(
         closed,
         json!({"connect_failures": errors.len()}),
     ))
-}
-
-fn posters_len(p: &[Account]) -> usize {
-    p.len()
 }
 
 /// `profile-sync`: one account with F friends of D devices each changes its profile.

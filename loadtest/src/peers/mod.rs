@@ -284,6 +284,32 @@ pub fn check_clients(what: &str, ok: usize, errors: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The report of a peer's `group-fanout` run, in the same shape as Chorus's.
+pub fn peer_report(
+    name: &str,
+    pid: u32,
+    groups: usize,
+    members: usize,
+    common: &Common,
+    run: (u64, crate::stats::Collected, u64),
+    extra: serde_json::Value,
+) -> Report {
+    let (published, collected, closed) = run;
+    let target = crate::server::Target::attach(name.into(), Some(pid));
+    let params = serde_json::json!({"groups": groups, "members": members, "rate": common.rate,
+                                    "payload": common.payload, "duration_s": common.duration.as_secs()});
+    crate::scenarios::finish(
+        "group-fanout",
+        &target,
+        params,
+        published,
+        published * members as u64,
+        collected,
+        closed,
+        extra,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,8 +19,7 @@ use super::{Peers, Process, check_clients, find_program, free_port, group_name, 
 use crate::client::{self, Ws};
 use crate::error::{Error, Result};
 use crate::report::Report;
-use crate::scenarios::{Common, Publish, SpawnReceivers, finish, run_fanout};
-use crate::server::Target;
+use crate::scenarios::{Common, Publish, SpawnReceivers, run_fanout};
 use crate::stats::{Recorder, Sample, now_ns};
 
 const CONNECT: &str = "CONNECT {\"verbose\":false,\"pedantic\":false,\"protocol\":1}\r\n";
@@ -197,21 +196,17 @@ impl Server {
                 })
                 .collect()
         });
-        let (published, collected, closed) =
-            run_fanout(spawn, common, members as u64, publish).await?;
-        let target = Target::attach("nats".into(), Some(self.process.pid));
-        let params = json!({"groups": groups, "members": members, "rate": common.rate,
-                            "payload": payload, "duration_s": common.duration.as_secs()});
-        Ok(finish(
-            "group-fanout",
-            &target,
-            params,
-            published,
-            published * members as u64,
-            collected,
-            closed,
-            json!({"connect_failures": errors.len(), "transport": "websocket",
-                   "server_version": self.version()}),
+        let run = run_fanout(spawn, common, members as u64, publish).await?;
+        let extra = json!({"connect_failures": errors.len(), "transport": "websocket",
+                   "server_version": self.version()});
+        Ok(super::peer_report(
+            "nats",
+            self.process.pid,
+            groups,
+            members,
+            common,
+            run,
+            extra,
         ))
     }
 

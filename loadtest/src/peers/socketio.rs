@@ -19,8 +19,7 @@ use super::{Peers, Process, check_clients, find_program, group_name, open_all};
 use crate::client::{self, Ws};
 use crate::error::{Error, Result};
 use crate::report::Report;
-use crate::scenarios::{Common, Publish, SpawnReceivers, finish, run_fanout};
-use crate::server::Target;
+use crate::scenarios::{Common, Publish, SpawnReceivers, run_fanout};
 use crate::stats::{Recorder, Sample, now_ns};
 
 /// A Socket.IO packet type (the digit after the Engine.IO `4`).
@@ -257,21 +256,17 @@ impl Server {
                 })
                 .collect()
         });
-        let (published, collected, closed) =
-            run_fanout(spawn, common, members as u64, publish).await?;
-        let target = Target::attach("socketio".into(), Some(self.process.pid));
-        let params = json!({"groups": groups, "members": members, "rate": common.rate,
-                            "payload": payload, "duration_s": common.duration.as_secs()});
-        Ok(finish(
-            "group-fanout",
-            &target,
-            params,
-            published,
-            published * members as u64,
-            collected,
-            closed,
-            json!({"connect_failures": errors.len(), "transport": "websocket",
-                   "node_version": self.node_version}),
+        let run = run_fanout(spawn, common, members as u64, publish).await?;
+        let extra = json!({"connect_failures": errors.len(), "transport": "websocket",
+                   "node_version": self.node_version});
+        Ok(super::peer_report(
+            "socketio",
+            self.process.pid,
+            groups,
+            members,
+            common,
+            run,
+            extra,
         ))
     }
 }
