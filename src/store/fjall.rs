@@ -13,10 +13,10 @@
 //! - `claims`: claim text -> owning account id
 //! - `tokens`: first 16 bytes of the token's SHA-256 -> last 16 bytes ++ account id
 //! - `events`: `id \0 seq(u64 big-endian)` -> frame text
-//! - `groups`: `gid` -> JSON [`GroupRecord`]; `group_members`: `gid \0 account` -> empty
+//! - `groups`: `gid` -> JSON `GroupRecord`; `group_members`: `gid \0 account` -> empty
 //! - `binding_requests`: `gid \0 request id` -> JSON
 //! - `bindings_by_group`: `gid \0 cid` and `bindings_by_community`: `cid \0 gid` -> JSON
-//!   [`Binding`], always written together in one batch
+//!   `Binding`, always written together in one batch
 //! - `messages`: `gid \0 ms(u64 BE) message id` -> JSON; `group_events`: `gid \0 seq` -> frame
 //! - `communities`: `cid` -> JSON; `community_members`: `cid \0 account` -> empty
 //! - `dynamics`: `cid \0 ms(u64 BE) dynamic id` -> JSON (a page is one reverse range scan)

@@ -1,9 +1,9 @@
 //! The WebSocket session of one device: `GET /v1/ws`.
 //!
-//! A connection is two halves. The response body ([`body::MailboxBody`]) owns the socket's
+//! A connection is two halves. The response body (`body::MailboxBody`) owns the socket's
 //! write side: it drains the device's bounded mailbox ([`WsOutlet`], fed by the account actor
 //! and the fan-out workers with `try_send`) and a control channel, and encodes everything
-//! waiting into one buffer per write. The reader task ([`Connection`]) owns the read side:
+//! waiting into one buffer per write. The reader task (`Connection`) owns the read side:
 //! client frames (`resume`, `ping`, errors), heartbeats, the slow-reader and shutdown
 //! signals; it speaks to the body through the control channel only.
 //!
