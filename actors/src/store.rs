@@ -1,5 +1,5 @@
 //! The storage the actors need, declared here and implemented per engine (embedded fjall in
-//! the server crate today, ScyllaDB later). One conformance suite, [`conformance`], checks any
+//! the server crate today, ScyllaDB later). One conformance suite, `conformance` (feature `conformance`), checks any
 //! implementation.
 //!
 //! Writes are change sets ([`SubscriberWrite`]): everything one actor turn changes — its

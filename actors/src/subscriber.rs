@@ -3,7 +3,7 @@
 //! devices. Nothing else changes them; everyone else sends it a message.
 //!
 //! Every mutating handler builds one [`SubscriberWrite`], commits it, and only then updates
-//! memory, advances `seq` and pushes the new events to the devices (see [`Subscriber::persist`]).
+//! memory, advances `seq` and pushes the new events to the devices (see `Subscriber::persist`).
 //! Handlers that persist are atomic (`AtomicResponse`): the next message waits until the
 //! write is durable, so events leave in `seq` order and state never runs ahead of the disk.
 
