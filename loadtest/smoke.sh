@@ -33,7 +33,7 @@ run() { # name args...
   fi
 }
 
-run connect connect --connections 50
+run connect connect --connections 50 --per-process 20
 run group-fanout group-fanout --groups 2 --members 20
 run community-dynamics community-dynamics --groups 2 --members 10 --posters 2
 run profile-sync profile-sync --friends 10 --devices 2

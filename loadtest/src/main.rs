@@ -81,6 +81,17 @@ enum Scenario {
     Connect {
         #[arg(long, default_value_t = 1000)]
         connections: usize,
+        /// Connections one process holds; more are spread over child processes (default:
+        /// this process's open-file limit less a margin).
+        #[arg(long)]
+        per_process: Option<usize>,
+    },
+    /// (internal) A child of `connect` holding the connections of the tokens in a file until
+    /// its standard input closes.
+    #[command(hide = true)]
+    ConnectWorker {
+        #[arg(long)]
+        tokens_file: PathBuf,
     },
     /// G groups x M online members; the group owners post messages (or, for a peer, one
     /// more client publishes to the group's subject / room).
@@ -176,6 +187,10 @@ async fn run(cli: &Cli) -> error::Result<()> {
         publishers: cli.publishers,
         payload: cli.payload.max(32),
     };
+    if let Scenario::ConnectWorker { tokens_file } = &cli.scenario {
+        let target = chorus(cli).await?;
+        return scenarios::connect_worker(&target, tokens_file, &common).await;
+    }
     let report = match &cli.scenario {
         Scenario::Compare {
             groups,
@@ -194,8 +209,14 @@ async fn run(cli: &Cli) -> error::Result<()> {
         scenario => {
             let target = chorus(cli).await?;
             match scenario {
-                Scenario::Connect { connections } => {
-                    scenarios::connect(&target, *connections, &common).await?
+                Scenario::Connect {
+                    connections,
+                    per_process,
+                } => {
+                    let (soft, _) = client::raise_nofile();
+                    let default = (soft as usize).saturating_sub(1000).max(100);
+                    let per_process = per_process.unwrap_or(default);
+                    scenarios::connect(&target, *connections, per_process, &common).await?
                 }
                 Scenario::GroupFanout {
                     groups, members, ..
@@ -211,7 +232,7 @@ async fn run(cli: &Cli) -> error::Result<()> {
                 Scenario::ProfileSync { friends, devices } => {
                     scenarios::profile_sync(&target, *friends, *devices, &common).await?
                 }
-                Scenario::Compare { .. } => {
+                Scenario::Compare { .. } | Scenario::ConnectWorker { .. } => {
                     return Err(error::Error::Unexpected("compare handled above".into()));
                 }
             }
