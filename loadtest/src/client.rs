@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{WebSocketStream, client_async};
 
 use crate::error::{Error, Result};
-use crate::stats::{Recorder, Sample, now_ns};
+use crate::stats::{Recorder, Tally};
 
 pub type Ws = WebSocketStream<tokio::net::TcpStream>;
 
@@ -92,7 +92,7 @@ pub async fn receive(
     mut stop: watch::Receiver<bool>,
 ) -> (u64, Option<String>) {
     let mut frames = 0u64;
-    let mut batch = Vec::with_capacity(64);
+    let mut tally = Tally::new(rec, delivered);
     let mut closed = None;
     loop {
         tokio::select! {
@@ -100,13 +100,7 @@ pub async fn receive(
             msg = ws.next() => match msg {
                 Some(Ok(Message::Text(text))) => {
                     frames += 1;
-                    if let Some((msg, sent)) = parse_marker(&text) {
-                        batch.push(Sample { msg, sent_ns: sent, recv_ns: now_ns() });
-                        delivered.fetch_add(1, Ordering::Relaxed);
-                        if batch.len() >= 64 {
-                            rec.record(std::mem::take(&mut batch));
-                        }
-                    }
+                    tally.seen(&text);
                 }
                 Some(Ok(Message::Close(frame))) => {
                     closed = Some(format!("{frame:?}"));
@@ -124,7 +118,7 @@ pub async fn receive(
             }
         }
     }
-    rec.record(batch);
+    drop(tally);
     let _ = ws.close(None).await;
     let _ = ws.flush().await;
     (frames, closed)

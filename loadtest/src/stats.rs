@@ -45,6 +45,47 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant, valid histogram bounds")
 }
 
+/// A receiving client's bookkeeping: finds the load-test marker in what arrived, timestamps
+/// it, bumps the shared delivery counter and hands samples to the collector in batches (the
+/// rest when it is dropped).
+pub struct Tally {
+    rec: Recorder,
+    delivered: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    batch: Vec<Sample>,
+}
+
+impl Tally {
+    pub fn new(rec: Recorder, delivered: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Self {
+        Tally {
+            rec,
+            delivered,
+            batch: Vec::with_capacity(64),
+        }
+    }
+
+    /// Records `text` if it carries a marker ([`crate::client::parse_marker`]).
+    pub fn seen(&mut self, text: &str) {
+        if let Some((msg, sent_ns)) = crate::client::parse_marker(text) {
+            self.batch.push(Sample {
+                msg,
+                sent_ns,
+                recv_ns: now_ns(),
+            });
+            self.delivered
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if self.batch.len() >= 64 {
+                self.rec.record(std::mem::take(&mut self.batch));
+            }
+        }
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        self.rec.record(std::mem::take(&mut self.batch));
+    }
+}
+
 /// Per-second figures for the plot.
 #[derive(Debug, Clone, Serialize)]
 pub struct Second {

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -20,7 +20,7 @@ use crate::client::{self, Ws};
 use crate::error::{Error, Result};
 use crate::report::Report;
 use crate::scenarios::{Common, Publish, SpawnReceivers, run_fanout};
-use crate::stats::{Recorder, Sample, now_ns};
+use crate::stats::{Recorder, Tally};
 
 const CONNECT: &str = "CONNECT {\"verbose\":false,\"pedantic\":false,\"protocol\":1}\r\n";
 /// A control line longer than this without CRLF is a protocol error (NATS's own limit is 4 KiB).
@@ -272,7 +272,7 @@ async fn receive(
     mut stop: watch::Receiver<bool>,
 ) -> (u64, Option<String>) {
     let mut frames = 0u64;
-    let mut batch = Vec::with_capacity(64);
+    let mut tally = Tally::new(rec, delivered);
     let mut closed = None;
     loop {
         let data = tokio::select! {
@@ -305,16 +305,8 @@ async fn receive(
                     pos += n;
                     match op {
                         Op::Msg { payload, .. } => {
-                            if let Some((msg, sent)) = std::str::from_utf8(payload)
-                                .ok()
-                                .and_then(client::parse_marker)
-                            {
-                                batch.push(Sample {
-                                    msg,
-                                    sent_ns: sent,
-                                    recv_ns: now_ns(),
-                                });
-                                delivered.fetch_add(1, Ordering::Relaxed);
+                            if let Ok(text) = std::str::from_utf8(payload) {
+                                tally.seen(text);
                             }
                         }
                         Op::Ping => pings += 1,
@@ -330,9 +322,6 @@ async fn receive(
             }
         }
         buf.drain(..pos);
-        if batch.len() >= 64 {
-            rec.record(std::mem::take(&mut batch));
-        }
         for _ in 0..pings {
             let _ = ws.send(Message::binary(b"PONG\r\n".to_vec())).await;
         }
@@ -340,7 +329,7 @@ async fn receive(
             break;
         }
     }
-    rec.record(batch);
+    drop(tally);
     let _ = ws.close(None).await;
     (frames, closed)
 }

@@ -20,7 +20,7 @@ use crate::client::{self, Ws};
 use crate::error::{Error, Result};
 use crate::report::Report;
 use crate::scenarios::{Common, Publish, SpawnReceivers, run_fanout};
-use crate::stats::{Recorder, Sample, now_ns};
+use crate::stats::{Recorder, Tally};
 
 /// A Socket.IO packet type (the digit after the Engine.IO `4`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,7 +323,7 @@ async fn receive(
     mut stop: watch::Receiver<bool>,
 ) -> (u64, Option<String>) {
     let mut frames = 0u64;
-    let mut batch = Vec::with_capacity(64);
+    let mut tally = Tally::new(rec, delivered);
     let mut closed = None;
     loop {
         tokio::select! {
@@ -333,14 +333,8 @@ async fn receive(
                     frames += 1;
                     match parse_packet(&text) {
                         Ok(Packet::Message(Sio { kind: SioKind::Event, data, .. })) => {
-                            if data.starts_with("[\"msg\"")
-                                && let Some((msg, sent)) = client::parse_marker(data)
-                            {
-                                batch.push(Sample { msg, sent_ns: sent, recv_ns: now_ns() });
-                                delivered.fetch_add(1, Ordering::Relaxed);
-                                if batch.len() >= 64 {
-                                    rec.record(std::mem::take(&mut batch));
-                                }
+                            if data.starts_with("[\"msg\"") {
+                                tally.seen(data);
                             }
                         }
                         Ok(Packet::Ping(p)) => {
@@ -373,7 +367,7 @@ async fn receive(
             }
         }
     }
-    rec.record(batch);
+    drop(tally);
     let _ = ws.close(None).await;
     (frames, closed)
 }
