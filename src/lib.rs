@@ -31,6 +31,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod connectors;
 pub mod error;
 pub mod http;
 pub mod store;

@@ -30,7 +30,9 @@
 //! - A group event is stored once in the group's log and encoded once; every member's every
 //!   device gets the same buffer, from the fan-out workers, never from the group actor.
 
+pub mod activity_model;
 pub mod community;
+pub mod connector;
 pub mod error;
 pub mod event;
 pub mod flows;
@@ -42,6 +44,7 @@ pub mod ids;
 pub mod messages;
 pub mod model;
 pub mod registry;
+pub mod releaser;
 pub mod store;
 pub mod subscriber;
 

@@ -1,0 +1,100 @@
+//! The seam between the release machinery and the platforms: one [`Connector`] delivers one
+//! attempt of one delivery and says what happened. The server crate implements it per
+//! platform (webhook, Mastodon, email); the [`crate::releaser::Releaser`] decides what an
+//! outcome means (retry when, give up when) so every platform gets the same policy.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::activity_model::ActivityRecord;
+use crate::model::LinkRecord;
+
+/// Everything one attempt needs.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub activity: ActivityRecord,
+    /// The link as it was when the activity was posted (platform, handle, config).
+    pub link: LinkRecord,
+    /// Same for every attempt of this delivery (see `DeliveryRecord::idempotency_key`).
+    pub idempotency_key: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The platform accepted the activity.
+    Delivered,
+    /// Worth another try (network error, timeout, 5xx, 408, 429); `after` is the platform's
+    /// own wish (`Retry-After`), if it said one.
+    Retry {
+        error: String,
+        after: Option<Duration>,
+    },
+    /// Trying again cannot help (4xx other than 408/429, a config the platform rejects).
+    Fail { error: String },
+}
+
+impl AttemptOutcome {
+    /// The shared reading of an HTTP answer: any 2xx delivers; 408, 429 and 5xx are retried
+    /// (429 and 503 with the server's `Retry-After`); every other status fails at once
+    /// (redirects are not followed: a platform that moved must be linked again).
+    pub fn from_http(status: u16, retry_after: Option<Duration>, detail: &str) -> Self {
+        let error = if detail.is_empty() {
+            format!("HTTP {status}")
+        } else {
+            format!("HTTP {status}: {detail}")
+        };
+        match status {
+            200..=299 => AttemptOutcome::Delivered,
+            408 | 429 | 500..=599 => AttemptOutcome::Retry {
+                error,
+                after: retry_after,
+            },
+            _ => AttemptOutcome::Fail { error },
+        }
+    }
+}
+
+/// Delivers activities to platforms. Implementations must not retry on their own (the
+/// releaser owns the policy) and should bound their own I/O; the releaser also stops an
+/// attempt at its configured timeout.
+#[async_trait]
+pub trait Connector: Send + Sync + 'static {
+    async fn deliver(&self, out: &Outgoing) -> AttemptOutcome;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_statuses_map_to_the_release_policy() {
+        assert_eq!(
+            AttemptOutcome::from_http(204, None, ""),
+            AttemptOutcome::Delivered
+        );
+        for retried in [408, 429, 500, 502, 503] {
+            assert!(matches!(
+                AttemptOutcome::from_http(retried, None, ""),
+                AttemptOutcome::Retry { .. }
+            ));
+        }
+        for failed in [301, 400, 401, 403, 404, 410, 422] {
+            assert!(matches!(
+                AttemptOutcome::from_http(failed, None, ""),
+                AttemptOutcome::Fail { .. }
+            ));
+        }
+        let wait = Some(Duration::from_secs(3));
+        assert_eq!(
+            AttemptOutcome::from_http(429, wait, "slow down"),
+            AttemptOutcome::Retry {
+                error: "HTTP 429: slow down".into(),
+                after: wait
+            }
+        );
+    }
+}

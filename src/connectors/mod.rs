@@ -1,0 +1,1 @@
+//! Platform connectors (being written).
