@@ -9,6 +9,7 @@
 
 use async_trait::async_trait;
 
+use crate::activity_model::{ActivityRecord, DeliveryRecord};
 use crate::error::StoreError;
 use crate::event::StoredEvent;
 use crate::groups_model::{
@@ -88,6 +89,12 @@ pub struct SubscriberWrite {
     pub tokens: Vec<[u8; 32]>,
     /// Events to append; their `seq`s must continue the log without gaps.
     pub events: Vec<StoredEvent>,
+    /// New activities of this account: stored by id, in the account's feed, and under their
+    /// idempotency key if they have one.
+    pub activities: Vec<ActivityRecord>,
+    /// Deliveries to create or update (the outbox). The store keeps an index of those not
+    /// final, so [`SubscriberStore::pending_deliveries`] finds them after a restart.
+    pub deliveries: Vec<DeliveryRecord>,
 }
 
 impl SubscriberWrite {
@@ -107,6 +114,8 @@ impl SubscriberWrite {
             && self.edges.is_empty()
             && self.tokens.is_empty()
             && self.events.is_empty()
+            && self.activities.is_empty()
+            && self.deliveries.is_empty()
     }
 }
 
@@ -145,6 +154,31 @@ pub trait SubscriberStore: Send + Sync + 'static {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// One activity by id.
+    async fn load_activity(&self, id: &str) -> Result<Option<ActivityRecord>, StoreError>;
+
+    /// The activity `account` posted with idempotency key `key`, if any.
+    async fn find_activity_by_key(
+        &self,
+        account: &str,
+        key: &str,
+    ) -> Result<Option<ActivityRecord>, StoreError>;
+
+    /// `account`'s activities strictly older than `before` (all if `None`), newest first.
+    async fn list_activities(
+        &self,
+        account: &str,
+        before: Option<&FeedPos>,
+        limit: usize,
+    ) -> Result<Vec<ActivityRecord>, StoreError>;
+
+    /// Every delivery of one activity, ordered by link id.
+    async fn list_deliveries(&self, activity_id: &str) -> Result<Vec<DeliveryRecord>, StoreError>;
+
+    /// Every delivery that is not final (`pending` or `retrying`): what a restarted server
+    /// must carry on with.
+    async fn pending_deliveries(&self) -> Result<Vec<DeliveryRecord>, StoreError>;
 
     /// Flushes everything acknowledged so far and stops accepting writes (graceful shutdown).
     async fn close(&self) -> Result<(), StoreError>;

@@ -21,6 +21,11 @@
 //! - `communities`: `cid` -> JSON; `community_members`: `cid \0 account` -> empty
 //! - `dynamics`: `cid \0 ms(u64 BE) dynamic id` -> JSON (a page is one reverse range scan)
 //! - `server_keys`: like `tokens`, for community server keys
+//! - `activities`: `activity id` -> JSON `ActivityRecord`; `activity_feed`: `account \0 ms(u64
+//!   BE) activity id` -> the same JSON (a page is one reverse range scan); `activity_keys`:
+//!   `account \0 idempotency key` -> activity id
+//! - `deliveries`: `activity id \0 link id` -> JSON `DeliveryRecord`; `outbox`: the same keys,
+//!   present exactly while the delivery is not final (what a restart carries on with)
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -30,6 +35,7 @@ use std::thread::JoinHandle;
 use async_trait::async_trait;
 use bytestring::ByteString;
 use chorus_actors::StoreError;
+use chorus_actors::activity_model::{ActivityRecord, DeliveryRecord};
 use chorus_actors::event::StoredEvent;
 use chorus_actors::groups_model::{CommunityId, DynamicRecord, FeedPos, MessageRecord};
 use chorus_actors::model::{AccountId, AccountRecord, Claim};
@@ -63,6 +69,11 @@ struct Keyspaces {
     community_members: Keyspace,
     dynamics: Keyspace,
     server_keys: Keyspace,
+    activities: Keyspace,
+    activity_feed: Keyspace,
+    activity_keys: Keyspace,
+    deliveries: Keyspace,
+    outbox: Keyspace,
 }
 
 /// One write of any kind, as queued for the writer.
@@ -142,6 +153,11 @@ impl FjallStore {
             community_members: open("community_members")?,
             dynamics: open("dynamics")?,
             server_keys: open("server_keys")?,
+            activities: open("activities")?,
+            activity_feed: open("activity_feed")?,
+            activity_keys: open("activity_keys")?,
+            deliveries: open("deliveries")?,
+            outbox: open("outbox")?,
         };
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
@@ -366,6 +382,57 @@ impl SubscriberStore for FjallStore {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         Self::read_log(&self.ks.events, id, after, limit)
+    }
+
+    async fn load_activity(&self, id: &str) -> Result<Option<ActivityRecord>, StoreError> {
+        match self.ks.activities.get(id).map_err(backend)? {
+            Some(bytes) => Ok(Some(decode(id, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn find_activity_by_key(
+        &self,
+        account: &str,
+        key: &str,
+    ) -> Result<Option<ActivityRecord>, StoreError> {
+        match self
+            .ks
+            .activity_keys
+            .get(pair_key(account, key))
+            .map_err(backend)?
+        {
+            Some(id) => self.load_activity(&String::from_utf8_lossy(&id)).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn list_activities(
+        &self,
+        account: &str,
+        before: Option<&FeedPos>,
+        limit: usize,
+    ) -> Result<Vec<ActivityRecord>, StoreError> {
+        Self::feed_page(&self.ks.activity_feed, account, 0, before, limit)
+    }
+
+    async fn list_deliveries(&self, activity_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
+        Self::scan(&self.ks.deliveries, &id_prefix(activity_id))
+    }
+
+    async fn pending_deliveries(&self) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.ks.outbox.iter() {
+            let key = item.key().map_err(backend)?;
+            match self.ks.deliveries.get(&key).map_err(backend)? {
+                Some(bytes) => out.push(decode(&String::from_utf8_lossy(&key), &bytes)?),
+                None => tracing::error!(
+                    key = %String::from_utf8_lossy(&key),
+                    "outbox entry without its delivery; skipped"
+                ),
+            }
+        }
+        Ok(out)
     }
 
     async fn close(&self) -> Result<(), StoreError> {
@@ -619,6 +686,32 @@ impl Writer {
                 event_key(id, event.seq),
                 event.frame.as_bytes().as_ref(),
             );
+        }
+        let ks = &self.ks;
+        for a in &write.activities {
+            Self::put_json(batch, &ks.activities, a.activity_id.as_bytes().to_vec(), a);
+            Self::put_json(
+                batch,
+                &ks.activity_feed,
+                feed_key(id, a.created_ms, &a.activity_id),
+                a,
+            );
+            if let Some(key) = &a.idempotency_key {
+                batch.insert(
+                    &ks.activity_keys,
+                    pair_key(id, key),
+                    a.activity_id.as_bytes(),
+                );
+            }
+        }
+        for d in &write.deliveries {
+            let key = pair_key(&d.activity_id, &d.link.link_id);
+            Self::put_json(batch, &ks.deliveries, key.clone(), d);
+            if d.status.is_final() {
+                batch.remove(&ks.outbox, key);
+            } else {
+                batch.insert(&ks.outbox, key, b"".as_slice());
+            }
         }
     }
 }

@@ -6,12 +6,13 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::activity_model::{ActivityRecord, DeliveryRecord, DeliveryStatus};
 use crate::error::StoreError;
 use crate::event::{EventType, encode_event};
 use crate::groups_model::{
     Binding, BindingRequest, CommunityRecord, DynamicRecord, FeedPos, GroupRecord, MessageRecord,
 };
-use crate::model::{AccountRecord, Claim, Profile};
+use crate::model::{AccountRecord, Claim, LinkRecord, Profile};
 use crate::store::{
     CommunityWrite, Edge, EdgeChange, EdgeKind, GroupWrite, Store, SubscriberStore, SubscriberWrite,
 };
@@ -52,6 +53,8 @@ where
     bindings_are_two_sided(&*store).await;
     feeds_page_newest_first(&*store).await;
     server_keys_resolve(&*store).await;
+    activities_and_outbox(&*store).await;
+    activity_claim_conflict_stores_nothing(&*store).await;
     store.close().await.expect("close");
     drop(store);
     durable_across_reopen(dir, &open).await;
@@ -528,5 +531,178 @@ where
             .len(),
         10
     );
+    // The outbox survives: what was pending before the reopen is pending after it.
+    let pending: Vec<(String, String)> = store
+        .pending_deliveries()
+        .await
+        .expect("pending")
+        .into_iter()
+        .map(|d| (d.activity_id, d.link.link_id))
+        .collect();
+    assert_eq!(
+        pending,
+        vec![("act2".to_owned(), "lb".to_owned())],
+        "pending deliveries survive a reopen"
+    );
+    assert!(
+        store.load_activity("act1").await.expect("load").is_some(),
+        "activities survive a reopen"
+    );
     store.close().await.expect("close");
+}
+
+fn link(id: &str) -> LinkRecord {
+    LinkRecord {
+        link_id: id.into(),
+        platform: "webhook".into(),
+        handle: format!("h-{id}"),
+        config: serde_json::json!({"url": "http://127.0.0.1:1/", "secret": "s"}),
+        created_ms: 1,
+    }
+}
+
+fn activity(id: &str, author: &str, ms: u64, key: Option<&str>) -> ActivityRecord {
+    ActivityRecord {
+        activity_id: id.into(),
+        account_id: author.into(),
+        author_name: "Ann".into(),
+        text: format!("post {id}"),
+        created_ms: ms,
+        idempotency_key: key.map(str::to_owned),
+    }
+}
+
+async fn activities_and_outbox<S: Store + ?Sized>(store: &S) {
+    let mut w = SubscriberWrite::new("p1");
+    w.record = Some(record("p1", "Ann"));
+    store.commit(w).await.expect("account");
+
+    // An activity and its deliveries land together.
+    let a1 = activity("act1", "p1", 100, Some("key-1"));
+    let mut w = SubscriberWrite::new("p1");
+    w.activities.push(a1.clone());
+    w.deliveries = vec![
+        DeliveryRecord::new(&a1, &link("la")),
+        DeliveryRecord::new(&a1, &link("lb")),
+    ];
+    w.events.push(event(1));
+    store.commit(w).await.expect("post");
+    assert_eq!(
+        store.load_activity("act1").await.expect("load"),
+        Some(a1.clone())
+    );
+    assert_eq!(
+        store
+            .find_activity_by_key("p1", "key-1")
+            .await
+            .expect("find"),
+        Some(a1.clone()),
+        "an idempotency key finds its activity"
+    );
+    assert!(
+        store
+            .find_activity_by_key("p2", "key-1")
+            .await
+            .expect("find")
+            .is_none(),
+        "idempotency keys are per account"
+    );
+    let ds = store.list_deliveries("act1").await.expect("list");
+    assert_eq!(ds.len(), 2, "one delivery per link");
+    assert!(ds.iter().all(|d| d.status == DeliveryStatus::Pending));
+    let mut pending = store.pending_deliveries().await.expect("pending");
+    pending.sort_by(|a, b| a.link.link_id.cmp(&b.link.link_id));
+    assert_eq!(pending, ds, "new deliveries are in the outbox");
+
+    // Final deliveries leave the outbox; retrying ones stay, updated.
+    let mut done = ds[0].clone();
+    done.status = DeliveryStatus::Delivered;
+    done.attempts = 1;
+    let mut again = ds[1].clone();
+    again.status = DeliveryStatus::Retrying;
+    again.attempts = 1;
+    again.last_error = Some("HTTP 500".into());
+    again.next_attempt_ms = 5000;
+    let mut w = SubscriberWrite::new("p1");
+    w.deliveries = vec![done.clone(), again.clone()];
+    store.commit(w).await.expect("status");
+    assert_eq!(
+        store.pending_deliveries().await.expect("pending"),
+        vec![again.clone()]
+    );
+    assert_eq!(
+        store.list_deliveries("act1").await.expect("list"),
+        vec![done.clone(), again.clone()]
+    );
+    let mut failed = again;
+    failed.status = DeliveryStatus::Failed;
+    let mut w = SubscriberWrite::new("p1");
+    w.deliveries = vec![failed];
+    store.commit(w).await.expect("status");
+    assert!(
+        store
+            .pending_deliveries()
+            .await
+            .expect("pending")
+            .is_empty()
+    );
+
+    // The feed pages newest first.
+    for (i, ms) in [(2u64, 200u64), (3, 300), (4, 300)] {
+        let a = activity(&format!("act{i}"), "p1", ms, None);
+        let mut w = SubscriberWrite::new("p1");
+        if i == 2 {
+            w.deliveries.push(DeliveryRecord::new(&a, &link("lb")));
+        }
+        w.activities.push(a);
+        store.commit(w).await.expect("post");
+    }
+    let ids = |v: Vec<ActivityRecord>| v.into_iter().map(|a| a.activity_id).collect::<Vec<_>>();
+    let first = store.list_activities("p1", None, 2).await.expect("page");
+    assert_eq!(ids(first), ["act4", "act3"]);
+    let pos = FeedPos {
+        ms: 300,
+        id: "act3".into(),
+    };
+    let rest = store
+        .list_activities("p1", Some(&pos), 10)
+        .await
+        .expect("page");
+    assert_eq!(ids(rest), ["act2", "act1"]);
+    assert!(
+        store
+            .list_activities("p10", None, 10)
+            .await
+            .expect("page")
+            .is_empty(),
+        "another account's feed (sharing a prefix) is empty"
+    );
+}
+
+async fn activity_claim_conflict_stores_nothing<S: Store + ?Sized>(store: &S) {
+    // A write rejected for its claim must not leave its activity or deliveries behind.
+    let a = activity("act-x", "k2", 1, Some("kx"));
+    let mut w = SubscriberWrite::new("k2");
+    w.claims.push(Claim::email("x@example.com"));
+    w.deliveries.push(DeliveryRecord::new(&a, &link("lx")));
+    w.activities.push(a);
+    assert!(matches!(
+        store.commit(w).await,
+        Err(StoreError::ClaimTaken(_))
+    ));
+    assert!(store.load_activity("act-x").await.expect("load").is_none());
+    assert!(
+        store
+            .find_activity_by_key("k2", "kx")
+            .await
+            .expect("find")
+            .is_none()
+    );
+    assert!(
+        store
+            .list_deliveries("act-x")
+            .await
+            .expect("list")
+            .is_empty()
+    );
 }
