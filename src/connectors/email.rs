@@ -1,0 +1,348 @@
+//! Email: one plain-text message per activity, sent through the operator's SMTP server.
+//!
+//! The link's handle is the recipient address; the config is empty (the server, not the user,
+//! owns the SMTP credentials). The `Message-ID` is derived from the delivery's idempotency key,
+//! so a message resent after a lost answer carries the same id and mail clients can fold the
+//! duplicate. SMTP's own reply classes map onto the release policy: 5xx fails for good, 4xx and
+//! anything short of a reply (connection, TLS, timeout) is retried.
+
+use std::fmt;
+use std::time::Duration;
+
+use chorus_actors::connector::{AttemptOutcome, Outgoing};
+use lettre::message::Mailbox;
+use lettre::message::header::ContentType;
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use serde_json::{Value, json};
+
+use super::{find_io_error, human_duration, root_cause};
+use crate::error::{Error, Result};
+
+pub const PLATFORM: &str = "email";
+
+/// The handle must be an address; the stored config is always `{}`.
+pub fn validate(handle: &str, _config: &Value) -> Result<Value> {
+    if handle.trim().parse::<Address>().is_err() {
+        return Err(Error::invalid("handle must be an email address"));
+    }
+    Ok(json!({}))
+}
+
+/// The SMTP transport and the sender, built once at start-up.
+#[derive(Clone)]
+pub struct EmailSender {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    timeout: Duration,
+}
+
+/// Hand-written so the SMTP credentials inside the transport never reach a log.
+impl fmt::Debug for EmailSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmailSender")
+            .field("from", &self.from.to_string())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmailSender {
+    /// `smtp_url` as lettre reads it (`smtp://`, `smtp://...?tls=required`, `smtps://`, with
+    /// optional `user:pass@`); `from` a mailbox like `Chorus <chorus@localhost>`.
+    pub fn new(smtp_url: &str, from: &str, timeout: Duration) -> Result<Self> {
+        let from: Mailbox = from
+            .parse()
+            .map_err(|e| Error::Config(format!("smtp_from {from:?} is not a mailbox: {e}")))?;
+        // The URL may hold a password: the message names the problem, never the URL.
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url)
+            .map_err(|e| Error::Config(format!("smtp_url is not usable: {e}")))?
+            .timeout(Some(timeout))
+            .build();
+        Ok(EmailSender {
+            transport,
+            from,
+            timeout,
+        })
+    }
+
+    /// The message for `out` (see the module docs for its shape).
+    pub fn message(&self, out: &Outgoing) -> std::result::Result<Message, String> {
+        let to: Address = out
+            .link
+            .handle
+            .trim()
+            .parse()
+            .map_err(|_| "link handle is not an email address".to_owned())?;
+        let author = &out.activity.author_name;
+        Message::builder()
+            .from(self.from.clone())
+            .to(Mailbox::new(None, to))
+            .subject(format!("{author} posted on Chorus"))
+            .message_id(Some(format!("<{}@chorus>", out.idempotency_key)))
+            .header(ContentType::TEXT_PLAIN)
+            .body(format!("{}\n\n— {author} via Chorus", out.activity.text))
+            .map_err(|e| format!("cannot build the message: {e}"))
+    }
+
+    /// One attempt: one SMTP session, bounded by the whole-attempt timeout.
+    pub async fn deliver(&self, out: &Outgoing) -> AttemptOutcome {
+        let message = match self.message(out) {
+            Ok(message) => message,
+            Err(error) => return AttemptOutcome::Fail { error },
+        };
+        // lettre's timeout bounds each network step; this bounds the whole conversation.
+        match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
+            Err(_) => AttemptOutcome::Retry {
+                error: format!("timed out after {}", human_duration(self.timeout)),
+                after: None,
+            },
+            Ok(Ok(_)) => AttemptOutcome::Delivered,
+            Ok(Err(e)) => self.outcome(&e),
+        }
+    }
+
+    fn outcome(&self, e: &lettre::transport::smtp::Error) -> AttemptOutcome {
+        if e.is_permanent() {
+            return AttemptOutcome::Fail {
+                error: format!("SMTP {e}"),
+            };
+        }
+        let error = if e.is_transient() {
+            format!("SMTP {e}")
+        } else if e.is_timeout() {
+            format!("timed out after {}", human_duration(self.timeout))
+        } else if find_io_error(e)
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            "connection refused".to_owned()
+        } else {
+            format!("SMTP {}", root_cause(e))
+        };
+        AttemptOutcome::Retry { error, after: None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connectors::test_support::outgoing;
+    use crate::connectors::{ConnectorSettings, Connectors};
+    use chorus_actors::connector::Connector;
+    use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+    use tokio::process::{Child, ChildStdout, Command};
+
+    #[test]
+    fn handle_must_be_an_address() {
+        assert_eq!(
+            validate("ada@example.com", &json!({"x": 1})).unwrap(),
+            json!({})
+        );
+        for bad in [
+            "ada",
+            "ada@",
+            "@example.com",
+            "Ada <ada@example.com>",
+            "a b@c.d",
+        ] {
+            let e = validate(bad, &json!({})).unwrap_err();
+            assert_eq!(e.code(), "invalid_input", "{bad}");
+            assert_eq!(e.to_string(), "handle must be an email address");
+        }
+        let c = Connectors::new(&ConnectorSettings {
+            timeout: Duration::from_secs(1),
+            smtp_url: Some("smtp://127.0.0.1:2525".into()),
+            smtp_from: "Chorus <chorus@localhost>".into(),
+        })
+        .unwrap();
+        let (handle, config) = c
+            .validate("email", " ada@example.com ", &json!({"secret": "dropped"}))
+            .unwrap();
+        assert_eq!((handle.as_str(), config), ("ada@example.com", json!({})));
+        assert_eq!(
+            c.validate("email", "nobody", &json!({}))
+                .unwrap_err()
+                .to_string(),
+            "handle must be an email address"
+        );
+    }
+
+    #[test]
+    fn debug_hides_credentials() {
+        let sender = EmailSender::new(
+            "smtps://user:hunter2@mail.example:465",
+            "Chorus <chorus@localhost>",
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert!(!format!("{sender:?}").contains("hunter2"));
+    }
+
+    /// The aiosmtpd sink of `tests/support/smtp_sink.py`, killed when dropped.
+    struct Sink {
+        port: u16,
+        lines: Lines<BufReader<ChildStdout>>,
+        _child: Child,
+    }
+
+    impl Sink {
+        /// `None` (after saying so) when aiosmtpd is missing, unless CI demands the sink.
+        async fn start(args: &[&str]) -> Option<Sink> {
+            let importable = std::process::Command::new("python3")
+                .args(["-c", "import aiosmtpd"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !importable {
+                if std::env::var_os("CHORUS_REQUIRE_SMTP_SINK").is_some() {
+                    panic!(
+                        "CHORUS_REQUIRE_SMTP_SINK is set but `python3 -c 'import aiosmtpd'` \
+                         fails: pip install aiosmtpd"
+                    );
+                }
+                println!("skipped: aiosmtpd not installed (pip install aiosmtpd)");
+                return None;
+            }
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_sink.py");
+            let mut child = Command::new("python3")
+                .arg(script)
+                .args(args)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("spawn python3 smtp_sink.py");
+            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+            let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+                .await
+                .expect("sink printed READY in time")
+                .unwrap()
+                .expect("sink printed a line");
+            let port = ready
+                .strip_prefix("READY ")
+                .unwrap_or_else(|| panic!("expected READY <port>, got {ready:?}"))
+                .parse()
+                .unwrap();
+            Some(Sink {
+                port,
+                lines,
+                _child: child,
+            })
+        }
+
+        fn connectors(&self) -> Connectors {
+            Connectors::new(&ConnectorSettings {
+                timeout: Duration::from_secs(10),
+                smtp_url: Some(format!("smtp://127.0.0.1:{}", self.port)),
+                smtp_from: "Chorus <chorus@localhost>".into(),
+            })
+            .unwrap()
+        }
+
+        async fn next_message(&mut self) -> Value {
+            let line = tokio::time::timeout(Duration::from_secs(10), self.lines.next_line())
+                .await
+                .expect("sink reported a message in time")
+                .unwrap()
+                .expect("sink still running");
+            serde_json::from_str(&line).unwrap()
+        }
+    }
+
+    fn mail_out(attempt: u32) -> Outgoing {
+        outgoing("email", "ada@example.com", json!({}), attempt)
+    }
+
+    #[tokio::test]
+    async fn sends_the_message_over_real_smtp() {
+        let Some(mut sink) = Sink::start(&[]).await else {
+            return;
+        };
+        let c = sink.connectors();
+        let out = mail_out(1);
+        assert_eq!(c.deliver(&out).await, AttemptOutcome::Delivered);
+        let got = sink.next_message().await;
+        assert_eq!(got["mail_from"], "chorus@localhost");
+        assert_eq!(got["rcpt_tos"], json!(["ada@example.com"]));
+        let data = got["data"].as_str().unwrap();
+        let header = |name: &str| {
+            data.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                .map(str::trim)
+                .unwrap_or_else(|| panic!("no {name} header in {data}"))
+                .to_owned()
+        };
+        assert_eq!(header("From"), "Chorus <chorus@localhost>");
+        assert_eq!(header("To"), "ada@example.com");
+        assert_eq!(
+            header("Message-ID"),
+            "<0123456789abcdef0123456789abcdef-link1@chorus>"
+        );
+        assert!(header("Content-Type").starts_with("text/plain; charset=utf-8"));
+        assert_eq!(got["subject"], "Ada Lovelace posted on Chorus");
+        // Mail bodies travel with CRLF line ends (lettre converts; QP keeps them).
+        assert_eq!(
+            got["text"]
+                .as_str()
+                .unwrap()
+                .replace("\r\n", "\n")
+                .trim_end(),
+            "Hello, \"world\" — ünïcödé\nsecond line\n\n— Ada Lovelace via Chorus"
+        );
+    }
+
+    #[tokio::test]
+    async fn transient_reply_is_retried_then_delivered() {
+        let Some(mut sink) = Sink::start(&["--fail-first", "1"]).await else {
+            return;
+        };
+        let c = sink.connectors();
+        match c.deliver(&mail_out(1)).await {
+            AttemptOutcome::Retry { error, after } => {
+                assert!(error.contains("451"), "{error}");
+                assert!(error.contains("try again later"), "{error}");
+                assert_eq!(after, None);
+            }
+            other => panic!("451 gave {other:?}"),
+        }
+        assert_eq!(c.deliver(&mail_out(2)).await, AttemptOutcome::Delivered);
+        let got = sink.next_message().await;
+        assert_eq!(got["rcpt_tos"], json!(["ada@example.com"]));
+    }
+
+    #[tokio::test]
+    async fn permanent_reply_fails() {
+        let Some(sink) = Sink::start(&["--reject"]).await else {
+            return;
+        };
+        let c = sink.connectors();
+        match c.deliver(&mail_out(1)).await {
+            AttemptOutcome::Fail { error } => {
+                assert!(error.contains("550"), "{error}");
+                assert!(error.contains("no such user"), "{error}");
+            }
+            other => panic!("550 gave {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn no_server_is_retried() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let c = Connectors::new(&ConnectorSettings {
+            timeout: Duration::from_secs(2),
+            smtp_url: Some(format!("smtp://127.0.0.1:{port}")),
+            smtp_from: "Chorus <chorus@localhost>".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            c.deliver(&mail_out(1)).await,
+            AttemptOutcome::Retry {
+                error: "connection refused".into(),
+                after: None
+            }
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! Mastodon: posts the activity's text as a status (`POST /api/v1/statuses`, JSON params)
+//! with the user's access token.
+//!
+//! Mastodon honours `Idempotency-Key` (for an hour), so a retry after a lost answer does not
+//! post twice. 401/403 (token revoked or lacking `write:statuses`) and 422 (e.g. text over
+//! the instance's limit) cannot be fixed by waiting and fail at once.
+
+use std::time::Duration;
+
+use chorus_actors::connector::{AttemptOutcome, Outgoing};
+use serde_json::{Value, json};
+
+use super::{MAX_SECRET, http_url_field, send_http, str_field};
+use crate::error::{Error, Result};
+
+pub const PLATFORM: &str = "mastodon";
+
+/// The config as it will be stored: `{"base_url" (no trailing slash), "access_token"}`.
+pub fn validate_config(config: &Value) -> Result<Value> {
+    let url = http_url_field(config, "base_url")?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(Error::invalid(
+            "config.base_url must not have a query or fragment",
+        ));
+    }
+    let base_url = url.as_str().trim_end_matches('/');
+    let token = str_field(config, "access_token").unwrap_or_default();
+    // Checked here because it goes into a header: a token with spaces or control characters
+    // would make every delivery fail.
+    if token.is_empty()
+        || token.chars().count() > MAX_SECRET
+        || !token.chars().all(|c| c.is_ascii_graphic())
+    {
+        return Err(Error::invalid(format!(
+            "config.access_token must be 1 to {MAX_SECRET} printable ASCII characters without spaces"
+        )));
+    }
+    Ok(json!({"base_url": base_url, "access_token": token}))
+}
+
+/// One attempt: post the status.
+pub async fn deliver(
+    client: &reqwest::Client,
+    timeout: Duration,
+    out: &Outgoing,
+) -> AttemptOutcome {
+    let (Some(base_url), Some(token)) = (
+        str_field(&out.link.config, "base_url"),
+        str_field(&out.link.config, "access_token"),
+    ) else {
+        return AttemptOutcome::Fail {
+            error: "mastodon link config lacks base_url or access_token".into(),
+        };
+    };
+    let request = client
+        .post(format!(
+            "{}/api/v1/statuses",
+            base_url.trim_end_matches('/')
+        ))
+        .bearer_auth(token)
+        .header("Idempotency-Key", &out.idempotency_key)
+        .json(&json!({"status": out.activity.text}));
+    send_http(request, timeout).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connectors::test_support::{Receiver, connectors, outgoing};
+    use chorus_actors::connector::Connector;
+
+    #[test]
+    fn config_needs_base_url_and_token() {
+        assert_eq!(
+            validate_config(&json!({
+                "base_url": "https://mastodon.example/", "access_token": "abc_DEF-123", "x": 1
+            }))
+            .unwrap(),
+            json!({"base_url": "https://mastodon.example", "access_token": "abc_DEF-123"})
+        );
+        assert_eq!(
+            validate_config(&json!({
+                "base_url": "http://127.0.0.1:3000/social/", "access_token": "t"
+            }))
+            .unwrap()["base_url"],
+            "http://127.0.0.1:3000/social"
+        );
+        for (bad, field) in [
+            (json!({"access_token": "t"}), "config.base_url"),
+            (
+                json!({"base_url": "mastodon.example", "access_token": "t"}),
+                "config.base_url",
+            ),
+            (
+                json!({"base_url": "ftp://m.example", "access_token": "t"}),
+                "config.base_url",
+            ),
+            (
+                json!({"base_url": "https://m.example/?a=1", "access_token": "t"}),
+                "config.base_url",
+            ),
+            (
+                json!({"base_url": "https://m.example"}),
+                "config.access_token",
+            ),
+            (
+                json!({"base_url": "https://m.example", "access_token": ""}),
+                "config.access_token",
+            ),
+            (
+                json!({"base_url": "https://m.example", "access_token": "a b"}),
+                "config.access_token",
+            ),
+            (
+                json!({"base_url": "https://m.example", "access_token": "a\nb"}),
+                "config.access_token",
+            ),
+            (
+                json!({"base_url": "https://m.example", "access_token": "t".repeat(1025)}),
+                "config.access_token",
+            ),
+        ] {
+            let e = validate_config(&bad).unwrap_err();
+            assert_eq!(e.code(), "invalid_input", "{bad}");
+            assert!(e.to_string().starts_with(field), "{bad}: {e}");
+        }
+    }
+
+    #[actix_web::test]
+    async fn posts_a_status_and_maps_statuses() {
+        let rx = Receiver::start().await;
+        let c = connectors(Duration::from_secs(5));
+        let config = validate_config(&json!({
+            "base_url": format!("{}/", rx.url("/m200")), "access_token": "tok123"
+        }))
+        .unwrap();
+        let out = outgoing("mastodon", "@ada@m.example", config, 1);
+        assert_eq!(c.deliver(&out).await, AttemptOutcome::Delivered);
+        let seen = rx.seen();
+        assert_eq!(seen.len(), 1);
+        let req = &seen[0];
+        assert_eq!(req.method, "POST");
+        assert_eq!(req.path, "/m200/api/v1/statuses");
+        assert_eq!(req.headers["authorization"], "Bearer tok123");
+        assert_eq!(req.headers["idempotency-key"], out.idempotency_key);
+        assert!(req.headers["content-type"].starts_with("application/json"));
+        let v: Value = serde_json::from_slice(&req.body).unwrap();
+        assert_eq!(v, json!({"status": out.activity.text}));
+
+        let bad = outgoing(
+            "mastodon",
+            "@ada@m.example",
+            json!({"base_url": rx.url("/m422"), "access_token": "tok123"}),
+            1,
+        );
+        match c.deliver(&bad).await {
+            AttemptOutcome::Fail { error } => {
+                assert!(error.starts_with("HTTP 422: "), "{error}");
+                assert!(error.contains("Validation failed"), "{error}");
+            }
+            other => panic!("422 gave {other:?}"),
+        }
+        rx.stop().await;
+    }
+}
