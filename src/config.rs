@@ -9,6 +9,8 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+use chorus_actors::releaser::ReleaseConfig;
+
 use crate::error::Error;
 
 /// Command line of the `chorus` binary.
@@ -58,6 +60,31 @@ pub struct Cli {
     /// Seconds a binding request stays pending before it expires (default 7 days).
     #[arg(long, env = "CHORUS_BINDING_REQUEST_TTL_SECS")]
     pub binding_request_ttl_secs: Option<u64>,
+    /// Attempts per platform delivery before it is `failed` (default 8).
+    #[arg(long, env = "CHORUS_RELEASE_MAX_ATTEMPTS")]
+    pub release_max_attempts: Option<u32>,
+    /// Wait after a delivery's first failed attempt in ms; doubles per attempt (default 30000).
+    #[arg(long, env = "CHORUS_RELEASE_BACKOFF_BASE_MS")]
+    pub release_backoff_base_ms: Option<u64>,
+    /// Longest wait between two attempts in seconds, before jitter (default 1920).
+    #[arg(long, env = "CHORUS_RELEASE_BACKOFF_MAX_SECS")]
+    pub release_backoff_max_secs: Option<u64>,
+    /// Bound on one delivery attempt in ms (default 10000).
+    #[arg(long, env = "CHORUS_RELEASE_TIMEOUT_MS")]
+    pub release_timeout_ms: Option<u64>,
+    /// Delivery attempts running at once, over all platforms (default 256).
+    #[arg(long, env = "CHORUS_RELEASE_CONCURRENCY")]
+    pub release_concurrency: Option<usize>,
+    /// Delivery attempts running at once to one linked platform account (default 4).
+    #[arg(long, env = "CHORUS_RELEASE_PER_LINK")]
+    pub release_per_link: Option<usize>,
+    /// SMTP relay for the `email` platform, e.g. `smtp://127.0.0.1:25` or
+    /// `smtps://user:pass@mail.example.com`; without it there is no `email` platform.
+    #[arg(long, env = "CHORUS_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// From header of release emails (default `Chorus <chorus@localhost>`).
+    #[arg(long, env = "CHORUS_SMTP_FROM")]
+    pub smtp_from: Option<String>,
 }
 
 /// The same settings as they appear in the TOML file; every field optional.
@@ -76,6 +103,14 @@ struct FileConfig {
     login_attempts_per_address: Option<u32>,
     workers: Option<usize>,
     binding_request_ttl_secs: Option<u64>,
+    release_max_attempts: Option<u32>,
+    release_backoff_base_ms: Option<u64>,
+    release_backoff_max_secs: Option<u64>,
+    release_timeout_ms: Option<u64>,
+    release_concurrency: Option<usize>,
+    release_per_link: Option<usize>,
+    smtp_url: Option<String>,
+    smtp_from: Option<String>,
 }
 
 /// Resolved settings.
@@ -96,6 +131,10 @@ pub struct Config {
     /// before closing it.
     pub ws_heartbeat: Duration,
     pub ws_client_timeout: Duration,
+    /// Retries and bounds of platform deliveries.
+    pub release: ReleaseConfig,
+    pub smtp_url: Option<String>,
+    pub smtp_from: String,
 }
 
 /// Argon2id cost parameters.
@@ -124,6 +163,9 @@ impl Default for Config {
             binding_request_ttl: Duration::from_secs(7 * 24 * 3600),
             ws_heartbeat: Duration::from_secs(30),
             ws_client_timeout: Duration::from_secs(90),
+            release: ReleaseConfig::default(),
+            smtp_url: None,
+            smtp_from: "Chorus <chorus@localhost>".into(),
         }
     }
 }
@@ -172,6 +214,39 @@ impl Config {
                 .binding_request_ttl_secs
                 .or(file.binding_request_ttl_secs)
                 .map_or(d.binding_request_ttl, Duration::from_secs),
+            release: ReleaseConfig {
+                max_attempts: cli
+                    .release_max_attempts
+                    .or(file.release_max_attempts)
+                    .unwrap_or(d.release.max_attempts),
+                backoff_base: cli
+                    .release_backoff_base_ms
+                    .or(file.release_backoff_base_ms)
+                    .map_or(d.release.backoff_base, Duration::from_millis),
+                backoff_max: cli
+                    .release_backoff_max_secs
+                    .or(file.release_backoff_max_secs)
+                    .map_or(d.release.backoff_max, Duration::from_secs),
+                attempt_timeout: cli
+                    .release_timeout_ms
+                    .or(file.release_timeout_ms)
+                    .map_or(d.release.attempt_timeout, Duration::from_millis),
+                max_in_flight: cli
+                    .release_concurrency
+                    .or(file.release_concurrency)
+                    .unwrap_or(d.release.max_in_flight),
+                max_in_flight_per_link: cli
+                    .release_per_link
+                    .or(file.release_per_link)
+                    .unwrap_or(d.release.max_in_flight_per_link),
+                ..d.release.clone()
+            },
+            smtp_url: cli.smtp_url.clone().or(file.smtp_url),
+            smtp_from: cli
+                .smtp_from
+                .clone()
+                .or(file.smtp_from)
+                .unwrap_or(d.smtp_from.clone()),
             ..d
         };
         cfg.validate()?;
@@ -204,6 +279,19 @@ impl Config {
         if self.workers == 0 {
             return bad("workers must be at least 1");
         }
+        let r = &self.release;
+        if r.max_attempts == 0 || r.max_attempts > 100 {
+            return bad("release_max_attempts must be from 1 to 100");
+        }
+        if r.backoff_base.is_zero() || r.backoff_max < r.backoff_base {
+            return bad("release backoff needs base >= 1 ms and max >= base");
+        }
+        if r.attempt_timeout < Duration::from_millis(10) {
+            return bad("release_timeout_ms must be at least 10");
+        }
+        if r.max_in_flight == 0 || r.max_in_flight_per_link == 0 {
+            return bad("release_concurrency and release_per_link must be at least 1");
+        }
         Ok(())
     }
 }
@@ -228,6 +316,25 @@ mod tests {
         assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(cfg.body_limit, 65536);
         assert_eq!(cfg.password_hash.memory_kib, 19456);
+        assert_eq!(cfg.release.max_attempts, 8);
+        assert_eq!(cfg.release.attempt_timeout, Duration::from_secs(10));
+        assert!(cfg.smtp_url.is_none());
+    }
+
+    #[test]
+    fn release_settings_are_checked() {
+        let cfg = Config::from_cli(&cli(&[
+            "--release-max-attempts",
+            "3",
+            "--release-backoff-base-ms",
+            "100",
+        ]))
+        .expect("config");
+        assert_eq!(cfg.release.max_attempts, 3);
+        assert_eq!(cfg.release.backoff_base, Duration::from_millis(100));
+        let err = Config::from_cli(&cli(&["--release-max-attempts", "0"]))
+            .expect_err("zero attempts must fail");
+        assert!(err.to_string().contains("release_max_attempts"), "{err}");
     }
 
     #[test]

@@ -49,6 +49,7 @@ use tokio::sync::watch;
 
 use crate::auth::{LoginLimits, Passwords};
 use crate::config::Config;
+use crate::connectors::{ConnectorSettings, Connectors};
 use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::store::FjallStore;
@@ -76,6 +77,22 @@ pub async fn run(
             binding_request_ttl: config.binding_request_ttl,
         },
     );
+    let connectors = Arc::new(Connectors::new(&ConnectorSettings {
+        timeout: config.release.attempt_timeout,
+        smtp_url: config.smtp_url.clone(),
+        smtp_from: config.smtp_from.clone(),
+    })?);
+    // Before any request: the outbox is read while nothing new can be posted.
+    let resumed = registry
+        .start_releaser(connectors.clone(), config.release.clone())
+        .await
+        .map_err(|e| Error::Internal(format!("starting the releaser: {e}")))?;
+    if resumed > 0 {
+        tracing::info!(
+            deliveries = resumed,
+            "carrying on with unfinished platform deliveries"
+        );
+    }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let login_limits = LoginLimits::new(&config);
     let state = AppState {
@@ -85,7 +102,9 @@ pub async fn run(
         passwords: Passwords::new(config.password_hash)?,
         login_limits: login_limits.clone(),
         shutdown: shutdown_rx,
+        connectors,
     };
+    let state_platforms = state.connectors.platforms();
     let addr = listener
         .local_addr()
         .map_err(|e| Error::Internal(e.to_string()))?;
@@ -103,8 +122,9 @@ pub async fn run(
     .run();
     let handle = server.handle();
     tracing::info!(
-        "chorus listening on http://{addr} (store: embedded fjall at {})",
-        config.data_dir.display()
+        "chorus listening on http://{addr} (store: embedded fjall at {}; platforms: {})",
+        config.data_dir.display(),
+        state_platforms.join(", ")
     );
     let pruner = actix_web::rt::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(60));

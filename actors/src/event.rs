@@ -26,6 +26,8 @@ impl EventType {
     pub const FRIEND_ADDED: Self = Self("friend.added");
     pub const FRIEND_REMOVED: Self = Self("friend.removed");
     pub const PROFILE_UPDATED: Self = Self("profile.updated");
+    pub const ACTIVITY_POSTED: Self = Self("activity.posted");
+    pub const RELEASE_STATUS: Self = Self("release.status");
     pub const GROUP_MESSAGE: Self = Self("group.message");
     pub const GROUP_DYNAMIC: Self = Self("group.dynamic");
     pub const BINDING_REQUESTED: Self = Self("binding.requested");

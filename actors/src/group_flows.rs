@@ -15,7 +15,7 @@ use crate::model::now_ms;
 use crate::registry::Registry;
 use crate::store::{CommunityWrite, GroupWrite};
 
-fn parse_cursor(before: Option<&str>) -> Result<Option<FeedPos>> {
+pub(crate) fn parse_cursor(before: Option<&str>) -> Result<Option<FeedPos>> {
     before
         .map(|c| {
             FeedPos::parse(c)
@@ -304,7 +304,11 @@ impl Registry {
 
 /// Truncates a newest-first list read with one extra item to `limit`, answering the cursor
 /// of the last kept item when more remain.
-fn cut<T>(items: &mut Vec<T>, limit: usize, pos: impl Fn(&T) -> FeedPos) -> Option<String> {
+pub(crate) fn cut<T>(
+    items: &mut Vec<T>,
+    limit: usize,
+    pos: impl Fn(&T) -> FeedPos,
+) -> Option<String> {
     if items.len() > limit {
         items.truncate(limit);
         items.last().map(|last| pos(last).cursor())

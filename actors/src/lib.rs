@@ -30,6 +30,7 @@
 //! - A group event is stored once in the group's log and encoded once; every member's every
 //!   device gets the same buffer, from the fan-out workers, never from the group actor.
 
+pub mod activity_flows;
 pub mod activity_model;
 pub mod community;
 pub mod connector;

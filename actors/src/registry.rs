@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use actix::dev::ToEnvelope;
@@ -15,9 +15,12 @@ use actix::prelude::*;
 use dashmap::DashMap;
 
 use crate::community::Community;
+use crate::connector::Connector;
 use crate::error::{Error, Result};
 use crate::group::Group;
 use crate::hub::{Fanout, Hub};
+use crate::messages::LoadPending;
+use crate::releaser::{ReleaseConfig, Releaser};
 use crate::store::Store;
 use crate::subscriber::Subscriber;
 
@@ -113,6 +116,10 @@ pub(crate) struct Inner {
     hasher: RandomState,
     pub(crate) config: RegistryConfig,
     next_generation: AtomicU64,
+    /// Set once by [`Registry::start_releaser`].
+    releaser: OnceLock<Addr<Releaser>>,
+    /// The releaser's own thread, stopped at shutdown.
+    releaser_arbiter: Mutex<Option<Arbiter>>,
 }
 
 /// Cheap to clone; every clone is the same registry.
@@ -136,6 +143,18 @@ impl RegistryHandle {
             }
         }
     }
+
+    /// The registry, while the server runs.
+    pub(crate) fn upgrade(&self) -> Option<Registry> {
+        self.0.upgrade().map(|inner| Registry { inner })
+    }
+
+    /// The releaser, if one was started.
+    pub(crate) fn releaser(&self) -> Option<Addr<Releaser>> {
+        self.0
+            .upgrade()
+            .and_then(|inner| inner.releaser.get().cloned())
+    }
 }
 
 impl Registry {
@@ -157,8 +176,40 @@ impl Registry {
                 hasher: RandomState::new(),
                 config,
                 next_generation: AtomicU64::new(1),
+                releaser: OnceLock::new(),
+                releaser_arbiter: Mutex::new(None),
             }),
         }
+    }
+
+    /// Starts the Releaser on its own thread and has it pick up every delivery the store
+    /// holds as not final. Call once, before taking requests (so nothing new is posted while
+    /// the outbox is read); answers how many deliveries it carries on with.
+    pub async fn start_releaser(
+        &self,
+        connector: Arc<dyn Connector>,
+        config: ReleaseConfig,
+    ) -> Result<usize> {
+        if self.inner.releaser.get().is_some() {
+            return Err(Error::Unavailable("the releaser is already running".into()));
+        }
+        let arbiter = Arbiter::new();
+        let (handle, store) = (self.handle(), self.inner.store.clone());
+        let addr = Releaser::start_in_arbiter(&arbiter.handle(), move |_| {
+            Releaser::new(handle, store, connector, config)
+        });
+        if let Ok(mut slot) = self.inner.releaser_arbiter.lock() {
+            *slot = Some(arbiter);
+        }
+        let _ = self.inner.releaser.set(addr.clone());
+        addr.send(LoadPending)
+            .await
+            .map_err(|e| Error::Unavailable(format!("releaser: {e}")))?
+    }
+
+    /// The releaser, if started.
+    pub fn releaser(&self) -> Option<&Addr<Releaser>> {
+        self.inner.releaser.get()
     }
 
     /// The store the actors persist to.
@@ -347,6 +398,15 @@ impl Registry {
 
     /// Stops every actor thread (graceful shutdown, after the server stopped taking requests).
     pub fn shutdown(&self) {
+        if let Some(arbiter) = self
+            .inner
+            .releaser_arbiter
+            .lock()
+            .ok()
+            .and_then(|mut a| a.take())
+        {
+            arbiter.stop();
+        }
         for arbiter in &self.inner.arbiters {
             arbiter.stop();
         }

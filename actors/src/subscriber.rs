@@ -13,9 +13,13 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use crate::activity_model::{
+    ActivityRecord, ActivityView, DeliveryRecord, MAX_ACTIVITY_TEXT, MAX_IDEMPOTENCY_KEY,
+};
 use crate::error::{Error, Result, StoreError};
 use crate::event::{EventType, StoredEvent, encode_data, frame_with_data};
 use crate::hub::Hub;
+use crate::ids::new_id;
 use crate::messages::*;
 use crate::model::{
     AccountId, AccountRecord, Claim, LinkRecord, MAX_LINKS, login_claims_of, normalize_profile,
@@ -139,11 +143,20 @@ impl Subscriber {
         write: SubscriberWrite,
         apply: impl FnOnce(&mut Self) -> R + 'static,
     ) -> AtomicResponse<Self, Result<R>> {
+        AtomicResponse::new(self.persist_fut(write, apply))
+    }
+
+    /// [`Subscriber::persist`] as a future, for handlers that first read something.
+    fn persist_fut<R: 'static>(
+        &mut self,
+        write: SubscriberWrite,
+        apply: impl FnOnce(&mut Self) -> R + 'static,
+    ) -> ResponseActFuture<Self, Result<R>> {
         self.touch();
         let store = self.store.clone();
         let events = write.events.clone();
         let skip = write.is_empty();
-        AtomicResponse::new(Box::pin(
+        Box::pin(
             async move {
                 if skip {
                     Ok(())
@@ -161,7 +174,7 @@ impl Subscriber {
                 act.deliver(&events);
                 Ok(out)
             }),
-        ))
+        )
     }
 
     /// Pushes events to every device of this account.
@@ -644,5 +657,153 @@ impl Handler<ListRelation> for Subscriber {
                 .map(|(id, since)| (*since, id.clone()))
                 .collect(),
         })
+    }
+}
+
+/// Checks a post before anything is stored.
+fn check_post(msg: &PostActivity) -> Result<()> {
+    let chars = msg.text.chars().count();
+    if msg.text.trim().is_empty() || chars > MAX_ACTIVITY_TEXT {
+        return Err(Error::invalid(format!(
+            "text must have 1 to {MAX_ACTIVITY_TEXT} characters and not be blank"
+        )));
+    }
+    if msg.text.contains('\0') {
+        return Err(Error::invalid("text must not contain NUL characters"));
+    }
+    if let Some(key) = &msg.idempotency_key {
+        let n = key.chars().count();
+        if n == 0 || n > MAX_IDEMPOTENCY_KEY || key.chars().any(char::is_control) {
+            return Err(Error::invalid(format!(
+                "idempotency_key must have 1 to {MAX_IDEMPOTENCY_KEY} characters, none a control character"
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Subscriber {
+    /// Stores a new activity with one delivery per link and `activity.posted`; once durable,
+    /// hands the deliveries to the releaser.
+    fn post_new(
+        &mut self,
+        text: String,
+        idempotency_key: Option<String>,
+    ) -> ResponseActFuture<Self, Result<Posted>> {
+        let activity = ActivityRecord {
+            activity_id: new_id(),
+            account_id: self.id().to_owned(),
+            author_name: self
+                .record
+                .profile
+                .get("display_name")
+                .cloned()
+                .unwrap_or_default(),
+            text,
+            created_ms: now_ms(),
+            idempotency_key,
+        };
+        let deliveries: Vec<DeliveryRecord> = self
+            .links
+            .values()
+            .map(|link| DeliveryRecord::new(&activity, link))
+            .collect();
+        let mut write = SubscriberWrite::new(self.id());
+        write.activities.push(activity.clone());
+        write.deliveries = deliveries.clone();
+        let data = encode_data(&ActivityView::from(&activity));
+        self.push_event(&mut write, EventType::ACTIVITY_POSTED, &data);
+        let friends: Vec<AccountId> = self.friends.keys().cloned().collect();
+        self.persist_fut(write, move |act| {
+            let releases = deliveries.iter().map(DeliveryRecord::view).collect();
+            if !deliveries.is_empty() {
+                match act.registry.releaser() {
+                    Some(releaser) => releaser.do_send(Enqueue {
+                        activity: Arc::new(activity.clone()),
+                        deliveries,
+                    }),
+                    None => tracing::warn!(
+                        activity = %activity.activity_id,
+                        "no releaser running; the deliveries wait in the outbox"
+                    ),
+                }
+            }
+            Posted {
+                activity,
+                releases,
+                replayed: false,
+                friends,
+                data: Some(data),
+            }
+        })
+    }
+}
+
+impl Handler<PostActivity> for Subscriber {
+    type Result = AtomicResponse<Self, Result<Posted>>;
+    fn handle(&mut self, msg: PostActivity, _: &mut Self::Context) -> Self::Result {
+        if let Err(e) = check_post(&msg) {
+            return ready(Err(e));
+        }
+        self.touch();
+        let Some(key) = msg.idempotency_key.clone() else {
+            return AtomicResponse::new(self.post_new(msg.text, None));
+        };
+        // The lookup runs inside this atomic turn, so two posts with one key cannot both
+        // miss it.
+        let store = self.store.clone();
+        let id = self.id().to_owned();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let Some(first) = store.find_activity_by_key(&id, &key).await? else {
+                    return Ok(None);
+                };
+                let deliveries = store.list_deliveries(&first.activity_id).await?;
+                Ok::<_, StoreError>(Some((first, deliveries)))
+            }
+            .into_actor(self)
+            .then(
+                move |found, act, _ctx| -> ResponseActFuture<Self, Result<Posted>> {
+                    match found {
+                        Err(e) => Box::pin(actix::fut::ready(Err(store_error(e)))),
+                        Ok(Some((first, _))) if first.text != msg.text => {
+                            Box::pin(actix::fut::ready(Err(Error::conflict(
+                                "idempotency_key_reused",
+                                "this idempotency_key was used for a post with another text",
+                            ))))
+                        }
+                        Ok(Some((first, deliveries))) => Box::pin(actix::fut::ready(Ok(Posted {
+                            activity: first,
+                            releases: deliveries.iter().map(DeliveryRecord::view).collect(),
+                            replayed: true,
+                            friends: Vec::new(),
+                            data: None,
+                        }))),
+                        Ok(None) => act.post_new(msg.text, msg.idempotency_key),
+                    }
+                },
+            ),
+        ))
+    }
+}
+
+impl Handler<RecordRelease> for Subscriber {
+    type Result = AtomicResponse<Self, Result<()>>;
+    fn handle(&mut self, msg: RecordRelease, _: &mut Self::Context) -> Self::Result {
+        let mut write = SubscriberWrite::new(self.id());
+        match serde_json::to_value(msg.delivery.view()) {
+            Ok(data) => self.push_event_json(&mut write, EventType::RELEASE_STATUS, data),
+            Err(e) => return ready(Err(Error::invalid(format!("release view: {e}")))),
+        }
+        write.deliveries.push(msg.delivery);
+        self.persist(write, |_| ())
+    }
+}
+
+impl Handler<CanSeeActivities> for Subscriber {
+    type Result = Result<bool>;
+    fn handle(&mut self, msg: CanSeeActivities, _: &mut Self::Context) -> Self::Result {
+        self.touch();
+        Ok(msg.viewer == self.id() || self.friends.contains_key(&msg.viewer))
     }
 }

@@ -9,7 +9,6 @@ use serde_json::json;
 
 use super::{AppState, Authed, Body, ListQuery};
 use crate::error::{Error, Result};
-use crate::http::platforms::PLATFORMS;
 
 /// Most contacts one upload may carry.
 pub const MAX_CONTACTS: usize = 1000;
@@ -111,7 +110,7 @@ struct Contacts {
 
 /// The claim a contact would match, if its value normalises. A value that does not (a
 /// malformed number in someone's address book) simply matches nobody.
-fn contact_claim(c: &Contact) -> Result<Option<Claim>> {
+fn contact_claim(c: &Contact, platforms: &[&str]) -> Result<Option<Claim>> {
     Ok(match c.kind.as_str() {
         "email" => normalize_email(&c.value).ok().map(|e| Claim::email(&e)),
         "phone" => normalize_phone(&c.value).ok().map(|p| Claim::phone(&p)),
@@ -120,7 +119,7 @@ fn contact_claim(c: &Contact) -> Result<Option<Claim>> {
                 .platform
                 .as_deref()
                 .ok_or_else(|| Error::invalid("a platform contact needs a \"platform\" field"))?;
-            if !PLATFORMS.contains(&platform) {
+            if !platforms.contains(&platform) {
                 return Err(Error::Domain(chorus_actors::Error::Invalid {
                     code: "unknown_platform",
                     message: format!("no connector for platform {platform:?}"),
@@ -146,9 +145,10 @@ async fn contacts(
             "at most {MAX_CONTACTS} contacts per upload"
         )));
     }
+    let platforms = state.connectors.platforms();
     let mut claims = Vec::with_capacity(body.contacts.len());
     for c in &body.contacts {
-        if let Some(claim) = contact_claim(c)? {
+        if let Some(claim) = contact_claim(c, &platforms)? {
             claims.push(claim);
         }
     }

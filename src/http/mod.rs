@@ -2,6 +2,7 @@
 //! flows), and turn every failure into the contract's error shape via [`crate::error::Error`].
 
 pub mod accounts;
+pub mod activities;
 pub mod communities;
 pub mod friends;
 pub mod groups;
@@ -21,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::auth::{LoginLimits, Passwords, bearer, token_hash};
 use crate::config::Config;
+use crate::connectors::Connectors;
 use crate::error::{Error, Result};
 
 /// Everything handlers share; cheap to clone.
@@ -33,6 +35,8 @@ pub struct AppState {
     pub login_limits: LoginLimits,
     /// Turns true when the server shuts down; WebSocket sessions close with 1001.
     pub shutdown: watch::Receiver<bool>,
+    /// The platforms this server delivers to; links are validated against them.
+    pub connectors: Arc<Connectors>,
 }
 
 impl AppState {
@@ -183,6 +187,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
         .service(
             web::scope("/v1")
                 .configure(accounts::routes)
+                .configure(activities::routes)
                 .configure(platforms::routes)
                 .configure(friends::routes)
                 .configure(groups::routes)

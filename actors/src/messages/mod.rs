@@ -2,8 +2,10 @@
 
 pub mod community;
 pub mod group;
+pub mod releaser;
 pub mod subscriber;
 
 pub use community::*;
 pub use group::*;
+pub use releaser::*;
 pub use subscriber::*;

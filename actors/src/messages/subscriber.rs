@@ -7,6 +7,7 @@ use std::sync::Arc;
 use actix::Message;
 use serde::Serialize;
 
+use crate::activity_model::{ActivityRecord, DeliveryRecord, ReleaseView};
 use crate::error::Result;
 use crate::event::{EventType, Outlet, StoredEvent};
 use crate::model::{AccountId, LinkRecord, Profile};
@@ -209,4 +210,43 @@ pub enum Relation {
 #[rtype(result = "Result<Vec<(u64, AccountId)>>")]
 pub struct ListRelation {
     pub relation: Relation,
+}
+
+/// Post an activity (`POST /v1/me/activities`). Stores it, one delivery per linked platform
+/// and `activity.posted` in the author's log in one atomic write, then hands the deliveries to
+/// the releaser; the caller fans `activity.posted` out to the returned friends. With an
+/// `idempotency_key` seen before, answers the first activity and changes nothing.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Posted>")]
+pub struct PostActivity {
+    pub text: String,
+    pub idempotency_key: Option<String>,
+}
+
+/// What posting did.
+#[derive(Debug, Clone)]
+pub struct Posted {
+    pub activity: ActivityRecord,
+    /// One per linked platform, as stored now.
+    pub releases: Vec<ReleaseView>,
+    /// True when the idempotency key matched an earlier post: nothing was stored or released.
+    pub replayed: bool,
+    /// Friends to tell, and the `activity.posted` data encoded once (`None` for a replay).
+    pub friends: Vec<AccountId>,
+    pub data: Option<Arc<str>>,
+}
+
+/// Sent by the Releaser after an attempt: store the delivery's new state and tell the
+/// author's devices (`release.status`), in one write.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<()>")]
+pub struct RecordRelease {
+    pub delivery: DeliveryRecord,
+}
+
+/// May `viewer` read this account's activities? Itself and its friends may.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<bool>")]
+pub struct CanSeeActivities {
+    pub viewer: AccountId,
 }

@@ -1,0 +1,38 @@
+//! Messages of the Releaser actor (one per server): what to deliver, and its own bookkeeping.
+
+use std::sync::Arc;
+
+use actix::Message;
+
+use crate::activity_model::{ActivityRecord, DeliveryRecord};
+use crate::error::Result;
+
+/// Sent by a Subscriber right after an activity and its deliveries are durable: start them.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Enqueue {
+    pub activity: Arc<ActivityRecord>,
+    pub deliveries: Vec<DeliveryRecord>,
+}
+
+/// Sent once at start-up, before the server takes requests: read every delivery the store
+/// holds as not final and carry on with it. Answers how many were picked up.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<usize>")]
+pub struct LoadPending;
+
+/// Counters for logs and load tests.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "ReleaserStats")]
+pub struct GetStats;
+
+/// What the releaser holds right now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReleaserStats {
+    /// Deliveries not final.
+    pub open: usize,
+    /// Attempts running now.
+    pub in_flight: usize,
+    /// Attempts finished since start.
+    pub attempts: u64,
+}
