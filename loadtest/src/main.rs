@@ -10,6 +10,7 @@ mod peers;
 mod report;
 mod scenarios;
 mod server;
+mod sink;
 mod stats;
 
 use std::path::PathBuf;
@@ -133,6 +134,15 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         posters: usize,
     },
+    /// A accounts, each with P webhook platforms linked (P sinks in the harness, every account
+    /// linked to each); the accounts post activities, and the sinks time each delivery from
+    /// the post's due time.
+    Release {
+        #[arg(long, default_value_t = 50)]
+        accounts: usize,
+        #[arg(long, default_value_t = 4)]
+        platforms: usize,
+    },
     /// One account with F friends x D devices changes its profile.
     ProfileSync {
         #[arg(long, default_value_t = 1000)]
@@ -229,6 +239,10 @@ async fn run(cli: &Cli) -> error::Result<()> {
                     scenarios::community_dynamics(&target, *groups, *members, *posters, &common)
                         .await?
                 }
+                Scenario::Release {
+                    accounts,
+                    platforms,
+                } => scenarios::release(&target, *accounts, *platforms, &common).await?,
                 Scenario::ProfileSync { friends, devices } => {
                     scenarios::profile_sync(&target, *friends, *devices, &common).await?
                 }
