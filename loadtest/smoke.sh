@@ -37,5 +37,6 @@ run connect connect --connections 50 --per-process 20
 run group-fanout group-fanout --groups 2 --members 20
 run community-dynamics community-dynamics --groups 2 --members 10 --posters 2
 run profile-sync profile-sync --friends 10 --devices 2
+run release release --accounts 5 --platforms 3
 echo "smoke: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

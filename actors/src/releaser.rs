@@ -17,7 +17,7 @@
 //!
 //! [`SubscriberStore::pending_deliveries`]: crate::store::SubscriberStore::pending_deliveries
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +27,9 @@ use rand::Rng;
 use crate::activity_model::{ActivityRecord, DeliveryKey, DeliveryRecord, DeliveryStatus};
 use crate::connector::{AttemptOutcome, Connector, Outgoing};
 use crate::error::{Error, Result};
-use crate::messages::{Enqueue, GetStats, LoadPending, RecordRelease, ReleaserStats};
+use crate::messages::{
+    CancelLink, Enqueue, GetStats, LoadPending, RecordRelease, ReleaserStats,
+};
 use crate::model::now_ms;
 use crate::registry::RegistryHandle;
 use crate::store::Store;
@@ -145,6 +147,8 @@ pub struct Releaser {
     /// The timer for the soonest due time, and that time.
     wake: Option<(u64, SpawnHandle)>,
     attempts: u64,
+    /// Links unlinked while this releaser ran: nothing more is attempted to them.
+    cancelled: HashSet<String>,
 }
 
 impl Releaser {
@@ -167,6 +171,7 @@ impl Releaser {
             per_link: HashMap::new(),
             wake: None,
             attempts: 0,
+            cancelled: HashSet::new(),
         }
     }
 
@@ -342,6 +347,11 @@ impl Releaser {
             self.jobs.remove(&key);
             return;
         }
+        if self.cancelled.contains(&key.link_id) {
+            let failed = unlinked(next);
+            self.record(key, failed, ctx);
+            return;
+        }
         if let Some(job) = self.jobs.get_mut(&key) {
             self.schedule.insert((next.next_attempt_ms, key));
             job.record = next;
@@ -369,6 +379,51 @@ impl Handler<Enqueue> for Releaser {
             self.admit(d, msg.activity.clone());
         }
         self.pump(ctx);
+    }
+}
+
+/// `d`, failed because its link is gone.
+fn unlinked(mut d: DeliveryRecord) -> DeliveryRecord {
+    d.status = DeliveryStatus::Failed;
+    d.last_error = Some("platform unlinked".into());
+    d.updated_ms = now_ms();
+    d
+}
+
+impl Handler<CancelLink> for Releaser {
+    type Result = ();
+    fn handle(&mut self, msg: CancelLink, ctx: &mut Self::Context) {
+        let link = msg.link_id;
+        // Waiting and queued deliveries to the link leave every queue and are recorded as
+        // failed; running or recording ones see `cancelled` when they come back.
+        let waiting: Vec<(u64, DeliveryKey)> = self
+            .schedule
+            .iter()
+            .filter(|(_, k)| k.link_id == link)
+            .cloned()
+            .collect();
+        let mut stopped: Vec<DeliveryKey> = Vec::new();
+        for entry in waiting {
+            self.schedule.remove(&entry);
+            stopped.push(entry.1);
+        }
+        self.ready.retain(|k| {
+            let hit = k.link_id == link;
+            if hit {
+                stopped.push(k.clone());
+            }
+            !hit
+        });
+        if let Some(parked) = self.parked.remove(&link) {
+            stopped.extend(parked);
+        }
+        for key in stopped {
+            if let Some(job) = self.jobs.get(&key) {
+                let failed = unlinked(job.record.clone());
+                self.record(key, failed, ctx);
+            }
+        }
+        self.cancelled.insert(link);
     }
 }
 

@@ -466,6 +466,11 @@ impl Handler<UnlinkPlatform> for Subscriber {
         });
         self.persist(write, move |act| {
             act.links.remove(&msg.link_id);
+            if let Some(releaser) = act.registry.releaser() {
+                releaser.do_send(CancelLink {
+                    link_id: msg.link_id,
+                });
+            }
         })
     }
 }
