@@ -10,13 +10,16 @@
 //!
 //! # Code map
 //! - [`config`]: flags, `CHORUS_*` environment, TOML file, defaults.
-//! - [`http`]: routes of the contract (`accounts`, `platforms`, `friends`, `groups`,
-//!   `communities`), the bearer-token extractor, the object-only JSON body extractor,
+//! - [`http`]: routes of the contract (`accounts`, `platforms`, `activities`, `friends`,
+//!   `groups`, `communities`), the bearer-token extractor, the object-only JSON body extractor,
 //!   query/path error mapping, `/healthz`.
 //! - [`ws`]: the WebSocket session: [`ws::WsOutlet`] is a device's bounded mailbox; the
 //!   response body (`ws/body.rs`) drains it straight into the socket, batching frames; the
 //!   reader task (`ws/mod.rs`, with `ws/reader.rs` decoding frames) handles `resume`, `ping`,
 //!   limits (1009/1007), heartbeats, 1013 for slow readers and 1001 at shutdown.
+//! - [`connectors`]: the platforms activities are released to (`webhook`, `mastodon`,
+//!   `email`), each validating its link config and delivering one attempt; the releaser in
+//!   `chorus-actors` owns retries.
 //! - [`auth`]: argon2id passwords, bearer tokens (stored hashed), login rate limits.
 //! - [`store`]: storage engines; [`store::fjall`] is the embedded default (group commit).
 //! - [`error`]: the crate's error enum and the contract's error shape.

@@ -9,16 +9,23 @@
 //! - [`group`]: the Group actor, one per IM group (members, binding requests, bindings, chat,
 //!   group event log).
 //! - [`community`]: the Community actor (members, bound groups, dynamics feed).
+//! - [`releaser`]: the Releaser actor (one per server): every platform delivery of an
+//!   activity from `pending` to `delivered`/`failed` — concurrency limits, backoff with
+//!   jitter, `Retry-After`, each status recorded by the author's actor before the next step.
+//! - [`connector`]: the seam to the platforms ([`connector::Connector`], implemented in the
+//!   server crate) and the shared reading of HTTP answers.
 //! - [`messages`]: one documented struct per intent, a file per actor.
 //! - [`registry`]: activates an actor from the store on first use; actors passivate when idle.
-//! - [`flows`], [`group_flows`]: operations spanning two or more actors (friend requests,
-//!   contact matching, profile fan-out, the binding handshake, dynamic delivery, merged
-//!   feeds), orchestrated from outside so that no actor waits for another.
+//! - [`flows`], [`group_flows`], [`activity_flows`]: operations spanning two or more actors
+//!   (friend requests, contact matching, profile fan-out, the binding handshake, dynamic
+//!   delivery, merged feeds, posting an activity), orchestrated from outside so that no actor
+//!   waits for another.
 //! - [`hub`]: connected devices per account and the fan-out workers — the one seam through
 //!   which events reach devices.
 //! - [`store`]: the storage traits the actors need, and their conformance suite.
 //! - [`event`]: event frames, encoded once, and [`event::Outlet`] (a device's mailbox).
-//! - [`model`], [`groups_model`]: records as stored; normalisation of personal info.
+//! - [`model`], [`groups_model`], [`activity_model`]: records as stored (activities and their
+//!   deliveries included); normalisation of personal info.
 //! - [`ids`]: opaque random ids.
 //! - [`error`]: the crate's error enum.
 //!
@@ -27,6 +34,8 @@
 //! - An event gets its `seq` in the actor's turn and is written to the log in the same atomic
 //!   write as the state change that caused it, then delivered: acknowledged means durable.
 //! - Delivery to a device never blocks the actor ([`event::Outlet::deliver`]).
+//! - An activity and one delivery per linked platform are written in one atomic write; a
+//!   delivery's every status change is durable before the next attempt is scheduled.
 //! - A group event is stored once in the group's log and encoded once; every member's every
 //!   device gets the same buffer, from the fan-out workers, never from the group actor.
 
