@@ -27,9 +27,7 @@ use rand::Rng;
 use crate::activity_model::{ActivityRecord, DeliveryKey, DeliveryRecord, DeliveryStatus};
 use crate::connector::{AttemptOutcome, Connector, Outgoing};
 use crate::error::{Error, Result};
-use crate::messages::{
-    CancelLink, Enqueue, GetStats, LoadPending, RecordRelease, ReleaserStats,
-};
+use crate::messages::{CancelLink, Enqueue, GetStats, LoadPending, RecordRelease, ReleaserStats};
 use crate::model::now_ms;
 use crate::registry::RegistryHandle;
 use crate::store::Store;
