@@ -1169,3 +1169,49 @@ async fn email_transient_failure_is_retried_permanent_fails() {
         "{items:?}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Unlinking a platform ends its waiting deliveries
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlinking_a_platform_fails_its_waiting_deliveries() {
+    // Long backoff: after the first 500 the delivery waits ~2 s, long enough to unlink.
+    let s = Server::start_with(&["--release-backoff-base-ms", "2000"]);
+    let rx = Receiver::start(Script::Always(Reply::Status(500)), Some(SECRET_A));
+    let ok = Receiver::start(Script::Always(Reply::Ok), Some(SECRET_A));
+    let a = new_acct(&s, "Ann Author").await;
+    let gone = link_webhook(&s, &a, "going-away", &rx.url("/hook"), SECRET_A).await;
+    let kept = link_webhook(&s, &a, "staying", &ok.url("/hook"), SECRET_A).await;
+    let (mut wa, _) = ws_connect(&s, &a).await;
+
+    let id = activity_id(&post_text(&s, &a, "last words").await);
+    expect_event(&mut wa, "activity.posted").await;
+    let first = release_events(&mut wa, 2, DELIVERY).await;
+    assert_eq!(
+        events_of(&first, &gone)[0]["status"],
+        "retrying",
+        "{first:?}"
+    );
+    assert_eq!(
+        events_of(&first, &kept)[0]["status"],
+        "delivered",
+        "{first:?}"
+    );
+
+    delete(&s, &format!("/v1/me/platforms/{gone}"), a.tok())
+        .await
+        .expect(204);
+    let ev = release_events(&mut wa, 1, DELIVERY).await;
+    assert_eq!(ev[0]["link_id"], gone.as_str());
+    assert_eq!(ev[0]["status"], "failed");
+    assert_eq!(ev[0]["last_error"], "platform unlinked");
+
+    // The retry would have come after ~2 s: nothing more reaches the unlinked platform.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(rx.count(), 1, "an unlinked platform got another attempt");
+    let items = releases(&s, &a, &id).await;
+    assert_eq!(release_of(&items, &gone)["status"], "failed");
+    assert_eq!(release_of(&items, &kept)["status"], "delivered");
+    expect_no_event(&mut wa, Duration::from_millis(100)).await;
+}
