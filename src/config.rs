@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
 use chorus_actors::releaser::ReleaseConfig;
 
 use crate::error::Error;
+use crate::store::scylla::ScyllaSettings;
 
 /// Command line of the `chorus` binary.
 #[derive(Debug, Parser)]
@@ -21,6 +22,9 @@ use crate::error::Error;
     about = "Actor-model fan-out server for IM groups and communities"
 )]
 pub struct Cli {
+    /// Without a command, the server runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Address to listen on (port 0 picks a free port; the log line says which).
     #[arg(long, env = "CHORUS_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -28,8 +32,33 @@ pub struct Cli {
     #[arg(long, env = "CHORUS_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// TOML file with any of the settings below (flags and environment win over it).
-    #[arg(long, env = "CHORUS_CONFIG")]
+    #[arg(long, env = "CHORUS_CONFIG", global = true)]
     pub config: Option<PathBuf>,
+    /// Where state lives: the embedded store (default) or a ScyllaDB cluster.
+    #[arg(long, env = "CHORUS_STORE", value_enum)]
+    pub store: Option<StoreKind>,
+    /// ScyllaDB contact points, `host:port,host:port` (with `--store scylla`).
+    #[arg(
+        long,
+        env = "CHORUS_SCYLLA_NODES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub scylla_nodes: Option<Vec<String>>,
+    /// ScyllaDB keyspace (default `chorus`).
+    #[arg(long, env = "CHORUS_SCYLLA_KEYSPACE", global = true)]
+    pub scylla_keyspace: Option<String>,
+    /// Replication of the keyspace when `chorus schema apply` creates it, as a CQL map
+    /// (default `{'class': 'NetworkTopologyStrategy', 'replication_factor': 3}`).
+    #[arg(long, env = "CHORUS_SCYLLA_REPLICATION", global = true)]
+    pub scylla_replication: Option<String>,
+    /// Consistency of every read and write: local_quorum (default), quorum, each_quorum,
+    /// all, local_one, one.
+    #[arg(long, env = "CHORUS_SCYLLA_CONSISTENCY", global = true)]
+    pub scylla_consistency: Option<String>,
+    /// Bound on one ScyllaDB request in ms (default 10000).
+    #[arg(long, env = "CHORUS_SCYLLA_TIMEOUT_MS", global = true)]
+    pub scylla_timeout_ms: Option<u64>,
     /// Largest accepted request body in bytes (413 above it).
     #[arg(long, env = "CHORUS_BODY_LIMIT")]
     pub body_limit: Option<usize>,
@@ -87,6 +116,35 @@ pub struct Cli {
     pub smtp_from: Option<String>,
 }
 
+/// `chorus <command>`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The ScyllaDB schema: `print` it, or `apply` it to the cluster at `--scylla-nodes`.
+    Schema {
+        #[command(subcommand)]
+        action: SchemaAction,
+    },
+}
+
+/// What `chorus schema` does.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum SchemaAction {
+    /// Print the CQL (keyspace and replication filled in) to stdout.
+    Print,
+    /// Create the keyspace and every table (IF NOT EXISTS: safe to repeat).
+    Apply,
+}
+
+/// The storage engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// fjall under `--data-dir`: nothing else to run.
+    Fjall,
+    /// A ScyllaDB cluster: any node can activate any actor.
+    Scylla,
+}
+
 /// The same settings as they appear in the TOML file; every field optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,6 +169,12 @@ struct FileConfig {
     release_per_link: Option<usize>,
     smtp_url: Option<String>,
     smtp_from: Option<String>,
+    store: Option<StoreKind>,
+    scylla_nodes: Option<Vec<String>>,
+    scylla_keyspace: Option<String>,
+    scylla_replication: Option<String>,
+    scylla_consistency: Option<String>,
+    scylla_timeout_ms: Option<u64>,
 }
 
 /// Resolved settings.
@@ -135,6 +199,9 @@ pub struct Config {
     pub release: ReleaseConfig,
     pub smtp_url: Option<String>,
     pub smtp_from: String,
+    pub store: StoreKind,
+    /// Used with `store = scylla` and by `chorus schema`.
+    pub scylla: ScyllaSettings,
 }
 
 /// Argon2id cost parameters.
@@ -166,6 +233,14 @@ impl Default for Config {
             release: ReleaseConfig::default(),
             smtp_url: None,
             smtp_from: "Chorus <chorus@localhost>".into(),
+            store: StoreKind::Fjall,
+            scylla: ScyllaSettings {
+                nodes: Vec::new(),
+                keyspace: "chorus".into(),
+                replication: "{'class': 'NetworkTopologyStrategy', 'replication_factor': 3}".into(),
+                consistency: "local_quorum".into(),
+                request_timeout: Duration::from_secs(10),
+            },
         }
     }
 }
@@ -247,6 +322,37 @@ impl Config {
                 .clone()
                 .or(file.smtp_from)
                 .unwrap_or(d.smtp_from.clone()),
+            store: cli.store.or(file.store).unwrap_or(d.store),
+            scylla: ScyllaSettings {
+                nodes: cli
+                    .scylla_nodes
+                    .clone()
+                    .or(file.scylla_nodes)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|n| n.trim().to_owned())
+                    .filter(|n| !n.is_empty())
+                    .collect(),
+                keyspace: cli
+                    .scylla_keyspace
+                    .clone()
+                    .or(file.scylla_keyspace)
+                    .unwrap_or(d.scylla.keyspace.clone()),
+                replication: cli
+                    .scylla_replication
+                    .clone()
+                    .or(file.scylla_replication)
+                    .unwrap_or(d.scylla.replication.clone()),
+                consistency: cli
+                    .scylla_consistency
+                    .clone()
+                    .or(file.scylla_consistency)
+                    .unwrap_or(d.scylla.consistency.clone()),
+                request_timeout: cli
+                    .scylla_timeout_ms
+                    .or(file.scylla_timeout_ms)
+                    .map_or(d.scylla.request_timeout, Duration::from_millis),
+            },
             ..d
         };
         cfg.validate()?;
@@ -292,7 +398,29 @@ impl Config {
         if r.max_in_flight == 0 || r.max_in_flight_per_link == 0 {
             return bad("release_concurrency and release_per_link must be at least 1");
         }
+        if self.store == StoreKind::Scylla {
+            self.check_scylla()?;
+        }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The ScyllaDB settings must hold (with `--store scylla`, and for `chorus schema apply`).
+    pub fn check_scylla(&self) -> Result<(), Error> {
+        self.scylla
+            .validate()
+            .map_err(|e| Error::Config(format!("scylla: {e}")))
+    }
+
+    /// What `chorus schema print` needs: a keyspace name and a replication map, no nodes.
+    pub fn check_scylla_schema(&self) -> Result<(), Error> {
+        let mut s = self.scylla.clone();
+        if s.nodes.is_empty() {
+            s.nodes.push("unused:9042".into());
+        }
+        s.validate()
+            .map_err(|e| Error::Config(format!("scylla: {e}")))
     }
 }
 
@@ -319,6 +447,44 @@ mod tests {
         assert_eq!(cfg.release.max_attempts, 8);
         assert_eq!(cfg.release.attempt_timeout, Duration::from_secs(10));
         assert!(cfg.smtp_url.is_none());
+    }
+
+    #[test]
+    fn scylla_store_needs_nodes() {
+        let err = Config::from_cli(&cli(&["--store", "scylla"])).expect_err("no nodes");
+        assert!(err.to_string().contains("scylla"), "{err}");
+        let cfg = Config::from_cli(&cli(&[
+            "--store",
+            "scylla",
+            "--scylla-nodes",
+            "10.0.0.1:9042, 10.0.0.2:9042",
+        ]))
+        .expect("config");
+        assert_eq!(cfg.store, StoreKind::Scylla);
+        assert_eq!(cfg.scylla.nodes, ["10.0.0.1:9042", "10.0.0.2:9042"]);
+        assert_eq!(cfg.scylla.consistency, "local_quorum");
+        let err = Config::from_cli(&cli(&[
+            "--store",
+            "scylla",
+            "--scylla-nodes",
+            "10.0.0.1:9042",
+            "--scylla-keyspace",
+            "bad-name",
+        ]))
+        .expect_err("bad keyspace");
+        assert!(err.to_string().contains("keyspace"), "{err}");
+    }
+
+    #[test]
+    fn schema_command_parses() {
+        let c = cli(&["schema", "print", "--scylla-keyspace", "chat"]);
+        assert!(matches!(
+            c.command,
+            Some(Command::Schema {
+                action: SchemaAction::Print
+            })
+        ));
+        assert_eq!(c.scylla_keyspace.as_deref(), Some("chat"));
     }
 
     #[test]

@@ -21,7 +21,9 @@
 //!   `email`), each validating its link config and delivering one attempt; the releaser in
 //!   `chorus-actors` owns retries.
 //! - [`auth`]: argon2id passwords, bearer tokens (stored hashed), login rate limits.
-//! - [`store`]: storage engines; [`store::fjall`] is the embedded default (group commit).
+//! - [`store`]: storage engines behind the actors' traits: [`store::fjall`], the embedded
+//!   default (group commit), and [`store::scylla`] (`--store scylla`; schema in
+//!   `src/store/scylla/schema.cql`, printed and applied by `chorus schema print|apply`).
 //! - [`error`]: the crate's error enum and the contract's error shape.
 //! - [`run`]: wires it all together and shuts down gracefully; `main.rs` only parses flags.
 //!
@@ -51,11 +53,11 @@ use chorus_actors::{Registry, RegistryConfig};
 use tokio::sync::watch;
 
 use crate::auth::{LoginLimits, Passwords};
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
 use crate::connectors::{ConnectorSettings, Connectors};
 use crate::error::{Error, Result};
 use crate::http::AppState;
-use crate::store::FjallStore;
+use crate::store::{FjallStore, ScyllaStore};
 
 /// Serves on `listener` until `shutdown` resolves, then stops taking connections, closes
 /// every WebSocket with 1001, stops the actors and flushes the store. Must run inside an
@@ -65,13 +67,35 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let store = Arc::new(FjallStore::open(&config.data_dir).map_err(|e| {
-        Error::Internal(format!(
-            "opening store at {}: {e}",
-            config.data_dir.display()
-        ))
-    })?);
-    let store: Arc<dyn Store> = store;
+    let (store, store_desc): (Arc<dyn Store>, String) = match config.store {
+        StoreKind::Fjall => {
+            let store = FjallStore::open(&config.data_dir).map_err(|e| {
+                Error::Internal(format!(
+                    "opening store at {}: {e}",
+                    config.data_dir.display()
+                ))
+            })?;
+            (
+                Arc::new(store),
+                format!("embedded fjall at {}", config.data_dir.display()),
+            )
+        }
+        StoreKind::Scylla => {
+            let s = &config.scylla;
+            let store = ScyllaStore::connect(s)
+                .await
+                .map_err(|e| Error::Internal(format!("connecting to ScyllaDB: {e}")))?;
+            (
+                Arc::new(store),
+                format!(
+                    "scylla keyspace {} at {} ({})",
+                    s.keyspace,
+                    s.nodes.join(","),
+                    s.consistency
+                ),
+            )
+        }
+    };
     let registry = Registry::new(
         store.clone(),
         RegistryConfig {
@@ -125,8 +149,7 @@ pub async fn run(
     .run();
     let handle = server.handle();
     tracing::info!(
-        "chorus listening on http://{addr} (store: embedded fjall at {}; platforms: {})",
-        config.data_dir.display(),
+        "chorus listening on http://{addr} (store: {store_desc}; platforms: {})",
         state_platforms.join(", ")
     );
     let pruner = actix_web::rt::spawn(async move {

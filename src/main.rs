@@ -1,21 +1,31 @@
-//! The `chorus` binary: parse configuration, set up logging, serve until SIGINT/SIGTERM.
+//! The `chorus` binary: parse configuration, set up logging, serve until SIGINT/SIGTERM —
+//! or, with `chorus schema print|apply`, print or apply the ScyllaDB schema and exit.
 
 use std::net::TcpListener;
 use std::process::ExitCode;
 
-use chorus::config::{Cli, Config};
+use chorus::config::{Cli, Command, Config, SchemaAction};
+use chorus::store::scylla;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 #[actix_web::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if cli.command.is_some() {
+        // A command's output is stdout (`chorus schema print | cqlsh`): logs go to stderr.
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init();
+    }
     let config = match Config::from_cli(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -23,6 +33,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Schema { action }) = cli.command {
+        return schema(action, &config).await;
+    }
     let listener = match TcpListener::bind(config.listen) {
         Ok(l) => l,
         Err(e) => {
@@ -35,6 +48,38 @@ async fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("{e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `chorus schema print` writes the CQL to stdout (nothing else goes there); `apply` runs it
+/// against `--scylla-nodes`.
+async fn schema(action: SchemaAction, config: &Config) -> ExitCode {
+    let s = &config.scylla;
+    match action {
+        SchemaAction::Print => {
+            if let Err(e) = config.check_scylla_schema() {
+                tracing::error!("{e}");
+                return ExitCode::from(2);
+            }
+            print!("{}", scylla::schema(&s.keyspace, &s.replication));
+            ExitCode::SUCCESS
+        }
+        SchemaAction::Apply => {
+            if let Err(e) = config.check_scylla() {
+                tracing::error!("{e}");
+                return ExitCode::from(2);
+            }
+            match scylla::apply_schema(s).await {
+                Ok(()) => {
+                    tracing::info!(keyspace = %s.keyspace, nodes = ?s.nodes, "schema applied");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    tracing::error!("applying the schema: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }
