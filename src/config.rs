@@ -107,6 +107,10 @@ pub struct Cli {
     /// Delivery attempts running at once to one linked platform account (default 4).
     #[arg(long, env = "CHORUS_RELEASE_PER_LINK")]
     pub release_per_link: Option<usize>,
+    /// Delivery attempts running at once to one destination server, all links to it together
+    /// (default 32).
+    #[arg(long, env = "CHORUS_RELEASE_PER_DESTINATION")]
+    pub release_per_destination: Option<usize>,
     /// SMTP relay for the `email` platform, e.g. `smtp://127.0.0.1:25` or
     /// `smtps://user:pass@mail.example.com`; without it there is no `email` platform.
     #[arg(long, env = "CHORUS_SMTP_URL")]
@@ -167,6 +171,7 @@ struct FileConfig {
     release_timeout_ms: Option<u64>,
     release_concurrency: Option<usize>,
     release_per_link: Option<usize>,
+    release_per_destination: Option<usize>,
     smtp_url: Option<String>,
     smtp_from: Option<String>,
     store: Option<StoreKind>,
@@ -314,6 +319,10 @@ impl Config {
                     .release_per_link
                     .or(file.release_per_link)
                     .unwrap_or(d.release.max_in_flight_per_link),
+                max_in_flight_per_destination: cli
+                    .release_per_destination
+                    .or(file.release_per_destination)
+                    .unwrap_or(d.release.max_in_flight_per_destination),
                 ..d.release.clone()
             },
             smtp_url: cli.smtp_url.clone().or(file.smtp_url),
@@ -395,8 +404,13 @@ impl Config {
         if r.attempt_timeout < Duration::from_millis(10) {
             return bad("release_timeout_ms must be at least 10");
         }
-        if r.max_in_flight == 0 || r.max_in_flight_per_link == 0 {
-            return bad("release_concurrency and release_per_link must be at least 1");
+        if r.max_in_flight == 0
+            || r.max_in_flight_per_link == 0
+            || r.max_in_flight_per_destination == 0
+        {
+            return bad(
+                "release_concurrency, release_per_link and release_per_destination must be at least 1",
+            );
         }
         if self.store == StoreKind::Scylla {
             self.check_scylla()?;

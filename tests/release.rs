@@ -1215,3 +1215,59 @@ async fn unlinking_a_platform_fails_its_waiting_deliveries() {
     assert_eq!(release_of(&items, &kept)["status"], "delivered");
     expect_no_event(&mut wa, Duration::from_millis(100)).await;
 }
+
+// ---------------------------------------------------------------------------
+// One dark server cannot take every delivery slot
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dark_server_cannot_take_every_slot() {
+    // 4 slots in all, at most 2 per destination. Five accounts link the same hanging server;
+    // without the per-destination cap their first attempts would hold all 4 slots for the
+    // whole timeout and the healthy platform would wait behind them.
+    let s = Server::start_with(&[
+        "--release-concurrency",
+        "4",
+        "--release-per-destination",
+        "2",
+        "--release-timeout-ms",
+        "8000",
+    ]);
+    let dark = Receiver::start(Script::Always(Reply::Hang(Duration::from_secs(7))), None);
+    let healthy = Receiver::start(Script::Always(Reply::Ok), Some(SECRET_B));
+    let mut posts = Vec::new();
+    for i in 0..5 {
+        let a = new_acct(&s, &format!("Dark {i}")).await;
+        link_webhook(
+            &s,
+            &a,
+            &format!("dark-{i}"),
+            &dark.url(&format!("/u{i}")),
+            SECRET_A,
+        )
+        .await;
+        posts.push((activity_id(&post_text(&s, &a, "into the void").await), a));
+    }
+    let b = new_acct(&s, "Bea Healthy").await;
+    let lb = link_webhook(&s, &b, "healthy", &healthy.url("/hook"), SECRET_B).await;
+    let id = activity_id(&post_text(&s, &b, "hello").await);
+
+    // Delivered while the dark server still holds its attempts (they hang for 7 s).
+    let items = wait_releases(&s, &b, &id, Duration::from_secs(5), |items| {
+        items.iter().any(|i| i["status"] == "delivered")
+    })
+    .await;
+    assert_eq!(release_of(&items, &lb)["status"], "delivered");
+    // The cap held: the dark server never had more than 2 attempts at once.
+    assert!(
+        dark.count() <= 2,
+        "dark server got {} attempts",
+        dark.count()
+    );
+    let (first, a0) = &posts[0];
+    let pending = releases(&s, a0, first).await;
+    assert!(
+        pending.iter().all(|i| i["status"] == "pending"),
+        "{pending:?}"
+    );
+}

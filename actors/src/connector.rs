@@ -64,6 +64,14 @@ impl AttemptOutcome {
 #[async_trait]
 pub trait Connector: Send + Sync + 'static {
     async fn deliver(&self, out: &Outgoing) -> AttemptOutcome;
+
+    /// The server a link's deliveries go to (e.g. `host:port`), so the releaser can cap the
+    /// attempts running against one server: many accounts linked to one instance that went
+    /// dark must not take every slot. `None` counts the link as its own destination.
+    fn destination(&self, link: &LinkRecord) -> Option<String> {
+        let _ = link;
+        None
+    }
 }
 
 #[cfg(test)]

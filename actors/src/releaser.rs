@@ -9,7 +9,8 @@
 //!   that reached the platform but was not recorded is repeated with the same
 //!   `Idempotency-Key`.
 //! - **Nobody waits for the slowest.** Attempts run concurrently, each bounded by a timeout;
-//!   at most `max_in_flight` at once, and at most `max_in_flight_per_link` per link so a dead
+//!   at most `max_in_flight` at once, at most `max_in_flight_per_link` per link and at most
+//!   `max_in_flight_per_destination` per server ([`Connector::destination`]), so a dead
 //!   platform holding slots until its timeout cannot starve the others.
 //! - **One policy for every platform.** Connectors say what happened
 //!   ([`AttemptOutcome`]); the releaser decides: exponential backoff with jitter, the
@@ -49,6 +50,8 @@ pub struct ReleaseConfig {
     pub max_in_flight: usize,
     /// Attempts running at once to one link.
     pub max_in_flight_per_link: usize,
+    /// Attempts running at once to one destination server (all links to it together).
+    pub max_in_flight_per_destination: usize,
 }
 
 impl Default for ReleaseConfig {
@@ -62,6 +65,7 @@ impl Default for ReleaseConfig {
             attempt_timeout: Duration::from_secs(10),
             max_in_flight: 256,
             max_in_flight_per_link: 4,
+            max_in_flight_per_destination: 32,
         }
     }
 }
@@ -124,6 +128,25 @@ impl ReleaseConfig {
 struct Job {
     record: DeliveryRecord,
     activity: Arc<ActivityRecord>,
+    /// Where its attempts go ([`Connector::destination`], or the link itself).
+    destination: String,
+}
+
+/// What caps concurrent attempts besides the global limit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Gate {
+    Link(String),
+    Destination(String),
+}
+
+impl Job {
+    /// The gates an attempt of this job holds while it runs.
+    fn gates(&self, key: &DeliveryKey) -> Vec<Gate> {
+        vec![
+            Gate::Link(key.link_id.clone()),
+            Gate::Destination(self.destination.clone()),
+        ]
+    }
 }
 
 /// The actor.
@@ -138,10 +161,11 @@ pub struct Releaser {
     schedule: BTreeSet<(u64, DeliveryKey)>,
     /// Due, waiting for a global slot.
     ready: VecDeque<DeliveryKey>,
-    /// Due, waiting for a slot on their link (by link id).
-    parked: HashMap<String, VecDeque<DeliveryKey>>,
+    /// Due, waiting for a slot on their link or destination (by [`Gate`]).
+    parked: HashMap<Gate, VecDeque<DeliveryKey>>,
     in_flight: usize,
-    per_link: HashMap<String, usize>,
+    /// Attempts running per link and per destination.
+    running: HashMap<Gate, usize>,
     /// The timer for the soonest due time, and that time.
     wake: Option<(u64, SpawnHandle)>,
     attempts: u64,
@@ -166,7 +190,7 @@ impl Releaser {
             ready: VecDeque::new(),
             parked: HashMap::new(),
             in_flight: 0,
-            per_link: HashMap::new(),
+            running: HashMap::new(),
             wake: None,
             attempts: 0,
             cancelled: HashSet::new(),
@@ -183,7 +207,18 @@ impl Releaser {
             return;
         }
         self.schedule.insert((record.next_attempt_ms, key.clone()));
-        self.jobs.insert(key, Job { record, activity });
+        let destination = self
+            .connector
+            .destination(&record.link)
+            .unwrap_or_else(|| format!("link {}", key.link_id));
+        self.jobs.insert(
+            key,
+            Job {
+                record,
+                activity,
+                destination,
+            },
+        );
     }
 
     /// Starts what is due and free to run, then sets the timer for the next due time.
@@ -204,13 +239,26 @@ impl Releaser {
             let Some(key) = self.ready.pop_front() else {
                 break;
             };
-            let link = key.link_id.clone();
-            if self.per_link.get(&link).copied().unwrap_or(0) >= self.config.max_in_flight_per_link
-            {
-                self.parked.entry(link).or_default().push_back(key);
+            let Some(job) = self.jobs.get(&key) else {
                 continue;
+            };
+            let gates = [
+                (
+                    Gate::Link(key.link_id.clone()),
+                    self.config.max_in_flight_per_link,
+                ),
+                (
+                    Gate::Destination(job.destination.clone()),
+                    self.config.max_in_flight_per_destination,
+                ),
+            ];
+            match gates
+                .into_iter()
+                .find(|(gate, cap)| self.running.get(gate).copied().unwrap_or(0) >= *cap)
+            {
+                Some((full, _)) => self.parked.entry(full).or_default().push_back(key),
+                None => self.start(key, ctx),
             }
-            self.start(key, ctx);
         }
         self.arm(ctx);
     }
@@ -241,7 +289,9 @@ impl Releaser {
             return;
         };
         self.in_flight += 1;
-        *self.per_link.entry(key.link_id.clone()).or_insert(0) += 1;
+        for gate in job.gates(&key) {
+            *self.running.entry(gate).or_insert(0) += 1;
+        }
         let out = Outgoing {
             activity: (*job.activity).clone(),
             link: job.record.link.clone(),
@@ -270,19 +320,26 @@ impl Releaser {
     fn finished(&mut self, key: DeliveryKey, outcome: AttemptOutcome, ctx: &mut Context<Self>) {
         self.attempts += 1;
         self.in_flight = self.in_flight.saturating_sub(1);
-        if let Some(n) = self.per_link.get_mut(&key.link_id) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.per_link.remove(&key.link_id);
+        let gates = self
+            .jobs
+            .get(&key)
+            .map(|job| job.gates(&key))
+            .unwrap_or_default();
+        for gate in gates {
+            if let Some(n) = self.running.get_mut(&gate) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.running.remove(&gate);
+                }
             }
-        }
-        // The link has a free slot again: its longest-waiting delivery goes first.
-        if let Some(queue) = self.parked.get_mut(&key.link_id) {
-            if let Some(next) = queue.pop_front() {
-                self.ready.push_front(next);
-            }
-            if queue.is_empty() {
-                self.parked.remove(&key.link_id);
+            // The gate has a free slot again: its longest-waiting delivery goes first.
+            if let Some(queue) = self.parked.get_mut(&gate) {
+                if let Some(next) = queue.pop_front() {
+                    self.ready.push_front(next);
+                }
+                if queue.is_empty() {
+                    self.parked.remove(&gate);
+                }
             }
         }
         if let Some(job) = self.jobs.get_mut(&key) {
@@ -412,9 +469,16 @@ impl Handler<CancelLink> for Releaser {
             }
             !hit
         });
-        if let Some(parked) = self.parked.remove(&link) {
-            stopped.extend(parked);
+        for queue in self.parked.values_mut() {
+            queue.retain(|k| {
+                let hit = k.link_id == link;
+                if hit {
+                    stopped.push(k.clone());
+                }
+                !hit
+            });
         }
+        self.parked.retain(|_, queue| !queue.is_empty());
         for key in stopped {
             if let Some(job) = self.jobs.get(&key) {
                 let failed = unlinked(job.record.clone());

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chorus_actors::connector::{AttemptOutcome, Connector, Outgoing};
+use chorus_actors::model::LinkRecord;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -149,6 +150,23 @@ impl Connector for Connectors {
             "delivery attempt"
         );
         outcome
+    }
+
+    fn destination(&self, link: &LinkRecord) -> Option<String> {
+        let url = match link.platform.as_str() {
+            webhook::PLATFORM => str_field(&link.config, "url"),
+            mastodon::PLATFORM => str_field(&link.config, "base_url"),
+            // Every email goes through the one relay.
+            email::PLATFORM => return Some("smtp".into()),
+            _ => None,
+        }?;
+        let url = url::Url::parse(url).ok()?;
+        Some(format!(
+            "{}://{}:{}",
+            url.scheme(),
+            url.host_str()?,
+            url.port_or_known_default()?
+        ))
     }
 }
 
@@ -446,6 +464,46 @@ mod tests {
 
     fn code(r: Result<(String, Value)>) -> &'static str {
         r.err().map(|e| e.code()).unwrap_or("ok")
+    }
+
+    #[test]
+    fn destinations_group_links_by_server() {
+        let c = Connectors::new(&settings(None, "Chorus <chorus@localhost>")).unwrap();
+        let link = |platform: &str, config: Value| LinkRecord {
+            link_id: "l".into(),
+            platform: platform.into(),
+            handle: "h".into(),
+            config,
+            created_ms: 0,
+        };
+        let dest = |l: LinkRecord| c.destination(&l);
+        assert_eq!(
+            dest(link(
+                "webhook",
+                json!({"url": "http://127.0.0.1:9001/a", "secret": "s"})
+            )),
+            Some("http://127.0.0.1:9001".into())
+        );
+        // Two paths on one server are one destination; the default port is made explicit.
+        assert_eq!(
+            dest(link(
+                "webhook",
+                json!({"url": "https://hooks.example/x", "secret": "s"})
+            )),
+            dest(link(
+                "webhook",
+                json!({"url": "https://hooks.example:443/y", "secret": "s"})
+            ))
+        );
+        assert_eq!(
+            dest(link(
+                "mastodon",
+                json!({"base_url": "https://mastodon.social", "access_token": "t"})
+            )),
+            Some("https://mastodon.social:443".into())
+        );
+        assert_eq!(dest(link("email", json!({}))), Some("smtp".into()));
+        assert_eq!(dest(link("myspace", json!({}))), None);
     }
 
     #[test]
