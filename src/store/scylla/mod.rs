@@ -45,7 +45,15 @@
 //! Claims use LOCAL_SERIAL under a datacenter-local consistency (the default LOCAL_QUORUM)
 //! and SERIAL under a cluster-wide one, so a multi-datacenter deployment that asks for
 //! `quorum` or `each_quorum` also gets claims decided across datacenters. Reads use the same
-//! level as writes, so at LOCAL_QUORUM a read after an acknowledged write sees it.
+//! level as writes, so at LOCAL_QUORUM a read after an acknowledged write sees it; the one
+//! exception is `each_quorum`, which the cluster refuses for reads: those read at
+//! LOCAL_QUORUM, which still overlaps every acknowledged write in the local datacenter.
+//!
+//! A write that takes or releases claims spans several requests (claims, batch, releases).
+//! It runs as its own task on the runtime the store was connected on, so it finishes even if
+//! its caller is dropped (an HTTP client that hangs up during signup, an actor stopped at
+//! shutdown): a claim is never left taken by a write that then never happened.
+//! [`SubscriberStore::close`] stops admitting writes and waits for those already admitted.
 //!
 //! Limits: a change set must fit in one batch (the cluster's
 //! `batch_size_fail_threshold_in_kb`, 1 MiB by default). A claim race under heavy
@@ -61,7 +69,6 @@ mod statements;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -184,6 +191,16 @@ fn parse_consistency(name: &str) -> Result<Consistency, String> {
     }
 }
 
+/// The level reads run at under the configured (write) `consistency`. Scylla refuses
+/// EACH_QUORUM for reads ("only supported for writes"); LOCAL_QUORUM reads still overlap
+/// every EACH_QUORUM write (which met a quorum in every datacenter, the local one included).
+fn read_consistency(consistency: Consistency) -> Consistency {
+    match consistency {
+        Consistency::EachQuorum => Consistency::LocalQuorum,
+        other => other,
+    }
+}
+
 /// The serial consistency of claims under `consistency`. A datacenter-local level keeps
 /// Paxos local (LOCAL_SERIAL, the default); a cluster-wide level asks for SERIAL, since a
 /// claim decided by one datacenter alone could also be granted by another.
@@ -258,12 +275,15 @@ async fn connect_session(settings: &ScyllaSettings) -> Result<Session, StoreErro
         .map_err(|e| backend("connecting", e))
 }
 
-/// The [`Store`](chorus_actors::store::Store) on ScyllaDB.
+/// The [`Store`](chorus_actors::store::Store) on ScyllaDB. Cheap handles (`Arc`s) inside, so
+/// a write can carry its own copy into a task of its own.
 pub struct ScyllaStore {
-    session: Session,
-    st: Statements,
+    session: Arc<Session>,
+    st: Arc<Statements>,
     consistency: Consistency,
-    closed: AtomicBool,
+    gate: WriteGate,
+    /// Where writes that must finish even without their caller run (see [`Self::commit`]).
+    runtime: tokio::runtime::Handle,
 }
 
 impl ScyllaStore {
@@ -271,11 +291,14 @@ impl ScyllaStore {
     pub async fn connect(settings: &ScyllaSettings) -> Result<ScyllaStore, StoreError> {
         settings.validate().map_err(StoreError::Backend)?;
         let consistency = parse_consistency(&settings.consistency).map_err(StoreError::Backend)?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| backend("finding the tokio runtime", e))?;
         let session = connect_session(settings).await?;
-        let lookup = session
+        let mut lookup = session
             .prepare("SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = ?")
             .await
             .map_err(|e| backend("reading the schema", e))?;
+        lookup.set_consistency(read_consistency(consistency));
         let found = session
             .execute_unpaged(&lookup, (settings.keyspace.as_str(),))
             .await
@@ -293,7 +316,13 @@ impl ScyllaStore {
             .use_keyspace(settings.keyspace.as_str(), false)
             .await
             .map_err(|e| backend("using the keyspace", e))?;
-        let st = Statements::prepare(&session, consistency, serial_for(consistency)).await?;
+        let st = Statements::prepare(
+            &session,
+            consistency,
+            read_consistency(consistency),
+            serial_for(consistency),
+        )
+        .await?;
         tracing::info!(
             keyspace = %settings.keyspace,
             nodes = ?settings.nodes,
@@ -302,18 +331,22 @@ impl ScyllaStore {
             "connected to scylla; statements prepared"
         );
         Ok(ScyllaStore {
-            session,
-            st,
+            session: Arc::new(session),
+            st: Arc::new(st),
             consistency,
-            closed: AtomicBool::new(false),
+            gate: WriteGate::new(),
+            runtime,
         })
     }
 
-    fn check_open(&self) -> Result<(), StoreError> {
-        if self.closed.load(Ordering::Acquire) {
-            Err(StoreError::Backend("store is closed".into()))
-        } else {
-            Ok(())
+    /// Another handle on the same session, statements and gate.
+    fn share(&self) -> ScyllaStore {
+        ScyllaStore {
+            session: Arc::clone(&self.session),
+            st: Arc::clone(&self.st),
+            consistency: self.consistency,
+            gate: self.gate.clone(),
+            runtime: self.runtime.clone(),
         }
     }
 
@@ -543,6 +576,44 @@ impl ScyllaStore {
         let (selector, verifier) = split_hash(hash);
         let row: Option<(Vec<u8>, String)> = self.get_one(ps, (selector,), what).await?;
         Ok(row.and_then(|(stored, owner)| bool::from(stored.ct_eq(&verifier)).then_some(owner)))
+    }
+
+    /// One account write: claims, then the batch, then releases (see the module docs).
+    async fn commit_subscriber(&self, write: SubscriberWrite) -> Result<(), StoreError> {
+        let account = write.account.as_str();
+        // Encode everything before taking any claim: a record that fails to encode must not
+        // leave claims behind.
+        let rows = self.subscriber_rows(&write)?;
+        let taken = self.take_claims(&write).await?;
+        if !rows.rows.is_empty() {
+            // Fresh claims make the outcome matter: no blind driver retries then.
+            let idempotent = taken.is_empty();
+            if let Err(failure) = self.run_batch(rows, idempotent).await {
+                match failure.outcome {
+                    BatchOutcome::NotApplied => self.give_back(account, &taken).await,
+                    outcome => {
+                        if !taken.is_empty() {
+                            tracing::error!(%account, claims = ?taken, ?outcome,
+                                "write outcome unknown or pending; its claims stay held");
+                        }
+                    }
+                }
+                tracing::error!(%account, outcome = ?failure.outcome, error = %failure.message,
+                    "account write failed");
+                return Err(StoreError::Backend(failure.message));
+            }
+        }
+        for Claim(claim) in &write.releases {
+            if write.claims.iter().any(|c| &c.0 == claim) {
+                // Released and claimed in one write: the claim wins, as in the embedded store.
+                continue;
+            }
+            if let Err(e) = self.release(claim, account).await {
+                tracing::error!(%account, %claim, error = %e,
+                    "claim release failed after the write landed; the claim stays held");
+            }
+        }
+        Ok(())
     }
 
     // ---- claims -------------------------------------------------------------------------
@@ -899,6 +970,38 @@ impl ScyllaStore {
     }
 }
 
+/// Admits writes until closed; closing waits until every admitted write has finished (or
+/// been dropped), like the embedded store's close, which answers after the writes queued
+/// before it. The lock is fair: once `close` waits, later writes wait too and then find the
+/// gate closed.
+#[derive(Clone)]
+struct WriteGate {
+    open: Arc<tokio::sync::RwLock<bool>>,
+}
+
+impl WriteGate {
+    fn new() -> Self {
+        WriteGate {
+            open: Arc::new(tokio::sync::RwLock::new(true)),
+        }
+    }
+
+    /// Admission of one write, held until the write is over.
+    async fn enter(&self) -> Result<tokio::sync::OwnedRwLockReadGuard<bool>, StoreError> {
+        let admitted = Arc::clone(&self.open).read_owned().await;
+        if *admitted {
+            Ok(admitted)
+        } else {
+            Err(StoreError::Backend("store is closed".into()))
+        }
+    }
+
+    /// Stops admitting writes; returns once the admitted ones are over.
+    async fn close(&self) {
+        *self.open.write().await = false;
+    }
+}
+
 enum ClaimOutcome {
     /// This transaction took it.
     Taken,
@@ -1084,41 +1187,25 @@ fn add_feed_item<'a>(
 #[async_trait]
 impl SubscriberStore for ScyllaStore {
     async fn commit(&self, write: SubscriberWrite) -> Result<(), StoreError> {
-        self.check_open()?;
-        let account = write.account.as_str();
-        // Encode everything before taking any claim: a record that fails to encode must not
-        // leave claims behind.
-        let rows = self.subscriber_rows(&write)?;
-        let taken = self.take_claims(&write).await?;
-        if !rows.rows.is_empty() {
-            // Fresh claims make the outcome matter: no blind driver retries then.
-            let idempotent = taken.is_empty();
-            if let Err(failure) = self.run_batch(rows, idempotent).await {
-                match failure.outcome {
-                    BatchOutcome::NotApplied => self.give_back(account, &taken).await,
-                    outcome => {
-                        if !taken.is_empty() {
-                            tracing::error!(%account, claims = ?taken, ?outcome,
-                                "write outcome unknown or pending; its claims stay held");
-                        }
-                    }
-                }
-                tracing::error!(%account, outcome = ?failure.outcome, error = %failure.message,
-                    "account write failed");
-                return Err(StoreError::Backend(failure.message));
-            }
+        let admitted = self.gate.enter().await?;
+        if write.claims.is_empty() && write.releases.is_empty() {
+            // One batch: dropped half way, it either was sent or was not, and was never
+            // acknowledged either way.
+            let result = self.commit_subscriber(write).await;
+            drop(admitted);
+            return result;
         }
-        for Claim(claim) in &write.releases {
-            if write.claims.iter().any(|c| &c.0 == claim) {
-                // Released and claimed in one write: the claim wins, as in the embedded store.
-                continue;
-            }
-            if let Err(e) = self.release(claim, account).await {
-                tracing::error!(%account, %claim, error = %e,
-                    "claim release failed after the write landed; the claim stays held");
-            }
-        }
-        Ok(())
+        // Claims, batch and releases are separate requests: run them to the end on a task of
+        // their own, whatever happens to the caller, holding the admission until done.
+        let store = self.share();
+        self.runtime
+            .spawn(async move {
+                let result = store.commit_subscriber(write).await;
+                drop(admitted);
+                result
+            })
+            .await
+            .map_err(|e| backend("account write task", e))?
     }
 
     async fn load_account(&self, id: &str) -> Result<Option<AccountRecord>, StoreError> {
@@ -1241,8 +1328,10 @@ impl SubscriberStore for ScyllaStore {
     }
 
     async fn close(&self) -> Result<(), StoreError> {
-        // Nothing to flush: every acknowledged write already met its consistency level.
-        self.closed.store(true, Ordering::Release);
+        // Nothing to flush: every acknowledged write already met its consistency level. What
+        // is left is to let the admitted writes finish (a write's claims, batch and releases
+        // must not be cut apart by the process exiting after this returns).
+        self.gate.close().await;
         tracing::info!("scylla store closed");
         Ok(())
     }
@@ -1251,7 +1340,7 @@ impl SubscriberStore for ScyllaStore {
 #[async_trait]
 impl GroupStore for ScyllaStore {
     async fn commit_group(&self, write: GroupWrite) -> Result<(), StoreError> {
-        self.check_open()?;
+        let _admitted = self.gate.enter().await?;
         let rows = self.group_rows(&write)?;
         self.write_rows(rows, &write.group_id).await
     }
@@ -1314,7 +1403,7 @@ impl GroupStore for ScyllaStore {
 #[async_trait]
 impl CommunityStore for ScyllaStore {
     async fn commit_community(&self, write: CommunityWrite) -> Result<(), StoreError> {
-        self.check_open()?;
+        let _admitted = self.gate.enter().await?;
         let rows = self.community_rows(&write)?;
         self.write_rows(rows, &write.community_id).await
     }
@@ -1446,6 +1535,70 @@ mod tests {
             SerialConsistency::LocalSerial
         );
         assert_eq!(serial_for(Consistency::Quorum), SerialConsistency::Serial);
+    }
+
+    #[test]
+    fn reads_never_ask_for_each_quorum() {
+        // Scylla answers a read at EACH_QUORUM with "only supported for writes".
+        assert_eq!(
+            read_consistency(Consistency::EachQuorum),
+            Consistency::LocalQuorum
+        );
+        for level in [
+            Consistency::LocalQuorum,
+            Consistency::Quorum,
+            Consistency::All,
+            Consistency::LocalOne,
+            Consistency::One,
+        ] {
+            assert_eq!(read_consistency(level), level, "{level:?}");
+        }
+        let (write, read) = (
+            Consistency::EachQuorum,
+            read_consistency(Consistency::EachQuorum),
+        );
+        for (name, _, kind) in statements::ALL {
+            let level = kind.consistency(write, read);
+            assert_eq!(
+                level == Consistency::EachQuorum,
+                *kind != statements::Kind::Read,
+                "{name}: reads at LOCAL_QUORUM, writes and claims at EACH_QUORUM"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn close_waits_for_admitted_writes_and_refuses_later_ones() {
+        let gate = WriteGate::new();
+        let admitted = gate.enter().await.expect("open gate admits");
+        let closing = {
+            let gate = gate.clone();
+            tokio::spawn(async move { gate.close().await })
+        };
+        // The write in flight holds the close back...
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !closing.is_finished(),
+            "close returned before a write ended"
+        );
+        // ...and a write arriving meanwhile waits, then finds the gate closed.
+        let late = {
+            let gate = gate.clone();
+            tokio::spawn(async move { gate.enter().await.map(drop) })
+        };
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!late.is_finished(), "a write slipped past a waiting close");
+        drop(admitted);
+        closing.await.expect("close");
+        assert!(matches!(
+            late.await.expect("join"),
+            Err(StoreError::Backend(_))
+        ));
+        assert!(gate.enter().await.is_err(), "closed gate admits nothing");
     }
 
     #[test]

@@ -26,6 +26,17 @@ pub enum Kind {
     Lwt,
 }
 
+impl Kind {
+    /// The level a statement of this kind runs at: reads may need a different one than
+    /// writes (Scylla refuses EACH_QUORUM for reads).
+    pub fn consistency(self, write: Consistency, read: Consistency) -> Consistency {
+        match self {
+            Kind::Read => read,
+            Kind::Write | Kind::Lwt => write,
+        }
+    }
+}
+
 macro_rules! statements {
     ($( $(#[$doc:meta])* $name:ident: $kind:ident = $text:expr; )*) => {
         /// The prepared statements of one session.
@@ -39,15 +50,22 @@ macro_rules! statements {
         ];
 
         impl Statements {
-            /// Prepares every statement on `session` (whose keyspace is already chosen).
+            /// Prepares every statement on `session` (whose keyspace is already chosen):
+            /// writes and claims at `write`, reads at `read`.
             pub async fn prepare(
                 session: &Session,
-                consistency: Consistency,
+                write: Consistency,
+                read: Consistency,
                 serial: SerialConsistency,
             ) -> Result<Self, StoreError> {
                 Ok(Self {
                     $( $name: prepare(
-                        session, stringify!($name), $text, Kind::$kind, consistency, serial,
+                        session,
+                        stringify!($name),
+                        $text,
+                        Kind::$kind,
+                        Kind::$kind.consistency(write, read),
+                        serial,
                     ).await?, )*
                 })
             }
