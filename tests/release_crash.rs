@@ -198,3 +198,28 @@ async fn retrying_delivery_survives_sigkill() {
     }
     assert_eq!(statuses, ["retrying", "delivered"]);
 }
+
+/// An unlink that is durable but whose deliveries were not yet recorded as failed when the
+/// server died (the attempt was still running): after the restart the delivery is failed,
+/// not retried to the platform the user removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlink_then_crash_does_not_resume_the_delivery() {
+    let mut s = Server::start_with(&["--release-timeout-ms", "20000"]);
+    let rx = Receiver::start(Script::Always(Reply::Hang(Duration::from_secs(30))), None);
+    let a = new_acct(&s, "Ann Author").await;
+    let link = link_webhook(&s, &a, "soon-gone", &rx.url("/hook"), SECRET_A).await;
+    let id = activity_id(&post_text(&s, &a, "one last post").await);
+    rx.wait_for(1, DELIVERY).await; // the attempt is running (the receiver hangs)
+
+    delete(&s, &format!("/v1/me/platforms/{link}"), a.tok())
+        .await
+        .expect(204);
+    s.kill();
+    s.restart();
+
+    let items = wait_final(&s, &a, &id, DELIVERY).await;
+    assert_eq!(items[0]["status"], "failed", "{items:?}");
+    assert_eq!(items[0]["last_error"], "platform unlinked");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rx.count(), 1, "the unlinked platform got another attempt");
+}

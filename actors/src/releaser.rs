@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::messages::{CancelLink, Enqueue, GetStats, LoadPending, RecordRelease, ReleaserStats};
 use crate::model::now_ms;
 use crate::registry::RegistryHandle;
-use crate::store::Store;
+use crate::store::{EdgeKind, Store};
 
 /// How deliveries are retried and bounded.
 #[derive(Debug, Clone)]
@@ -497,8 +497,28 @@ impl Handler<LoadPending> for Releaser {
             async move {
                 let pending = store.pending_deliveries().await?;
                 let mut activities: HashMap<String, Arc<ActivityRecord>> = HashMap::new();
+                // Each author's links now: a link removed while the server was down ends its
+                // deliveries here, as an unlink on a running server does.
+                let mut links: HashMap<String, HashSet<String>> = HashMap::new();
                 let mut out = Vec::with_capacity(pending.len());
                 for d in pending {
+                    if !links.contains_key(&d.account_id) {
+                        let now: HashSet<String> = store
+                            .load_subscriber(&d.account_id)
+                            .await?
+                            .map(|snap| {
+                                snap.edges
+                                    .into_iter()
+                                    .filter(|e| e.kind == EdgeKind::Link)
+                                    .map(|e| e.other)
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        links.insert(d.account_id.clone(), now);
+                    }
+                    let linked = links
+                        .get(&d.account_id)
+                        .is_some_and(|l| l.contains(&d.link.link_id));
                     let activity = match activities.get(&d.activity_id) {
                         Some(a) => a.clone(),
                         None => match store.load_activity(&d.activity_id).await? {
@@ -516,7 +536,7 @@ impl Handler<LoadPending> for Releaser {
                             }
                         },
                     };
-                    out.push((d, activity));
+                    out.push((d, activity, linked));
                 }
                 Ok::<_, Error>(out)
             }
@@ -524,8 +544,22 @@ impl Handler<LoadPending> for Releaser {
             .map(|res, act, ctx| {
                 let pending = res?;
                 let n = pending.len();
-                for (d, activity) in pending {
-                    act.admit(d, activity);
+                for (d, activity, linked) in pending {
+                    if linked {
+                        act.admit(d, activity);
+                    } else {
+                        let key = d.key();
+                        let failed = unlinked(d.clone());
+                        act.jobs.insert(
+                            key.clone(),
+                            Job {
+                                record: d,
+                                activity,
+                                destination: String::new(),
+                            },
+                        );
+                        act.record(key, failed, ctx);
+                    }
                 }
                 act.pump(ctx);
                 Ok(n)
