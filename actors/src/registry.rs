@@ -207,11 +207,6 @@ impl Registry {
             .map_err(|e| Error::Unavailable(format!("releaser: {e}")))?
     }
 
-    /// The releaser, if started.
-    pub fn releaser(&self) -> Option<&Addr<Releaser>> {
-        self.inner.releaser.get()
-    }
-
     /// The store the actors persist to.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store

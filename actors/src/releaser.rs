@@ -28,7 +28,7 @@ use rand::Rng;
 use crate::activity_model::{ActivityRecord, DeliveryKey, DeliveryRecord, DeliveryStatus};
 use crate::connector::{AttemptOutcome, Connector, Outgoing};
 use crate::error::{Error, Result};
-use crate::messages::{CancelLink, Enqueue, GetStats, LoadPending, RecordRelease, ReleaserStats};
+use crate::messages::{CancelLink, Enqueue, LoadPending, RecordRelease};
 use crate::model::now_ms;
 use crate::registry::RegistryHandle;
 use crate::store::{EdgeKind, Store};
@@ -168,7 +168,6 @@ pub struct Releaser {
     running: HashMap<Gate, usize>,
     /// The timer for the soonest due time, and that time.
     wake: Option<(u64, SpawnHandle)>,
-    attempts: u64,
     /// Links unlinked while this releaser ran: nothing more is attempted to them.
     cancelled: HashSet<String>,
 }
@@ -192,7 +191,6 @@ impl Releaser {
             in_flight: 0,
             running: HashMap::new(),
             wake: None,
-            attempts: 0,
             cancelled: HashSet::new(),
         }
     }
@@ -318,7 +316,6 @@ impl Releaser {
 
     /// An attempt ended: free its slots, work out the new state, have it recorded.
     fn finished(&mut self, key: DeliveryKey, outcome: AttemptOutcome, ctx: &mut Context<Self>) {
-        self.attempts += 1;
         self.in_flight = self.in_flight.saturating_sub(1);
         let gates = self
             .jobs
@@ -397,6 +394,39 @@ impl Releaser {
         );
     }
 
+    /// The link is gone: its waiting and queued deliveries leave every queue and are recorded
+    /// as failed; running or recording ones see `cancelled` when they come back.
+    fn cancel_link(&mut self, link: String, ctx: &mut Context<Self>) {
+        let waiting: Vec<(u64, DeliveryKey)> = self
+            .schedule
+            .iter()
+            .filter(|(_, k)| k.link_id == link)
+            .cloned()
+            .collect();
+        let mut stopped: Vec<DeliveryKey> = Vec::new();
+        for entry in waiting {
+            self.schedule.remove(&entry);
+            stopped.push(entry.1);
+        }
+        for queue in std::iter::once(&mut self.ready).chain(self.parked.values_mut()) {
+            queue.retain(|k| {
+                let hit = k.link_id == link;
+                if hit {
+                    stopped.push(k.clone());
+                }
+                !hit
+            });
+        }
+        self.parked.retain(|_, queue| !queue.is_empty());
+        for key in stopped {
+            if let Some(job) = self.jobs.get(&key) {
+                let failed = unlinked(job.record.clone());
+                self.record(key, failed, ctx);
+            }
+        }
+        self.cancelled.insert(link);
+    }
+
     fn recorded(&mut self, key: DeliveryKey, next: DeliveryRecord, ctx: &mut Context<Self>) {
         if next.status.is_final() {
             self.jobs.remove(&key);
@@ -448,44 +478,7 @@ fn unlinked(mut d: DeliveryRecord) -> DeliveryRecord {
 impl Handler<CancelLink> for Releaser {
     type Result = ();
     fn handle(&mut self, msg: CancelLink, ctx: &mut Self::Context) {
-        let link = msg.link_id;
-        // Waiting and queued deliveries to the link leave every queue and are recorded as
-        // failed; running or recording ones see `cancelled` when they come back.
-        let waiting: Vec<(u64, DeliveryKey)> = self
-            .schedule
-            .iter()
-            .filter(|(_, k)| k.link_id == link)
-            .cloned()
-            .collect();
-        let mut stopped: Vec<DeliveryKey> = Vec::new();
-        for entry in waiting {
-            self.schedule.remove(&entry);
-            stopped.push(entry.1);
-        }
-        self.ready.retain(|k| {
-            let hit = k.link_id == link;
-            if hit {
-                stopped.push(k.clone());
-            }
-            !hit
-        });
-        for queue in self.parked.values_mut() {
-            queue.retain(|k| {
-                let hit = k.link_id == link;
-                if hit {
-                    stopped.push(k.clone());
-                }
-                !hit
-            });
-        }
-        self.parked.retain(|_, queue| !queue.is_empty());
-        for key in stopped {
-            if let Some(job) = self.jobs.get(&key) {
-                let failed = unlinked(job.record.clone());
-                self.record(key, failed, ctx);
-            }
-        }
-        self.cancelled.insert(link);
+        self.cancel_link(msg.link_id, ctx);
     }
 }
 
@@ -544,38 +537,21 @@ impl Handler<LoadPending> for Releaser {
             .map(|res, act, ctx| {
                 let pending = res?;
                 let n = pending.len();
+                let mut gone = HashSet::new();
                 for (d, activity, linked) in pending {
-                    if linked {
-                        act.admit(d, activity);
-                    } else {
-                        let key = d.key();
-                        let failed = unlinked(d.clone());
-                        act.jobs.insert(
-                            key.clone(),
-                            Job {
-                                record: d,
-                                activity,
-                                destination: String::new(),
-                            },
-                        );
-                        act.record(key, failed, ctx);
+                    if !linked {
+                        gone.insert(d.link.link_id.clone());
                     }
+                    act.admit(d, activity);
+                }
+                // Links removed while the server was down end like an unlink now.
+                for link in gone {
+                    act.cancel_link(link, ctx);
                 }
                 act.pump(ctx);
                 Ok(n)
             }),
         )
-    }
-}
-
-impl Handler<GetStats> for Releaser {
-    type Result = MessageResult<GetStats>;
-    fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
-        MessageResult(ReleaserStats {
-            open: self.jobs.len(),
-            in_flight: self.in_flight,
-            attempts: self.attempts,
-        })
     }
 }
 

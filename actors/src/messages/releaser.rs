@@ -29,19 +29,3 @@ pub struct CancelLink {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<usize>")]
 pub struct LoadPending;
-
-/// Counters for logs and load tests.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "ReleaserStats")]
-pub struct GetStats;
-
-/// What the releaser holds right now.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ReleaserStats {
-    /// Deliveries not final.
-    pub open: usize,
-    /// Attempts running now.
-    pub in_flight: usize,
-    /// Attempts finished since start.
-    pub attempts: u64,
-}
