@@ -1,22 +1,36 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use chorus_actors::StoreError;
 use chorus_actors::event::{EventType, encode_event};
 use chorus_actors::model::{AccountRecord, Claim, Profile};
+use chorus_actors::store::conformance::Fixture;
 use chorus_actors::store::{SubscriberStore, SubscriberWrite};
 
 use super::FjallStore;
 use super::encode::EncodedWrite;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conformance() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    chorus_actors::store::conformance::run_all(dir.path(), |path| async move {
-        Arc::new(FjallStore::open(&path).expect("open fjall store"))
-    })
-    .await;
+/// The shared conformance suite, each check on a store in a fresh directory.
+struct FjallFixture {
+    dir: tempfile::TempDir,
 }
+
+#[async_trait]
+impl Fixture for FjallFixture {
+    type Store = FjallStore;
+
+    async fn open(&self) -> Arc<FjallStore> {
+        Arc::new(FjallStore::open(self.dir.path()).expect("open fjall store"))
+    }
+}
+
+async fn fjall() -> Option<FjallFixture> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    Some(FjallFixture { dir })
+}
+
+chorus_actors::conformance_tests!(conformance, fjall());
 
 /// No record type of today can fail to encode, so the failure is brought in the way one
 /// would arrive: a value whose serialization fails (JSON object keys must be strings), put

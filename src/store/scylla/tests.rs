@@ -1,13 +1,44 @@
+//! The shared conformance suite against a real cluster, when one is configured. Nothing here
+//! imitates a cluster: without `CHORUS_SCYLLA_NODES` each test only says it skipped.
+
 use std::sync::Arc;
 use std::time::Duration;
+
+use async_trait::async_trait;
+use chorus_actors::store::conformance::Fixture;
 
 use super::settings::connect_session;
 use super::{ScyllaSettings, ScyllaStore, apply_schema};
 
-/// The shared conformance suite against a real cluster, when one is configured. Nothing
-/// here imitates a cluster: without `CHORUS_SCYLLA_NODES` the test only says it skipped.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conformance_scylla() {
+/// A keyspace of its own (`chorus_test_<random>`) per check, so checks run in parallel;
+/// dropped at teardown.
+struct ScyllaFixture {
+    settings: ScyllaSettings,
+}
+
+#[async_trait]
+impl Fixture for ScyllaFixture {
+    type Store = ScyllaStore;
+
+    async fn open(&self) -> Arc<ScyllaStore> {
+        Arc::new(ScyllaStore::connect(&self.settings).await.expect("connect"))
+    }
+
+    async fn teardown(self) {
+        let session = connect_session(&self.settings).await.expect("session");
+        session
+            .query_unpaged(
+                format!("DROP KEYSPACE IF EXISTS {}", self.settings.keyspace),
+                (),
+            )
+            .await
+            .expect("drop keyspace");
+    }
+}
+
+/// A fresh keyspace on the cluster `CHORUS_SCYLLA_NODES` names, or `None` (and a line saying
+/// the test skipped) when it is not set.
+async fn scylla() -> Option<ScyllaFixture> {
     let nodes: Vec<String> = std::env::var("CHORUS_SCYLLA_NODES")
         .unwrap_or_default()
         .split(',')
@@ -17,7 +48,7 @@ async fn conformance_scylla() {
         .collect();
     if nodes.is_empty() {
         println!("skipped: CHORUS_SCYLLA_NODES not set");
-        return;
+        return None;
     }
     let settings = ScyllaSettings {
         nodes,
@@ -27,15 +58,7 @@ async fn conformance_scylla() {
         request_timeout: Duration::from_secs(30),
     };
     apply_schema(&settings).await.expect("apply schema");
-    let dir = tempfile::tempdir().expect("tempdir");
-    chorus_actors::store::conformance::run_all(dir.path(), |_path| {
-        let settings = settings.clone();
-        async move { Arc::new(ScyllaStore::connect(&settings).await.expect("connect")) }
-    })
-    .await;
-    let session = connect_session(&settings).await.expect("session");
-    session
-        .query_unpaged(format!("DROP KEYSPACE IF EXISTS {}", settings.keyspace), ())
-        .await
-        .expect("drop keyspace");
+    Some(ScyllaFixture { settings })
 }
+
+chorus_actors::conformance_tests!(conformance, scylla());
