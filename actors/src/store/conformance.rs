@@ -47,7 +47,7 @@ pub trait Fixture: Send + Sync + Sized + 'static {
 /// available, and the test returns after the fixture has said so. The calling crate needs
 /// `tokio` (with `macros` and `rt-multi-thread`).
 ///
-/// ```ignore
+/// ```text
 /// chorus_actors::conformance_tests!(conformance, fixture());
 /// ```
 #[macro_export]

@@ -18,6 +18,7 @@ use super::statements::Statements;
 use crate::store::json::encode;
 
 impl ScyllaStore {
+    /// An account's change set, its claims aside (`commit.rs` takes and releases those).
     pub(super) fn subscriber_rows<'a>(
         &'a self,
         w: &SubscriberWrite,
@@ -121,6 +122,7 @@ impl ScyllaStore {
         Ok(rows)
     }
 
+    /// A group's change set: both sides of every binding change are in it.
     pub(super) fn group_rows<'a>(&'a self, w: &GroupWrite) -> Result<BatchRows<'a>, StoreError> {
         let st = &self.st;
         let gid = w.group_id.as_str();
@@ -213,6 +215,7 @@ impl ScyllaStore {
         Ok(rows)
     }
 
+    /// A community's change set.
     pub(super) fn community_rows<'a>(
         &'a self,
         w: &CommunityWrite,
