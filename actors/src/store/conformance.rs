@@ -1,10 +1,19 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test suite: a broken rule must panic
-//! Generic checks of [`SubscriberStore`] semantics. Each check panics with a message naming
-//! the rule it found broken.
+//! Generic checks of the storage traits' semantics, for every engine. Each check panics with a
+//! message naming the rule it found broken.
+//!
+//! An engine runs the suite with [`conformance_tests!`](crate::conformance_tests), which
+//! expands to one `#[tokio::test]` per check, so one broken rule does not hide the others. Every
+//! check gets a [`Fixture`] of its own (a fresh, empty store: its own directory or keyspace), so
+//! the checks are independent of each other and of their order, and run in parallel.
 
+use std::any::Any;
 use std::future::Future;
-use std::path::Path;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures_util::FutureExt;
 
 use crate::activity_model::{ActivityRecord, DeliveryRecord, DeliveryStatus};
 use crate::error::StoreError;
@@ -14,8 +23,83 @@ use crate::groups_model::{
 };
 use crate::model::{AccountRecord, Claim, LinkRecord, Profile};
 use crate::store::{
-    CommunityWrite, Edge, EdgeChange, EdgeKind, GroupWrite, Store, SubscriberStore, SubscriberWrite,
+    CommunityStore, CommunityWrite, Edge, EdgeChange, EdgeKind, GroupStore, GroupWrite, Store,
+    SubscriberStore, SubscriberWrite,
 };
+
+/// One check's engine: a fresh, empty store of its own.
+#[async_trait]
+pub trait Fixture: Send + Sync + Sized + 'static {
+    /// The engine's store.
+    type Store: Store;
+
+    /// Opens the store over this fixture's data. Called again after a close, by the
+    /// durability check, and must then find everything written before.
+    async fn open(&self) -> Arc<Self::Store>;
+
+    /// Removes what the fixture made (a keyspace); run whether the check passed or not.
+    async fn teardown(self) {}
+}
+
+/// One `#[tokio::test]` per check of this suite, in a module `$name`, each on a fixture of its
+/// own from `$fixture`: an expression (evaluated once per test, in the module's scope through
+/// `use super::*`) giving a future of `Option<impl Fixture>`; `None` means the engine is not
+/// available, and the test returns after the fixture has said so. The calling crate needs
+/// `tokio` (with `macros` and `rt-multi-thread`).
+///
+/// ```text
+/// chorus_actors::conformance_tests!(conformance, fixture());
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($name:ident, $fixture:expr) => {
+        $crate::conformance_tests!(@module $name, $fixture;
+            create_and_load,
+            claims_are_exclusive_and_atomic,
+            claims_release,
+            edges_put_and_delete,
+            tokens_resolve,
+            events_page_in_order,
+            concurrent_commits_all_land,
+            groups_round_trip,
+            bindings_are_two_sided,
+            feeds_page_newest_first,
+            server_keys_resolve,
+            activities_and_outbox,
+            activity_claim_conflict_stores_nothing,
+            durable_across_reopen,
+        );
+    };
+    (@module $name:ident, $fixture:expr; $($check:ident),* $(,)?) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $(
+                #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let Some(fixture) = $fixture.await else {
+                        return;
+                    };
+                    let outcome = $crate::store::conformance::catch(
+                        $crate::store::conformance::$check(&fixture),
+                    )
+                    .await;
+                    $crate::store::conformance::Fixture::teardown(fixture).await;
+                    if let Err(panic) = outcome {
+                        ::std::panic::resume_unwind(panic);
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// Runs a check, catching its panic so the fixture is torn down before the test fails.
+#[doc(hidden)]
+pub async fn catch(check: impl Future<Output = ()>) -> Result<(), Box<dyn Any + Send>> {
+    AssertUnwindSafe(check).catch_unwind().await
+}
 
 fn record(id: &str, name: &str) -> AccountRecord {
     let mut profile = Profile::new();
@@ -33,34 +117,9 @@ fn event(seq: u64) -> crate::event::StoredEvent {
     encode_event(EventType::FRIEND_ADDED, seq, &serde_json::json!({"n": seq}))
 }
 
-/// Runs every check. `open(dir)` opens a store over `dir`; it is called twice for the
-/// durability check, after the first store was closed.
-pub async fn run_all<S, F, Fut>(dir: &Path, open: F)
-where
-    S: Store,
-    F: Fn(std::path::PathBuf) -> Fut,
-    Fut: Future<Output = Arc<S>>,
-{
-    let store = open(dir.join("main")).await;
-    create_and_load(&*store).await;
-    claims_are_exclusive_and_atomic(&*store).await;
-    claims_release(&*store).await;
-    edges_put_and_delete(&*store).await;
-    tokens_resolve(&*store).await;
-    events_page_in_order(&*store).await;
-    concurrent_commits_all_land(store.clone()).await;
-    groups_round_trip(&*store).await;
-    bindings_are_two_sided(&*store).await;
-    feeds_page_newest_first(&*store).await;
-    server_keys_resolve(&*store).await;
-    activities_and_outbox(&*store).await;
-    activity_claim_conflict_stores_nothing(&*store).await;
-    store.close().await.expect("close");
-    drop(store);
-    durable_across_reopen(dir, &open).await;
-}
-
-async fn create_and_load<S: SubscriberStore + ?Sized>(store: &S) {
+/// An unknown account loads as `None`; a committed record reads back as written.
+pub async fn create_and_load<F: Fixture>(fx: &F) {
+    let store = fx.open().await;
     assert!(
         store.load_account("c1").await.expect("load").is_none(),
         "unknown account loads as None"
@@ -83,9 +142,12 @@ async fn create_and_load<S: SubscriberStore + ?Sized>(store: &S) {
         .expect("snapshot present");
     assert_eq!(snap.last_seq, 1, "last_seq is the newest event");
     assert!(snap.edges.is_empty());
+    store.close().await.expect("close");
 }
 
-async fn claims_are_exclusive_and_atomic<S: SubscriberStore + ?Sized>(store: &S) {
+/// A claim held by another account rejects the whole write: nothing of it lands.
+pub async fn claims_are_exclusive_and_atomic<F: Fixture>(fx: &F) {
+    let store = fx.open().await;
     let email = Claim::email("x@example.com");
     let mut w = SubscriberWrite::new("k1");
     w.record = Some(record("k1", "One"));
@@ -130,9 +192,12 @@ async fn claims_are_exclusive_and_atomic<S: SubscriberStore + ?Sized>(store: &S)
             .expect("read")
             .is_empty()
     );
+    store.close().await.expect("close");
 }
 
-async fn claims_release<S: SubscriberStore + ?Sized>(store: &S) {
+/// Only the holder can give a claim up; a given-up claim can be taken again.
+pub async fn claims_release<F: Fixture>(fx: &F) {
+    let store = fx.open().await;
     let claim = Claim::handle("webhook", "Hook-1");
     let mut w = SubscriberWrite::new("r1");
     w.claims.push(claim.clone());
@@ -152,9 +217,12 @@ async fn claims_release<S: SubscriberStore + ?Sized>(store: &S) {
     let mut w2 = SubscriberWrite::new("r2");
     w2.claims.push(claim.clone());
     store.commit(w2).await.expect("released claim can be taken");
+    store.close().await.expect("close");
 }
 
-async fn edges_put_and_delete<S: SubscriberStore + ?Sized>(store: &S) {
+/// Every edge kind is put and deleted; edges never leak across ids sharing a prefix.
+pub async fn edges_put_and_delete<F: Fixture>(fx: &F) {
+    let store = fx.open().await;
     let mut w = SubscriberWrite::new("e1");
     w.record = Some(record("e1", "Edge"));
     for kind in EdgeKind::ALL {
@@ -210,9 +278,12 @@ async fn edges_put_and_delete<S: SubscriberStore + ?Sized>(store: &S) {
         snap.edges.is_empty(),
         "edges leaked across accounts sharing a prefix"
     );
+    store.close().await.expect("close");
 }
 
-async fn tokens_resolve<S: SubscriberStore + ?Sized>(store: &S) {
+/// A token hash resolves to its account; another hash resolves to nothing.
+pub async fn tokens_resolve<F: Fixture>(fx: &F) {
+    let store = fx.open().await;
     let hash = [7u8; 32];
     assert!(store.find_token(&hash).await.expect("find").is_none());
     let mut w = SubscriberWrite::new("t1");
@@ -223,9 +294,12 @@ async fn tokens_resolve<S: SubscriberStore + ?Sized>(store: &S) {
         Some("t1")
     );
     assert!(store.find_token(&[8u8; 32]).await.expect("find").is_none());
+    store.close().await.expect("close");
 }
 
-async fn events_page_in_order<S: SubscriberStore + ?Sized>(store: &S) {
+/// Events page oldest first, byte for byte, with no gaps, across seq 255/256.
+pub async fn events_page_in_order<F: Fixture>(fx: &F) {
+    let store = fx.open().await;
     let mut w = SubscriberWrite::new("v1");
     w.record = Some(record("v1", "Events"));
     w.events = (1..=300).map(event).collect();
@@ -254,9 +328,12 @@ async fn events_page_in_order<S: SubscriberStore + ?Sized>(store: &S) {
         .expect("load")
         .expect("present");
     assert_eq!(snap.last_seq, 300);
+    store.close().await.expect("close");
 }
 
-async fn concurrent_commits_all_land<S: SubscriberStore>(store: Arc<S>) {
+/// Concurrent writes all land, and of two racing claims exactly one wins.
+pub async fn concurrent_commits_all_land<F: Fixture>(fx: &F) {
+    let store = fx.open().await;
     let mut tasks = Vec::new();
     for i in 0..64u64 {
         let store = store.clone();
@@ -299,6 +376,19 @@ async fn concurrent_commits_all_land<S: SubscriberStore>(store: Arc<S>) {
                 .is_some()
         );
     }
+    store.close().await.expect("close");
+}
+
+/// Dynamic `d<n>` of community `cid`, created at `100 + 10 n` ms.
+fn dynamic(cid: &str, n: u64) -> DynamicRecord {
+    DynamicRecord {
+        dynamic_id: format!("d{n}"),
+        community_id: cid.into(),
+        account_id: "a1".into(),
+        kind: "post".into(),
+        text: format!("t{n}"),
+        created_ms: 100 + n * 10,
+    }
 }
 
 fn group_record(id: &str) -> GroupRecord {
@@ -310,7 +400,9 @@ fn group_record(id: &str) -> GroupRecord {
     }
 }
 
-async fn groups_round_trip<S: Store + ?Sized>(store: &S) {
+/// A group, its members, requests and log read back after adds and removes.
+pub async fn groups_round_trip<F: Fixture>(fx: &F) {
+    let store = fx.open().await;
     assert!(store.load_group("g1").await.expect("load").is_none());
     let mut w = GroupWrite::new("g1");
     w.record = Some(group_record("g1"));
@@ -349,9 +441,15 @@ async fn groups_round_trip<S: Store + ?Sized>(store: &S) {
     assert_eq!(snap.last_seq, 3, "group log position");
     let events = store.read_group_events("g1", 1, 10).await.expect("read");
     assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 3]);
+    store.close().await.expect("close");
 }
 
-async fn bindings_are_two_sided<S: Store + ?Sized>(store: &S) {
+/// A binding is seen, and removed, from both the group and the community.
+pub async fn bindings_are_two_sided<F: Fixture>(fx: &F) {
+    let store = fx.open().await;
+    let mut g = GroupWrite::new("g1");
+    g.record = Some(group_record("g1"));
+    store.commit_group(g).await.expect("group");
     let mut c = CommunityWrite::new("c1");
     c.record = Some(CommunityRecord {
         community_id: "c1".into(),
@@ -408,20 +506,14 @@ async fn bindings_are_two_sided<S: Store + ?Sized>(store: &S) {
             .is_empty(),
         "removing a binding removes both sides"
     );
+    store.close().await.expect("close");
 }
 
-async fn feeds_page_newest_first<S: Store + ?Sized>(store: &S) {
+/// Dynamics and messages page newest first, before a cursor, since a time.
+pub async fn feeds_page_newest_first<F: Fixture>(fx: &F) {
+    let store = fx.open().await;
     let mut c = CommunityWrite::new("c1");
-    for n in 0..10u64 {
-        c.dynamics.push(DynamicRecord {
-            dynamic_id: format!("d{n}"),
-            community_id: "c1".into(),
-            account_id: "a1".into(),
-            kind: "post".into(),
-            text: format!("t{n}"),
-            created_ms: 100 + n * 10,
-        });
-    }
+    c.dynamics = (0..10u64).map(|n| dynamic("c1", n)).collect();
     store.commit_community(c).await.expect("dynamics");
     let page = store.list_dynamics("c1", 0, None, 4).await.expect("list");
     let ids: Vec<_> = page.iter().map(|d| d.dynamic_id.as_str()).collect();
@@ -462,9 +554,12 @@ async fn feeds_page_newest_first<S: Store + ?Sized>(store: &S) {
             .expect("list")
             .is_empty()
     );
+    store.close().await.expect("close");
 }
 
-async fn server_keys_resolve<S: Store + ?Sized>(store: &S) {
+/// A server key resolves to its community; the verifier half is checked.
+pub async fn server_keys_resolve<F: Fixture>(fx: &F) {
+    let store = fx.open().await;
     let hash = [9u8; 32];
     let mut c = CommunityWrite::new("c2");
     c.record = Some(CommunityRecord {
@@ -484,69 +579,6 @@ async fn server_keys_resolve<S: Store + ?Sized>(store: &S) {
     assert!(
         store.find_server_key(&near).await.expect("find").is_none(),
         "verifier half checked"
-    );
-}
-
-async fn durable_across_reopen<S, F, Fut>(dir: &Path, open: &F)
-where
-    S: Store,
-    F: Fn(std::path::PathBuf) -> Fut,
-    Fut: Future<Output = Arc<S>>,
-{
-    let store = open(dir.join("main")).await;
-    assert_eq!(
-        store
-            .load_account("c1")
-            .await
-            .expect("load")
-            .map(|r| r.profile_version),
-        Some(1),
-        "records survive a reopen"
-    );
-    assert_eq!(
-        store.find_token(&[7u8; 32]).await.expect("find").as_deref(),
-        Some("t1")
-    );
-    assert_eq!(
-        store.read_events("v1", 0, 1000).await.expect("read").len(),
-        300
-    );
-    assert_eq!(
-        store
-            .find_claim(&Claim::email("x@example.com"))
-            .await
-            .expect("find")
-            .as_deref(),
-        Some("k1")
-    );
-    assert!(
-        store.load_group("g1").await.expect("load").is_some(),
-        "groups survive a reopen"
-    );
-    assert_eq!(
-        store
-            .list_dynamics("c1", 0, None, 100)
-            .await
-            .expect("list")
-            .len(),
-        10
-    );
-    // The outbox survives: what was pending before the reopen is pending after it.
-    let pending: Vec<(String, String)> = store
-        .pending_deliveries()
-        .await
-        .expect("pending")
-        .into_iter()
-        .map(|d| (d.activity_id, d.link.link_id))
-        .collect();
-    assert_eq!(
-        pending,
-        vec![("act2".to_owned(), "lb".to_owned())],
-        "pending deliveries survive a reopen"
-    );
-    assert!(
-        store.load_activity("act1").await.expect("load").is_some(),
-        "activities survive a reopen"
     );
     store.close().await.expect("close");
 }
@@ -572,7 +604,9 @@ fn activity(id: &str, author: &str, ms: u64, key: Option<&str>) -> ActivityRecor
     }
 }
 
-async fn activities_and_outbox<S: Store + ?Sized>(store: &S) {
+/// Activities, idempotency keys, deliveries and the outbox: final deliveries leave it.
+pub async fn activities_and_outbox<F: Fixture>(fx: &F) {
+    let store = fx.open().await;
     let mut w = SubscriberWrite::new("p1");
     w.record = Some(record("p1", "Ann"));
     store.commit(w).await.expect("account");
@@ -677,9 +711,15 @@ async fn activities_and_outbox<S: Store + ?Sized>(store: &S) {
             .is_empty(),
         "another account's feed (sharing a prefix) is empty"
     );
+    store.close().await.expect("close");
 }
 
-async fn activity_claim_conflict_stores_nothing<S: Store + ?Sized>(store: &S) {
+/// A write rejected for its claim leaves no activity or delivery behind.
+pub async fn activity_claim_conflict_stores_nothing<F: Fixture>(fx: &F) {
+    let store = fx.open().await;
+    let mut holder = SubscriberWrite::new("k1");
+    holder.claims.push(Claim::email("x@example.com"));
+    store.commit(holder).await.expect("claim");
     // A write rejected for its claim must not leave its activity or deliveries behind.
     let a = activity("act-x", "k2", 1, Some("kx"));
     let mut w = SubscriberWrite::new("k2");
@@ -705,4 +745,89 @@ async fn activity_claim_conflict_stores_nothing<S: Store + ?Sized>(store: &S) {
             .expect("list")
             .is_empty()
     );
+    store.close().await.expect("close");
+}
+
+/// Everything acknowledged is still there after a close and a reopen.
+pub async fn durable_across_reopen<F: Fixture>(fx: &F) {
+    let store = fx.open().await;
+    let mut w = SubscriberWrite::new("c1");
+    w.record = Some(record("c1", "Ann"));
+    w.claims.push(Claim::email("x@example.com"));
+    w.tokens.push([7u8; 32]);
+    w.events = (1..=300).map(event).collect();
+    let (a1, a2) = (
+        activity("act1", "c1", 100, None),
+        activity("act2", "c1", 200, None),
+    );
+    let mut done = DeliveryRecord::new(&a1, &link("la"));
+    done.status = DeliveryStatus::Delivered;
+    w.deliveries = vec![done, DeliveryRecord::new(&a2, &link("lb"))];
+    w.activities = vec![a1, a2];
+    store.commit(w).await.expect("account");
+    let mut g = GroupWrite::new("g1");
+    g.record = Some(group_record("g1"));
+    store.commit_group(g).await.expect("group");
+    let mut c = CommunityWrite::new("c1");
+    c.dynamics = (0..10u64).map(|n| dynamic("c1", n)).collect();
+    store.commit_community(c).await.expect("community");
+    store.close().await.expect("close");
+    drop(store);
+
+    let store = fx.open().await;
+    assert_eq!(
+        store
+            .load_account("c1")
+            .await
+            .expect("load")
+            .map(|r| r.profile_version),
+        Some(1),
+        "records survive a reopen"
+    );
+    assert_eq!(
+        store.find_token(&[7u8; 32]).await.expect("find").as_deref(),
+        Some("c1")
+    );
+    assert_eq!(
+        store.read_events("c1", 0, 1000).await.expect("read").len(),
+        300
+    );
+    assert_eq!(
+        store
+            .find_claim(&Claim::email("x@example.com"))
+            .await
+            .expect("find")
+            .as_deref(),
+        Some("c1")
+    );
+    assert!(
+        store.load_group("g1").await.expect("load").is_some(),
+        "groups survive a reopen"
+    );
+    assert_eq!(
+        store
+            .list_dynamics("c1", 0, None, 100)
+            .await
+            .expect("list")
+            .len(),
+        10
+    );
+    // The outbox survives: what was pending before the reopen is pending after it.
+    let pending: Vec<(String, String)> = store
+        .pending_deliveries()
+        .await
+        .expect("pending")
+        .into_iter()
+        .map(|d| (d.activity_id, d.link.link_id))
+        .collect();
+    assert_eq!(
+        pending,
+        vec![("act2".to_owned(), "lb".to_owned())],
+        "pending deliveries survive a reopen"
+    );
+    assert!(
+        store.load_activity("act1").await.expect("load").is_some(),
+        "activities survive a reopen"
+    );
+    store.close().await.expect("close");
 }

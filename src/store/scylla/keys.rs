@@ -1,11 +1,9 @@
-//! Pure key computations and row mapping of the ScyllaDB store: which partition an item goes
-//! to, and how records become column values and back. No I/O here, so all of it is unit-tested
+//! Pure key computations of the ScyllaDB store: which partition an item goes to, and how
+//! keys and numbers become column values and back. No I/O here, so all of it is unit-tested
 //! without a cluster.
 
 use chorus_actors::StoreError;
 use chorus_actors::store::EdgeKind;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 /// Width of one feed partition: a day. A busy feed then splits into one partition per day,
 /// and a page of recent items reads one or two partitions.
@@ -131,20 +129,6 @@ pub fn limit_value(limit: usize) -> i32 {
     i32::try_from(limit).unwrap_or(i32::MAX)
 }
 
-/// A record as stored: the same JSON bytes the embedded store keeps.
-pub fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value)
-        .map_err(|e| StoreError::Backend(format!("record {key} failed to encode: {e}")))
-}
-
-/// A stored record back; anything undecodable is [`StoreError::Corrupt`] naming its row.
-pub fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        key: key.to_owned(),
-        reason: e.to_string(),
-    })
-}
-
 /// Splits a token or server-key hash into the selector (row key) and verifier (compared in
 /// constant time), as the embedded store does.
 pub fn split_hash(hash: &[u8; 32]) -> (Vec<u8>, Vec<u8>) {
@@ -154,8 +138,6 @@ pub fn split_hash(hash: &[u8; 32]) -> (Vec<u8>, Vec<u8>) {
 
 #[cfg(test)]
 mod tests {
-    use chorus_actors::model::{AccountRecord, Profile};
-
     use super::*;
 
     #[test]
@@ -225,28 +207,6 @@ mod tests {
         assert_eq!(edge_kind_of("x"), None);
         assert_eq!(edge_kind_of("ff"), None);
         assert_eq!(edge_kind_of(""), None);
-    }
-
-    #[test]
-    fn records_round_trip_and_bad_blobs_are_corrupt() {
-        let mut profile = Profile::new();
-        profile.insert("display_name".into(), "Ann".into());
-        let rec = AccountRecord {
-            account_id: "a1".into(),
-            password_hash: "$argon2id$x".into(),
-            profile,
-            profile_version: 3,
-            created_ms: 9,
-        };
-        let bytes = encode("accounts/a1", &rec).unwrap();
-        // The same bytes as the embedded store: plain serde_json.
-        assert_eq!(bytes, serde_json::to_vec(&rec).unwrap());
-        let back: AccountRecord = decode("accounts/a1", &bytes).unwrap();
-        assert_eq!(back, rec);
-        match decode::<AccountRecord>("accounts/a1", b"{not json") {
-            Err(StoreError::Corrupt { key, .. }) => assert_eq!(key, "accounts/a1"),
-            other => panic!("expected Corrupt, got {other:?}"),
-        }
     }
 
     #[test]

@@ -1,0 +1,140 @@
+//! The embedded store's keyspaces and how their keys are built. Ids are hex, so `\0` never
+//! occurs inside one and `id \0` is a prefix no other id shares; numbers in keys are
+//! big-endian `u64`, so they sort numerically.
+//!
+//! - `accounts`: `id` -> JSON [`AccountRecord`](chorus_actors::model::AccountRecord)
+//! - `edges`: `id \0 tag other` -> opaque value
+//! - `claims`: claim text -> owning account id
+//! - `tokens`: first 16 bytes of the token's SHA-256 -> last 16 bytes ++ account id
+//! - `events`: `id \0 seq` -> frame text
+//! - `groups`: `gid` -> JSON `GroupRecord`; `group_members`: `gid \0 account` -> empty
+//! - `binding_requests`: `gid \0 request id` -> JSON
+//! - `bindings_by_group`: `gid \0 cid` and `bindings_by_community`: `cid \0 gid` -> JSON
+//!   `Binding`, always written together in one batch
+//! - `messages`: `gid \0 ms message id` -> JSON; `group_events`: `gid \0 seq` -> frame
+//! - `communities`: `cid` -> JSON; `community_members`: `cid \0 account` -> empty
+//! - `dynamics`: `cid \0 ms dynamic id` -> JSON (a page is one reverse range scan)
+//! - `server_keys`: like `tokens`, for community server keys
+//! - `activities`: `activity id` -> JSON `ActivityRecord`; `activity_feed`: `account \0 ms
+//!   activity id` -> the same JSON (a page is one reverse range scan); `activity_keys`:
+//!   `account \0 idempotency key` -> activity id
+//! - `deliveries`: `activity id \0 link id` -> JSON `DeliveryRecord`; `outbox`: the same keys,
+//!   present exactly while the delivery is not final (what a restart carries on with)
+
+use chorus_actors::StoreError;
+use chorus_actors::store::EdgeKind;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+
+use super::backend;
+
+/// Declares the keyspaces once: the struct and the names they are opened under.
+macro_rules! keyspaces {
+    ($($name:ident),* $(,)?) => {
+        /// Handles on every keyspace (cheap to clone: each is an `Arc`).
+        #[derive(Clone)]
+        pub(super) struct Keyspaces {
+            $(pub(super) $name: Keyspace,)*
+        }
+
+        impl Keyspaces {
+            /// Opens (or creates) every keyspace of `db`, each under its field's name.
+            pub(super) fn open(db: &Database) -> Result<Self, StoreError> {
+                Ok(Keyspaces {
+                    $($name: db
+                        .keyspace(stringify!($name), KeyspaceCreateOptions::default)
+                        .map_err(backend)?,)*
+                })
+            }
+        }
+    };
+}
+
+keyspaces!(
+    accounts,
+    edges,
+    claims,
+    tokens,
+    events,
+    groups,
+    group_members,
+    binding_requests,
+    bindings_by_group,
+    bindings_by_community,
+    messages,
+    group_events,
+    communities,
+    community_members,
+    dynamics,
+    server_keys,
+    activities,
+    activity_feed,
+    activity_keys,
+    deliveries,
+    outbox,
+);
+
+/// `id \0`: the prefix of every key an owner has in a keyspace.
+pub(super) fn id_prefix(id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(id.len() + 1);
+    key.extend_from_slice(id.as_bytes());
+    key.push(0);
+    key
+}
+
+/// `id \0 tag other`.
+pub(super) fn edge_key(id: &str, kind: EdgeKind, other: &str) -> Vec<u8> {
+    let mut key = id_prefix(id);
+    key.push(kind.tag());
+    key.extend_from_slice(other.as_bytes());
+    key
+}
+
+/// `id \0 seq`.
+pub(super) fn event_key(id: &str, seq: u64) -> Vec<u8> {
+    let mut key = id_prefix(id);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The seq at the end of an [`event_key`].
+pub(super) fn seq_of(key: &[u8]) -> Option<u64> {
+    let tail = key.get(key.len().checked_sub(8)?..)?;
+    tail.try_into().ok().map(u64::from_be_bytes)
+}
+
+/// `a \0 b`.
+pub(super) fn pair_key(a: &str, b: &str) -> Vec<u8> {
+    let mut key = id_prefix(a);
+    key.extend_from_slice(b.as_bytes());
+    key
+}
+
+/// `id \0 ms item`: a feed entry, ordered by time, then item id.
+pub(super) fn feed_key(id: &str, ms: u64, item: &str) -> Vec<u8> {
+    let mut key = id_prefix(id);
+    key.extend_from_slice(&ms.to_be_bytes());
+    key.extend_from_slice(item.as_bytes());
+    key
+}
+
+/// A selector/verifier index entry (tokens, server keys): the first half of the hash is the
+/// key, the second half (compared in constant time on lookup) and the owner the value.
+pub(super) fn hash_entry(hash: &[u8; 32], owner: &str) -> (Vec<u8>, Vec<u8>) {
+    let (selector, verifier) = hash.split_at(16);
+    let mut value = verifier.to_vec();
+    value.extend_from_slice(owner.as_bytes());
+    (selector.to_vec(), value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_keys_sort_numerically() {
+        assert!(event_key("a", 255) < event_key("a", 256));
+        assert_eq!(seq_of(&event_key("a", 300)), Some(300));
+        // An account id that is a prefix of another never shares its key range.
+        assert!(!event_key("ab", 1).starts_with(&id_prefix("a")));
+    }
+}

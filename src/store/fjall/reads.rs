@@ -1,0 +1,118 @@
+//! Reads, straight from the keyspaces: fjall is safe to read concurrently and every read sees
+//! each batch the writer committed, whole or not at all.
+
+use bytestring::ByteString;
+use chorus_actors::StoreError;
+use chorus_actors::event::StoredEvent;
+use chorus_actors::groups_model::FeedPos;
+use fjall::Keyspace;
+use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq;
+
+use super::backend;
+use super::keys::{event_key, feed_key, id_prefix, seq_of};
+use crate::store::json::decode;
+
+/// The value under `key`, decoded.
+pub(super) fn get<T: DeserializeOwned>(ks: &Keyspace, key: &str) -> Result<Option<T>, StoreError> {
+    match ks.get(key).map_err(backend)? {
+        Some(bytes) => Ok(Some(decode(key, &bytes)?)),
+        None => Ok(None),
+    }
+}
+
+/// Every value under `prefix`, decoded.
+pub(super) fn scan<T: DeserializeOwned>(
+    ks: &Keyspace,
+    prefix: &[u8],
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    for item in ks.prefix(prefix) {
+        let (key, value) = item.into_inner().map_err(backend)?;
+        out.push(decode(&String::from_utf8_lossy(&key), &value)?);
+    }
+    Ok(out)
+}
+
+/// The ids after `prefix` of every key under it (member lists).
+pub(super) fn scan_ids(ks: &Keyspace, prefix: &[u8]) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    for item in ks.prefix(prefix) {
+        let key = item.key().map_err(backend)?;
+        let rest = key.get(prefix.len()..).unwrap_or_default();
+        out.push(String::from_utf8_lossy(rest).into_owned());
+    }
+    Ok(out)
+}
+
+/// Newest-first page of a time-ordered feed under `id`: keys at or after `since_ms` and
+/// strictly before `before`.
+pub(super) fn feed_page<T: DeserializeOwned>(
+    ks: &Keyspace,
+    id: &str,
+    since_ms: u64,
+    before: Option<&FeedPos>,
+    limit: usize,
+) -> Result<Vec<T>, StoreError> {
+    let start = feed_key(id, since_ms, "");
+    let end = match before {
+        Some(pos) => feed_key(id, pos.ms, &pos.id),
+        None => feed_key(id, u64::MAX, ""),
+    };
+    let mut out = Vec::new();
+    for item in ks.range(start..end).rev().take(limit) {
+        let (key, value) = item.into_inner().map_err(backend)?;
+        out.push(decode(&String::from_utf8_lossy(&key), &value)?);
+    }
+    Ok(out)
+}
+
+/// Events of `id`'s log with `seq > after`, oldest first.
+pub(super) fn read_log(
+    ks: &Keyspace,
+    id: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let start = event_key(id, after.saturating_add(1));
+    let end = event_key(id, u64::MAX);
+    let mut out = Vec::new();
+    for item in ks.range(start..=end).take(limit) {
+        let (key, value) = item.into_inner().map_err(backend)?;
+        let seq = seq_of(&key).ok_or_else(|| StoreError::Corrupt {
+            key: id.to_owned(),
+            reason: "event key without seq".into(),
+        })?;
+        let frame = ByteString::try_from(bytes::Bytes::copy_from_slice(&value)).map_err(|e| {
+            StoreError::Corrupt {
+                key: format!("{id}/{seq}"),
+                reason: e.to_string(),
+            }
+        })?;
+        out.push(StoredEvent { seq, frame });
+    }
+    Ok(out)
+}
+
+/// The newest seq of `id`'s log (0 when empty).
+pub(super) fn last_seq(ks: &Keyspace, id: &str) -> Result<u64, StoreError> {
+    Ok(match ks.prefix(id_prefix(id)).next_back() {
+        Some(item) => seq_of(&item.key().map_err(backend)?).unwrap_or(0),
+        None => 0,
+    })
+}
+
+/// Looks up a selector/verifier hash index (tokens, server keys); the verifier half is
+/// compared in constant time.
+pub(super) fn find_hash(ks: &Keyspace, hash: &[u8; 32]) -> Result<Option<String>, StoreError> {
+    let (selector, verifier) = hash.split_at(16);
+    let Some(value) = ks.get(selector).map_err(backend)? else {
+        return Ok(None);
+    };
+    let (stored, owner) = value.split_at(16.min(value.len()));
+    if bool::from(stored.ct_eq(verifier)) {
+        Ok(Some(String::from_utf8_lossy(owner).into_owned()))
+    } else {
+        Ok(None)
+    }
+}

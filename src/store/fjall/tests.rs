@@ -1,0 +1,90 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chorus_actors::StoreError;
+use chorus_actors::event::{EventType, encode_event};
+use chorus_actors::model::{AccountRecord, Claim, Profile};
+use chorus_actors::store::conformance::Fixture;
+use chorus_actors::store::{SubscriberStore, SubscriberWrite};
+
+use super::FjallStore;
+use super::encode::EncodedWrite;
+
+/// The shared conformance suite, each check on a store in a fresh directory.
+struct FjallFixture {
+    dir: tempfile::TempDir,
+}
+
+#[async_trait]
+impl Fixture for FjallFixture {
+    type Store = FjallStore;
+
+    async fn open(&self) -> Arc<FjallStore> {
+        Arc::new(FjallStore::open(self.dir.path()).expect("open fjall store"))
+    }
+}
+
+async fn fjall() -> Option<FjallFixture> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    Some(FjallFixture { dir })
+}
+
+chorus_actors::conformance_tests!(conformance, fjall());
+
+/// No record type of today can fail to encode, so the failure is brought in the way one
+/// would arrive: a value whose serialization fails (JSON object keys must be strings), put
+/// through the same encoding step as every record of a write.
+#[tokio::test]
+async fn a_record_that_fails_to_encode_fails_its_write_and_stores_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = FjallStore::open(dir.path()).expect("open");
+    let mut write = SubscriberWrite::new("a1");
+    write.record = Some(AccountRecord {
+        account_id: "a1".into(),
+        password_hash: "$argon2id$test".into(),
+        profile: Profile::new(),
+        profile_version: 1,
+        created_ms: 1,
+    });
+    write.claims.push(Claim::email("a1@example.com"));
+    write.events.push(encode_event(
+        EventType::FRIEND_ADDED,
+        1,
+        &serde_json::json!({}),
+    ));
+
+    let unencodable: BTreeMap<(u8, u8), u8> = [((1, 2), 3)].into();
+    let result = async {
+        let mut encoded = EncodedWrite::subscriber(&store.ks, &write)?;
+        encoded.put_json(&store.ks.activities, b"odd".to_vec(), &unencodable)?;
+        store.submit(encoded).await
+    }
+    .await;
+    match result {
+        Err(StoreError::Backend(msg)) => assert!(msg.contains("failed to encode"), "{msg}"),
+        other => panic!("an encode failure must fail the write, got {other:?}"),
+    }
+    assert!(store.load_account("a1").await.expect("load").is_none());
+    assert!(
+        store
+            .read_events("a1", 0, 10)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    assert!(
+        store
+            .find_claim(&Claim::email("a1@example.com"))
+            .await
+            .expect("find")
+            .is_none(),
+        "a failed write took its claim"
+    );
+
+    // The writer is unaffected: the same write without the odd record lands whole.
+    store.commit(write).await.expect("commit");
+    assert!(store.load_account("a1").await.expect("load").is_some());
+    assert_eq!(store.read_events("a1", 0, 10).await.expect("read").len(), 1);
+    store.close().await.expect("close");
+}

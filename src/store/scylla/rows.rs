@@ -1,0 +1,400 @@
+//! Change sets as batch rows: every record encoded and every key bound before a claim is
+//! taken or a statement sent, so a write that cannot be built writes nothing.
+
+use std::collections::HashMap;
+
+use chorus_actors::StoreError;
+use chorus_actors::event::StoredEvent;
+use chorus_actors::store::{CommunityWrite, EdgeChange, GroupWrite, SubscriberWrite};
+use scylla::statement::prepared::PreparedStatement;
+use scylla::value::CqlValue;
+
+use super::ScyllaStore;
+use super::keys::{
+    FeedKind, LogKind, edge_kind_text, event_bucket, feed_bucket, outbox_shard, split_hash,
+    to_bigint,
+};
+use super::statements::Statements;
+use crate::store::json::encode;
+
+impl ScyllaStore {
+    /// An account's change set, its claims aside (`commit.rs` takes and releases those).
+    pub(super) fn subscriber_rows<'a>(
+        &'a self,
+        w: &SubscriberWrite,
+    ) -> Result<BatchRows<'a>, StoreError> {
+        let st = &self.st;
+        let id = w.account.as_str();
+        let mut rows = BatchRows::default();
+        if let Some(record) = &w.record {
+            rows.put(
+                format!("accounts\0{id}"),
+                &st.put_account,
+                vec![text(id), blob(encode(id, record)?)],
+            );
+        }
+        for change in &w.edges {
+            match change {
+                EdgeChange::Put(edge) => {
+                    let kind = edge_kind_text(edge.kind);
+                    rows.put(
+                        format!("edges\0{id}\0{kind}\0{}", edge.other),
+                        &st.put_edge,
+                        vec![
+                            text(id),
+                            text(&kind),
+                            text(&edge.other),
+                            blob(edge.value.clone()),
+                        ],
+                    );
+                }
+                EdgeChange::Delete { kind, other } => {
+                    let kind = edge_kind_text(*kind);
+                    rows.put(
+                        format!("edges\0{id}\0{kind}\0{other}"),
+                        &st.delete_edge,
+                        vec![text(id), text(&kind), text(other)],
+                    );
+                }
+            }
+        }
+        for hash in &w.tokens {
+            let (selector, verifier) = split_hash(hash);
+            rows.put(
+                format!("tokens\0{}", hex::encode(&selector)),
+                &st.put_token,
+                vec![blob(selector), blob(verifier), text(id)],
+            );
+        }
+        add_events(
+            &mut rows,
+            &st.put_event,
+            LogKind::Account,
+            id,
+            &w.events,
+            st,
+        )?;
+        for a in &w.activities {
+            let record = encode(&a.activity_id, a)?;
+            rows.put(
+                format!("activities\0{}", a.activity_id),
+                &st.put_activity,
+                vec![text(&a.activity_id), blob(record.clone())],
+            );
+            add_feed_item(
+                &mut rows,
+                &st.put_feed_activity,
+                FeedKind::Activities,
+                id,
+                a.created_ms,
+                &a.activity_id,
+                record,
+                st,
+            )?;
+            if let Some(key) = &a.idempotency_key {
+                rows.put(
+                    format!("activity_keys\0{id}\0{key}"),
+                    &st.put_activity_key,
+                    vec![text(id), text(key), text(&a.activity_id)],
+                );
+            }
+        }
+        for d in &w.deliveries {
+            let (aid, lid) = (d.activity_id.as_str(), d.link.link_id.as_str());
+            let record = encode(aid, d)?;
+            rows.put(
+                format!("deliveries\0{aid}\0{lid}"),
+                &st.put_delivery,
+                vec![text(aid), text(lid), blob(record.clone())],
+            );
+            let shard = CqlValue::Int(outbox_shard(aid));
+            let key = format!("outbox\0{aid}\0{lid}");
+            if d.status.is_final() {
+                rows.put(key, &st.delete_outbox, vec![shard, text(aid), text(lid)]);
+            } else {
+                rows.put(
+                    key,
+                    &st.put_outbox,
+                    vec![shard, text(aid), text(lid), blob(record)],
+                );
+            }
+        }
+        Ok(rows)
+    }
+
+    /// A group's change set: both sides of every binding change are in it.
+    pub(super) fn group_rows<'a>(&'a self, w: &GroupWrite) -> Result<BatchRows<'a>, StoreError> {
+        let st = &self.st;
+        let gid = w.group_id.as_str();
+        let mut rows = BatchRows::default();
+        if let Some(record) = &w.record {
+            rows.put(
+                format!("groups\0{gid}"),
+                &st.put_group,
+                vec![text(gid), blob(encode(gid, record)?)],
+            );
+        }
+        for m in &w.members_add {
+            rows.put(
+                format!("group_members\0{gid}\0{m}"),
+                &st.put_group_member,
+                vec![text(gid), text(m)],
+            );
+        }
+        for m in &w.members_remove {
+            rows.put(
+                format!("group_members\0{gid}\0{m}"),
+                &st.delete_group_member,
+                vec![text(gid), text(m)],
+            );
+        }
+        for r in &w.requests_remove {
+            rows.put(
+                format!("binding_requests\0{gid}\0{r}"),
+                &st.delete_request,
+                vec![text(gid), text(r)],
+            );
+        }
+        for r in &w.requests_put {
+            rows.put(
+                format!("binding_requests\0{gid}\0{}", r.request_id),
+                &st.put_request,
+                vec![
+                    text(gid),
+                    text(&r.request_id),
+                    blob(encode(&r.request_id, r)?),
+                ],
+            );
+        }
+        for b in &w.bindings_put {
+            let cid = b.community_id.as_str();
+            let record = encode(cid, b)?;
+            rows.put(
+                format!("bindings_by_group\0{gid}\0{cid}"),
+                &st.put_binding_by_group,
+                vec![text(gid), text(cid), blob(record.clone())],
+            );
+            rows.put(
+                format!("bindings_by_community\0{cid}\0{gid}"),
+                &st.put_binding_by_community,
+                vec![text(cid), text(gid), blob(record)],
+            );
+        }
+        for cid in &w.bindings_remove {
+            rows.put(
+                format!("bindings_by_group\0{gid}\0{cid}"),
+                &st.delete_binding_by_group,
+                vec![text(gid), text(cid)],
+            );
+            rows.put(
+                format!("bindings_by_community\0{cid}\0{gid}"),
+                &st.delete_binding_by_community,
+                vec![text(cid), text(gid)],
+            );
+        }
+        for m in &w.messages {
+            add_feed_item(
+                &mut rows,
+                &st.put_message,
+                FeedKind::Messages,
+                gid,
+                m.created_ms,
+                &m.message_id,
+                encode(&m.message_id, m)?,
+                st,
+            )?;
+        }
+        add_events(
+            &mut rows,
+            &st.put_group_event,
+            LogKind::Group,
+            gid,
+            &w.events,
+            st,
+        )?;
+        Ok(rows)
+    }
+
+    /// A community's change set.
+    pub(super) fn community_rows<'a>(
+        &'a self,
+        w: &CommunityWrite,
+    ) -> Result<BatchRows<'a>, StoreError> {
+        let st = &self.st;
+        let cid = w.community_id.as_str();
+        let mut rows = BatchRows::default();
+        if let Some(record) = &w.record {
+            rows.put(
+                format!("communities\0{cid}"),
+                &st.put_community,
+                vec![text(cid), blob(encode(cid, record)?)],
+            );
+        }
+        if let Some(hash) = &w.server_key_hash {
+            let (selector, verifier) = split_hash(hash);
+            rows.put(
+                format!("server_keys\0{}", hex::encode(&selector)),
+                &st.put_server_key,
+                vec![blob(selector), blob(verifier), text(cid)],
+            );
+        }
+        for m in &w.members_add {
+            rows.put(
+                format!("community_members\0{cid}\0{m}"),
+                &st.put_community_member,
+                vec![text(cid), text(m)],
+            );
+        }
+        for d in &w.dynamics {
+            add_feed_item(
+                &mut rows,
+                &st.put_dynamic,
+                FeedKind::Dynamics,
+                cid,
+                d.created_ms,
+                &d.dynamic_id,
+                encode(&d.dynamic_id, d)?,
+                st,
+            )?;
+        }
+        Ok(rows)
+    }
+}
+
+/// The rows of one logged batch (`S` is the statement; generic only so tests can use
+/// names). Each row is keyed by its table and primary key; a later change of the same row
+/// replaces the earlier one, because all statements of a batch share one timestamp and the
+/// cluster would not honour their order.
+pub(super) struct Rows<S> {
+    pub(super) rows: Vec<(S, Vec<CqlValue>)>,
+    index: HashMap<String, usize>,
+}
+
+impl<S> Default for Rows<S> {
+    fn default() -> Self {
+        Rows {
+            rows: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+}
+
+impl<S> Rows<S> {
+    pub(super) fn put(&mut self, key: String, statement: S, values: Vec<CqlValue>) {
+        match self.index.get(&key) {
+            Some(&at) => {
+                if let Some(slot) = self.rows.get_mut(at) {
+                    *slot = (statement, values);
+                }
+            }
+            None => {
+                self.index.insert(key, self.rows.len());
+                self.rows.push((statement, values));
+            }
+        }
+    }
+}
+
+/// The rows of a batch of prepared statements.
+pub(super) type BatchRows<'a> = Rows<&'a PreparedStatement>;
+
+fn text(s: &str) -> CqlValue {
+    CqlValue::Text(s.to_owned())
+}
+
+fn blob(bytes: Vec<u8>) -> CqlValue {
+    CqlValue::Blob(bytes)
+}
+
+/// Events plus the log's new last seq (the largest written; an owner's writes are serialized
+/// by its actor, so a plain write of the maximum is correct).
+fn add_events<'a>(
+    rows: &mut BatchRows<'a>,
+    put: &'a PreparedStatement,
+    kind: LogKind,
+    owner: &str,
+    events: &[StoredEvent],
+    st: &'a Statements,
+) -> Result<(), StoreError> {
+    let table = match kind {
+        LogKind::Account => "events",
+        LogKind::Group => "group_events",
+    };
+    for e in events {
+        rows.put(
+            format!("{table}\0{owner}\0{}", e.seq),
+            put,
+            vec![
+                text(owner),
+                CqlValue::BigInt(event_bucket(e.seq)),
+                CqlValue::BigInt(to_bigint(e.seq, "seq")?),
+                text(&e.frame),
+            ],
+        );
+    }
+    if let Some(last) = events.iter().map(|e| e.seq).max() {
+        let log = kind.key(owner);
+        rows.put(
+            format!("logs\0{log}"),
+            &st.put_last_seq,
+            vec![
+                CqlValue::Text(log),
+                CqlValue::BigInt(to_bigint(last, "seq")?),
+            ],
+        );
+    }
+    Ok(())
+}
+
+/// A feed item and its day in the feed's day index.
+#[allow(clippy::too_many_arguments)]
+fn add_feed_item<'a>(
+    rows: &mut BatchRows<'a>,
+    put: &'a PreparedStatement,
+    kind: FeedKind,
+    owner: &str,
+    created_ms: u64,
+    item_id: &str,
+    record: Vec<u8>,
+    st: &'a Statements,
+) -> Result<(), StoreError> {
+    let feed = kind.key(owner);
+    let bucket = feed_bucket(created_ms);
+    rows.put(
+        format!("feed\0{feed}\0{created_ms}\0{item_id}"),
+        put,
+        vec![
+            text(&feed),
+            CqlValue::BigInt(bucket),
+            CqlValue::BigInt(to_bigint(created_ms, "created_ms")?),
+            text(item_id),
+            blob(record),
+        ],
+    );
+    rows.put(
+        format!("feed_buckets\0{feed}\0{bucket}"),
+        &st.put_feed_bucket,
+        vec![CqlValue::Text(feed), CqlValue::BigInt(bucket)],
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_collapse_repeated_changes_last_wins() {
+        let mut rows: Rows<&str> = Rows::default();
+        rows.put("members\0g\0a".into(), "put_member", vec![text("a")]);
+        rows.put("members\0g\0b".into(), "put_member", vec![text("b")]);
+        rows.put("members\0g\0a".into(), "delete_member", vec![text("a")]);
+        let ops: Vec<_> = rows.rows.iter().map(|(s, _)| *s).collect();
+        assert_eq!(
+            ops,
+            ["delete_member", "put_member"],
+            "last change of a row wins"
+        );
+        assert_eq!(rows.rows.len(), 2);
+    }
+}
