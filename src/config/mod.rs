@@ -1,123 +1,123 @@
-//! Configuration: command-line flags, each also read from a `CHORUS_*` environment variable,
-//! over an optional TOML file (`--config`), over defaults. Precedence: flag/env > file >
-//! default.
+//! Configuration: every setting is defined once, in [`Settings`], and filled from command-line
+//! flags, each also read from a `CHORUS_*` environment variable, over an optional TOML file
+//! (`--config`), over defaults. Precedence: flag > env > file > default.
+//!
+//! - `settings.rs`: the settings themselves (flag, variable, TOML key, default, help).
+//! - here: the command line, the layering of the file under the flags, and [`Config`], the
+//!   checked, typed view the rest of the server reads.
 
+mod settings;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use serde::Deserialize;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use chorus_actors::releaser::ReleaseConfig;
 
 use crate::error::Error;
 use crate::store::scylla::ScyllaSettings;
 
-/// Command line of the `chorus` binary.
+pub use settings::{Settings, StoreKind};
+
+/// The command line as clap declares it; [`Cli`] adds which settings it actually gave.
 #[derive(Debug, Parser)]
 #[command(
     name = "chorus",
     version,
     about = "Actor-model fan-out server for IM groups and communities"
 )]
-pub struct Cli {
+struct Line {
     /// Without a command, the server runs.
     #[command(subcommand)]
-    pub command: Option<Command>,
-    /// Address to listen on (port 0 picks a free port; the log line says which).
-    #[arg(long, env = "CHORUS_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// Directory of the embedded store.
-    #[arg(long, env = "CHORUS_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
+    command: Option<Command>,
     /// TOML file with any of the settings below (flags and environment win over it).
     #[arg(long, env = "CHORUS_CONFIG", global = true)]
-    pub config: Option<PathBuf>,
-    /// Where state lives: the embedded store (default) or a ScyllaDB cluster.
-    #[arg(long, env = "CHORUS_STORE", value_enum)]
-    pub store: Option<StoreKind>,
-    /// ScyllaDB contact points, `host:port,host:port` (with `--store scylla`).
-    #[arg(
-        long,
-        env = "CHORUS_SCYLLA_NODES",
-        value_delimiter = ',',
-        global = true
-    )]
-    pub scylla_nodes: Option<Vec<String>>,
-    /// ScyllaDB keyspace (default `chorus`).
-    #[arg(long, env = "CHORUS_SCYLLA_KEYSPACE", global = true)]
-    pub scylla_keyspace: Option<String>,
-    /// Replication of the keyspace when `chorus schema apply` creates it, as a CQL map
-    /// (default `{'class': 'NetworkTopologyStrategy', 'replication_factor': 3}`).
-    #[arg(long, env = "CHORUS_SCYLLA_REPLICATION", global = true)]
-    pub scylla_replication: Option<String>,
-    /// Consistency of every read and write: local_quorum (default), quorum, each_quorum,
-    /// all, local_one, one.
-    #[arg(long, env = "CHORUS_SCYLLA_CONSISTENCY", global = true)]
-    pub scylla_consistency: Option<String>,
-    /// Bound on one ScyllaDB request in ms (default 10000).
-    #[arg(long, env = "CHORUS_SCYLLA_TIMEOUT_MS", global = true)]
-    pub scylla_timeout_ms: Option<u64>,
-    /// Largest accepted request body in bytes (413 above it).
-    #[arg(long, env = "CHORUS_BODY_LIMIT")]
-    pub body_limit: Option<usize>,
-    /// Largest accepted WebSocket frame in bytes (close 1009 above it).
-    #[arg(long, env = "CHORUS_WS_MAX_FRAME")]
-    pub ws_max_frame: Option<usize>,
-    /// Events queued per connection before a slow reader is closed with 1013.
-    #[arg(long, env = "CHORUS_WS_MAILBOX")]
-    pub ws_mailbox: Option<usize>,
-    /// Seconds without activity after which an account's actor passivates.
-    #[arg(long, env = "CHORUS_IDLE_TIMEOUT_SECS")]
-    pub idle_timeout_secs: Option<u64>,
-    /// Argon2id memory cost in KiB (default 19456, the OWASP minimum; lower only for load tests).
-    #[arg(long, env = "CHORUS_PASSWORD_HASH_MEMORY_KIB")]
-    pub password_hash_memory_kib: Option<u32>,
-    /// Argon2id iterations (default 2).
-    #[arg(long, env = "CHORUS_PASSWORD_HASH_ITERATIONS")]
-    pub password_hash_iterations: Option<u32>,
-    /// Login attempts per minute for one login name (burst of the same size).
-    #[arg(long, env = "CHORUS_LOGIN_ATTEMPTS_PER_ACCOUNT")]
-    pub login_attempts_per_account: Option<u32>,
-    /// Login attempts per minute from one client address.
-    #[arg(long, env = "CHORUS_LOGIN_ATTEMPTS_PER_ADDRESS")]
-    pub login_attempts_per_address: Option<u32>,
-    /// HTTP worker threads (default: one per core).
-    #[arg(long, env = "CHORUS_WORKERS")]
-    pub workers: Option<usize>,
-    /// Seconds a binding request stays pending before it expires (default 7 days).
-    #[arg(long, env = "CHORUS_BINDING_REQUEST_TTL_SECS")]
-    pub binding_request_ttl_secs: Option<u64>,
-    /// Attempts per platform delivery before it is `failed` (default 8).
-    #[arg(long, env = "CHORUS_RELEASE_MAX_ATTEMPTS")]
-    pub release_max_attempts: Option<u32>,
-    /// Wait after a delivery's first failed attempt in ms; doubles per attempt (default 30000).
-    #[arg(long, env = "CHORUS_RELEASE_BACKOFF_BASE_MS")]
-    pub release_backoff_base_ms: Option<u64>,
-    /// Longest wait between two attempts in seconds, before jitter (default 1920).
-    #[arg(long, env = "CHORUS_RELEASE_BACKOFF_MAX_SECS")]
-    pub release_backoff_max_secs: Option<u64>,
-    /// Bound on one delivery attempt in ms (default 10000).
-    #[arg(long, env = "CHORUS_RELEASE_TIMEOUT_MS")]
-    pub release_timeout_ms: Option<u64>,
-    /// Delivery attempts running at once, over all platforms (default 256).
-    #[arg(long, env = "CHORUS_RELEASE_CONCURRENCY")]
-    pub release_concurrency: Option<usize>,
-    /// Delivery attempts running at once to one linked platform account (default 4).
-    #[arg(long, env = "CHORUS_RELEASE_PER_LINK")]
-    pub release_per_link: Option<usize>,
-    /// Delivery attempts running at once to one destination server, all links to it together
-    /// (default 32).
-    #[arg(long, env = "CHORUS_RELEASE_PER_DESTINATION")]
-    pub release_per_destination: Option<usize>,
-    /// SMTP relay for the `email` platform, e.g. `smtp://127.0.0.1:25` or
-    /// `smtps://user:pass@mail.example.com`; without it there is no `email` platform.
-    #[arg(long, env = "CHORUS_SMTP_URL")]
-    pub smtp_url: Option<String>,
-    /// From header of release emails (default `Chorus <chorus@localhost>`).
-    #[arg(long, env = "CHORUS_SMTP_FROM")]
-    pub smtp_from: Option<String>,
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: Settings,
+}
+
+/// Command line of the `chorus` binary.
+#[derive(Debug)]
+pub struct Cli {
+    /// Without a command, the server runs.
+    pub command: Option<Command>,
+    /// The TOML file, if any.
+    config: Option<PathBuf>,
+    /// Each setting from its flag, its variable, or else its default (the file is not read
+    /// yet).
+    settings: Settings,
+    /// Settings given by a flag or a variable: only these win over the file, since clap fills
+    /// the others with defaults.
+    given: BTreeSet<String>,
+}
+
+impl Cli {
+    /// Parses `std::env::args_os()`; on a bad flag, or `--help`, prints and exits as clap does.
+    pub fn parse() -> Cli {
+        Cli::from_matches(&Line::command().get_matches()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Parses `args` (the program name first).
+    pub fn try_parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        Cli::from_matches(&Line::command().try_get_matches_from(args)?)
+    }
+
+    fn from_matches(matches: &ArgMatches) -> Result<Cli, clap::Error> {
+        let line = Line::from_arg_matches(matches)?;
+        let given = matches
+            .ids()
+            .filter(|id| {
+                matches!(
+                    matches.value_source(id.as_str()),
+                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                )
+            })
+            .map(|id| id.as_str().to_owned())
+            .collect();
+        Ok(Cli {
+            command: line.command,
+            config: line.config,
+            settings: line.settings,
+            given,
+        })
+    }
+
+    /// The settings with the file layered in: a key of the file replaces a default, never a
+    /// flag or a variable. Layers are merged as TOML tables by key, which is the field name
+    /// on both sides.
+    fn settings(&self) -> Result<Settings, Error> {
+        let Some(path) = &self.config else {
+            return Ok(self.settings.clone());
+        };
+        let in_file = |e: &dyn std::fmt::Display| Error::Config(format!("{}: {e}", path.display()));
+        let text = read(path)?;
+        // The file alone, over the defaults: every key and value in it is checked, even one a
+        // flag overrides, and an error names its line and column.
+        toml::from_str::<Settings>(&text).map_err(|e| in_file(&e))?;
+        let file: toml::Table = toml::from_str(&text).map_err(|e| in_file(&e))?;
+        let line = toml::Table::try_from(&self.settings).map_err(|e| {
+            Error::Config(format!(
+                "cannot layer {} under the flags: {e}",
+                path.display()
+            ))
+        })?;
+        let mut table = line.clone();
+        table.extend(file);
+        table.extend(line.into_iter().filter(|(key, _)| self.given.contains(key)));
+        table.try_into().map_err(|e| in_file(&e))
+    }
 }
 
 /// `chorus <command>`.
@@ -139,50 +139,7 @@ pub enum SchemaAction {
     Apply,
 }
 
-/// The storage engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreKind {
-    /// fjall under `--data-dir`: nothing else to run.
-    Fjall,
-    /// A ScyllaDB cluster: any node can activate any actor.
-    Scylla,
-}
-
-/// The same settings as they appear in the TOML file; every field optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<SocketAddr>,
-    data_dir: Option<PathBuf>,
-    body_limit: Option<usize>,
-    ws_max_frame: Option<usize>,
-    ws_mailbox: Option<usize>,
-    idle_timeout_secs: Option<u64>,
-    password_hash_memory_kib: Option<u32>,
-    password_hash_iterations: Option<u32>,
-    login_attempts_per_account: Option<u32>,
-    login_attempts_per_address: Option<u32>,
-    workers: Option<usize>,
-    binding_request_ttl_secs: Option<u64>,
-    release_max_attempts: Option<u32>,
-    release_backoff_base_ms: Option<u64>,
-    release_backoff_max_secs: Option<u64>,
-    release_timeout_ms: Option<u64>,
-    release_concurrency: Option<usize>,
-    release_per_link: Option<usize>,
-    release_per_destination: Option<usize>,
-    smtp_url: Option<String>,
-    smtp_from: Option<String>,
-    store: Option<StoreKind>,
-    scylla_nodes: Option<Vec<String>>,
-    scylla_keyspace: Option<String>,
-    scylla_replication: Option<String>,
-    scylla_consistency: Option<String>,
-    scylla_timeout_ms: Option<u64>,
-}
-
-/// Resolved settings.
+/// Resolved settings, in the types the server uses.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -197,10 +154,10 @@ pub struct Config {
     pub workers: usize,
     pub binding_request_ttl: Duration,
     /// How often the server pings an idle WebSocket, and how long it waits for any frame
-    /// before closing it.
+    /// before closing it (fixed, not settings).
     pub ws_heartbeat: Duration,
     pub ws_client_timeout: Duration,
-    /// Retries and bounds of platform deliveries.
+    /// Retries and bounds of platform releases.
     pub release: ReleaseConfig,
     pub smtp_url: Option<String>,
     pub smtp_from: String,
@@ -218,33 +175,55 @@ pub struct PasswordHashCost {
 
 impl Default for Config {
     fn default() -> Self {
+        Config::from(Settings::default())
+    }
+}
+
+impl From<Settings> for Config {
+    fn from(s: Settings) -> Self {
         Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            data_dir: PathBuf::from("./chorus-data"),
-            body_limit: 64 * 1024,
-            ws_max_frame: 64 * 1024,
-            ws_mailbox: 1024,
-            idle_timeout: Duration::from_secs(300),
+            listen: s.listen,
+            data_dir: s.data_dir,
+            body_limit: s.body_limit,
+            ws_max_frame: s.ws_max_frame,
+            ws_mailbox: s.ws_mailbox,
+            idle_timeout: Duration::from_secs(s.idle_timeout_secs),
             password_hash: PasswordHashCost {
-                memory_kib: 19 * 1024,
-                iterations: 2,
+                memory_kib: s.password_hash_memory_kib,
+                iterations: s.password_hash_iterations,
             },
-            login_attempts_per_account: 10,
-            login_attempts_per_address: 60,
-            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            binding_request_ttl: Duration::from_secs(7 * 24 * 3600),
+            login_attempts_per_account: s.login_attempts_per_account,
+            login_attempts_per_address: s.login_attempts_per_address,
+            workers: s
+                .workers
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            binding_request_ttl: Duration::from_secs(s.binding_request_ttl_secs),
             ws_heartbeat: Duration::from_secs(30),
             ws_client_timeout: Duration::from_secs(90),
-            release: ReleaseConfig::default(),
-            smtp_url: None,
-            smtp_from: "Chorus <chorus@localhost>".into(),
-            store: StoreKind::Fjall,
+            release: ReleaseConfig {
+                max_attempts: s.release_max_attempts,
+                backoff_base: Duration::from_millis(s.release_backoff_base_ms),
+                backoff_max: Duration::from_secs(s.release_backoff_max_secs),
+                attempt_timeout: Duration::from_millis(s.release_timeout_ms),
+                max_in_flight: s.release_concurrency,
+                max_in_flight_per_link: s.release_per_link,
+                max_in_flight_per_destination: s.release_per_destination,
+                ..ReleaseConfig::default()
+            },
+            smtp_url: s.smtp_url,
+            smtp_from: s.smtp_from,
+            store: s.store,
             scylla: ScyllaSettings {
-                nodes: Vec::new(),
-                keyspace: "chorus".into(),
-                replication: "{'class': 'NetworkTopologyStrategy', 'replication_factor': 3}".into(),
-                consistency: "local_quorum".into(),
-                request_timeout: Duration::from_secs(10),
+                nodes: s
+                    .scylla_nodes
+                    .into_iter()
+                    .map(|n| n.trim().to_owned())
+                    .filter(|n| !n.is_empty())
+                    .collect(),
+                keyspace: s.scylla_keyspace,
+                replication: s.scylla_replication,
+                consistency: s.scylla_consistency,
+                request_timeout: Duration::from_millis(s.scylla_timeout_ms),
             },
         }
     }
@@ -253,117 +232,7 @@ impl Default for Config {
 impl Config {
     /// Resolves the command line (and environment) over the file over the defaults.
     pub fn from_cli(cli: &Cli) -> Result<Config, Error> {
-        let file = match &cli.config {
-            Some(path) => load_file(path)?,
-            None => FileConfig::default(),
-        };
-        let d = Config::default();
-        let cfg = Config {
-            listen: cli.listen.or(file.listen).unwrap_or(d.listen),
-            data_dir: cli.data_dir.clone().or(file.data_dir).unwrap_or(d.data_dir),
-            body_limit: cli.body_limit.or(file.body_limit).unwrap_or(d.body_limit),
-            ws_max_frame: cli
-                .ws_max_frame
-                .or(file.ws_max_frame)
-                .unwrap_or(d.ws_max_frame),
-            ws_mailbox: cli.ws_mailbox.or(file.ws_mailbox).unwrap_or(d.ws_mailbox),
-            idle_timeout: cli
-                .idle_timeout_secs
-                .or(file.idle_timeout_secs)
-                .map_or(d.idle_timeout, Duration::from_secs),
-            password_hash: PasswordHashCost {
-                memory_kib: cli
-                    .password_hash_memory_kib
-                    .or(file.password_hash_memory_kib)
-                    .unwrap_or(d.password_hash.memory_kib),
-                iterations: cli
-                    .password_hash_iterations
-                    .or(file.password_hash_iterations)
-                    .unwrap_or(d.password_hash.iterations),
-            },
-            login_attempts_per_account: cli
-                .login_attempts_per_account
-                .or(file.login_attempts_per_account)
-                .unwrap_or(d.login_attempts_per_account),
-            login_attempts_per_address: cli
-                .login_attempts_per_address
-                .or(file.login_attempts_per_address)
-                .unwrap_or(d.login_attempts_per_address),
-            workers: cli.workers.or(file.workers).unwrap_or(d.workers),
-            binding_request_ttl: cli
-                .binding_request_ttl_secs
-                .or(file.binding_request_ttl_secs)
-                .map_or(d.binding_request_ttl, Duration::from_secs),
-            release: ReleaseConfig {
-                max_attempts: cli
-                    .release_max_attempts
-                    .or(file.release_max_attempts)
-                    .unwrap_or(d.release.max_attempts),
-                backoff_base: cli
-                    .release_backoff_base_ms
-                    .or(file.release_backoff_base_ms)
-                    .map_or(d.release.backoff_base, Duration::from_millis),
-                backoff_max: cli
-                    .release_backoff_max_secs
-                    .or(file.release_backoff_max_secs)
-                    .map_or(d.release.backoff_max, Duration::from_secs),
-                attempt_timeout: cli
-                    .release_timeout_ms
-                    .or(file.release_timeout_ms)
-                    .map_or(d.release.attempt_timeout, Duration::from_millis),
-                max_in_flight: cli
-                    .release_concurrency
-                    .or(file.release_concurrency)
-                    .unwrap_or(d.release.max_in_flight),
-                max_in_flight_per_link: cli
-                    .release_per_link
-                    .or(file.release_per_link)
-                    .unwrap_or(d.release.max_in_flight_per_link),
-                max_in_flight_per_destination: cli
-                    .release_per_destination
-                    .or(file.release_per_destination)
-                    .unwrap_or(d.release.max_in_flight_per_destination),
-                ..d.release.clone()
-            },
-            smtp_url: cli.smtp_url.clone().or(file.smtp_url),
-            smtp_from: cli
-                .smtp_from
-                .clone()
-                .or(file.smtp_from)
-                .unwrap_or(d.smtp_from.clone()),
-            store: cli.store.or(file.store).unwrap_or(d.store),
-            scylla: ScyllaSettings {
-                nodes: cli
-                    .scylla_nodes
-                    .clone()
-                    .or(file.scylla_nodes)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|n| n.trim().to_owned())
-                    .filter(|n| !n.is_empty())
-                    .collect(),
-                keyspace: cli
-                    .scylla_keyspace
-                    .clone()
-                    .or(file.scylla_keyspace)
-                    .unwrap_or(d.scylla.keyspace.clone()),
-                replication: cli
-                    .scylla_replication
-                    .clone()
-                    .or(file.scylla_replication)
-                    .unwrap_or(d.scylla.replication.clone()),
-                consistency: cli
-                    .scylla_consistency
-                    .clone()
-                    .or(file.scylla_consistency)
-                    .unwrap_or(d.scylla.consistency.clone()),
-                request_timeout: cli
-                    .scylla_timeout_ms
-                    .or(file.scylla_timeout_ms)
-                    .map_or(d.scylla.request_timeout, Duration::from_millis),
-            },
-            ..d
-        };
+        let cfg = Config::from(cli.settings()?);
         cfg.validate()?;
         Ok(cfg)
     }
@@ -417,9 +286,7 @@ impl Config {
         }
         Ok(())
     }
-}
 
-impl Config {
     /// The ScyllaDB settings must hold (with `--store scylla`, and for `chorus schema apply`).
     pub fn check_scylla(&self) -> Result<(), Error> {
         self.scylla
@@ -438,11 +305,7 @@ impl Config {
     }
 }
 
-fn load_file(path: &Path) -> Result<FileConfig, Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+fn read(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))
 }
-
-#[cfg(test)]
-mod tests;

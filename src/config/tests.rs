@@ -50,7 +50,7 @@ fn schema_command_parses() {
             action: SchemaAction::Print
         })
     ));
-    assert_eq!(c.scylla_keyspace.as_deref(), Some("chat"));
+    assert_eq!(c.settings.scylla_keyspace, "chat");
 }
 
 #[test]
