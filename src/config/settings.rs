@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chorus_actors::releaser::ReleaseConfig;
 use clap::{Args, FromArgMatches, ValueEnum};
 use serde::{Deserialize, Serialize};
+
+use super::ReleaseConfig;
 
 /// The settings of the server, filled by flags and environment (clap) or by the TOML file
 /// (serde); the key of a field is the same in both, which is what lets the layers be merged

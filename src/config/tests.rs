@@ -13,6 +13,13 @@ fn defaults_are_secure() {
     assert_eq!(cfg.release.max_attempts, 8);
     assert_eq!(cfg.release.attempt_timeout, Duration::from_secs(10));
     assert!(cfg.smtp_url.is_none());
+    // Without the command line: the same defaults, whatever the environment says.
+    let plain = Config::default();
+    assert_eq!(
+        (plain.listen, plain.body_limit),
+        (cfg.listen, cfg.body_limit)
+    );
+    assert_eq!(plain.scylla.replication, cfg.scylla.replication);
 }
 
 #[test]
