@@ -9,7 +9,8 @@
 //! mailbox ([`ws`]); group events go out on the fan-out workers, encoded once.
 //!
 //! # Code map
-//! - [`config`]: flags, `CHORUS_*` environment, TOML file, defaults.
+//! - [`config`]: each setting defined once (`config/settings.rs`), filled by flags, `CHORUS_*`
+//!   environment, TOML file, defaults.
 //! - [`http`]: routes of the contract (`accounts`, `platforms`, `activities`, `friends`,
 //!   `groups`, `communities`), the bearer-token extractor, the object-only JSON body extractor,
 //!   query/path error mapping, `/healthz`.

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use chorus::config::{Cli, Command, Config, SchemaAction};
 use chorus::store::scylla;
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 #[actix_web::main]

@@ -1,0 +1,311 @@
+//! Configuration: every setting is defined once, in [`Settings`], and filled from command-line
+//! flags, each also read from a `CHORUS_*` environment variable, over an optional TOML file
+//! (`--config`), over defaults. Precedence: flag > env > file > default.
+//!
+//! - `settings.rs`: the settings themselves (flag, variable, TOML key, default, help).
+//! - here: the command line, the layering of the file under the flags, and [`Config`], the
+//!   checked, typed view the rest of the server reads.
+
+mod settings;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use chorus_actors::releaser::ReleaseConfig;
+
+use crate::error::Error;
+use crate::store::scylla::ScyllaSettings;
+
+pub use settings::{Settings, StoreKind};
+
+/// The command line as clap declares it; [`Cli`] adds which settings it actually gave.
+#[derive(Debug, Parser)]
+#[command(
+    name = "chorus",
+    version,
+    about = "Actor-model fan-out server for IM groups and communities"
+)]
+struct Line {
+    /// Without a command, the server runs.
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// TOML file with any of the settings below (flags and environment win over it).
+    #[arg(long, env = "CHORUS_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: Settings,
+}
+
+/// Command line of the `chorus` binary.
+#[derive(Debug)]
+pub struct Cli {
+    /// Without a command, the server runs.
+    pub command: Option<Command>,
+    /// The TOML file, if any.
+    config: Option<PathBuf>,
+    /// Each setting from its flag, its variable, or else its default (the file is not read
+    /// yet).
+    settings: Settings,
+    /// Settings given by a flag or a variable: only these win over the file, since clap fills
+    /// the others with defaults.
+    given: BTreeSet<String>,
+}
+
+impl Cli {
+    /// Parses `std::env::args_os()`; on a bad flag, or `--help`, prints and exits as clap does.
+    pub fn parse() -> Cli {
+        Cli::from_matches(&Line::command().get_matches()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Parses `args` (the program name first).
+    pub fn try_parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        Cli::from_matches(&Line::command().try_get_matches_from(args)?)
+    }
+
+    fn from_matches(matches: &ArgMatches) -> Result<Cli, clap::Error> {
+        let line = Line::from_arg_matches(matches)?;
+        let given = matches
+            .ids()
+            .filter(|id| {
+                matches!(
+                    matches.value_source(id.as_str()),
+                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                )
+            })
+            .map(|id| id.as_str().to_owned())
+            .collect();
+        Ok(Cli {
+            command: line.command,
+            config: line.config,
+            settings: line.settings,
+            given,
+        })
+    }
+
+    /// The settings with the file layered in: a key of the file replaces a default, never a
+    /// flag or a variable. Layers are merged as TOML tables by key, which is the field name
+    /// on both sides.
+    fn settings(&self) -> Result<Settings, Error> {
+        let Some(path) = &self.config else {
+            return Ok(self.settings.clone());
+        };
+        let in_file = |e: &dyn std::fmt::Display| Error::Config(format!("{}: {e}", path.display()));
+        let text = read(path)?;
+        // The file alone, over the defaults: every key and value in it is checked, even one a
+        // flag overrides, and an error names its line and column.
+        toml::from_str::<Settings>(&text).map_err(|e| in_file(&e))?;
+        let file: toml::Table = toml::from_str(&text).map_err(|e| in_file(&e))?;
+        let line = toml::Table::try_from(&self.settings).map_err(|e| {
+            Error::Config(format!(
+                "cannot layer {} under the flags: {e}",
+                path.display()
+            ))
+        })?;
+        let mut table = line.clone();
+        table.extend(file);
+        table.extend(line.into_iter().filter(|(key, _)| self.given.contains(key)));
+        table.try_into().map_err(|e| in_file(&e))
+    }
+}
+
+/// `chorus <command>`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The ScyllaDB schema: `print` it, or `apply` it to the cluster at `--scylla-nodes`.
+    Schema {
+        #[command(subcommand)]
+        action: SchemaAction,
+    },
+}
+
+/// What `chorus schema` does.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum SchemaAction {
+    /// Print the CQL (keyspace and replication filled in) to stdout.
+    Print,
+    /// Create the keyspace and every table (IF NOT EXISTS: safe to repeat).
+    Apply,
+}
+
+/// Resolved settings, in the types the server uses.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub body_limit: usize,
+    pub ws_max_frame: usize,
+    pub ws_mailbox: usize,
+    pub idle_timeout: Duration,
+    pub password_hash: PasswordHashCost,
+    pub login_attempts_per_account: u32,
+    pub login_attempts_per_address: u32,
+    pub workers: usize,
+    pub binding_request_ttl: Duration,
+    /// How often the server pings an idle WebSocket, and how long it waits for any frame
+    /// before closing it (fixed, not settings).
+    pub ws_heartbeat: Duration,
+    pub ws_client_timeout: Duration,
+    /// Retries and bounds of platform releases.
+    pub release: ReleaseConfig,
+    pub smtp_url: Option<String>,
+    pub smtp_from: String,
+    pub store: StoreKind,
+    /// Used with `store = scylla` and by `chorus schema`.
+    pub scylla: ScyllaSettings,
+}
+
+/// Argon2id cost parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordHashCost {
+    pub memory_kib: u32,
+    pub iterations: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::from(Settings::default())
+    }
+}
+
+impl From<Settings> for Config {
+    fn from(s: Settings) -> Self {
+        Config {
+            listen: s.listen,
+            data_dir: s.data_dir,
+            body_limit: s.body_limit,
+            ws_max_frame: s.ws_max_frame,
+            ws_mailbox: s.ws_mailbox,
+            idle_timeout: Duration::from_secs(s.idle_timeout_secs),
+            password_hash: PasswordHashCost {
+                memory_kib: s.password_hash_memory_kib,
+                iterations: s.password_hash_iterations,
+            },
+            login_attempts_per_account: s.login_attempts_per_account,
+            login_attempts_per_address: s.login_attempts_per_address,
+            workers: s
+                .workers
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            binding_request_ttl: Duration::from_secs(s.binding_request_ttl_secs),
+            ws_heartbeat: Duration::from_secs(30),
+            ws_client_timeout: Duration::from_secs(90),
+            release: ReleaseConfig {
+                max_attempts: s.release_max_attempts,
+                backoff_base: Duration::from_millis(s.release_backoff_base_ms),
+                backoff_max: Duration::from_secs(s.release_backoff_max_secs),
+                attempt_timeout: Duration::from_millis(s.release_timeout_ms),
+                max_in_flight: s.release_concurrency,
+                max_in_flight_per_link: s.release_per_link,
+                max_in_flight_per_destination: s.release_per_destination,
+                ..ReleaseConfig::default()
+            },
+            smtp_url: s.smtp_url,
+            smtp_from: s.smtp_from,
+            store: s.store,
+            scylla: ScyllaSettings {
+                nodes: s
+                    .scylla_nodes
+                    .into_iter()
+                    .map(|n| n.trim().to_owned())
+                    .filter(|n| !n.is_empty())
+                    .collect(),
+                keyspace: s.scylla_keyspace,
+                replication: s.scylla_replication,
+                consistency: s.scylla_consistency,
+                request_timeout: Duration::from_millis(s.scylla_timeout_ms),
+            },
+        }
+    }
+}
+
+impl Config {
+    /// Resolves the command line (and environment) over the file over the defaults.
+    pub fn from_cli(cli: &Cli) -> Result<Config, Error> {
+        let cfg = Config::from(cli.settings()?);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let bad = |what: &str| Err(Error::Config(what.to_owned()));
+        if self.body_limit < 1024 {
+            return bad("body_limit must be at least 1024 bytes");
+        }
+        if self.ws_max_frame < 256 {
+            return bad("ws_max_frame must be at least 256 bytes");
+        }
+        if self.ws_mailbox == 0 {
+            return bad("ws_mailbox must be at least 1");
+        }
+        if self.idle_timeout.is_zero() {
+            return bad("idle_timeout_secs must be at least 1");
+        }
+        if self.password_hash.memory_kib < 8 || self.password_hash.iterations == 0 {
+            return bad("password hash cost needs memory_kib >= 8 and iterations >= 1");
+        }
+        if self.login_attempts_per_account == 0 || self.login_attempts_per_address == 0 {
+            return bad("login attempt limits must be at least 1 per minute");
+        }
+        if self.binding_request_ttl.is_zero() {
+            return bad("binding_request_ttl_secs must be at least 1");
+        }
+        if self.workers == 0 {
+            return bad("workers must be at least 1");
+        }
+        let r = &self.release;
+        if r.max_attempts == 0 || r.max_attempts > 100 {
+            return bad("release_max_attempts must be from 1 to 100");
+        }
+        if r.backoff_base.is_zero() || r.backoff_max < r.backoff_base {
+            return bad("release backoff needs base >= 1 ms and max >= base");
+        }
+        if r.attempt_timeout < Duration::from_millis(10) {
+            return bad("release_timeout_ms must be at least 10");
+        }
+        if r.max_in_flight == 0
+            || r.max_in_flight_per_link == 0
+            || r.max_in_flight_per_destination == 0
+        {
+            return bad(
+                "release_concurrency, release_per_link and release_per_destination must be at least 1",
+            );
+        }
+        if self.store == StoreKind::Scylla {
+            self.check_scylla()?;
+        }
+        Ok(())
+    }
+
+    /// The ScyllaDB settings must hold (with `--store scylla`, and for `chorus schema apply`).
+    pub fn check_scylla(&self) -> Result<(), Error> {
+        self.scylla
+            .validate()
+            .map_err(|e| Error::Config(format!("scylla: {e}")))
+    }
+
+    /// What `chorus schema print` needs: a keyspace name and a replication map, no nodes.
+    pub fn check_scylla_schema(&self) -> Result<(), Error> {
+        let mut s = self.scylla.clone();
+        if s.nodes.is_empty() {
+            s.nodes.push("unused:9042".into());
+        }
+        s.validate()
+            .map_err(|e| Error::Config(format!("scylla: {e}")))
+    }
+}
+
+fn read(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))
+}

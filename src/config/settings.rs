@@ -1,0 +1,191 @@
+//! Every setting, written once: its field here gives the flag (`--body-limit`), the environment
+//! variable (`CHORUS_BODY_LIMIT`), the TOML key (`body_limit`), the default and the help text.
+//! Values keep the unit in their name (`_secs`, `_ms`); [`super::Config`] turns them into the
+//! types the server uses.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, FromArgMatches, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use super::ReleaseConfig;
+
+/// The settings of the server, filled by flags and environment (clap) or by the TOML file
+/// (serde); the key of a field is the same in both, which is what lets the layers be merged
+/// by name (see [`super::Cli`]).
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address to listen on (port 0 picks a free port; the log line says which).
+    #[arg(long, env = "CHORUS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Directory of the embedded store.
+    #[arg(long, env = "CHORUS_DATA_DIR", default_value = "./chorus-data")]
+    pub data_dir: PathBuf,
+    /// Where state lives: the embedded store or a ScyllaDB cluster.
+    #[arg(long, env = "CHORUS_STORE", value_enum, default_value_t = StoreKind::Fjall)]
+    pub store: StoreKind,
+    /// ScyllaDB contact points, `host:port,host:port` (with `--store scylla`).
+    #[arg(
+        long,
+        env = "CHORUS_SCYLLA_NODES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub scylla_nodes: Vec<String>,
+    /// ScyllaDB keyspace.
+    #[arg(
+        long,
+        env = "CHORUS_SCYLLA_KEYSPACE",
+        global = true,
+        default_value = "chorus"
+    )]
+    pub scylla_keyspace: String,
+    /// Replication of the keyspace when `chorus schema apply` creates it, as a CQL map.
+    #[arg(
+        long,
+        env = "CHORUS_SCYLLA_REPLICATION",
+        global = true,
+        default_value = "{'class': 'NetworkTopologyStrategy', 'replication_factor': 3}"
+    )]
+    pub scylla_replication: String,
+    /// Consistency of every read and write: local_quorum, quorum, each_quorum, all,
+    /// local_one, one.
+    #[arg(
+        long,
+        env = "CHORUS_SCYLLA_CONSISTENCY",
+        global = true,
+        default_value = "local_quorum"
+    )]
+    pub scylla_consistency: String,
+    /// Bound on one ScyllaDB request in ms.
+    #[arg(
+        long,
+        env = "CHORUS_SCYLLA_TIMEOUT_MS",
+        global = true,
+        default_value_t = 10_000
+    )]
+    pub scylla_timeout_ms: u64,
+    /// Largest accepted request body in bytes (413 above it).
+    #[arg(long, env = "CHORUS_BODY_LIMIT", default_value_t = 64 * 1024)]
+    pub body_limit: usize,
+    /// Largest accepted WebSocket frame in bytes (close 1009 above it).
+    #[arg(long, env = "CHORUS_WS_MAX_FRAME", default_value_t = 64 * 1024)]
+    pub ws_max_frame: usize,
+    /// Events queued per connection before a slow reader is closed with 1013.
+    #[arg(long, env = "CHORUS_WS_MAILBOX", default_value_t = 1024)]
+    pub ws_mailbox: usize,
+    /// Seconds without activity after which an account's actor passivates.
+    #[arg(long, env = "CHORUS_IDLE_TIMEOUT_SECS", default_value_t = 300)]
+    pub idle_timeout_secs: u64,
+    /// Argon2id memory cost in KiB (the default is the OWASP minimum; lower only for load
+    /// tests).
+    #[arg(long, env = "CHORUS_PASSWORD_HASH_MEMORY_KIB", default_value_t = 19 * 1024)]
+    pub password_hash_memory_kib: u32,
+    /// Argon2id iterations.
+    #[arg(long, env = "CHORUS_PASSWORD_HASH_ITERATIONS", default_value_t = 2)]
+    pub password_hash_iterations: u32,
+    /// Login attempts per minute for one login name (burst of the same size).
+    #[arg(long, env = "CHORUS_LOGIN_ATTEMPTS_PER_ACCOUNT", default_value_t = 10)]
+    pub login_attempts_per_account: u32,
+    /// Login attempts per minute from one client address.
+    #[arg(long, env = "CHORUS_LOGIN_ATTEMPTS_PER_ADDRESS", default_value_t = 60)]
+    pub login_attempts_per_address: u32,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "CHORUS_WORKERS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
+    /// Seconds a binding request stays pending before it expires (7 days).
+    #[arg(long, env = "CHORUS_BINDING_REQUEST_TTL_SECS", default_value_t = 7 * 24 * 3600)]
+    pub binding_request_ttl_secs: u64,
+    /// Attempts per platform release before it is `failed`.
+    #[arg(long, env = "CHORUS_RELEASE_MAX_ATTEMPTS", default_value_t = release().max_attempts)]
+    pub release_max_attempts: u32,
+    /// Wait after a release's first failed attempt in ms; doubles per attempt.
+    #[arg(
+        long,
+        env = "CHORUS_RELEASE_BACKOFF_BASE_MS",
+        default_value_t = millis(release().backoff_base)
+    )]
+    pub release_backoff_base_ms: u64,
+    /// Longest wait between two attempts in seconds, before jitter.
+    #[arg(
+        long,
+        env = "CHORUS_RELEASE_BACKOFF_MAX_SECS",
+        default_value_t = release().backoff_max.as_secs()
+    )]
+    pub release_backoff_max_secs: u64,
+    /// Bound on one release attempt in ms.
+    #[arg(
+        long,
+        env = "CHORUS_RELEASE_TIMEOUT_MS",
+        default_value_t = millis(release().attempt_timeout)
+    )]
+    pub release_timeout_ms: u64,
+    /// Release attempts running at once, over all platforms.
+    #[arg(long, env = "CHORUS_RELEASE_CONCURRENCY", default_value_t = release().max_in_flight)]
+    pub release_concurrency: usize,
+    /// Release attempts running at once to one linked platform account.
+    #[arg(
+        long,
+        env = "CHORUS_RELEASE_PER_LINK",
+        default_value_t = release().max_in_flight_per_link
+    )]
+    pub release_per_link: usize,
+    /// Release attempts running at once to one destination server, all links to it together.
+    #[arg(
+        long,
+        env = "CHORUS_RELEASE_PER_DESTINATION",
+        default_value_t = release().max_in_flight_per_destination
+    )]
+    pub release_per_destination: usize,
+    /// SMTP relay for the `email` platform, e.g. `smtp://127.0.0.1:25` or
+    /// `smtps://user:pass@mail.example.com`; without it there is no `email` platform.
+    #[arg(long, env = "CHORUS_SMTP_URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp_url: Option<String>,
+    /// From header of release emails.
+    #[arg(
+        long,
+        env = "CHORUS_SMTP_FROM",
+        default_value = "Chorus <chorus@localhost>"
+    )]
+    pub smtp_from: String,
+}
+
+impl Default for Settings {
+    /// Every setting at its default, as clap fills it from no flags, the environment ignored.
+    fn default() -> Self {
+        let defaults =
+            Settings::augment_args(clap::Command::new("chorus")).mut_args(|a| a.env(None));
+        match defaults
+            .try_get_matches_from(["chorus"])
+            .and_then(|m| Settings::from_arg_matches(&m))
+        {
+            Ok(s) => s,
+            // Only a default that does not parse gets here: a bug that every test run finds.
+            Err(e) => panic!("the built-in defaults do not parse: {e}"),
+        }
+    }
+}
+
+/// The storage engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// fjall under `--data-dir`: nothing else to run.
+    Fjall,
+    /// A ScyllaDB cluster: any node can activate any actor.
+    Scylla,
+}
+
+/// The release defaults belong to the releaser; the flags show them.
+fn release() -> ReleaseConfig {
+    ReleaseConfig::default()
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

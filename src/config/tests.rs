@@ -1,0 +1,224 @@
+use super::*;
+
+fn cli(args: &[&str]) -> Cli {
+    Cli::try_parse_from(std::iter::once("chorus").chain(args.iter().copied())).expect("parse")
+}
+
+#[test]
+fn defaults_are_secure() {
+    let cfg = Config::from_cli(&cli(&[])).expect("config");
+    assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(cfg.body_limit, 65536);
+    assert_eq!(cfg.password_hash.memory_kib, 19456);
+    assert_eq!(cfg.release.max_attempts, 8);
+    assert_eq!(cfg.release.attempt_timeout, Duration::from_secs(10));
+    assert!(cfg.smtp_url.is_none());
+    // Without the command line: the same defaults, whatever the environment says.
+    let plain = Config::default();
+    assert_eq!(
+        (plain.listen, plain.body_limit),
+        (cfg.listen, cfg.body_limit)
+    );
+    assert_eq!(plain.scylla.replication, cfg.scylla.replication);
+}
+
+#[test]
+fn scylla_store_needs_nodes() {
+    let err = Config::from_cli(&cli(&["--store", "scylla"])).expect_err("no nodes");
+    assert!(err.to_string().contains("scylla"), "{err}");
+    let cfg = Config::from_cli(&cli(&[
+        "--store",
+        "scylla",
+        "--scylla-nodes",
+        "10.0.0.1:9042, 10.0.0.2:9042",
+    ]))
+    .expect("config");
+    assert_eq!(cfg.store, StoreKind::Scylla);
+    assert_eq!(cfg.scylla.nodes, ["10.0.0.1:9042", "10.0.0.2:9042"]);
+    assert_eq!(cfg.scylla.consistency, "local_quorum");
+    let err = Config::from_cli(&cli(&[
+        "--store",
+        "scylla",
+        "--scylla-nodes",
+        "10.0.0.1:9042",
+        "--scylla-keyspace",
+        "bad-name",
+    ]))
+    .expect_err("bad keyspace");
+    assert!(err.to_string().contains("keyspace"), "{err}");
+}
+
+#[test]
+fn schema_command_parses() {
+    let c = cli(&["schema", "print", "--scylla-keyspace", "chat"]);
+    assert!(matches!(
+        c.command,
+        Some(Command::Schema {
+            action: SchemaAction::Print
+        })
+    ));
+    assert_eq!(c.settings.scylla_keyspace, "chat");
+}
+
+#[test]
+fn release_settings_are_checked() {
+    let cfg = Config::from_cli(&cli(&[
+        "--release-max-attempts",
+        "3",
+        "--release-backoff-base-ms",
+        "100",
+    ]))
+    .expect("config");
+    assert_eq!(cfg.release.max_attempts, 3);
+    assert_eq!(cfg.release.backoff_base, Duration::from_millis(100));
+    let err = Config::from_cli(&cli(&["--release-max-attempts", "0"]))
+        .expect_err("zero attempts must fail");
+    assert!(err.to_string().contains("release_max_attempts"), "{err}");
+}
+
+#[test]
+fn flags_win_over_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("chorus.toml");
+    std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nbody_limit = 2048\n").expect("write");
+    let cfg = Config::from_cli(&cli(&[
+        "--config",
+        path.to_str().expect("utf8 path"),
+        "--body-limit",
+        "4096",
+    ]))
+    .expect("config");
+    assert_eq!(cfg.listen.port(), 9000);
+    assert_eq!(cfg.body_limit, 4096);
+}
+
+#[test]
+fn bad_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("chorus.toml");
+    std::fs::write(&path, "no_such_setting = 1\n").expect("write");
+    let err = Config::from_cli(&cli(&["--config", path.to_str().expect("utf8 path")]))
+        .expect_err("unknown key must fail");
+    assert!(err.to_string().contains("no_such_setting"), "{err}");
+}
+
+/// Writes `text` as a TOML file in a fresh directory (kept alive by the returned guard).
+fn file(text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("chorus.toml");
+    std::fs::write(&path, text).expect("write");
+    let path = path.to_str().expect("utf8 path").to_owned();
+    (dir, path)
+}
+
+#[test]
+fn each_layer_wins_over_the_next() {
+    let (_dir, path) =
+        file("ws_mailbox = 7\nws_max_frame = 512\nworkers = 3\nscylla_keyspace = \"from_file\"\n");
+    let cfg = Config::from_cli(&cli(&[
+        "--config",
+        &path,
+        "--ws-mailbox",
+        "5",
+        "schema",
+        "print",
+        // A global flag after the command counts as given too.
+        "--scylla-keyspace",
+        "from_flag",
+    ]))
+    .expect("config");
+    assert_eq!(cfg.ws_mailbox, 5, "flag over file");
+    assert_eq!(cfg.ws_max_frame, 512, "file over default");
+    assert_eq!(cfg.workers, 3, "file fills a setting without a default");
+    assert_eq!(cfg.scylla.keyspace, "from_flag");
+    assert_eq!(cfg.idle_timeout, Duration::from_secs(300), "default");
+}
+
+#[test]
+fn a_flag_equal_to_the_default_still_wins_over_the_file() {
+    let (_dir, path) = file("body_limit = 4096\n");
+    let cfg =
+        Config::from_cli(&cli(&["--config", &path, "--body-limit", "65536"])).expect("config");
+    assert_eq!(cfg.body_limit, 65536);
+}
+
+/// Set in the child process that [`environment_sits_between_flags_and_file`] starts.
+const CHILD: &str = "CHORUS_CONFIG_TEST_CHILD";
+
+/// The environment is shared by every test running at once, so this one never changes it:
+/// it runs itself again in a child process with the `CHORUS_*` variables set.
+#[test]
+fn environment_sits_between_flags_and_file() {
+    let name = "config::tests::environment_sits_between_flags_and_file";
+    if std::env::var_os(CHILD).is_none() {
+        let (_dir, path) = file(
+            "ws_mailbox = 7\nbody_limit = 4096\nws_max_frame = 512\nscylla_nodes = [\"c:3\"]\n",
+        );
+        let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([name, "--exact", "--nocapture"])
+            .env(CHILD, "1")
+            .env("CHORUS_CONFIG", &path)
+            .env("CHORUS_WS_MAILBOX", "6")
+            .env("CHORUS_BODY_LIMIT", "2048")
+            .env("CHORUS_SCYLLA_NODES", "a:1,b:2")
+            .output()
+            .expect("run the child");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "child: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    let cfg = Config::from_cli(&cli(&["--ws-mailbox", "5"])).expect("config");
+    assert_eq!(cfg.ws_mailbox, 5, "flag over environment");
+    assert_eq!(cfg.body_limit, 2048, "environment over file");
+    assert_eq!(cfg.scylla.nodes, ["a:1", "b:2"], "environment over file");
+    assert_eq!(
+        cfg.ws_max_frame, 512,
+        "file (named by CHORUS_CONFIG) over default"
+    );
+    assert_eq!(cfg.idle_timeout, Duration::from_secs(300), "default");
+}
+
+#[test]
+fn bad_value_in_file_names_key_and_line() {
+    let (_dir, path) = file("listen = \"127.0.0.1:9000\"\nbody_limit = \"big\"\n");
+    let err = Config::from_cli(&cli(&["--config", &path])).expect_err("string for a number");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("chorus.toml") && msg.contains("line 2"),
+        "{msg}"
+    );
+    assert!(msg.contains("body_limit = \"big\""), "{msg}");
+    // Even when a flag would override it, a broken file is an error.
+    let err = Config::from_cli(&cli(&["--config", &path, "--body-limit", "4096"]))
+        .expect_err("still broken");
+    assert!(err.to_string().contains("line 2"), "{err}");
+}
+
+#[test]
+fn bad_value_from_a_layer_fails_its_check() {
+    let (_dir, path) = file("ws_max_frame = 10\n");
+    let err = Config::from_cli(&cli(&["--config", &path])).expect_err("too small");
+    assert!(err.to_string().contains("ws_max_frame"), "{err}");
+    let err = cli_err(&["--body-limit", "lots"]);
+    assert!(err.contains("--body-limit"), "{err}");
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let err =
+        Config::from_cli(&cli(&["--config", "/no/such/chorus.toml"])).expect_err("missing file");
+    assert!(
+        err.to_string().contains("cannot read /no/such/chorus.toml"),
+        "{err}"
+    );
+}
+
+fn cli_err(args: &[&str]) -> String {
+    Cli::try_parse_from(std::iter::once("chorus").chain(args.iter().copied()))
+        .expect_err("bad flag")
+        .to_string()
+}
