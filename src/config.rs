@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
-use chorus_actors::releaser::ReleaseConfig;
+use chorus_actors::release::ReleaseConfig;
 
 use crate::error::Error;
 use crate::store::scylla::ScyllaSettings;

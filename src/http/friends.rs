@@ -1,9 +1,7 @@
 //! Friends: requests, accept, removal, lists, and contact matching.
 
 use actix_web::{HttpResponse, web};
-use chorus_actors::flows::RequestStatus;
-use chorus_actors::messages::Relation;
-use chorus_actors::model::{Claim, normalize_email, normalize_phone};
+use chorus_actors::model::{Claim, Relation, RequestStatus, normalize_email, normalize_phone};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -33,7 +31,7 @@ async fn request(
     who: Authed,
     body: Body<NewRequest>,
 ) -> Result<HttpResponse> {
-    let status = state.registry.request_friend(&who.0, &body.to).await?;
+    let status = state.chorus.request_friend(&who.0, &body.to).await?;
     let status = match status {
         RequestStatus::Pending => "pending",
         RequestStatus::Friends => "friends",
@@ -46,7 +44,7 @@ async fn accept(
     who: Authed,
     from: web::Path<String>,
 ) -> Result<HttpResponse> {
-    state.registry.accept_friend(&who.0, &from).await?;
+    state.chorus.accept_friend(&who.0, &from).await?;
     Ok(HttpResponse::Ok().json(json!({"account_id": from.into_inner()})))
 }
 
@@ -55,7 +53,7 @@ async fn remove(
     who: Authed,
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
-    state.registry.remove_friend(&who.0, &id).await?;
+    state.chorus.remove_friend(&who.0, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -65,10 +63,7 @@ async fn list(
     relation: Relation,
     q: &ListQuery,
 ) -> Result<HttpResponse> {
-    let page = state
-        .registry
-        .list_related(who, relation, q.limit()?, q.before())
-        .await?;
+    let page = state.chorus.list_related(who, relation, &q.page()?).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -152,6 +147,6 @@ async fn contacts(
             claims.push(claim);
         }
     }
-    let matched = state.registry.match_contacts(&who.0, claims).await?;
+    let matched = state.chorus.match_contacts(&who.0, claims).await?;
     Ok(HttpResponse::Ok().json(json!({"matched": matched})))
 }

@@ -6,13 +6,15 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::activity_model::{ActivityRecord, DeliveryRecord, DeliveryStatus};
 use crate::error::StoreError;
-use crate::event::{EventType, encode_event};
-use crate::groups_model::{
+use crate::model::{AccountRecord, Claim, LinkRecord, Profile};
+use crate::model::{
+    ActivityRecord, ReleaseRecord as DeliveryRecord, ReleaseStatus as DeliveryStatus,
+};
+use crate::model::{
     Binding, BindingRequest, CommunityRecord, DynamicRecord, FeedPos, GroupRecord, MessageRecord,
 };
-use crate::model::{AccountRecord, Claim, LinkRecord, Profile};
+use crate::push::event::{EventType, encode_event};
 use crate::store::{
     CommunityWrite, Edge, EdgeChange, EdgeKind, GroupWrite, Store, SubscriberStore, SubscriberWrite,
 };

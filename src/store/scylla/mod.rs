@@ -74,10 +74,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytestring::ByteString;
 use chorus_actors::StoreError;
-use chorus_actors::activity_model::{ActivityRecord, DeliveryRecord};
-use chorus_actors::event::StoredEvent;
-use chorus_actors::groups_model::{CommunityId, DynamicRecord, FeedPos, MessageRecord};
-use chorus_actors::model::{AccountId, AccountRecord, Claim};
+use chorus_actors::model::{
+    AccountId, AccountRecord, ActivityRecord, Claim, CommunityId, DynamicRecord, FeedPos,
+    MessageRecord, ReleaseRecord as DeliveryRecord,
+};
+use chorus_actors::push::StoredEvent;
 use chorus_actors::store::{
     CommunitySnapshot, CommunityStore, CommunityWrite, Edge, EdgeChange, GroupSnapshot, GroupStore,
     GroupWrite, SubscriberSnapshot, SubscriberStore, SubscriberWrite,
