@@ -1,15 +1,13 @@
 //! Friends: requests, accept, removal, lists, and contact matching.
 
 use actix_web::{HttpResponse, web};
-use chorus_actors::model::{Claim, Relation, RequestStatus, normalize_email, normalize_phone};
+use chorus_actors::model::limits::{check_contacts, contact_claim};
+use chorus_actors::model::{Relation, RequestStatus};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{AppState, Authed, Body, ListQuery};
-use crate::error::{Error, Result};
-
-/// Most contacts one upload may carry.
-pub const MAX_CONTACTS: usize = 1000;
+use crate::error::Result;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/friends", web::get().to(list_friends))
@@ -103,47 +101,16 @@ struct Contacts {
     contacts: Vec<Contact>,
 }
 
-/// The claim a contact would match, if its value normalises. A value that does not (a
-/// malformed number in someone's address book) simply matches nobody.
-fn contact_claim(c: &Contact, platforms: &[&str]) -> Result<Option<Claim>> {
-    Ok(match c.kind.as_str() {
-        "email" => normalize_email(&c.value).ok().map(|e| Claim::email(&e)),
-        "phone" => normalize_phone(&c.value).ok().map(|p| Claim::phone(&p)),
-        "platform" => {
-            let platform = c
-                .platform
-                .as_deref()
-                .ok_or_else(|| Error::invalid("a platform contact needs a \"platform\" field"))?;
-            if !platforms.contains(&platform) {
-                return Err(Error::Domain(chorus_actors::Error::Invalid {
-                    code: "unknown_platform",
-                    message: format!("no connector for platform {platform:?}"),
-                }));
-            }
-            (!c.value.trim().is_empty()).then(|| Claim::handle(platform, &c.value))
-        }
-        other => {
-            return Err(Error::invalid(format!(
-                "contact kind {other:?} is not one of email, phone, platform"
-            )));
-        }
-    })
-}
-
 async fn contacts(
     state: web::Data<AppState>,
     who: Authed,
     body: Body<Contacts>,
 ) -> Result<HttpResponse> {
-    if body.contacts.len() > MAX_CONTACTS {
-        return Err(Error::invalid(format!(
-            "at most {MAX_CONTACTS} contacts per upload"
-        )));
-    }
+    check_contacts(body.contacts.len())?;
     let platforms = state.connectors.platforms();
     let mut claims = Vec::with_capacity(body.contacts.len());
     for c in &body.contacts {
-        if let Some(claim) = contact_claim(c, &platforms)? {
+        if let Some(claim) = contact_claim(&c.kind, &c.value, c.platform.as_deref(), &platforms)? {
             claims.push(claim);
         }
     }

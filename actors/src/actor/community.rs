@@ -103,17 +103,7 @@ impl Durable for Community {
     fn published(&mut self, _events: &[StoredEvent]) {}
 }
 
-impl Actor for Community {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        self.watch_idle(ctx);
-    }
-
-    fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.leave();
-    }
-}
+durable_actor!(Community);
 
 impl Handler<GetCommunity> for Community {
     type Result = Result<CommunityRecord>;

@@ -14,6 +14,24 @@
 //! (an atomic response), so the next message waits until the write is durable and events
 //! leave in `seq` order.
 
+/// `impl Actor` for a [`Durable`] actor: watch for idleness once started, leave the
+/// directory once stopped. The same for every actor, so written once.
+macro_rules! durable_actor {
+    ($actor:ty) => {
+        impl ::actix::Actor for $actor {
+            type Context = ::actix::Context<Self>;
+
+            fn started(&mut self, ctx: &mut Self::Context) {
+                $crate::actor::Durable::watch_idle(self, ctx);
+            }
+
+            fn stopped(&mut self, _ctx: &mut Self::Context) {
+                $crate::actor::Durable::leave(self);
+            }
+        }
+    };
+}
+
 pub mod community;
 pub mod directory;
 pub mod env;

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use super::account::{Profile, normalize_email, normalize_phone};
+use super::account::{Claim, Profile, normalize_email, normalize_phone};
 use crate::error::{Error, Result};
 
 /// Most fields of a profile, so one account cannot make every friend's fan-out heavy.
@@ -38,6 +38,8 @@ pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_EVENTS_PAGE: usize = 1000;
 /// Events of a group log read when the client does not say.
 pub const DEFAULT_EVENTS_PAGE: usize = 100;
+/// Most contacts one upload may carry.
+pub const MAX_CONTACTS: usize = 1000;
 
 /// A profile field name and value against the limits.
 pub fn check_field(name: &str, value: &str) -> Result<()> {
@@ -192,6 +194,48 @@ pub fn events_limit(limit: Option<usize>) -> Result<usize> {
     Ok(limit)
 }
 
+/// An upload of `count` contacts: at most [`MAX_CONTACTS`].
+pub fn check_contacts(count: usize) -> Result<()> {
+    if count > MAX_CONTACTS {
+        return Err(Error::invalid(format!(
+            "at most {MAX_CONTACTS} contacts per upload"
+        )));
+    }
+    Ok(())
+}
+
+/// The claim an uploaded contact would match, if its value normalises: `kind` is `email`,
+/// `phone` or `platform` (then `platform` must be one of `platforms`, the ones this server
+/// knows). A value that does not normalise (a malformed number in someone's address book)
+/// simply matches nobody.
+pub fn contact_claim(
+    kind: &str,
+    value: &str,
+    platform: Option<&str>,
+    platforms: &[&str],
+) -> Result<Option<Claim>> {
+    Ok(match kind {
+        "email" => normalize_email(value).ok().map(|e| Claim::email(&e)),
+        "phone" => normalize_phone(value).ok().map(|p| Claim::phone(&p)),
+        "platform" => {
+            let platform = platform
+                .ok_or_else(|| Error::invalid("a platform contact needs a \"platform\" field"))?;
+            if !platforms.contains(&platform) {
+                return Err(Error::Invalid {
+                    code: "unknown_platform",
+                    message: format!("no connector for platform {platform:?}"),
+                });
+            }
+            (!value.trim().is_empty()).then(|| Claim::handle(platform, value))
+        }
+        other => {
+            return Err(Error::invalid(format!(
+                "contact kind {other:?} is not one of email, phone, platform"
+            )));
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +272,18 @@ mod tests {
         assert!(check_post("hi\0", None).is_err());
         assert!(check_post("hi", Some("")).is_err());
         assert!(events_limit(Some(0)).is_err());
+        assert!(check_contacts(MAX_CONTACTS + 1).is_err());
+        let known = ["webhook"];
+        assert!(contact_claim("fax", "1", None, &known).is_err());
+        assert!(contact_claim("platform", "h", Some("myspace"), &known).is_err());
+        assert!(matches!(
+            contact_claim("phone", "nope", None, &known),
+            Ok(None)
+        ));
+        assert!(matches!(
+            contact_claim("platform", "@H", Some("webhook"), &known),
+            Ok(Some(_))
+        ));
         assert_eq!(events_limit(None).ok(), Some(DEFAULT_EVENTS_PAGE));
     }
 }

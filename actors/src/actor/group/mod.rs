@@ -14,7 +14,6 @@ pub mod members;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use actix::prelude::*;
 use futures_util::future::BoxFuture;
 
 use super::{Change, Durable, Life};
@@ -154,14 +153,4 @@ impl Durable for Group {
     }
 }
 
-impl Actor for Group {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        self.watch_idle(ctx);
-    }
-
-    fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.leave();
-    }
-}
+durable_actor!(Group);

@@ -19,7 +19,6 @@ pub mod profile;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use actix::prelude::*;
 use futures_util::future::BoxFuture;
 
 use super::{Change, Durable, Life};
@@ -183,14 +182,4 @@ impl Durable for Subscriber {
     }
 }
 
-impl Actor for Subscriber {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        self.watch_idle(ctx);
-    }
-
-    fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.leave();
-    }
-}
+durable_actor!(Subscriber);
