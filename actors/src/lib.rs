@@ -6,7 +6,7 @@
 //!
 //! # Code map
 //! Dependencies point down this list (a module uses only those below it):
-//! - [`ops`] ([`Chorus`]): the one way in — a method for every operation the server offers.
+//! - `ops` ([`Chorus`]): the one way in — a method for every operation the server offers.
 //!   Operations spanning actors (friend requests, contact matching, profile fan-out, the
 //!   binding handshake, dynamics to bound groups, merged feeds, posting an activity) are
 //!   orchestrated here, so that no actor waits for another. `ops/{accounts, friends, groups,
@@ -37,7 +37,7 @@
 //!   release's every status change is durable before the next attempt is scheduled.
 //! - A group event is stored once in the group's log and encoded once; every member's every
 //!   device gets the same buffer, from the fan-out workers, never from the group actor.
-//! - Actors know their [`actor::env::Env`], never the directory or the facade: no import cycle
+//! - Actors know their `actor::env::Env`, never the directory or the facade: no import cycle
 //!   between them.
 //! - Input is checked once, where it enters (with [`model::limits`]); actors check only rules
 //!   that need their state.
