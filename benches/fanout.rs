@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 use chorus::ws::{Outbound, WsOutlet};
-use chorus_actors::hub::{Fanout, Hub, partition};
+use chorus_actors::push::{Fanout, Hub, Partition, partition};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tokio::sync::mpsc::Receiver;
 
 struct Group {
     fanout: Fanout,
-    partitions: Vec<chorus_actors::hub::Partition>,
+    partitions: Vec<Partition>,
     mailboxes: Vec<Receiver<Outbound>>,
     _hub: Arc<Hub>,
 }

@@ -1,15 +1,16 @@
-//! Credentials: argon2id password hashes, bearer tokens, and login rate limits.
+//! Credentials: argon2id password hashes, bearer tokens and community server keys, and
+//! login rate limits. (Which credential a request carries, and whose it is, is read in one
+//! place: [`crate::http::auth`].)
 //!
-//! Tokens are 256 random bits, given to the client once and stored only as SHA-256 hashes
-//! (a fast hash is right here: the input has full entropy, so there is nothing to brute
-//! force). The store looks a token up by half its hash and compares the other half in
-//! constant time.
+//! Tokens and server keys are 256 random bits, given to the client once and stored only as
+//! SHA-256 hashes (a fast hash is right here: the input has full entropy, so there is nothing
+//! to brute force). The store looks a token up by half its hash and compares the other half
+//! in constant time.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use actix_web::HttpRequest;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
@@ -88,32 +89,6 @@ pub fn new_token() -> (String, [u8; 32]) {
 /// SHA-256 of the token text.
 pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
-}
-
-/// A new opaque id: 128 random bits as 32 hex characters.
-pub fn new_id() -> String {
-    let mut raw = [0u8; 16];
-    rand::rng().fill_bytes(&mut raw);
-    hex::encode(raw)
-}
-
-/// The bearer token of a request: `Authorization: Bearer` or, for WebSocket clients that
-/// cannot set headers, `?token=`.
-pub fn bearer(req: &HttpRequest, allow_query: bool) -> Option<String> {
-    if let Some(value) = req.headers().get("authorization") {
-        let text = value.to_str().ok()?;
-        let (scheme, token) = text.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim().to_owned());
-    }
-    if allow_query {
-        return req
-            .query_string()
-            .split('&')
-            .find_map(|pair| pair.strip_prefix("token=").map(|t| t.to_owned()));
-    }
-    None
 }
 
 /// Login attempt limits per login name and per client address.

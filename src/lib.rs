@@ -1,27 +1,32 @@
 //! Chorus: an actor-model fan-out server for IM groups and communities.
 //!
 //! # Bird's-eye view
-//! Every account is an actor (crate `chorus-actors`); this crate puts HTTP, WebSocket and a
-//! store around them. A request is validated at the edge ([`http`]), turned into messages to
-//! the actors (through the registry, which activates them on first use), and answered once the
-//! actor's change is durable. Events an actor emits are written to its log in the same atomic
-//! write, then pushed through the hub ([`chorus_actors::hub`]) to each device's bounded
+//! The domain lives in crate `chorus-actors`: every account, group and community is an actor,
+//! and [`chorus_actors::Chorus`] is the one facade through which anything reaches them. This
+//! crate puts HTTP, WebSocket, the stores and the platform connectors around it. A request is
+//! authenticated ([`http::auth`]), its input checked once with the domain's rules
+//! ([`chorus_actors::model::limits`]), handed to one facade method, and answered once the
+//! actors' change is durable. Events an actor emits are written to its log in the same atomic
+//! write, then pushed through the hub ([`chorus_actors::push`]) to each device's bounded
 //! mailbox ([`ws`]); group events go out on the fan-out workers, encoded once.
 //!
 //! # Code map
 //! - [`config`]: each setting defined once (`config/settings.rs`), filled by flags, `CHORUS_*`
 //!   environment, TOML file, defaults.
 //! - [`http`]: routes of the contract (`accounts`, `platforms`, `activities`, `friends`,
-//!   `groups`, `communities`), the bearer-token extractor, the object-only JSON body extractor,
-//!   query/path error mapping, `/healthz`.
+//!   `groups`, `communities`), each calling the facade; [`http::auth`], every way a request
+//!   authenticates (client token, community server key, either); the object-only JSON body
+//!   extractor, the page query, query/path error mapping, `/healthz`. No actor message and no
+//!   store call appears here.
 //! - [`ws`]: the WebSocket session: [`ws::WsOutlet`] is a device's bounded mailbox; the
 //!   response body (`ws/body.rs`) drains it straight into the socket, batching frames; the
 //!   reader task (`ws/mod.rs`, with `ws/reader.rs` decoding frames) handles `resume`, `ping`,
 //!   limits (1009/1007), heartbeats, 1013 for slow readers and 1001 at shutdown.
 //! - [`connectors`]: the platforms activities are released to (`webhook`, `mastodon`,
-//!   `email`), each validating its link config and delivering one attempt; the releaser in
+//!   `email`), each validating its link config and making one attempt; the releaser in
 //!   `chorus-actors` owns retries.
-//! - [`auth`]: argon2id passwords, bearer tokens (stored hashed), login rate limits.
+//! - [`auth`]: argon2id passwords, bearer tokens and server keys (stored hashed), login rate
+//!   limits.
 //! - [`store`]: storage engines behind the actors' traits: [`store::fjall`], the embedded
 //!   default (group commit), and [`store::scylla`] (`--store scylla`; schema in
 //!   `src/store/scylla/schema.cql`, printed and applied by `chorus schema print|apply`).
@@ -29,9 +34,10 @@
 //! - [`run`]: wires it all together and shuts down gracefully; `main.rs` only parses flags.
 //!
 //! # Invariants
+//! - One path in: HTTP and WebSocket reach the domain only through [`chorus_actors::Chorus`].
 //! - Acknowledged means durable: a 2xx or an event `seq` is given only after the store's
-//!   group commit has synced.
-//! - Nobody waits for the slowest: delivery to a device is a `try_send` into its mailbox.
+//!   write is durable (fjall: group commit synced; ScyllaDB: its consistency level met).
+//! - Nobody waits for the slowest: a push to a device is a `try_send` into its mailbox.
 //! - Bad input is data, not a crash: every failure leaves through [`error::Error`] in the
 //!   contract's shape; nothing is stored for a rejected request.
 
@@ -50,7 +56,7 @@ use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 use chorus_actors::store::Store;
-use chorus_actors::{Registry, RegistryConfig};
+use chorus_actors::{ActorConfig, Chorus};
 use tokio::sync::watch;
 
 use crate::auth::{LoginLimits, Passwords};
@@ -97,9 +103,9 @@ pub async fn run(
             )
         }
     };
-    let registry = Registry::new(
+    let chorus = Chorus::new(
         store.clone(),
-        RegistryConfig {
+        ActorConfig {
             idle_timeout: config.idle_timeout,
             arbiters: config.workers,
             binding_request_ttl: config.binding_request_ttl,
@@ -111,22 +117,21 @@ pub async fn run(
         smtp_from: config.smtp_from.clone(),
     })?);
     // Before any request: the outbox is read while nothing new can be posted.
-    let resumed = registry
+    let resumed = chorus
         .start_releaser(connectors.clone(), config.release.clone())
         .await
         .map_err(|e| Error::Internal(format!("starting the releaser: {e}")))?;
     if resumed > 0 {
         tracing::info!(
-            deliveries = resumed,
-            "carrying on with unfinished platform deliveries"
+            releases = resumed,
+            "carrying on with unfinished platform releases"
         );
     }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let login_limits = LoginLimits::new(&config);
     let state = AppState {
         config: Arc::new(config.clone()),
-        registry: registry.clone(),
-        store: store.clone(),
+        chorus: chorus.clone(),
         passwords: Passwords::new(config.password_hash)?,
         login_limits: login_limits.clone(),
         shutdown: shutdown_rx,
@@ -176,7 +181,7 @@ pub async fn run(
         let _ = served.await;
     }
     pruner.abort();
-    registry.shutdown();
+    chorus.shutdown();
     store
         .close()
         .await

@@ -21,7 +21,7 @@ pub enum Error {
     Conflict { code: &'static str, message: String },
     /// The store failed; the write did not happen.
     #[error("storage: {0}")]
-    Storage(#[from] StoreError),
+    Storage(StoreError),
     /// An actor could not be reached (shutting down, or it stopped twice in a row).
     #[error("actor unavailable: {0}")]
     Unavailable(String),
@@ -46,7 +46,8 @@ impl Error {
 }
 
 /// What a storage implementation reports. Kept inside [`Error`] so a store failure can travel
-/// through actor replies unchanged.
+/// through actor replies unchanged; `From<StoreError>` (beside [`crate::model::Claim`]) turns
+/// a taken claim into the client's conflict.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A uniqueness claim in the write is held by someone else; nothing was written.

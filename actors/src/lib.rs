@@ -1,62 +1,55 @@
-//! Chorus domain: the actors, their messages and the storage they need.
+//! Chorus domain: the actors, the operations between them, the records they keep and the
+//! storage they need.
 //!
 //! Knows nothing of HTTP, WebSocket framing or any database engine; the server crate wires
-//! those to the types here.
+//! those to the types here, and reaches the domain through one facade, [`Chorus`].
 //!
 //! # Code map
-//! - [`subscriber`]: the Subscriber actor, one per account (profile, links, friends, requests,
-//!   event log position).
-//! - [`group`]: the Group actor, one per IM group (members, binding requests, bindings, chat,
-//!   group event log).
-//! - [`community`]: the Community actor (members, bound groups, dynamics feed).
-//! - [`releaser`]: the Releaser actor (one per server): every platform delivery of an
-//!   activity from `pending` to `delivered`/`failed` — concurrency limits, backoff with
-//!   jitter, `Retry-After`, each status recorded by the author's actor before the next step.
-//! - [`connector`]: the seam to the platforms ([`connector::Connector`], implemented in the
-//!   server crate) and the shared reading of HTTP answers.
-//! - [`messages`]: one documented struct per intent, a file per actor.
-//! - [`registry`]: activates an actor from the store on first use; actors passivate when idle.
-//! - [`flows`], [`group_flows`], [`activity_flows`]: operations spanning two or more actors
-//!   (friend requests, contact matching, profile fan-out, the binding handshake, dynamic
-//!   delivery, merged feeds, posting an activity), orchestrated from outside so that no actor
-//!   waits for another.
-//! - [`hub`]: connected devices per account and the fan-out workers — the one seam through
-//!   which events reach devices.
+//! Dependencies point down this list (a module uses only those below it):
+//! - `ops` ([`Chorus`]): the one way in — a method for every operation the server offers.
+//!   Operations spanning actors (friend requests, contact matching, profile fan-out, the
+//!   binding handshake, dynamics to bound groups, merged feeds, posting an activity) are
+//!   orchestrated here, so that no actor waits for another. `ops/{accounts, friends, groups,
+//!   communities, activities}.rs`.
+//! - [`release`]: activities to linked platforms. The Releaser actor (`releaser.rs`), its
+//!   policy (`policy.rs`: backoff with jitter, `Retry-After`, giving up, concurrency caps),
+//!   recovery of the outbox at start-up (`recovery.rs`) and the seam to the platforms
+//!   (`connector.rs`, implemented in the server crate).
+//! - `actor` (private): the actors. `actor/mod.rs` is the plumbing they share, written once
+//!   (persist, passivate when idle, leave the directory); `env.rs` what an actor is handed
+//!   (store, hub, fan-out, settings, the releaser); `directory.rs` activates an actor on first
+//!   use and finds it again; `subscriber/` (profile, links, friends, activities, devices),
+//!   `group/` (members, bindings) and `community.rs`, each message beside its handler.
+//! - [`push`]: events to devices: frames encoded once (`event.rs`), connected devices per
+//!   account (`hub.rs`), the group fan-out workers (`fanout.rs`).
 //! - [`store`]: the storage traits the actors need, and their conformance suite.
-//! - [`event`]: event frames, encoded once, and [`event::Outlet`] (a device's mailbox).
-//! - [`model`], [`groups_model`], [`activity_model`]: records as stored (activities and their
-//!   deliveries included); normalisation of personal info.
-//! - [`ids`]: opaque random ids.
+//! - [`model`]: records as stored (accounts, groups, communities, activities and their
+//!   releases), views, the one page/cursor type, and every input limit with its rule
+//!   (`model/limits.rs`).
 //! - [`error`]: the crate's error enum.
 //!
 //! # Invariants
 //! - An actor owns its state; only it changes it, and only after the change is durable.
 //! - An event gets its `seq` in the actor's turn and is written to the log in the same atomic
-//!   write as the state change that caused it, then delivered: acknowledged means durable.
-//! - Delivery to a device never blocks the actor ([`event::Outlet::deliver`]).
-//! - An activity and one delivery per linked platform are written in one atomic write; a
-//!   delivery's every status change is durable before the next attempt is scheduled.
+//!   write as the state change that caused it, then pushed: acknowledged means durable.
+//! - A push to a device never blocks the actor ([`push::Outlet::push`]).
+//! - An activity and one release per linked platform are written in one atomic write; a
+//!   release's every status change is durable before the next attempt is scheduled.
 //! - A group event is stored once in the group's log and encoded once; every member's every
 //!   device gets the same buffer, from the fan-out workers, never from the group actor.
+//! - Actors know their `actor::env::Env`, never the directory or the facade: no import cycle
+//!   between them.
+//! - Input is checked once, where it enters (with [`model::limits`]); actors check only rules
+//!   that need their state.
 
-pub mod activity_flows;
-pub mod activity_model;
-pub mod community;
-pub mod connector;
+mod actor;
 pub mod error;
-pub mod event;
-pub mod flows;
-pub mod group;
-pub mod group_flows;
-pub mod groups_model;
-pub mod hub;
-pub mod ids;
-pub mod messages;
 pub mod model;
-pub mod registry;
-pub mod releaser;
+mod ops;
+pub mod push;
+pub mod release;
 pub mod store;
-pub mod subscriber;
 
+pub use actor::env::ActorConfig;
 pub use error::{Error, Result, StoreError};
-pub use registry::{Registry, RegistryConfig};
+pub use ops::Chorus;

@@ -19,7 +19,7 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use chorus_actors::releaser::ReleaseConfig;
+use chorus_actors::release::ReleaseConfig;
 
 use crate::error::Error;
 use crate::store::scylla::ScyllaSettings;

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use chorus_actors::connector::{AttemptOutcome, Outgoing};
+use chorus_actors::release::{AttemptOutcome, Outgoing};
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -127,7 +127,7 @@ mod tests {
     use super::*;
     use crate::connectors::test_support::outgoing;
     use crate::connectors::{ConnectorSettings, Connectors};
-    use chorus_actors::connector::Connector;
+    use chorus_actors::release::Connector;
     use tokio::io::{AsyncBufReadExt, BufReader, Lines};
     use tokio::process::{Child, ChildStdout, Command};
 

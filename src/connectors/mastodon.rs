@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use chorus_actors::connector::{AttemptOutcome, Outgoing};
+use chorus_actors::release::{AttemptOutcome, Outgoing};
 use serde_json::{Value, json};
 
 use super::{MAX_SECRET, http_url_field, send_http, str_field};
@@ -67,7 +67,7 @@ pub async fn deliver(
 mod tests {
     use super::*;
     use crate::connectors::test_support::{Receiver, connectors, outgoing};
-    use chorus_actors::connector::Connector;
+    use chorus_actors::release::Connector;
 
     #[test]
     fn config_needs_base_url_and_token() {

@@ -16,8 +16,8 @@ pub mod webhook;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chorus_actors::connector::{AttemptOutcome, Connector, Outgoing};
 use chorus_actors::model::LinkRecord;
+use chorus_actors::release::{AttemptOutcome, Connector, Outgoing};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -307,9 +307,9 @@ pub(crate) mod test_support {
 
     use actix_web::dev::ServerHandle;
     use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-    use chorus_actors::activity_model::ActivityRecord;
-    use chorus_actors::connector::Outgoing;
+    use chorus_actors::model::ActivityRecord;
     use chorus_actors::model::LinkRecord;
+    use chorus_actors::release::Outgoing;
     use serde_json::Value;
 
     use super::{ConnectorSettings, Connectors};

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chorus_actors::connector::{AttemptOutcome, Outgoing};
+use chorus_actors::release::{AttemptOutcome, Outgoing};
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -113,7 +113,7 @@ pub async fn deliver(
 mod tests {
     use super::*;
     use crate::connectors::test_support::{Receiver, connectors, outgoing};
-    use chorus_actors::connector::Connector;
+    use chorus_actors::release::Connector;
 
     fn err(config: Value) -> (String, String) {
         let e = validate_config(&config).unwrap_err();

@@ -4,15 +4,13 @@
 use std::collections::BTreeMap;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use chorus_actors::messages::{AddToken, GetAccount, GetMe};
-use chorus_actors::model::{
-    AccountRecord, Claim, Profile, normalize_email, normalize_phone, normalize_profile, now_ms,
-};
+use chorus_actors::model::limits::{normalize_patch, normalize_profile};
+use chorus_actors::model::{AccountRecord, Profile, new_id, now_ms};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{AppState, Authed, Body};
-use crate::auth::{Passwords, new_id, new_token};
+use crate::auth::{Passwords, new_token};
 use crate::error::{Error, Result};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -69,7 +67,7 @@ async fn create(state: web::Data<AppState>, body: Body<NewAccount>) -> Result<Ht
         profile_version: 1,
         created_ms: now_ms(),
     };
-    state.registry.create_account(record, hash).await?;
+    state.chorus.create_account(record, hash).await?;
     tracing::info!(account = %account_id, "account created");
     Ok(HttpResponse::Created().json(json!({"account_id": account_id, "token": token})))
 }
@@ -92,29 +90,7 @@ async fn login(
     let Login { login, password } = body.into_inner();
     let address = req.peer_addr().map(|a| a.ip());
     state.login_limits.check(&login, address)?;
-    let claim = if login.contains('@') {
-        normalize_email(&login).ok().map(|e| Claim::email(&e))
-    } else if login.trim_start().starts_with('+') {
-        normalize_phone(&login).ok().map(|p| Claim::phone(&p))
-    } else {
-        None
-    };
-    let account_id = match claim {
-        Some(claim) => state
-            .store
-            .find_claim(&claim)
-            .await
-            .map_err(|e| Error::Domain(e.into()))?,
-        None => Some(login.clone()),
-    };
-    let record = match account_id {
-        Some(id) if id.len() <= 64 => state
-            .store
-            .load_account(&id)
-            .await
-            .map_err(|e| Error::Domain(e.into()))?,
-        _ => None,
-    };
+    let record = state.chorus.find_login(&login).await?;
     let phc = record
         .as_ref()
         .map_or_else(|| DUMMY_PHC.to_owned(), |r| r.password_hash.clone());
@@ -125,15 +101,12 @@ async fn login(
         return Err(Error::InvalidCredentials);
     };
     let (token, hash) = new_token();
-    state
-        .registry
-        .ask(&record.account_id, AddToken { hash })
-        .await?;
+    state.chorus.add_token(&record.account_id, hash).await?;
     Ok(HttpResponse::Ok().json(json!({"account_id": record.account_id, "token": token})))
 }
 
 async fn me(state: web::Data<AppState>, who: Authed) -> Result<HttpResponse> {
-    let me = state.registry.ask(&who.0, GetMe).await?;
+    let me = state.chorus.me(&who.0).await?;
     Ok(HttpResponse::Ok().json(me))
 }
 
@@ -155,7 +128,8 @@ async fn patch_profile(
         };
         changes.insert(name, value);
     }
-    let version = state.registry.update_profile(&who.0, changes).await?;
+    normalize_patch(&mut changes)?;
+    let version = state.chorus.update_profile(&who.0, changes).await?;
     Ok(HttpResponse::Ok().json(json!({"profile_version": version})))
 }
 
@@ -164,14 +138,6 @@ async fn get_account(
     who: Authed,
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let view = state
-        .registry
-        .ask(
-            &id,
-            GetAccount {
-                viewer: Some(who.0),
-            },
-        )
-        .await?;
+    let view = state.chorus.account(&who.0, &id).await?;
     Ok(HttpResponse::Ok().json(view))
 }

@@ -3,6 +3,7 @@
 //! and its friends).
 
 use actix_web::{HttpResponse, web};
+use chorus_actors::model::limits::check_post;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -34,8 +35,9 @@ async fn post(
         text,
         idempotency_key,
     } = body.into_inner();
+    check_post(&text, idempotency_key.as_deref())?;
     let posted = state
-        .registry
+        .chorus
         .post_activity(&who.0, text, idempotency_key)
         .await?;
     let releases: Vec<_> = posted
@@ -46,7 +48,7 @@ async fn post(
     if !posted.replayed {
         tracing::info!(
             account = %who.0, activity = %posted.activity.activity_id,
-            platforms = releases.len(), friends = posted.friends.len(), "activity posted"
+            platforms = releases.len(), friends = posted.friends_told, "activity posted"
         );
     }
     let mut answer = HttpResponse::Created();
@@ -65,7 +67,7 @@ async fn releases(
     who: Authed,
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let items = state.registry.list_releases(&who.0, &id).await?;
+    let items = state.chorus.list_releases(&who.0, &id).await?;
     Ok(HttpResponse::Ok().json(json!({"items": items, "next": null})))
 }
 
@@ -76,8 +78,8 @@ async fn feed(
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse> {
     let page = state
-        .registry
-        .list_activities(&who.0, &id, q.limit()?, q.before())
+        .chorus
+        .list_activities(&who.0, &id, &q.page()?)
         .await?;
     Ok(HttpResponse::Ok().json(page))
 }

@@ -2,14 +2,14 @@
 //! its `server_key` (shown once, stored only as a hash): members, dynamics, binding requests.
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use chorus_actors::model::limits::{check_kind, check_name, check_note, check_text};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::groups::{check_name, check_text};
+use super::auth::community_server;
 use super::{AppState, Authed, Body};
-use crate::auth::{bearer, new_token, token_hash};
-use crate::error::{Error, Result};
-use chorus_actors::groups_model::MAX_NOTE;
+use crate::auth::new_token;
+use crate::error::Result;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/communities", web::post().to(create))
@@ -19,27 +19,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/communities/{cid}/binding-requests",
             web::post().to(request_binding),
         );
-}
-
-/// Checks the request carries the server key of community `cid`: 401 for no or an unknown
-/// key, 403 for the key of another community.
-async fn server_auth(state: &AppState, req: &HttpRequest, cid: &str) -> Result<()> {
-    let key = bearer(req, false).ok_or(Error::Unauthorized)?;
-    if key.is_empty() || key.len() > 256 {
-        return Err(Error::Unauthorized);
-    }
-    let owner = state
-        .store
-        .find_server_key(&token_hash(&key))
-        .await
-        .map_err(|e| Error::Domain(e.into()))?;
-    match owner {
-        Some(owner) if owner == cid => Ok(()),
-        Some(_) => Err(Error::Domain(chorus_actors::Error::Forbidden(
-            "this server key belongs to another community".into(),
-        ))),
-        None => Err(Error::Unauthorized),
-    }
 }
 
 #[derive(Deserialize)]
@@ -54,7 +33,7 @@ async fn create(
 ) -> Result<HttpResponse> {
     let name = check_name(&body.name)?;
     let (server_key, hash) = new_token();
-    let community_id = state.registry.create_community(&who.0, name, hash).await?;
+    let community_id = state.chorus.create_community(&who.0, name, hash).await?;
     tracing::info!(community = %community_id, creator = %who.0, "community created");
     Ok(HttpResponse::Created()
         .json(json!({"community_id": community_id, "server_key": server_key})))
@@ -71,9 +50,9 @@ async fn add_member(
     cid: web::Path<String>,
     body: Body<NewMember>,
 ) -> Result<HttpResponse> {
-    server_auth(&state, &req, &cid).await?;
+    community_server(&state, &req, &cid).await?;
     state
-        .registry
+        .chorus
         .add_community_member(&cid, &body.account_id)
         .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -92,23 +71,16 @@ async fn post_dynamic(
     cid: web::Path<String>,
     body: Body<NewDynamic>,
 ) -> Result<HttpResponse> {
-    server_auth(&state, &req, &cid).await?;
+    community_server(&state, &req, &cid).await?;
     let NewDynamic {
         account_id,
         kind,
         text,
     } = body.into_inner();
-    let kind_ok = !kind.is_empty()
-        && kind.len() <= 32
-        && kind
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'));
-    if !kind_ok {
-        return Err(Error::invalid("kind must match [a-z0-9_.-]{1,32}"));
-    }
+    check_kind(&kind)?;
     check_text(&text)?;
     let dynamic = state
-        .registry
+        .chorus
         .post_dynamic(&cid, &account_id, kind, text)
         .await?;
     Ok(HttpResponse::Created().json(json!({"dynamic_id": dynamic.dynamic_id})))
@@ -126,16 +98,9 @@ async fn request_binding(
     cid: web::Path<String>,
     body: Body<NewBindingRequest>,
 ) -> Result<HttpResponse> {
-    server_auth(&state, &req, &cid).await?;
+    community_server(&state, &req, &cid).await?;
     let NewBindingRequest { group_id, note } = body.into_inner();
-    if note.as_ref().is_some_and(|n| n.chars().count() > MAX_NOTE) {
-        return Err(Error::invalid(format!(
-            "note has at most {MAX_NOTE} characters"
-        )));
-    }
-    let request_id = state
-        .registry
-        .request_binding(&cid, &group_id, note)
-        .await?;
+    check_note(note.as_deref())?;
+    let request_id = state.chorus.request_binding(&cid, &group_id, note).await?;
     Ok(HttpResponse::Created().json(json!({"request_id": request_id})))
 }

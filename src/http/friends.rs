@@ -1,17 +1,13 @@
 //! Friends: requests, accept, removal, lists, and contact matching.
 
 use actix_web::{HttpResponse, web};
-use chorus_actors::flows::RequestStatus;
-use chorus_actors::messages::Relation;
-use chorus_actors::model::{Claim, normalize_email, normalize_phone};
+use chorus_actors::model::limits::{check_contacts, contact_claim};
+use chorus_actors::model::{Relation, RequestStatus};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{AppState, Authed, Body, ListQuery};
-use crate::error::{Error, Result};
-
-/// Most contacts one upload may carry.
-pub const MAX_CONTACTS: usize = 1000;
+use crate::error::Result;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/friends", web::get().to(list_friends))
@@ -33,7 +29,7 @@ async fn request(
     who: Authed,
     body: Body<NewRequest>,
 ) -> Result<HttpResponse> {
-    let status = state.registry.request_friend(&who.0, &body.to).await?;
+    let status = state.chorus.request_friend(&who.0, &body.to).await?;
     let status = match status {
         RequestStatus::Pending => "pending",
         RequestStatus::Friends => "friends",
@@ -46,7 +42,7 @@ async fn accept(
     who: Authed,
     from: web::Path<String>,
 ) -> Result<HttpResponse> {
-    state.registry.accept_friend(&who.0, &from).await?;
+    state.chorus.accept_friend(&who.0, &from).await?;
     Ok(HttpResponse::Ok().json(json!({"account_id": from.into_inner()})))
 }
 
@@ -55,7 +51,7 @@ async fn remove(
     who: Authed,
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
-    state.registry.remove_friend(&who.0, &id).await?;
+    state.chorus.remove_friend(&who.0, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -65,10 +61,7 @@ async fn list(
     relation: Relation,
     q: &ListQuery,
 ) -> Result<HttpResponse> {
-    let page = state
-        .registry
-        .list_related(who, relation, q.limit()?, q.before())
-        .await?;
+    let page = state.chorus.list_related(who, relation, &q.page()?).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -108,50 +101,19 @@ struct Contacts {
     contacts: Vec<Contact>,
 }
 
-/// The claim a contact would match, if its value normalises. A value that does not (a
-/// malformed number in someone's address book) simply matches nobody.
-fn contact_claim(c: &Contact, platforms: &[&str]) -> Result<Option<Claim>> {
-    Ok(match c.kind.as_str() {
-        "email" => normalize_email(&c.value).ok().map(|e| Claim::email(&e)),
-        "phone" => normalize_phone(&c.value).ok().map(|p| Claim::phone(&p)),
-        "platform" => {
-            let platform = c
-                .platform
-                .as_deref()
-                .ok_or_else(|| Error::invalid("a platform contact needs a \"platform\" field"))?;
-            if !platforms.contains(&platform) {
-                return Err(Error::Domain(chorus_actors::Error::Invalid {
-                    code: "unknown_platform",
-                    message: format!("no connector for platform {platform:?}"),
-                }));
-            }
-            (!c.value.trim().is_empty()).then(|| Claim::handle(platform, &c.value))
-        }
-        other => {
-            return Err(Error::invalid(format!(
-                "contact kind {other:?} is not one of email, phone, platform"
-            )));
-        }
-    })
-}
-
 async fn contacts(
     state: web::Data<AppState>,
     who: Authed,
     body: Body<Contacts>,
 ) -> Result<HttpResponse> {
-    if body.contacts.len() > MAX_CONTACTS {
-        return Err(Error::invalid(format!(
-            "at most {MAX_CONTACTS} contacts per upload"
-        )));
-    }
+    check_contacts(body.contacts.len())?;
     let platforms = state.connectors.platforms();
     let mut claims = Vec::with_capacity(body.contacts.len());
     for c in &body.contacts {
-        if let Some(claim) = contact_claim(c, &platforms)? {
+        if let Some(claim) = contact_claim(&c.kind, &c.value, c.platform.as_deref(), &platforms)? {
             claims.push(claim);
         }
     }
-    let matched = state.registry.match_contacts(&who.0, claims).await?;
+    let matched = state.chorus.match_contacts(&who.0, claims).await?;
     Ok(HttpResponse::Ok().json(json!({"matched": matched})))
 }

@@ -2,16 +2,13 @@
 //! the merged dynamics feed.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use chorus_actors::groups_model::{MAX_NAME, MAX_TEXT};
-use chorus_actors::messages::{
-    GetGroup, ListBindingRequests, PostMessage, ReadGroupEvents, RemoveMember, Revoker,
-};
+use chorus_actors::model::limits::{check_name, check_text, events_limit};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::auth::owner_or_community;
 use super::{AppState, Authed, Body, ListQuery};
-use crate::auth::{bearer, token_hash};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/groups", web::post().to(create))
@@ -40,27 +37,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/groups/{gid}/dynamics", web::get().to(dynamics));
 }
 
-/// A trimmed name of 1 to [`MAX_NAME`] characters.
-pub fn check_name(name: &str) -> Result<String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME {
-        return Err(Error::invalid(format!(
-            "name must have 1 to {MAX_NAME} characters"
-        )));
-    }
-    Ok(name.to_owned())
-}
-
-/// A text of 1 to [`MAX_TEXT`] characters (not only white space).
-pub fn check_text(text: &str) -> Result<()> {
-    if text.trim().is_empty() || text.chars().count() > MAX_TEXT {
-        return Err(Error::invalid(format!(
-            "text must have 1 to {MAX_TEXT} characters"
-        )));
-    }
-    Ok(())
-}
-
 #[derive(Deserialize)]
 struct NewGroup {
     name: String,
@@ -72,7 +48,7 @@ async fn create(
     body: Body<NewGroup>,
 ) -> Result<HttpResponse> {
     let name = check_name(&body.name)?;
-    let group_id = state.registry.create_group(&who.0, name).await?;
+    let group_id = state.chorus.create_group(&who.0, name).await?;
     tracing::info!(group = %group_id, owner = %who.0, "group created");
     Ok(HttpResponse::Created().json(json!({"group_id": group_id})))
 }
@@ -82,10 +58,7 @@ async fn get(
     who: Authed,
     gid: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let view = state
-        .registry
-        .ask_group(&gid, GetGroup { viewer: who.0 })
-        .await?;
+    let view = state.chorus.group(&who.0, &gid).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -101,7 +74,7 @@ async fn add_member(
     body: Body<NewMember>,
 ) -> Result<HttpResponse> {
     state
-        .registry
+        .chorus
         .add_group_member(&who.0, &gid, &body.account_id)
         .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -114,8 +87,8 @@ async fn remove_member(
 ) -> Result<HttpResponse> {
     let (gid, account) = path.into_inner();
     state
-        .registry
-        .ask_group(&gid, RemoveMember { by: who.0, account })
+        .chorus
+        .remove_group_member(&who.0, &gid, account)
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -133,10 +106,7 @@ async fn post_message(
 ) -> Result<HttpResponse> {
     let NewMessage { text } = body.into_inner();
     check_text(&text)?;
-    let message = state
-        .registry
-        .ask_group(&gid, PostMessage { by: who.0, text })
-        .await?;
+    let message = state.chorus.post_message(&who.0, &gid, text).await?;
     Ok(HttpResponse::Created().json(json!({"message_id": message.message_id})))
 }
 
@@ -146,10 +116,7 @@ async fn list_messages(
     gid: web::Path<String>,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse> {
-    let page = state
-        .registry
-        .list_messages(&who.0, &gid, q.limit()?, q.before())
-        .await?;
+    let page = state.chorus.list_messages(&who.0, &gid, &q.page()?).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -167,20 +134,10 @@ async fn events(
     gid: web::Path<String>,
     q: web::Query<EventsQuery>,
 ) -> Result<HttpResponse> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(Error::invalid("limit must be a number from 1 to 1000"));
-    }
+    let limit = events_limit(q.limit)?;
     let events = state
-        .registry
-        .ask_group(
-            &gid,
-            ReadGroupEvents {
-                viewer: who.0,
-                after: q.after.unwrap_or(0),
-                limit,
-            },
-        )
+        .chorus
+        .group_events(&who.0, &gid, q.after.unwrap_or(0), limit)
         .await?;
     // The frames are stored JSON; splice them in rather than parse and re-encode.
     let mut body = String::from(r#"{"items":["#);
@@ -201,10 +158,7 @@ async fn list_requests(
     who: Authed,
     gid: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let items = state
-        .registry
-        .ask_group(&gid, ListBindingRequests { by: who.0 })
-        .await?;
+    let items = state.chorus.binding_requests(&who.0, &gid).await?;
     Ok(HttpResponse::Ok().json(json!({"items": items, "next": null})))
 }
 
@@ -214,7 +168,7 @@ async fn approve(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
     let (gid, rid) = path.into_inner();
-    state.registry.approve_binding(&who.0, &gid, &rid).await?;
+    state.chorus.approve_binding(&who.0, &gid, &rid).await?;
     Ok(HttpResponse::Ok().json(json!({"group_id": gid, "request_id": rid, "status": "approved"})))
 }
 
@@ -224,24 +178,8 @@ async fn reject(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
     let (gid, rid) = path.into_inner();
-    state.registry.reject_binding(&who.0, &gid, &rid).await?;
+    state.chorus.reject_binding(&who.0, &gid, &rid).await?;
     Ok(HttpResponse::Ok().json(json!({"group_id": gid, "request_id": rid, "status": "rejected"})))
-}
-
-/// The owner's client token, or a community's server key.
-async fn revoker(state: &AppState, req: &HttpRequest) -> Result<Revoker> {
-    let token = bearer(req, false).ok_or(Error::Unauthorized)?;
-    match state.authenticate(&token).await {
-        Ok(account) => Ok(Revoker::Owner(account)),
-        Err(Error::Unauthorized) => state
-            .store
-            .find_server_key(&token_hash(&token))
-            .await
-            .map_err(|e| Error::Domain(e.into()))?
-            .map(Revoker::Community)
-            .ok_or(Error::Unauthorized),
-        Err(e) => Err(e),
-    }
 }
 
 async fn revoke(
@@ -249,9 +187,9 @@ async fn revoke(
     req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
-    let by = revoker(&state, &req).await?;
+    let by = owner_or_community(&state, &req).await?;
     let (gid, cid) = path.into_inner();
-    state.registry.revoke_binding(&gid, &cid, by).await?;
+    state.chorus.revoke_binding(&gid, &cid, by).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -262,8 +200,8 @@ async fn dynamics(
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse> {
     let page = state
-        .registry
-        .list_group_dynamics(&who.0, &gid, q.limit()?, q.before())
+        .chorus
+        .list_group_dynamics(&who.0, &gid, &q.page()?)
         .await?;
     Ok(HttpResponse::Ok().json(page))
 }

@@ -1,8 +1,11 @@
-//! HTTP routes of the contract. Handlers validate at the edge, call the domain (registry and
-//! flows), and turn every failure into the contract's error shape via [`crate::error::Error`].
+//! HTTP routes of the contract. A handler reads its input, checks it once with the rules of
+//! [`chorus_actors::model::limits`], calls one method of the domain facade
+//! ([`chorus_actors::Chorus`]) and turns every failure into the contract's error shape via
+//! [`crate::error::Error`]. Who is calling is read in [`auth`].
 
 pub mod accounts;
 pub mod activities;
+pub mod auth;
 pub mod communities;
 pub mod friends;
 pub mod groups;
@@ -14,13 +17,13 @@ use std::sync::Arc;
 use actix_web::dev::Payload;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
-use chorus_actors::Registry;
-use chorus_actors::flows::MAX_PAGE;
-use chorus_actors::store::Store;
+use chorus_actors::Chorus;
+use chorus_actors::model::PageRequest;
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::auth::{LoginLimits, Passwords, bearer, token_hash};
+pub use self::auth::Authed;
+use crate::auth::{LoginLimits, Passwords};
 use crate::config::Config;
 use crate::connectors::Connectors;
 use crate::error::{Error, Result};
@@ -29,47 +32,14 @@ use crate::error::{Error, Result};
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
-    pub registry: Registry,
-    pub store: Arc<dyn Store>,
+    /// The domain: every operation goes through it.
+    pub chorus: Chorus,
     pub passwords: Passwords,
     pub login_limits: LoginLimits,
     /// Turns true when the server shuts down; WebSocket sessions close with 1001.
     pub shutdown: watch::Receiver<bool>,
-    /// The platforms this server delivers to; links are validated against them.
+    /// The platforms this server releases activities to; links are validated against them.
     pub connectors: Arc<Connectors>,
-}
-
-impl AppState {
-    /// The account a bearer token belongs to.
-    pub async fn authenticate(&self, token: &str) -> Result<String> {
-        if token.is_empty() || token.len() > 256 {
-            return Err(Error::Unauthorized);
-        }
-        self.store
-            .find_token(&token_hash(token))
-            .await
-            .map_err(|e| Error::Domain(e.into()))?
-            .ok_or(Error::Unauthorized)
-    }
-}
-
-/// The authenticated caller of a `/v1` route (401 `unauthorized` otherwise).
-pub struct Authed(pub String);
-
-impl FromRequest for Authed {
-    type Error = Error;
-    type Future = Pin<Box<dyn std::future::Future<Output = Result<Self>>>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let token = bearer(req, false);
-        Box::pin(async move {
-            let (Some(state), Some(token)) = (state, token) else {
-                return Err(Error::Unauthorized);
-            };
-            state.authenticate(&token).await.map(Authed)
-        })
-    }
 }
 
 /// `?limit=N&before=CURSOR` of every list. `limit` is read as text so a bad value answers
@@ -81,21 +51,12 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    /// The page size (default 50, 1..=200).
-    pub fn limit(&self) -> Result<usize> {
-        match &self.limit {
-            None => Ok(50),
-            Some(text) => match text.parse::<usize>() {
-                Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-                _ => Err(Error::invalid(format!(
-                    "limit must be a number from 1 to {MAX_PAGE}"
-                ))),
-            },
-        }
-    }
-
-    pub fn before(&self) -> Option<&str> {
-        self.before.as_deref()
+    /// The page asked for, checked ([`PageRequest::parse`]).
+    pub fn page(&self) -> Result<PageRequest> {
+        Ok(PageRequest::parse(
+            self.limit.as_deref(),
+            self.before.as_deref(),
+        )?)
     }
 }
 

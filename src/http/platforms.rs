@@ -3,13 +3,11 @@
 //! ([`crate::connectors`]) when linked and never echoed (they hold secrets).
 
 use actix_web::{HttpResponse, web};
-use chorus_actors::messages::{GetMe, LinkPlatform, UnlinkPlatform};
-use chorus_actors::model::{LinkRecord, now_ms};
+use chorus_actors::model::{LinkRecord, new_id, now_ms};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{AppState, Authed, Body};
-use crate::auth::new_id;
 use crate::error::Result;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -47,15 +45,12 @@ async fn link(
         config,
         created_ms: now_ms(),
     };
-    state
-        .registry
-        .ask(&who.0, LinkPlatform { link: record })
-        .await?;
+    state.chorus.link_platform(&who.0, record).await?;
     Ok(HttpResponse::Created().json(json!({"link_id": link_id})))
 }
 
 async fn list(state: web::Data<AppState>, who: Authed) -> Result<HttpResponse> {
-    let me = state.registry.ask(&who.0, GetMe).await?;
+    let me = state.chorus.me(&who.0).await?;
     Ok(HttpResponse::Ok().json(json!({"items": me.platforms, "next": null})))
 }
 
@@ -65,13 +60,8 @@ async fn unlink(
     link_id: web::Path<String>,
 ) -> Result<HttpResponse> {
     state
-        .registry
-        .ask(
-            &who.0,
-            UnlinkPlatform {
-                link_id: link_id.into_inner(),
-            },
-        )
+        .chorus
+        .unlink_platform(&who.0, link_id.into_inner())
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -14,7 +14,7 @@ use actix_codec::Encoder;
 use actix_http::ws::{CloseReason, Codec, Message};
 use actix_web::web::{Bytes, BytesMut};
 use bytestring::ByteString;
-use chorus_actors::event::StoredEvent;
+use chorus_actors::push::StoredEvent;
 use futures_util::Stream;
 use tokio::sync::mpsc;
 

@@ -24,17 +24,16 @@ use actix_http::body::{BodyStream, MessageBody};
 use actix_http::ws::{CloseCode, CloseReason};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytestring::ByteString;
-use chorus_actors::event::{Delivery, Outlet, StoredEvent};
-use chorus_actors::messages::{Attach, Detach, ReadEvents};
-use chorus_actors::subscriber::MAX_EVENTS_PAGE;
+use chorus_actors::model::limits::MAX_EVENTS_PAGE;
+use chorus_actors::push::{Outlet, Pushed, StoredEvent};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 
 use self::body::{Control, MailboxBody};
 use self::reader::{FrameReader, Incoming, ReadError};
-use crate::auth::bearer;
 use crate::error::{Error, Result};
 use crate::http::AppState;
+use crate::http::auth::ws_account;
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
@@ -50,7 +49,7 @@ pub enum Outbound {
     Shared(ByteString),
 }
 
-/// The delivery end of a connection, held in the hub.
+/// The push end of a connection, held in the hub.
 pub struct WsOutlet {
     id: u64,
     mailbox: mpsc::Sender<Outbound>,
@@ -63,12 +62,12 @@ impl Outlet for WsOutlet {
         self.id
     }
 
-    fn deliver(&self, event: &StoredEvent) -> Delivery {
-        self.push(Outbound::Account(event.clone()))
+    fn push(&self, event: &StoredEvent) -> Pushed {
+        self.queue(Outbound::Account(event.clone()))
     }
 
-    fn deliver_shared(&self, frame: &ByteString) -> Delivery {
-        self.push(Outbound::Shared(frame.clone()))
+    fn push_shared(&self, frame: &ByteString) -> Pushed {
+        self.queue(Outbound::Shared(frame.clone()))
     }
 }
 
@@ -87,14 +86,14 @@ impl WsOutlet {
     }
 
     /// Never blocks: a full mailbox means the device is too slow, and it is told to go.
-    fn push(&self, item: Outbound) -> Delivery {
+    fn queue(&self, item: Outbound) -> Pushed {
         match self.mailbox.try_send(item) {
-            Ok(()) => Delivery::Queued,
+            Ok(()) => Pushed::Queued,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.too_slow.notify_one();
-                Delivery::Gone
+                Pushed::Gone
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Gone,
+            Err(mpsc::error::TrySendError::Closed(_)) => Pushed::Gone,
         }
     }
 }
@@ -105,13 +104,12 @@ pub async fn connect(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
-    let token = bearer(&req, true).ok_or(Error::Unauthorized)?;
-    let account = state.authenticate(&token).await?;
+    let account = ws_account(&state, &req).await?;
     let mut handshake = actix_http::ws::handshake(req.head())
         .map_err(|e| Error::invalid(format!("not a WebSocket handshake: {e}")))?;
     let (outlet, mailbox, too_slow) = WsOutlet::new(state.config.ws_mailbox);
     let id = outlet.id;
-    let seq = state.registry.ask(&account, Attach { outlet }).await?;
+    let seq = state.chorus.attach(&account, outlet).await?;
     tracing::debug!(%account, connection = id, seq, "device connected");
     let hello = json!({"type": "hello", "account_id": account, "seq": seq}).to_string();
     let (control, control_rx) = mpsc::channel(CONTROL_CAPACITY);
@@ -183,12 +181,7 @@ impl Connection {
                 description: Some(why.to_owned()),
             }));
         }
-        if let Err(e) = self
-            .state
-            .registry
-            .ask(&self.account, Detach { outlet_id: self.id })
-            .await
-        {
+        if let Err(e) = self.state.chorus.detach(&self.account, self.id).await {
             tracing::debug!(account = %self.account, error = %e, "detach after disconnect");
         }
     }
@@ -262,17 +255,7 @@ impl Connection {
         }
         let mut after = since;
         loop {
-            let page = self
-                .state
-                .registry
-                .ask(
-                    &self.account,
-                    ReadEvents {
-                        after,
-                        limit: MAX_EVENTS_PAGE,
-                    },
-                )
-                .await;
+            let page = self.state.chorus.read_events(&self.account, after).await;
             let page = match page {
                 Ok(page) => page,
                 Err(e) => {

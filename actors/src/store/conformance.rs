@@ -15,13 +15,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures_util::FutureExt;
 
-use crate::activity_model::{ActivityRecord, DeliveryRecord, DeliveryStatus};
 use crate::error::StoreError;
-use crate::event::{EventType, encode_event};
-use crate::groups_model::{
+use crate::model::{AccountRecord, Claim, LinkRecord, Profile};
+use crate::model::{ActivityRecord, ReleaseRecord, ReleaseStatus};
+use crate::model::{
     Binding, BindingRequest, CommunityRecord, DynamicRecord, FeedPos, GroupRecord, MessageRecord,
 };
-use crate::model::{AccountRecord, Claim, LinkRecord, Profile};
+use crate::push::event::{EventType, encode_event};
 use crate::store::{
     CommunityStore, CommunityWrite, Edge, EdgeChange, EdgeKind, GroupStore, GroupWrite, Store,
     SubscriberStore, SubscriberWrite,
@@ -113,7 +113,7 @@ fn record(id: &str, name: &str) -> AccountRecord {
     }
 }
 
-fn event(seq: u64) -> crate::event::StoredEvent {
+fn event(seq: u64) -> crate::push::event::StoredEvent {
     encode_event(EventType::FRIEND_ADDED, seq, &serde_json::json!({"n": seq}))
 }
 
@@ -204,14 +204,14 @@ pub async fn claims_release<F: Fixture>(fx: &F) {
     store.commit(w).await.expect("claim");
     // A release by someone else is ignored.
     let mut other = SubscriberWrite::new("r2");
-    other.releases.push(claim.clone());
+    other.unclaims.push(claim.clone());
     store.commit(other).await.expect("foreign release");
     assert_eq!(
         store.find_claim(&claim).await.expect("find").as_deref(),
         Some("r1")
     );
     let mut mine = SubscriberWrite::new("r1");
-    mine.releases.push(claim.clone());
+    mine.unclaims.push(claim.clone());
     store.commit(mine).await.expect("release");
     assert!(store.find_claim(&claim).await.expect("find").is_none());
     let mut w2 = SubscriberWrite::new("r2");
@@ -417,7 +417,7 @@ pub async fn groups_round_trip<F: Fixture>(fx: &F) {
         expires_ms: 100,
     });
     w.events = (1..=3)
-        .map(|n| crate::event::group_frame(EventType::GROUP_MESSAGE, "g1", n, "{}"))
+        .map(|n| crate::push::event::group_frame(EventType::GROUP_MESSAGE, "g1", n, "{}"))
         .collect();
     store.commit_group(w).await.expect("commit group");
     let mut rm = GroupWrite::new("g1");
@@ -615,9 +615,9 @@ pub async fn activities_and_outbox<F: Fixture>(fx: &F) {
     let a1 = activity("act1", "p1", 100, Some("key-1"));
     let mut w = SubscriberWrite::new("p1");
     w.activities.push(a1.clone());
-    w.deliveries = vec![
-        DeliveryRecord::new(&a1, &link("la")),
-        DeliveryRecord::new(&a1, &link("lb")),
+    w.outbox = vec![
+        ReleaseRecord::new(&a1, &link("la")),
+        ReleaseRecord::new(&a1, &link("lb")),
     ];
     w.events.push(event(1));
     store.commit(w).await.expect("post");
@@ -641,52 +641,46 @@ pub async fn activities_and_outbox<F: Fixture>(fx: &F) {
             .is_none(),
         "idempotency keys are per account"
     );
-    let ds = store.list_deliveries("act1").await.expect("list");
+    let ds = store.list_releases("act1").await.expect("list");
     assert_eq!(ds.len(), 2, "one delivery per link");
-    assert!(ds.iter().all(|d| d.status == DeliveryStatus::Pending));
-    let mut pending = store.pending_deliveries().await.expect("pending");
+    assert!(ds.iter().all(|d| d.status == ReleaseStatus::Pending));
+    let mut pending = store.pending_releases().await.expect("pending");
     pending.sort_by(|a, b| a.link.link_id.cmp(&b.link.link_id));
-    assert_eq!(pending, ds, "new deliveries are in the outbox");
+    assert_eq!(pending, ds, "new releases are in the outbox");
 
     // Final deliveries leave the outbox; retrying ones stay, updated.
     let mut done = ds[0].clone();
-    done.status = DeliveryStatus::Delivered;
+    done.status = ReleaseStatus::Delivered;
     done.attempts = 1;
     let mut again = ds[1].clone();
-    again.status = DeliveryStatus::Retrying;
+    again.status = ReleaseStatus::Retrying;
     again.attempts = 1;
     again.last_error = Some("HTTP 500".into());
     again.next_attempt_ms = 5000;
     let mut w = SubscriberWrite::new("p1");
-    w.deliveries = vec![done.clone(), again.clone()];
+    w.outbox = vec![done.clone(), again.clone()];
     store.commit(w).await.expect("status");
     assert_eq!(
-        store.pending_deliveries().await.expect("pending"),
+        store.pending_releases().await.expect("pending"),
         vec![again.clone()]
     );
     assert_eq!(
-        store.list_deliveries("act1").await.expect("list"),
+        store.list_releases("act1").await.expect("list"),
         vec![done.clone(), again.clone()]
     );
     let mut failed = again;
-    failed.status = DeliveryStatus::Failed;
+    failed.status = ReleaseStatus::Failed;
     let mut w = SubscriberWrite::new("p1");
-    w.deliveries = vec![failed];
+    w.outbox = vec![failed];
     store.commit(w).await.expect("status");
-    assert!(
-        store
-            .pending_deliveries()
-            .await
-            .expect("pending")
-            .is_empty()
-    );
+    assert!(store.pending_releases().await.expect("pending").is_empty());
 
     // The feed pages newest first.
     for (i, ms) in [(2u64, 200u64), (3, 300), (4, 300)] {
         let a = activity(&format!("act{i}"), "p1", ms, None);
         let mut w = SubscriberWrite::new("p1");
         if i == 2 {
-            w.deliveries.push(DeliveryRecord::new(&a, &link("lb")));
+            w.outbox.push(ReleaseRecord::new(&a, &link("lb")));
         }
         w.activities.push(a);
         store.commit(w).await.expect("post");
@@ -724,7 +718,7 @@ pub async fn activity_claim_conflict_stores_nothing<F: Fixture>(fx: &F) {
     let a = activity("act-x", "k2", 1, Some("kx"));
     let mut w = SubscriberWrite::new("k2");
     w.claims.push(Claim::email("x@example.com"));
-    w.deliveries.push(DeliveryRecord::new(&a, &link("lx")));
+    w.outbox.push(ReleaseRecord::new(&a, &link("lx")));
     w.activities.push(a);
     assert!(matches!(
         store.commit(w).await,
@@ -738,13 +732,7 @@ pub async fn activity_claim_conflict_stores_nothing<F: Fixture>(fx: &F) {
             .expect("find")
             .is_none()
     );
-    assert!(
-        store
-            .list_deliveries("act-x")
-            .await
-            .expect("list")
-            .is_empty()
-    );
+    assert!(store.list_releases("act-x").await.expect("list").is_empty());
     store.close().await.expect("close");
 }
 
@@ -760,9 +748,9 @@ pub async fn durable_across_reopen<F: Fixture>(fx: &F) {
         activity("act1", "c1", 100, None),
         activity("act2", "c1", 200, None),
     );
-    let mut done = DeliveryRecord::new(&a1, &link("la"));
-    done.status = DeliveryStatus::Delivered;
-    w.deliveries = vec![done, DeliveryRecord::new(&a2, &link("lb"))];
+    let mut done = ReleaseRecord::new(&a1, &link("la"));
+    done.status = ReleaseStatus::Delivered;
+    w.outbox = vec![done, ReleaseRecord::new(&a2, &link("lb"))];
     w.activities = vec![a1, a2];
     store.commit(w).await.expect("account");
     let mut g = GroupWrite::new("g1");
@@ -814,7 +802,7 @@ pub async fn durable_across_reopen<F: Fixture>(fx: &F) {
     );
     // The outbox survives: what was pending before the reopen is pending after it.
     let pending: Vec<(String, String)> = store
-        .pending_deliveries()
+        .pending_releases()
         .await
         .expect("pending")
         .into_iter()
@@ -823,7 +811,7 @@ pub async fn durable_across_reopen<F: Fixture>(fx: &F) {
     assert_eq!(
         pending,
         vec![("act2".to_owned(), "lb".to_owned())],
-        "pending deliveries survive a reopen"
+        "pending releases survive a reopen"
     );
     assert!(
         store.load_activity("act1").await.expect("load").is_some(),

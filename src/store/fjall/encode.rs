@@ -22,7 +22,7 @@ pub(super) enum Op {
 pub(super) struct ClaimChanges {
     pub(super) account: String,
     pub(super) take: Vec<Claim>,
-    pub(super) release: Vec<Claim>,
+    pub(super) give_up: Vec<Claim>,
 }
 
 /// One write, ready for the writer.
@@ -62,7 +62,7 @@ impl EncodedWrite {
             claims: Some(ClaimChanges {
                 account: w.account.clone(),
                 take: w.claims.clone(),
-                release: w.releases.clone(),
+                give_up: w.unclaims.clone(),
             }),
             ops: Vec::new(),
         };
@@ -107,7 +107,7 @@ impl EncodedWrite {
                 );
             }
         }
-        for d in &w.deliveries {
+        for d in &w.outbox {
             let key = pair_key(&d.activity_id, &d.link.link_id);
             out.put_json(&ks.deliveries, key.clone(), d)?;
             if d.status.is_final() {

@@ -3,8 +3,8 @@
 
 use bytestring::ByteString;
 use chorus_actors::StoreError;
-use chorus_actors::event::StoredEvent;
-use chorus_actors::groups_model::FeedPos;
+use chorus_actors::model::FeedPos;
+use chorus_actors::push::event::StoredEvent;
 use fjall::Keyspace;
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;

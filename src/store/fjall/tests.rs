@@ -3,8 +3,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chorus_actors::StoreError;
-use chorus_actors::event::{EventType, encode_event};
 use chorus_actors::model::{AccountRecord, Claim, Profile};
+use chorus_actors::push::event::{EventType, encode_event};
 use chorus_actors::store::conformance::Fixture;
 use chorus_actors::store::{SubscriberStore, SubscriberWrite};
 

@@ -3,10 +3,10 @@
 
 use async_trait::async_trait;
 use chorus_actors::StoreError;
-use chorus_actors::activity_model::{ActivityRecord, DeliveryRecord};
-use chorus_actors::event::StoredEvent;
-use chorus_actors::groups_model::{CommunityId, DynamicRecord, FeedPos, MessageRecord};
 use chorus_actors::model::{AccountId, AccountRecord, Claim};
+use chorus_actors::model::{ActivityRecord, ReleaseRecord};
+use chorus_actors::model::{CommunityId, DynamicRecord, FeedPos, MessageRecord};
+use chorus_actors::push::event::StoredEvent;
 use chorus_actors::store::{
     CommunitySnapshot, CommunityStore, CommunityWrite, Edge, EdgeKind, GroupSnapshot, GroupStore,
     GroupWrite, SubscriberSnapshot, SubscriberStore, SubscriberWrite,
@@ -110,11 +110,11 @@ impl SubscriberStore for FjallStore {
         feed_page(&self.ks.activity_feed, account, 0, before, limit)
     }
 
-    async fn list_deliveries(&self, activity_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
+    async fn list_releases(&self, activity_id: &str) -> Result<Vec<ReleaseRecord>, StoreError> {
         scan(&self.ks.deliveries, &id_prefix(activity_id))
     }
 
-    async fn pending_deliveries(&self) -> Result<Vec<DeliveryRecord>, StoreError> {
+    async fn pending_releases(&self) -> Result<Vec<ReleaseRecord>, StoreError> {
         let mut out = Vec::new();
         for item in self.ks.outbox.iter() {
             let key = item.key().map_err(backend)?;

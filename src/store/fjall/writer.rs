@@ -131,7 +131,7 @@ impl Writer {
             }
         }
         let mut released = Vec::new();
-        for claim in &c.release {
+        for claim in &c.give_up {
             if self.owner(owners, &claim.0)?.as_deref() == Some(c.account.as_str()) {
                 released.push(claim.0.clone());
             }

@@ -1,5 +1,5 @@
 //! The commit protocol: claims by lightweight transaction, everything else in one logged
-//! batch, releases last; writes admitted through a gate that `close` shuts. Why each step is
+//! batch, claims given up last; writes admitted through a gate that `close` shuts. Why each step is
 //! as it is, and what an acknowledgement guarantees: docs/scylla.md, "Writes and what an
 //! acknowledgement means".
 
@@ -24,14 +24,14 @@ impl ScyllaStore {
     /// dropped (docs/scylla.md).
     pub(super) async fn commit_account(&self, write: SubscriberWrite) -> Result<(), StoreError> {
         let admitted = self.gate.enter().await?;
-        if write.claims.is_empty() && write.releases.is_empty() {
+        if write.claims.is_empty() && write.unclaims.is_empty() {
             // One batch: dropped half way, it either was sent or was not, and was never
             // acknowledged either way.
             let result = self.apply_account_write(write).await;
             drop(admitted);
             return result;
         }
-        // Claims, batch and releases are separate requests: run them to the end on a task of
+        // Claims, batch and give-ups are separate requests: run them to the end on a task of
         // their own, whatever happens to the caller, holding the admission until done.
         let store = self.share();
         self.runtime
@@ -44,7 +44,7 @@ impl ScyllaStore {
             .map_err(|e| backend("account write task", e))?
     }
 
-    /// One account write: claims, then the batch, then releases (docs/scylla.md).
+    /// One account write: claims, then the batch, then claims given up (docs/scylla.md).
     async fn apply_account_write(&self, write: SubscriberWrite) -> Result<(), StoreError> {
         let account = write.account.as_str();
         // Encode everything before taking any claim: a record that fails to encode must not
@@ -69,7 +69,7 @@ impl ScyllaStore {
                 return Err(StoreError::Backend(failure.message));
             }
         }
-        for Claim(claim) in &write.releases {
+        for Claim(claim) in &write.unclaims {
             if write.claims.iter().any(|c| &c.0 == claim) {
                 // Released and claimed in one write: the claim wins, as in the embedded store.
                 continue;

@@ -5,8 +5,8 @@ use std::ops::ControlFlow;
 
 use bytestring::ByteString;
 use chorus_actors::StoreError;
-use chorus_actors::event::StoredEvent;
-use chorus_actors::groups_model::FeedPos;
+use chorus_actors::model::FeedPos;
+use chorus_actors::push::event::StoredEvent;
 use scylla::deserialize::row::DeserializeRow;
 use scylla::response::PagingState;
 use scylla::serialize::row::SerializeRow;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use chorus_actors::StoreError;
-use chorus_actors::event::StoredEvent;
+use chorus_actors::push::event::StoredEvent;
 use chorus_actors::store::{CommunityWrite, EdgeChange, GroupWrite, SubscriberWrite};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlValue;
@@ -99,7 +99,7 @@ impl ScyllaStore {
                 );
             }
         }
-        for d in &w.deliveries {
+        for d in &w.outbox {
             let (aid, lid) = (d.activity_id.as_str(), d.link.link_id.as_str());
             let record = encode(aid, d)?;
             rows.put(

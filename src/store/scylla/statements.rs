@@ -166,7 +166,7 @@ statements! {
 
     put_delivery: Write =
         "INSERT INTO deliveries (activity_id, link_id, record) VALUES (?, ?, ?)";
-    list_deliveries: Read = "SELECT record FROM deliveries WHERE activity_id = ?";
+    list_releases: Read = "SELECT record FROM deliveries WHERE activity_id = ?";
     put_outbox: Write =
         "INSERT INTO outbox (shard, activity_id, link_id, record) VALUES (?, ?, ?, ?)";
     delete_outbox: Write =

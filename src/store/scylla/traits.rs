@@ -2,10 +2,10 @@
 
 use async_trait::async_trait;
 use chorus_actors::StoreError;
-use chorus_actors::activity_model::{ActivityRecord, DeliveryRecord};
-use chorus_actors::event::StoredEvent;
-use chorus_actors::groups_model::{CommunityId, DynamicRecord, FeedPos, MessageRecord};
 use chorus_actors::model::{AccountId, AccountRecord, Claim};
+use chorus_actors::model::{ActivityRecord, ReleaseRecord};
+use chorus_actors::model::{CommunityId, DynamicRecord, FeedPos, MessageRecord};
+use chorus_actors::push::event::StoredEvent;
 use chorus_actors::store::{
     CommunitySnapshot, CommunityStore, CommunityWrite, Edge, GroupSnapshot, GroupStore, GroupWrite,
     SubscriberSnapshot, SubscriberStore, SubscriberWrite,
@@ -115,17 +115,17 @@ impl SubscriberStore for ScyllaStore {
         .await
     }
 
-    async fn list_deliveries(&self, activity_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
+    async fn list_releases(&self, activity_id: &str) -> Result<Vec<ReleaseRecord>, StoreError> {
         self.records(
-            &self.st.list_deliveries,
+            &self.st.list_releases,
             (activity_id,),
             &format!("deliveries/{activity_id}"),
         )
         .await
     }
 
-    async fn pending_deliveries(&self) -> Result<Vec<DeliveryRecord>, StoreError> {
-        let mut out: Vec<DeliveryRecord> = Vec::new();
+    async fn pending_releases(&self) -> Result<Vec<ReleaseRecord>, StoreError> {
+        let mut out: Vec<ReleaseRecord> = Vec::new();
         for shard in 0..OUTBOX_SHARDS {
             out.extend(
                 self.records(&self.st.list_outbox, (shard,), &format!("outbox/{shard}"))

@@ -1,20 +1,18 @@
-//! Activities and their per-platform deliveries, as stored.
+//! Activities and their per-platform releases, as stored.
 //!
-//! One activity is posted once; it gets one [`DeliveryRecord`] per platform link of its
-//! author, written in the same atomic write as the activity (the outbox). A delivery's status
+//! One activity is posted once; it gets one [`ReleaseRecord`] per platform link of its
+//! author, written in the same atomic write as the activity (the outbox). A release's status
 //! only moves forward: `pending` -> `retrying`* -> `delivered` | `failed`.
+//!
+//! The stored form (serde field names, status strings) is the one written before these types
+//! were called releases; it must not change, so stored outboxes still load.
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{AccountId, LinkRecord};
+use super::{AccountId, LinkRecord};
 
 /// Activity id: 32 hex characters.
 pub type ActivityId = String;
-
-/// Longest activity text, in characters.
-pub const MAX_ACTIVITY_TEXT: usize = 5000;
-/// Longest client idempotency key, in characters.
-pub const MAX_IDEMPOTENCY_KEY: usize = 128;
 
 /// One post of an account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,10 +29,10 @@ pub struct ActivityRecord {
     pub idempotency_key: Option<String>,
 }
 
-/// Where a delivery stands.
+/// Where a release stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum DeliveryStatus {
+pub enum ReleaseStatus {
     /// Written with the activity; no attempt finished yet.
     Pending,
     /// At least one attempt failed in a way worth retrying; another is scheduled.
@@ -45,32 +43,32 @@ pub enum DeliveryStatus {
     Failed,
 }
 
-impl DeliveryStatus {
+impl ReleaseStatus {
     /// True for `delivered` and `failed`: nothing more will be attempted.
     pub fn is_final(self) -> bool {
-        matches!(self, DeliveryStatus::Delivered | DeliveryStatus::Failed)
+        matches!(self, ReleaseStatus::Delivered | ReleaseStatus::Failed)
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
-            DeliveryStatus::Pending => "pending",
-            DeliveryStatus::Retrying => "retrying",
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Failed => "failed",
+            ReleaseStatus::Pending => "pending",
+            ReleaseStatus::Retrying => "retrying",
+            ReleaseStatus::Delivered => "delivered",
+            ReleaseStatus::Failed => "failed",
         }
     }
 }
 
 /// The durable state of one activity's release to one platform link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeliveryRecord {
+pub struct ReleaseRecord {
     pub activity_id: ActivityId,
     /// The author, whose actor records every status change (and tells its devices).
     pub account_id: AccountId,
-    /// The link as it was when the activity was posted: where to deliver and with what
+    /// The link as it was when the activity was posted: where to release to and with what
     /// credentials, so a restart needs nothing else to carry on.
     pub link: LinkRecord,
-    pub status: DeliveryStatus,
+    pub status: ReleaseStatus,
     /// Attempts finished so far.
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,14 +78,14 @@ pub struct DeliveryRecord {
     pub updated_ms: u64,
 }
 
-impl DeliveryRecord {
-    /// A fresh delivery of `activity` to `link`, due now.
+impl ReleaseRecord {
+    /// A fresh release of `activity` to `link`, due now.
     pub fn new(activity: &ActivityRecord, link: &LinkRecord) -> Self {
-        DeliveryRecord {
+        ReleaseRecord {
             activity_id: activity.activity_id.clone(),
             account_id: activity.account_id.clone(),
             link: link.clone(),
-            status: DeliveryStatus::Pending,
+            status: ReleaseStatus::Pending,
             attempts: 0,
             last_error: None,
             next_attempt_ms: activity.created_ms,
@@ -95,15 +93,15 @@ impl DeliveryRecord {
         }
     }
 
-    /// The key every attempt of this delivery carries (`Idempotency-Key`, an email's
+    /// The key every attempt of this release carries (`Idempotency-Key`, an email's
     /// Message-ID): stable across retries and restarts, distinct per (activity, link).
     pub fn idempotency_key(&self) -> String {
         format!("{}-{}", self.activity_id, self.link.link_id)
     }
 
-    /// Identifies the delivery among all others.
-    pub fn key(&self) -> DeliveryKey {
-        DeliveryKey {
+    /// Identifies the release among all others.
+    pub fn key(&self) -> ReleaseKey {
+        ReleaseKey {
             activity_id: self.activity_id.clone(),
             link_id: self.link.link_id.clone(),
         }
@@ -118,27 +116,27 @@ impl DeliveryRecord {
             status: self.status,
             attempts: self.attempts,
             last_error: self.last_error.clone(),
-            next_attempt_ms: (self.status == DeliveryStatus::Retrying)
+            next_attempt_ms: (self.status == ReleaseStatus::Retrying)
                 .then_some(self.next_attempt_ms),
         }
     }
 }
 
-/// (activity, link): one delivery.
+/// (activity, link): one release.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DeliveryKey {
+pub struct ReleaseKey {
     pub activity_id: ActivityId,
     pub link_id: String,
 }
 
-/// A delivery as the author sees it: `GET /v1/activities/{id}/releases` items and the data of
+/// A release as the author sees it: `GET /v1/activities/{id}/releases` items and the data of
 /// `release.status` events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReleaseView {
     pub activity_id: ActivityId,
     pub link_id: String,
     pub platform: String,
-    pub status: DeliveryStatus,
+    pub status: ReleaseStatus,
     pub attempts: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -165,4 +163,16 @@ impl From<&ActivityRecord> for ActivityView {
             created_ms: a.created_ms,
         }
     }
+}
+
+/// What posting an activity did.
+#[derive(Debug, Clone)]
+pub struct Posted {
+    pub activity: ActivityRecord,
+    /// One per linked platform, as stored now.
+    pub releases: Vec<ReleaseView>,
+    /// True when the idempotency key matched an earlier post: nothing was stored or released.
+    pub replayed: bool,
+    /// How many friends were told (`activity.posted`); 0 for a replay.
+    pub friends_told: usize,
 }

@@ -1,11 +1,12 @@
-//! Plain data of the domain: ids, profiles, records as stored, and normalisation of the
-//! personal info that logins and contact matching compare.
+//! Accounts: profiles, records as stored, platform links, uniqueness claims, the views
+//! clients get, and normalisation of the personal info that logins and contact matching
+//! compare.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StoreError};
 
 /// An account id: 32 lowercase hex characters (128 random bits), opaque to clients.
 pub type AccountId = String;
@@ -16,15 +17,6 @@ pub type Profile = BTreeMap<String, String>;
 
 /// Fields that only friends (and the account itself) may see.
 pub const PRIVATE_FIELDS: [&str; 2] = ["email", "phone"];
-
-/// Limits on personal info, so one account cannot make every friend's fan-out heavy.
-pub const MAX_PROFILE_FIELDS: usize = 32;
-/// Longest field name.
-pub const MAX_FIELD_NAME: usize = 64;
-/// Longest field value, in characters.
-pub const MAX_FIELD_VALUE: usize = 1024;
-/// Most platform links one account may hold.
-pub const MAX_LINKS: usize = 32;
 
 /// The durable record of an account (everything but its edges and event log).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +113,20 @@ impl Claim {
     }
 }
 
+impl From<StoreError> for Error {
+    /// A claim held by another account is the client's conflict (`email_taken`,
+    /// `phone_taken`, `handle_taken`); any other store failure is the server's.
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::ClaimTaken(key) => {
+                let claim = Claim(key);
+                Error::conflict(claim.taken_code(), format!("{} is already taken", claim.0))
+            }
+            other => Error::Storage(other),
+        }
+    }
+}
+
 /// Lower-cased and trimmed; must look like `local@domain`.
 pub fn normalize_email(raw: &str) -> Result<String> {
     let email = raw.trim().to_lowercase();
@@ -161,56 +167,66 @@ pub fn normalize_handle(_platform: &str, handle: &str) -> String {
     handle.trim().trim_start_matches('@').to_lowercase()
 }
 
-/// Checks a profile field name and value against the limits.
-pub fn check_field(name: &str, value: &str) -> Result<()> {
-    let name_ok = !name.is_empty()
-        && name.len() <= MAX_FIELD_NAME
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if !name_ok {
-        return Err(Error::invalid(format!(
-            "profile field name {name:?} must match [a-z0-9_]{{1,{MAX_FIELD_NAME}}}"
-        )));
-    }
-    if value.chars().count() > MAX_FIELD_VALUE {
-        return Err(Error::invalid(format!(
-            "profile field {name:?} is longer than {MAX_FIELD_VALUE} characters"
-        )));
-    }
-    if name == "display_name" && value.trim().is_empty() {
-        return Err(Error::invalid("display_name must not be empty"));
-    }
-    Ok(())
+/// An account as another account (or itself) sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountView {
+    pub account_id: AccountId,
+    pub profile: Profile,
+    pub profile_version: u64,
 }
 
-/// Normalises the fields with a meaning (`email`, `phone`) in place and checks every limit.
-pub fn normalize_profile(profile: &mut Profile) -> Result<()> {
-    if profile.len() > MAX_PROFILE_FIELDS {
-        return Err(Error::invalid(format!(
-            "a profile has at most {MAX_PROFILE_FIELDS} fields"
-        )));
-    }
-    for (name, value) in profile.iter_mut() {
-        check_field(name, value)?;
-        match name.as_str() {
-            "email" => *value = normalize_email(value)?,
-            "phone" => *value = normalize_phone(value)?,
-            _ => {}
+impl AccountView {
+    /// `record` as a viewer sees it: email and phone only if `close` (itself or a friend).
+    pub fn of(record: &AccountRecord, close: bool) -> Self {
+        AccountView {
+            account_id: record.account_id.clone(),
+            profile: record.visible_profile(close),
+            profile_version: record.profile_version,
         }
     }
-    if !profile.contains_key("display_name") {
-        return Err(Error::invalid("profile.display_name is required"));
-    }
-    Ok(())
 }
 
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// A platform link as clients see it: never its config (which may hold secrets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkView {
+    pub link_id: String,
+    pub platform: String,
+    pub handle: String,
+}
+
+impl From<&LinkRecord> for LinkView {
+    fn from(l: &LinkRecord) -> Self {
+        LinkView {
+            link_id: l.link_id.clone(),
+            platform: l.platform.clone(),
+            handle: l.handle.clone(),
+        }
+    }
+}
+
+/// `GET /v1/me`: the account's own full view.
+#[derive(Debug, Clone, Serialize)]
+pub struct MeView {
+    pub account_id: AccountId,
+    pub profile: Profile,
+    pub profile_version: u64,
+    pub platforms: Vec<LinkView>,
+}
+
+/// Which relation of an account to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relation {
+    Friends,
+    IncomingRequests,
+    Suggestions,
+}
+
+/// The status of a friend request once sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStatus {
+    Pending,
+    Friends,
 }
 
 #[cfg(test)]
@@ -252,13 +268,5 @@ mod tests {
         };
         assert!(!rec.visible_profile(false).contains_key("email"));
         assert!(rec.visible_profile(true).contains_key("email"));
-    }
-
-    #[test]
-    fn field_names_are_checked() {
-        assert!(check_field("Bad-Name", "x").is_err());
-        assert!(check_field("display_name", "  ").is_err());
-        assert!(check_field("bio", &"x".repeat(MAX_FIELD_VALUE + 1)).is_err());
-        assert!(check_field("bio", "fine").is_ok());
     }
 }

@@ -1,6 +1,6 @@
-//! The storage the actors need, declared here and implemented per engine (embedded fjall in
-//! the server crate today, ScyllaDB later). One conformance suite, `conformance` (feature `conformance`), checks any
-//! implementation.
+//! The storage the actors need, declared here and implemented per engine in the server crate
+//! (embedded fjall, and ScyllaDB). One conformance suite, `conformance` (feature
+//! `conformance`), checks any implementation.
 //!
 //! Writes are change sets ([`SubscriberWrite`]): everything one actor turn changes — its
 //! record, its edges, uniqueness claims, new tokens, and the events it emits — lands in one
@@ -9,14 +9,12 @@
 
 use async_trait::async_trait;
 
-use crate::activity_model::{ActivityRecord, DeliveryRecord};
 use crate::error::StoreError;
-use crate::event::StoredEvent;
-use crate::groups_model::{
-    Binding, BindingRequest, CommunityId, CommunityRecord, DynamicRecord, FeedPos, GroupId,
-    GroupRecord, MessageRecord,
+use crate::model::{
+    AccountId, AccountRecord, ActivityRecord, Binding, BindingRequest, Claim, CommunityId,
+    CommunityRecord, DynamicRecord, FeedPos, GroupId, GroupRecord, MessageRecord, ReleaseRecord,
 };
-use crate::model::{AccountId, AccountRecord, Claim};
+use crate::push::event::StoredEvent;
 
 /// Kinds of edge from one account to another (or to one of its links).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -83,7 +81,7 @@ pub struct SubscriberWrite {
     /// another account the whole write is rejected with [`StoreError::ClaimTaken`].
     pub claims: Vec<Claim>,
     /// Claims to give up (ignored where not held by this account).
-    pub releases: Vec<Claim>,
+    pub unclaims: Vec<Claim>,
     pub edges: Vec<EdgeChange>,
     /// SHA-256 hashes of new bearer tokens for this account.
     pub tokens: Vec<[u8; 32]>,
@@ -92,9 +90,9 @@ pub struct SubscriberWrite {
     /// New activities of this account: stored by id, in the account's feed, and under their
     /// idempotency key if they have one.
     pub activities: Vec<ActivityRecord>,
-    /// Deliveries to create or update (the outbox). The store keeps an index of those not
-    /// final, so [`SubscriberStore::pending_deliveries`] finds them after a restart.
-    pub deliveries: Vec<DeliveryRecord>,
+    /// Releases to create or update (the outbox). The store keeps an index of those not
+    /// final, so [`SubscriberStore::pending_releases`] finds them after a restart.
+    pub outbox: Vec<ReleaseRecord>,
 }
 
 impl SubscriberWrite {
@@ -110,12 +108,12 @@ impl SubscriberWrite {
     pub fn is_empty(&self) -> bool {
         self.record.is_none()
             && self.claims.is_empty()
-            && self.releases.is_empty()
+            && self.unclaims.is_empty()
             && self.edges.is_empty()
             && self.tokens.is_empty()
             && self.events.is_empty()
             && self.activities.is_empty()
-            && self.deliveries.is_empty()
+            && self.outbox.is_empty()
     }
 }
 
@@ -173,12 +171,12 @@ pub trait SubscriberStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<ActivityRecord>, StoreError>;
 
-    /// Every delivery of one activity, ordered by link id.
-    async fn list_deliveries(&self, activity_id: &str) -> Result<Vec<DeliveryRecord>, StoreError>;
+    /// Every release of one activity, ordered by link id.
+    async fn list_releases(&self, activity_id: &str) -> Result<Vec<ReleaseRecord>, StoreError>;
 
-    /// Every delivery that is not final (`pending` or `retrying`): what a restarted server
+    /// Every release that is not final (`pending` or `retrying`): what a restarted server
     /// must carry on with.
-    async fn pending_deliveries(&self) -> Result<Vec<DeliveryRecord>, StoreError>;
+    async fn pending_releases(&self) -> Result<Vec<ReleaseRecord>, StoreError>;
 
     /// Flushes everything acknowledged so far and stops accepting writes (graceful shutdown).
     async fn close(&self) -> Result<(), StoreError>;

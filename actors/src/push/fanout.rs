@@ -1,20 +1,18 @@
-//! The connection table and the fan-out workers: the one seam through which events reach
-//! devices. A later multi-node transport replaces what sits behind [`Hub`] (publish once per
-//! node, deliver locally); no actor assumes its recipients live in this process beyond it.
+//! The fan-out workers: group events reach members' devices from here, never from the group
+//! actor.
 //!
-//! Group fan-out never runs on the group actor. The actor keeps its members split into
-//! [`PARTITIONS`] lists by a stable hash of the account id and hands each non-empty list, with
-//! the shared frame, to the worker `partition % workers`. A member is always in the same
-//! partition, so the same worker delivers all of a group's events to it, in order; the cost
-//! per recipient is one table lookup and one `try_send` of a reference-counted buffer.
+//! The actor keeps its members split into [`PARTITIONS`] lists by a stable hash of the
+//! account id and hands each non-empty list, with the shared frame, to the worker
+//! `partition % workers`. A member is always in the same partition, so the same worker pushes
+//! all of a group's events to it, in order; the cost per recipient is one table lookup and one
+//! `try_send` of a reference-counted buffer.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, mpsc};
 
 use bytestring::ByteString;
-use dashmap::DashMap;
 
-use crate::event::{Outlet, StoredEvent};
+use super::hub::Hub;
 
 /// Partitions of a group's member list.
 pub const PARTITIONS: usize = 64;
@@ -29,63 +27,18 @@ pub fn partition_of(account: &str) -> usize {
     (h.finish() % PARTITIONS as u64) as usize
 }
 
-/// Online devices per account.
-#[derive(Default)]
-pub struct Hub {
-    devices: DashMap<String, Vec<Arc<dyn Outlet>>>,
-}
-
-impl Hub {
-    pub fn attach(&self, account: &str, outlet: Arc<dyn Outlet>) {
-        self.devices
-            .entry(account.to_owned())
-            .or_default()
-            .push(outlet);
+/// Splits `members` into [`PARTITIONS`] lists by [`partition_of`].
+pub fn partition(members: impl IntoIterator<Item = Arc<str>>) -> Vec<Partition> {
+    let mut parts: Vec<Vec<Arc<str>>> = vec![Vec::new(); PARTITIONS];
+    for m in members {
+        parts[partition_of(&m)].push(m);
     }
-
-    pub fn detach(&self, account: &str, outlet_id: u64) {
-        if let dashmap::Entry::Occupied(mut entry) = self.devices.entry(account.to_owned()) {
-            entry.get_mut().retain(|o| o.id() != outlet_id);
-            if entry.get().is_empty() {
-                entry.remove();
-            }
-        }
-    }
-
-    /// How many devices of `account` are connected here.
-    pub fn online(&self, account: &str) -> usize {
-        self.devices.get(account).map_or(0, |d| d.len())
-    }
-
-    /// Accounts with at least one device.
-    pub fn accounts_online(&self) -> usize {
-        self.devices.len()
-    }
-
-    /// Delivers events of the account's own log to all its devices.
-    pub fn deliver(&self, account: &str, events: &[StoredEvent]) {
-        if let Some(devices) = self.devices.get(account) {
-            for device in devices.iter() {
-                for event in events {
-                    device.deliver(event);
-                }
-            }
-        }
-    }
-
-    /// Delivers one shared frame to all devices of `account`.
-    pub fn deliver_shared(&self, account: &str, frame: &ByteString) {
-        if let Some(devices) = self.devices.get(account) {
-            for device in devices.iter() {
-                device.deliver_shared(frame);
-            }
-        }
-    }
+    parts.into_iter().map(Arc::new).collect()
 }
 
 enum Job {
     /// The partitions of one group event this worker owns.
-    Deliver {
+    Push {
         parts: Vec<Partition>,
         frame: ByteString,
     },
@@ -93,12 +46,13 @@ enum Job {
     Barrier(mpsc::Sender<()>),
 }
 
-/// The pool of delivery workers (plain threads: delivery is non-blocking CPU work).
+/// The pool of fan-out workers (plain threads: a push is non-blocking CPU work).
 pub struct Fanout {
     workers: Vec<mpsc::Sender<Job>>,
 }
 
 impl Fanout {
+    /// Starts `workers` threads pushing to the devices in `hub`.
     pub fn new(hub: Arc<Hub>, workers: usize) -> Self {
         let workers = (0..workers.max(1))
             .filter_map(|i| {
@@ -109,9 +63,9 @@ impl Fanout {
                     .spawn(move || {
                         while let Ok(job) = rx.recv() {
                             match job {
-                                Job::Deliver { parts, frame } => {
+                                Job::Push { parts, frame } => {
                                     for member in parts.iter().flat_map(|p| p.iter()) {
-                                        hub.deliver_shared(member, &frame);
+                                        hub.push_shared(member, &frame);
                                     }
                                 }
                                 Job::Barrier(done) => {
@@ -145,7 +99,7 @@ impl Fanout {
             if parts.is_empty() {
                 continue;
             }
-            let job = Job::Deliver {
+            let job = Job::Push {
                 parts,
                 frame: frame.clone(),
             };
@@ -175,22 +129,13 @@ impl Fanout {
     }
 }
 
-/// Splits `members` into [`PARTITIONS`] lists by [`partition_of`].
-pub fn partition(members: impl IntoIterator<Item = Arc<str>>) -> Vec<Partition> {
-    let mut parts: Vec<Vec<Arc<str>>> = vec![Vec::new(); PARTITIONS];
-    for m in members {
-        parts[partition_of(&m)].push(m);
-    }
-    parts.into_iter().map(Arc::new).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use super::*;
-    use crate::event::Delivery;
+    use crate::push::event::{Outlet, Pushed, StoredEvent};
 
     struct Recorder {
         id: u64,
@@ -201,14 +146,14 @@ mod tests {
         fn id(&self) -> u64 {
             self.id
         }
-        fn deliver(&self, event: &StoredEvent) -> Delivery {
-            self.deliver_shared(&event.frame)
+        fn push(&self, event: &StoredEvent) -> Pushed {
+            self.push_shared(&event.frame)
         }
-        fn deliver_shared(&self, frame: &ByteString) -> Delivery {
+        fn push_shared(&self, frame: &ByteString) -> Pushed {
             if let Ok(mut seen) = self.seen.lock() {
                 seen.push(frame.to_string());
             }
-            Delivery::Queued
+            Pushed::Queued
         }
     }
 

@@ -1,8 +1,8 @@
-//! Events as clients receive them, and the seam through which they are delivered.
+//! Events as clients receive them, and the seam through which they are pushed.
 //!
 //! An event is encoded to its wire frame exactly once, into a [`ByteString`] (reference
 //! counted), and that same buffer is stored in the event log and queued to every device.
-//! Delivery goes through [`Outlet`] only, so a later cross-node transport is one more
+//! A push goes through [`Outlet`] only, so a later cross-node transport is one more
 //! implementation, not a change to the actors.
 
 use bytestring::ByteString;
@@ -34,14 +34,6 @@ impl EventType {
     pub const BINDING_APPROVED: Self = Self("binding.approved");
     pub const BINDING_REJECTED: Self = Self("binding.rejected");
     pub const BINDING_REVOKED: Self = Self("binding.revoked");
-}
-
-#[derive(Serialize)]
-struct Frame<'a, D: Serialize> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    seq: u64,
-    data: &'a D,
 }
 
 /// Serialises an event's `data` once, for [`frame_with_data`] to reuse for every recipient.
@@ -88,46 +80,34 @@ pub fn group_frame(kind: EventType, group_id: &str, seq: u64, data: &str) -> Sto
     frame(kind, Some(group_id), seq, data)
 }
 
-/// Encodes `{"type","seq","data"}` once.
+/// Encodes `{"type","seq","data"}` in one step. Only the storage conformance suite builds
+/// events this way; the actors encode `data` once and frame it per recipient.
+#[cfg(any(test, feature = "conformance"))]
 pub fn encode_event<D: Serialize>(kind: EventType, seq: u64, data: &D) -> StoredEvent {
-    let frame = Frame {
-        kind: kind.0,
-        seq,
-        data,
-    };
-    // Serialising a `Serialize` struct with string keys into a String cannot fail; fall back
-    // to an explicit error frame rather than panicking if a future data type ever does.
-    let text = serde_json::to_string(&frame).unwrap_or_else(|e| {
-        tracing::error!(error = %e, kind = kind.0, "event failed to encode");
-        format!(r#"{{"type":"{}","seq":{seq},"data":null}}"#, kind.0)
-    });
-    StoredEvent {
-        seq,
-        frame: ByteString::from(text),
-    }
+    frame_with_data(kind, seq, &encode_data(data))
 }
 
-/// What became of one delivery attempt.
+/// What became of one push to a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
+pub enum Pushed {
     /// Queued for the device; it will be written in order.
     Queued,
     /// The device is gone, or was too slow and has been told to go (close 1013): forget it.
     Gone,
 }
 
-/// A device (connection) that events for one account are delivered to.
+/// A device (connection) that events for one account are pushed to.
 ///
-/// `deliver` must never block or await: it is called from inside the account's actor for
-/// every device. Implementations push into a bounded queue and, when it is full, close the
-/// connection with 1013 and answer [`Delivery::Gone`]; the device catches up with `resume`.
+/// `push` must never block or await: it is called from inside the account's actor for
+/// every device. Implementations queue into a bounded mailbox and, when it is full, close the
+/// connection with 1013 and answer [`Pushed::Gone`]; the device catches up with `resume`.
 pub trait Outlet: Send + Sync + 'static {
     /// A process-unique id of this connection, used to detach it.
     fn id(&self) -> u64;
     /// Queues one event of the account's own log (the device drops any `seq` it has sent).
-    fn deliver(&self, event: &StoredEvent) -> Delivery;
+    fn push(&self, event: &StoredEvent) -> Pushed;
     /// Queues one frame shared by many recipients (a group event), written as is.
-    fn deliver_shared(&self, frame: &ByteString) -> Delivery;
+    fn push_shared(&self, frame: &ByteString) -> Pushed;
 }
 
 #[cfg(test)]
@@ -136,17 +116,12 @@ mod tests {
 
     #[test]
     fn frame_has_type_seq_data() {
-        let ev = encode_event(
-            EventType::FRIEND_ADDED,
-            7,
-            &serde_json::json!({"account_id": "x"}),
-        );
+        let data = encode_data(&serde_json::json!({"account_id": "x"}));
+        let ev = frame_with_data(EventType::FRIEND_ADDED, 7, &data);
         let v: serde_json::Value = serde_json::from_str(&ev.frame).unwrap_or_default();
         assert_eq!(v["type"], "friend.added");
         assert_eq!(v["seq"], 7);
         assert_eq!(v["data"]["account_id"], "x");
-        let data = encode_data(&serde_json::json!({"account_id": "x"}));
-        assert_eq!(frame_with_data(EventType::FRIEND_ADDED, 7, &data), ev);
         let g = group_frame(EventType::GROUP_MESSAGE, "g1", 3, &data);
         let v: serde_json::Value = serde_json::from_str(&g.frame).unwrap_or_default();
         assert_eq!(v["group_id"], "g1");

@@ -1,14 +1,13 @@
-//! The seam between the release machinery and the platforms: one [`Connector`] delivers one
-//! attempt of one delivery and says what happened. The server crate implements it per
-//! platform (webhook, Mastodon, email); the [`crate::releaser::Releaser`] decides what an
-//! outcome means (retry when, give up when) so every platform gets the same policy.
+//! The seam between the release machinery and the platforms: one [`Connector`] makes one
+//! attempt of one release and says what happened. The server crate implements it per
+//! platform (webhook, Mastodon, email); the releaser decides what an outcome means
+//! ([`super::policy`]: retry when, give up when) so every platform gets the same policy.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::activity_model::ActivityRecord;
-use crate::model::LinkRecord;
+use crate::model::{ActivityRecord, LinkRecord};
 
 /// Everything one attempt needs.
 #[derive(Debug, Clone)]
@@ -16,7 +15,7 @@ pub struct Outgoing {
     pub activity: ActivityRecord,
     /// The link as it was when the activity was posted (platform, handle, config).
     pub link: LinkRecord,
-    /// Same for every attempt of this delivery (see `DeliveryRecord::idempotency_key`).
+    /// Same for every attempt of this release (see `ReleaseRecord::idempotency_key`).
     pub idempotency_key: String,
     /// 1 for the first attempt.
     pub attempt: u32,
@@ -58,14 +57,14 @@ impl AttemptOutcome {
     }
 }
 
-/// Delivers activities to platforms. Implementations must not retry on their own (the
+/// Releases activities to platforms. Implementations must not retry on their own (the
 /// releaser owns the policy) and should bound their own I/O; the releaser also stops an
 /// attempt at its configured timeout.
 #[async_trait]
 pub trait Connector: Send + Sync + 'static {
     async fn deliver(&self, out: &Outgoing) -> AttemptOutcome;
 
-    /// The server a link's deliveries go to (e.g. `host:port`), so the releaser can cap the
+    /// The server a link's releases go to (e.g. `host:port`), so the releaser can cap the
     /// attempts running against one server: many accounts linked to one instance that went
     /// dark must not take every slot. `None` counts the link as its own destination.
     fn destination(&self, link: &LinkRecord) -> Option<String> {

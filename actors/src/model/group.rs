@@ -1,20 +1,13 @@
-//! Records of IM groups and communities, as stored.
+//! IM groups and communities: records as stored, and the views and roles around them.
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::AccountId;
+use super::AccountId;
 
 /// Group id: 32 hex characters.
 pub type GroupId = String;
 /// Community id: 32 hex characters.
 pub type CommunityId = String;
-
-/// Longest group or community name.
-pub const MAX_NAME: usize = 128;
-/// Longest chat message or dynamic text.
-pub const MAX_TEXT: usize = 4096;
-/// Longest binding-request note.
-pub const MAX_NOTE: usize = 512;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupRecord {
@@ -75,24 +68,21 @@ pub struct DynamicRecord {
     pub created_ms: u64,
 }
 
-/// A position in a time-ordered feed: `(created_ms, id)`, compared newest first.
-/// As a cursor it reads `"{ms}.{id}"`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct FeedPos {
-    pub ms: u64,
-    pub id: String,
+/// A group as its members see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupView {
+    pub group_id: GroupId,
+    pub name: String,
+    pub owner: AccountId,
+    pub members: Vec<AccountId>,
+    pub bindings: Vec<CommunityId>,
 }
 
-impl FeedPos {
-    pub fn parse(cursor: &str) -> Option<Self> {
-        let (ms, id) = cursor.split_once('.')?;
-        Some(FeedPos {
-            ms: ms.parse().ok()?,
-            id: id.to_owned(),
-        })
-    }
-
-    pub fn cursor(&self) -> String {
-        format!("{}.{}", self.ms, self.id)
-    }
+/// Who ends a binding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revoker {
+    /// The group owner (a client token).
+    Owner(AccountId),
+    /// The community's server (its `server_key`).
+    Community(CommunityId),
 }

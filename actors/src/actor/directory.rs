@@ -1,0 +1,306 @@
+//! The directory: finds the live actor of an account, group or community, activating it
+//! from the store on first use. An actor holds a [`Lease`] on its entry and gives it up when
+//! it passivates; the next message activates it again.
+//!
+//! Actors are spread over a fixed pool of arbiters (threads) by a hash of their id. The
+//! directory knows the actor types (it builds them); they know only their [`Env`].
+
+use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use actix::dev::ToEnvelope;
+use actix::prelude::*;
+use dashmap::DashMap;
+
+use super::community::Community;
+use super::env::Env;
+use super::group::Group;
+use super::subscriber::Subscriber;
+use super::{Lease, Life};
+use crate::error::{Error, Result};
+
+struct Slot<A: Actor> {
+    generation: u64,
+    addr: Addr<A>,
+}
+
+/// Live actors of one kind by id.
+struct Table<A: Actor> {
+    actors: DashMap<String, Slot<A>>,
+}
+
+impl<A: Actor> Default for Table<A> {
+    fn default() -> Self {
+        Self {
+            actors: DashMap::new(),
+        }
+    }
+}
+
+impl<A: Actor> Table<A> {
+    fn live(&self, id: &str) -> Option<Addr<A>> {
+        self.actors
+            .get(id)
+            .filter(|slot| slot.addr.connected())
+            .map(|slot| slot.addr.clone())
+    }
+
+    /// Inserts a started actor unless a live one raced in first (then `start` is not called).
+    fn insert_with(&self, id: &str, generation: u64, start: impl FnOnce() -> Addr<A>) -> Addr<A> {
+        let entry = self.actors.entry(id.to_owned());
+        if let dashmap::Entry::Occupied(slot) = &entry
+            && slot.get().addr.connected()
+        {
+            return slot.get().addr.clone();
+        }
+        let addr = start();
+        entry.insert(Slot {
+            generation,
+            addr: addr.clone(),
+        });
+        addr
+    }
+
+    fn forget(&self, id: &str, generation: u64) {
+        self.actors
+            .remove_if(id, |_, slot| slot.generation == generation);
+    }
+
+    fn forget_dead(&self, id: &str) {
+        self.actors.remove_if(id, |_, slot| !slot.addr.connected());
+    }
+}
+
+struct Inner {
+    subscribers: Table<Subscriber>,
+    groups: Table<Group>,
+    communities: Table<Community>,
+    env: Env,
+    arbiters: Vec<Arbiter>,
+    hasher: RandomState,
+    next_generation: AtomicU64,
+}
+
+/// Cheap to clone; every clone is the same directory.
+#[derive(Clone)]
+pub struct Directory {
+    inner: Arc<Inner>,
+}
+
+/// A directory handle that does not keep it alive (held by the releaser).
+#[derive(Clone)]
+pub struct WeakDirectory(Weak<Inner>);
+
+impl WeakDirectory {
+    /// The directory, while the server runs.
+    pub fn upgrade(&self) -> Option<Directory> {
+        self.0.upgrade().map(|inner| Directory { inner })
+    }
+}
+
+/// Which table a lease gives its entry back to.
+fn lease<A: Actor>(
+    inner: Weak<Inner>,
+    table: fn(&Inner) -> &Table<A>,
+    id: &str,
+    generation: u64,
+) -> Lease {
+    let id = id.to_owned();
+    Lease::new(move || {
+        if let Some(inner) = inner.upgrade() {
+            table(&inner).forget(&id, generation);
+        }
+    })
+}
+
+impl Directory {
+    /// Starts `arbiters` actor threads; must be called inside a running actix `System`.
+    pub fn new(env: Env) -> Self {
+        let workers = env.config.arbiters.max(1);
+        Directory {
+            inner: Arc::new(Inner {
+                subscribers: Table::default(),
+                groups: Table::default(),
+                communities: Table::default(),
+                env,
+                arbiters: (0..workers).map(|_| Arbiter::new()).collect(),
+                hasher: RandomState::new(),
+                next_generation: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// What every actor is handed.
+    pub fn env(&self) -> &Env {
+        &self.inner.env
+    }
+
+    pub fn downgrade(&self) -> WeakDirectory {
+        WeakDirectory(Arc::downgrade(&self.inner))
+    }
+
+    fn arbiter_for(&self, id: &str) -> ArbiterHandle {
+        let index = (self.inner.hasher.hash_one(id) as usize) % self.inner.arbiters.len();
+        self.inner.arbiters[index].handle()
+    }
+
+    /// Starts the actor `build` makes of `snapshot` on its arbiter, with a fresh generation
+    /// and a lease on its entry in `table` (unless a live one raced in first).
+    fn start<A, S>(
+        &self,
+        table: fn(&Inner) -> &Table<A>,
+        id: &str,
+        snapshot: S,
+        build: fn(S, Life) -> A,
+    ) -> Addr<A>
+    where
+        A: Actor<Context = Context<A>>,
+        S: Send + 'static,
+    {
+        let generation = self.inner.next_generation.fetch_add(1, Ordering::Relaxed);
+        let lease = lease(Arc::downgrade(&self.inner), table, id, generation);
+        let life = Life::new(self.inner.env.clone(), lease);
+        let arbiter = self.arbiter_for(id);
+        table(&self.inner).insert_with(id, generation, move || {
+            A::start_in_arbiter(&arbiter, move |_| build(snapshot, life))
+        })
+    }
+
+    /// The live actor of account `id`, activated from the store if needed; `NotFound` if no
+    /// such account exists.
+    pub async fn subscriber(&self, id: &str) -> Result<Addr<Subscriber>> {
+        if let Some(addr) = self.inner.subscribers.live(id) {
+            return Ok(addr);
+        }
+        let snapshot = self
+            .inner
+            .env
+            .store
+            .load_subscriber(id)
+            .await?
+            .ok_or(Error::NotFound("account"))?;
+        Ok(self.start(|i| &i.subscribers, id, snapshot, Subscriber::new))
+    }
+
+    /// The live actor of group `id`; `NotFound` if there is no such group.
+    pub async fn group(&self, id: &str) -> Result<Addr<Group>> {
+        if let Some(addr) = self.inner.groups.live(id) {
+            return Ok(addr);
+        }
+        let snapshot = self
+            .inner
+            .env
+            .store
+            .load_group(id)
+            .await?
+            .ok_or(Error::NotFound("group"))?;
+        Ok(self.start(|i| &i.groups, id, snapshot, Group::new))
+    }
+
+    /// The live actor of community `id`; `NotFound` if there is no such community.
+    pub async fn community(&self, id: &str) -> Result<Addr<Community>> {
+        if let Some(addr) = self.inner.communities.live(id) {
+            return Ok(addr);
+        }
+        let snapshot = self
+            .inner
+            .env
+            .store
+            .load_community(id)
+            .await?
+            .ok_or(Error::NotFound("community"))?;
+        Ok(self.start(|i| &i.communities, id, snapshot, Community::new))
+    }
+
+    /// Sends `msg` to an actor found by `find` and waits for its answer. If the actor stopped
+    /// (passivated) between the lookup and the message's arrival, it is activated again and
+    /// asked once more.
+    async fn ask_with<A, M, R, F, Fut>(
+        &self,
+        id: &str,
+        find: F,
+        forget: impl Fn(&str),
+        msg: M,
+    ) -> Result<R>
+    where
+        A: Actor + Handler<M>,
+        A::Context: ToEnvelope<A, M>,
+        M: Message<Result = Result<R>> + Clone + Send + 'static,
+        R: Send + 'static,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Addr<A>>>,
+    {
+        for _ in 0..3 {
+            let addr = find().await?;
+            match addr.send(msg.clone()).await {
+                Ok(answer) => return answer,
+                Err(MailboxError::Closed) => forget(id),
+                Err(MailboxError::Timeout) => break,
+            }
+        }
+        Err(Error::Unavailable(format!("actor {id} did not answer")))
+    }
+
+    /// Asks the account's actor.
+    pub async fn ask<M, R>(&self, id: &str, msg: M) -> Result<R>
+    where
+        M: Message<Result = Result<R>> + Clone + Send + 'static,
+        R: Send + 'static,
+        Subscriber: Handler<M>,
+        <Subscriber as Actor>::Context: ToEnvelope<Subscriber, M>,
+    {
+        self.ask_with(
+            id,
+            || self.subscriber(id),
+            |id| self.inner.subscribers.forget_dead(id),
+            msg,
+        )
+        .await
+    }
+
+    /// Asks the group's actor.
+    pub async fn ask_group<M, R>(&self, id: &str, msg: M) -> Result<R>
+    where
+        M: Message<Result = Result<R>> + Clone + Send + 'static,
+        R: Send + 'static,
+        Group: Handler<M>,
+        <Group as Actor>::Context: ToEnvelope<Group, M>,
+    {
+        self.ask_with(
+            id,
+            || self.group(id),
+            |id| self.inner.groups.forget_dead(id),
+            msg,
+        )
+        .await
+    }
+
+    /// Asks the community's actor.
+    pub async fn ask_community<M, R>(&self, id: &str, msg: M) -> Result<R>
+    where
+        M: Message<Result = Result<R>> + Clone + Send + 'static,
+        R: Send + 'static,
+        Community: Handler<M>,
+        <Community as Actor>::Context: ToEnvelope<Community, M>,
+    {
+        self.ask_with(
+            id,
+            || self.community(id),
+            |id| self.inner.communities.forget_dead(id),
+            msg,
+        )
+        .await
+    }
+
+    /// Stops every actor thread and forgets every actor (graceful shutdown).
+    pub fn shutdown(&self) {
+        for arbiter in &self.inner.arbiters {
+            arbiter.stop();
+        }
+        self.inner.subscribers.actors.clear();
+        self.inner.groups.actors.clear();
+        self.inner.communities.actors.clear();
+    }
+}

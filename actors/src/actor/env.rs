@@ -1,0 +1,69 @@
+//! What an actor is handed to work with: the store it persists to, the devices it pushes to,
+//! the fan-out workers, its settings, and the one actor it sends to on its own (the
+//! releaser). Actors know nothing of the directory that activates them.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crate::model::{ActivityRecord, ReleaseRecord};
+use crate::push::{Fanout, Hub};
+use crate::store::Store;
+
+/// How actors run.
+#[derive(Debug, Clone)]
+pub struct ActorConfig {
+    /// An actor with no device and no message for this long passivates.
+    pub idle_timeout: Duration,
+    /// Threads the actors run on, and fan-out workers.
+    pub arbiters: usize,
+    /// How long a binding request stays pending.
+    pub binding_request_ttl: Duration,
+}
+
+impl Default for ActorConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(300),
+            arbiters: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            binding_request_ttl: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// The releaser as an account actor sees it: hand it releases once they are durable, tell
+/// it a link is gone. Implemented by the releaser's address (`crate::release`), so the
+/// account actors do not depend on the release machinery.
+pub trait ReleaseQueue: Send + Sync + 'static {
+    /// `releases` of `activity` are durable: start them.
+    fn enqueue(&self, activity: Arc<ActivityRecord>, releases: Vec<ReleaseRecord>);
+    /// The unlink of `link_id` is durable: attempt nothing more to it.
+    fn cancel_link(&self, link_id: String);
+}
+
+/// Where the releaser is, once it runs (set once, at start-up).
+#[derive(Clone, Default)]
+pub struct ReleaserSlot(Arc<OnceLock<Arc<dyn ReleaseQueue>>>);
+
+impl ReleaserSlot {
+    /// The releaser, if one was started.
+    pub fn get(&self) -> Option<&Arc<dyn ReleaseQueue>> {
+        self.0.get()
+    }
+
+    /// Sets the releaser; a second call is ignored.
+    pub(crate) fn set(&self, queue: Arc<dyn ReleaseQueue>) {
+        let _ = self.0.set(queue);
+    }
+}
+
+/// Everything an actor is given; cheap to clone (every actor holds one).
+#[derive(Clone)]
+pub struct Env {
+    pub store: Arc<dyn Store>,
+    /// Connected devices per account: where account events are pushed.
+    pub hub: Arc<Hub>,
+    /// The workers group events are handed to.
+    pub fanout: Arc<Fanout>,
+    pub config: Arc<ActorConfig>,
+    pub releaser: ReleaserSlot,
+}

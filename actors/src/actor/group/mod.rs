@@ -1,0 +1,156 @@
+//! The Group actor: one per IM group. It owns the group's record, members, pending binding
+//! requests, bindings and event log. Its events (`group.message`, `group.dynamic`,
+//! `binding.approved`, `binding.revoked`) are stored once in the group's log, encoded once,
+//! and handed with the member partitions to the fan-out workers: the actor's turn ends after
+//! the write, however large the group.
+//!
+//! By concern, each file with its messages beside their handlers: [`members`] (members,
+//! chat, the group's log) and [`bindings`] (binding requests, bindings, dynamics of bound
+//! communities).
+
+pub mod bindings;
+pub mod members;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+use super::{Change, Durable, Life};
+use crate::error::{Error, Result, StoreError};
+use crate::model::{Binding, BindingRequest, GroupRecord};
+use crate::push::event::{EventType, StoredEvent, encode_data, group_frame};
+use crate::push::fanout::{Partition, partition, partition_of};
+use crate::store::{GroupSnapshot, GroupWrite, Store};
+
+pub use bindings::{
+    ApproveBinding, ListBindingRequests, PushDynamic, ReceiveBindingRequest, RejectBinding,
+    RevokeBinding,
+};
+pub use members::{AddMember, GetGroup, MemberAccess, PostMessage, ReadEvents, RemoveMember};
+
+/// The actor.
+pub struct Group {
+    record: GroupRecord,
+    members: HashSet<Arc<str>>,
+    /// The same members, split for the fan-out workers; replaced copy-on-write.
+    partitions: Vec<Partition>,
+    requests: HashMap<String, BindingRequest>,
+    /// Community id -> binding.
+    bindings: HashMap<String, Binding>,
+    seq: u64,
+    life: Life,
+}
+
+fn forbidden(what: &str) -> Error {
+    Error::Forbidden(what.to_owned())
+}
+
+impl Group {
+    /// Builds the actor from what the store holds.
+    pub(crate) fn new(snapshot: GroupSnapshot, life: Life) -> Self {
+        let members: HashSet<Arc<str>> = snapshot.members.into_iter().map(Arc::from).collect();
+        let partitions = partition(members.iter().cloned());
+        Group {
+            record: snapshot.record,
+            members,
+            partitions,
+            requests: snapshot
+                .requests
+                .into_iter()
+                .map(|r| (r.request_id.clone(), r))
+                .collect(),
+            bindings: snapshot
+                .bindings
+                .into_iter()
+                .map(|b| (b.community_id.clone(), b))
+                .collect(),
+            seq: snapshot.last_seq,
+            life,
+        }
+    }
+
+    fn is_member(&self, account: &str) -> bool {
+        self.members.contains(account)
+    }
+
+    fn require_member(&self, account: &str) -> Result<()> {
+        if self.is_member(account) {
+            Ok(())
+        } else {
+            Err(forbidden("only members of the group may do this"))
+        }
+    }
+
+    fn require_owner(&self, account: &str) -> Result<()> {
+        if self.record.owner == account {
+            Ok(())
+        } else {
+            Err(forbidden("only the group owner may do this"))
+        }
+    }
+
+    /// An empty change set of this group.
+    fn write(&self) -> GroupWrite {
+        GroupWrite::new(&self.record.group_id)
+    }
+
+    /// Adds a group event to `write`, numbered after those already in it.
+    fn push_event(&self, write: &mut GroupWrite, kind: EventType, data: serde_json::Value) {
+        let seq = self.seq + write.events.len() as u64 + 1;
+        let data = encode_data(&data);
+        write.events.push(group_frame(kind, self.id(), seq, &data));
+    }
+
+    fn set_member(&mut self, account: &str, present: bool) {
+        let key: Arc<str> = Arc::from(account);
+        let index = partition_of(account);
+        let mut part: Vec<Arc<str>> = self.partitions[index].as_ref().clone();
+        if present {
+            if self.members.insert(key.clone()) {
+                part.push(key);
+            }
+        } else if self.members.remove(account) {
+            part.retain(|m| &**m != account);
+        }
+        self.partitions[index] = Arc::new(part);
+    }
+}
+
+impl Change for GroupWrite {
+    fn events(&self) -> &[StoredEvent] {
+        &self.events
+    }
+
+    fn commit(self, store: Arc<dyn Store>) -> BoxFuture<'static, Result<(), StoreError>> {
+        Box::pin(async move { store.commit_group(self).await })
+    }
+}
+
+impl Durable for Group {
+    type Change = GroupWrite;
+    const KIND: &'static str = "group";
+
+    fn life(&self) -> &Life {
+        &self.life
+    }
+
+    fn life_mut(&mut self) -> &mut Life {
+        &mut self.life
+    }
+
+    fn id(&self) -> &str {
+        &self.record.group_id
+    }
+
+    /// Advances `seq` and hands each event to the fan-out workers, with the member list as
+    /// it is after the change.
+    fn published(&mut self, events: &[StoredEvent]) {
+        for event in events {
+            self.seq = event.seq;
+            self.life.env.fanout.send(&self.partitions, &event.frame);
+        }
+    }
+}
+
+durable_actor!(Group);

@@ -1,0 +1,179 @@
+//! The actors, and the plumbing they share.
+//!
+//! - [`subscriber`]: one per account (profile, links, friends, activities, devices).
+//! - [`group`]: one per IM group (members and chat, binding requests and bindings).
+//! - [`community`]: one per community (members, bound groups, dynamics).
+//! - [`env`]: what an actor is handed ([`env::Env`]): store, hub, fan-out, settings, and the
+//!   releaser. Actors depend on it, never on the directory.
+//! - [`directory`]: activates an actor from the store on first use and finds it again; each
+//!   actor holds a [`Lease`] on its entry and gives it up when it stops.
+//!
+//! Each actor's messages live beside their handlers, one documented struct per intent.
+//! Every write goes through [`Durable::persist`]: one change set per turn, committed before
+//! anything in memory changes, then its events pushed. Handlers that write answer a [`Turn`]
+//! (an atomic response), so the next message waits until the write is durable and events
+//! leave in `seq` order.
+
+/// `impl Actor` for a [`Durable`] actor: watch for idleness once started, leave the
+/// directory once stopped. The same for every actor, so written once.
+macro_rules! durable_actor {
+    ($actor:ty) => {
+        impl ::actix::Actor for $actor {
+            type Context = ::actix::Context<Self>;
+
+            fn started(&mut self, ctx: &mut Self::Context) {
+                $crate::actor::Durable::watch_idle(self, ctx);
+            }
+
+            fn stopped(&mut self, _ctx: &mut Self::Context) {
+                $crate::actor::Durable::leave(self);
+            }
+        }
+    };
+}
+
+pub mod community;
+pub mod directory;
+pub mod env;
+pub mod group;
+pub mod subscriber;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures_util::future::BoxFuture;
+
+use crate::error::{Result, StoreError};
+use crate::push::StoredEvent;
+use crate::store::Store;
+use env::Env;
+
+/// The answer of a handler that may write: it holds the actor's turn until the write is
+/// durable.
+pub type Turn<A, R> = AtomicResponse<A, Result<R>>;
+
+/// A [`Turn`] whose answer is known at once (a rule said no, or nothing needs writing).
+pub fn ready<A: Actor, T: 'static>(value: Result<T>) -> Turn<A, T> {
+    AtomicResponse::new(Box::pin(actix::fut::ready(value)))
+}
+
+/// An actor's entry in the directory, given up when the actor stops so that the next
+/// message activates a fresh one.
+pub struct Lease(Option<Box<dyn FnOnce() + Send>>);
+
+impl Lease {
+    /// A lease whose release runs `forget`.
+    pub fn new(forget: impl FnOnce() + Send + 'static) -> Self {
+        Lease(Some(Box::new(forget)))
+    }
+
+    fn release(&mut self) {
+        if let Some(forget) = self.0.take() {
+            forget();
+        }
+    }
+}
+
+/// What every actor keeps for the shared plumbing.
+pub struct Life {
+    pub env: Env,
+    lease: Lease,
+    last_active: Instant,
+}
+
+impl Life {
+    pub fn new(env: Env, lease: Lease) -> Self {
+        Life {
+            env,
+            lease,
+            last_active: Instant::now(),
+        }
+    }
+}
+
+/// One turn's change set, as the store takes it.
+pub trait Change: Send + 'static {
+    /// The events it appends to the actor's log, pushed once the change is durable.
+    fn events(&self) -> &[StoredEvent];
+    /// Writes it atomically; resolves once durable.
+    fn commit(self, store: Arc<dyn Store>) -> BoxFuture<'static, Result<(), StoreError>>;
+}
+
+/// The plumbing every actor shares: persist, passivate when idle, leave the directory.
+/// Written once here; an actor says what its change set is and what to do once one is
+/// durable.
+pub trait Durable: Actor<Context = Context<Self>> + Sized {
+    /// What one turn writes.
+    type Change: Change;
+    /// For logs: `subscriber`, `group`, `community`.
+    const KIND: &'static str;
+
+    fn life(&self) -> &Life;
+    fn life_mut(&mut self) -> &mut Life;
+    /// The actor's id, for logs.
+    fn id(&self) -> &str;
+
+    /// A change is durable and applied: advance the log position and push its events.
+    fn published(&mut self, events: &[StoredEvent]);
+
+    /// Whether the actor may passivate once idle (an account with devices online may not).
+    fn may_passivate(&self) -> bool {
+        true
+    }
+
+    /// Something happened: the idle clock starts again.
+    fn touch(&mut self) {
+        self.life_mut().last_active = Instant::now();
+    }
+
+    /// Commits `change`; on success applies `apply` to memory, then [`Durable::published`].
+    /// Nothing in memory changes if the commit fails.
+    fn persist<R: 'static>(
+        &mut self,
+        change: Self::Change,
+        apply: impl FnOnce(&mut Self) -> R + 'static,
+    ) -> Turn<Self, R> {
+        AtomicResponse::new(self.persist_fut(change, apply))
+    }
+
+    /// [`Durable::persist`] as a future, for handlers that first read something.
+    fn persist_fut<R: 'static>(
+        &mut self,
+        change: Self::Change,
+        apply: impl FnOnce(&mut Self) -> R + 'static,
+    ) -> ResponseActFuture<Self, Result<R>> {
+        self.touch();
+        let store = self.life().env.store.clone();
+        let events = change.events().to_vec();
+        Box::pin(
+            change
+                .commit(store)
+                .into_actor(self)
+                .map(move |res, act, _ctx| {
+                    res?;
+                    let out = apply(act);
+                    act.published(&events);
+                    Ok(out)
+                }),
+        )
+    }
+
+    /// From `Actor::started`: checks a few times per idle timeout and stops the actor once
+    /// nothing happened for a whole timeout (its state is already on disk).
+    fn watch_idle(&mut self, ctx: &mut Context<Self>) {
+        let timeout = self.life().env.config.idle_timeout;
+        let every = (timeout / 4).max(Duration::from_millis(50));
+        ctx.run_interval(every, move |act, ctx| {
+            if act.may_passivate() && act.life().last_active.elapsed() >= timeout {
+                tracing::debug!(kind = Self::KIND, id = %act.id(), "passivating idle actor");
+                ctx.stop();
+            }
+        });
+    }
+
+    /// From `Actor::stopped`: gives up the directory entry.
+    fn leave(&mut self) {
+        self.life_mut().lease.release();
+    }
+}

@@ -1,0 +1,89 @@
+//! The account's devices and event log: attaching and detaching devices, reading the log
+//! back (`resume`), appending an event that happened elsewhere.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::Subscriber;
+use crate::actor::{Durable, Turn};
+use crate::error::Result;
+use crate::push::event::{EventType, Outlet, StoredEvent};
+
+/// A device connected: push this account's events to it from now on. Answers the newest
+/// seq, for the `hello` frame.
+#[derive(Clone, Message)]
+#[rtype(result = "Result<u64>")]
+pub struct Attach {
+    pub outlet: Arc<dyn Outlet>,
+}
+
+/// A device disconnected.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<()>")]
+pub struct Detach {
+    pub outlet_id: u64,
+}
+
+/// Read stored events with `seq > after`, at most `limit` (see
+/// [`crate::model::limits::MAX_EVENTS_PAGE`]), for `resume`.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Vec<StoredEvent>>")]
+pub struct ReadEvents {
+    pub after: u64,
+    pub limit: usize,
+}
+
+/// Append an event that happened elsewhere (a friend's profile change) to this account's log
+/// and push it to its devices. `data` is shared by every recipient.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<u64>")]
+pub struct Notify {
+    pub kind: EventType,
+    pub data: Arc<str>,
+}
+
+impl Handler<Attach> for Subscriber {
+    type Result = Result<u64>;
+    fn handle(&mut self, msg: Attach, _: &mut Self::Context) -> Self::Result {
+        self.touch();
+        self.life
+            .env
+            .hub
+            .attach(&self.record.account_id, msg.outlet);
+        Ok(self.seq)
+    }
+}
+
+impl Handler<Detach> for Subscriber {
+    type Result = Result<()>;
+    fn handle(&mut self, msg: Detach, _: &mut Self::Context) -> Self::Result {
+        self.touch();
+        self.life
+            .env
+            .hub
+            .detach(&self.record.account_id, msg.outlet_id);
+        Ok(())
+    }
+}
+
+impl Handler<ReadEvents> for Subscriber {
+    type Result = ResponseFuture<Result<Vec<StoredEvent>>>;
+    fn handle(&mut self, msg: ReadEvents, _: &mut Self::Context) -> Self::Result {
+        self.touch();
+        // Reads do not need the actor's turn: everything acknowledged is already stored.
+        let store = self.life.env.store.clone();
+        let id = self.record.account_id.clone();
+        Box::pin(async move { Ok(store.read_events(&id, msg.after, msg.limit).await?) })
+    }
+}
+
+impl Handler<Notify> for Subscriber {
+    type Result = Turn<Self, u64>;
+    fn handle(&mut self, msg: Notify, _: &mut Self::Context) -> Self::Result {
+        let mut write = self.write();
+        self.push_event(&mut write, msg.kind, &msg.data);
+        let seq = self.seq + 1;
+        self.persist(write, move |_| seq)
+    }
+}

@@ -1,0 +1,309 @@
+//! Friendships: requests (either side), accepting, ending, contact matches (a mutual match
+//! makes friends at once) and the relation lists. Each side is its own actor's turn; the
+//! operations in `crate::ops::friends` drive both sides.
+
+use std::collections::HashMap;
+
+use actix::prelude::*;
+
+use super::Subscriber;
+use crate::actor::{Durable, Turn, ready};
+use crate::error::{Error, Result};
+use crate::model::{AccountId, AccountView, FeedPos, Relation, now_ms};
+use crate::push::event::EventType;
+use crate::store::{Edge, EdgeChange, EdgeKind, SubscriberWrite};
+
+/// The requester's side of a friend request (to another account): checks it may be sent. If
+/// the other account had already asked us, we become friends here and answer
+/// [`RequestOutcome::Mutual`].
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<RequestOutcome>")]
+pub struct StartFriendRequest {
+    pub to: AccountId,
+}
+
+/// Outcome of [`StartFriendRequest`].
+#[derive(Debug, Clone)]
+pub enum RequestOutcome {
+    /// Hand the request to the recipient; carries the requester's public view.
+    Pending(AccountView),
+    /// The recipient had asked first: we are friends now; tell the recipient.
+    Mutual,
+}
+
+/// The recipient's side: record a pending request and emit `friend.requested`.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<()>")]
+pub struct ReceiveFriendRequest {
+    pub from: AccountView,
+}
+
+/// The recipient accepts a pending request from `from`: becomes friends, emits `friend.added`.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<()>")]
+pub struct AcceptFriend {
+    pub from: AccountId,
+}
+
+/// The other side of an accepted request or a mutual match: become friends (idempotent).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<()>")]
+pub struct BecomeFriends {
+    pub with: AccountId,
+}
+
+/// End a friendship from this side; `NotFound` if there is none.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<()>")]
+pub struct Unfriend {
+    pub other: AccountId,
+}
+
+/// The other side of [`Unfriend`] (idempotent).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<()>")]
+pub struct DropFriend {
+    pub other: AccountId,
+}
+
+/// Remember which accounts this account's uploaded contacts matched. Answers those that are
+/// not friends already (suggestions, and candidates for a mutual match).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Vec<AccountId>>")]
+pub struct RecordMatches {
+    pub matched: Vec<AccountId>,
+}
+
+/// `other`'s contacts matched this account. If this account had matched `other` too, they
+/// become friends here and the answer is `true`.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<bool>")]
+pub struct MatchedBy {
+    pub other: AccountId,
+}
+
+/// List related accounts with the time the relation began, for paging newest first.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Vec<FeedPos>>")]
+pub struct ListRelation {
+    pub relation: Relation,
+}
+
+impl Subscriber {
+    fn friend_edge(kind: EdgeKind, other: &str, since: u64) -> EdgeChange {
+        EdgeChange::Put(Edge {
+            kind,
+            other: other.to_owned(),
+            value: since.to_be_bytes().to_vec(),
+        })
+    }
+
+    /// The write that makes `other` a friend (and clears a pending request from it).
+    fn befriend_write(&self, other: &str, now: u64) -> SubscriberWrite {
+        let mut w = self.write();
+        w.edges
+            .push(Self::friend_edge(EdgeKind::Friend, other, now));
+        if self.requests_in.contains_key(other) {
+            w.edges.push(EdgeChange::Delete {
+                kind: EdgeKind::RequestIn,
+                other: other.to_owned(),
+            });
+        }
+        self.push_event_json(
+            &mut w,
+            EventType::FRIEND_ADDED,
+            serde_json::json!({ "account_id": other }),
+        );
+        w
+    }
+
+    /// Makes `other` a friend; answers `out` once durable.
+    fn befriend<R: 'static>(&mut self, other: AccountId, out: R) -> Turn<Self, R> {
+        let now = now_ms();
+        let write = self.befriend_write(&other, now);
+        self.persist(write, move |act| {
+            act.requests_in.remove(&other);
+            act.friends.insert(other, now);
+            out
+        })
+    }
+
+    fn end_friendship(&mut self, other: AccountId) -> Turn<Self, ()> {
+        let mut write = self.write();
+        write.edges.push(EdgeChange::Delete {
+            kind: EdgeKind::Friend,
+            other: other.clone(),
+        });
+        self.push_event_json(
+            &mut write,
+            EventType::FRIEND_REMOVED,
+            serde_json::json!({ "account_id": &other }),
+        );
+        self.persist(write, move |act| {
+            act.friends.remove(&other);
+        })
+    }
+}
+
+impl Handler<StartFriendRequest> for Subscriber {
+    type Result = Turn<Self, RequestOutcome>;
+    fn handle(&mut self, msg: StartFriendRequest, _: &mut Self::Context) -> Self::Result {
+        if self.friends.contains_key(&msg.to) {
+            return ready(Err(Error::conflict(
+                "already_friends",
+                "you are friends already",
+            )));
+        }
+        if self.requests_in.contains_key(&msg.to) {
+            // They asked first: this request accepts theirs.
+            return self.befriend(msg.to, RequestOutcome::Mutual);
+        }
+        self.touch();
+        ready(Ok(RequestOutcome::Pending(self.view(false))))
+    }
+}
+
+impl Handler<ReceiveFriendRequest> for Subscriber {
+    type Result = Turn<Self, ()>;
+    fn handle(&mut self, msg: ReceiveFriendRequest, _: &mut Self::Context) -> Self::Result {
+        let from = msg.from.account_id.clone();
+        if self.friends.contains_key(&from) {
+            return ready(Err(Error::conflict(
+                "already_friends",
+                "you are friends already",
+            )));
+        }
+        if self.requests_in.contains_key(&from) {
+            return ready(Err(Error::conflict(
+                "already_requested",
+                "a friend request is already pending",
+            )));
+        }
+        let now = now_ms();
+        let mut write = self.write();
+        write
+            .edges
+            .push(Self::friend_edge(EdgeKind::RequestIn, &from, now));
+        self.push_event_json(
+            &mut write,
+            EventType::FRIEND_REQUESTED,
+            serde_json::json!({ "account_id": &from, "profile": &msg.from.profile }),
+        );
+        self.persist(write, move |act| {
+            act.requests_in.insert(from, now);
+        })
+    }
+}
+
+impl Handler<AcceptFriend> for Subscriber {
+    type Result = Turn<Self, ()>;
+    fn handle(&mut self, msg: AcceptFriend, _: &mut Self::Context) -> Self::Result {
+        if !self.requests_in.contains_key(&msg.from) {
+            return ready(Err(Error::NotFound("friend request")));
+        }
+        self.befriend(msg.from, ())
+    }
+}
+
+impl Handler<BecomeFriends> for Subscriber {
+    type Result = Turn<Self, ()>;
+    fn handle(&mut self, msg: BecomeFriends, _: &mut Self::Context) -> Self::Result {
+        if self.friends.contains_key(&msg.with) {
+            return ready(Ok(()));
+        }
+        self.befriend(msg.with, ())
+    }
+}
+
+impl Handler<Unfriend> for Subscriber {
+    type Result = Turn<Self, ()>;
+    fn handle(&mut self, msg: Unfriend, _: &mut Self::Context) -> Self::Result {
+        if !self.friends.contains_key(&msg.other) {
+            return ready(Err(Error::NotFound("friend")));
+        }
+        self.end_friendship(msg.other)
+    }
+}
+
+impl Handler<DropFriend> for Subscriber {
+    type Result = Turn<Self, ()>;
+    fn handle(&mut self, msg: DropFriend, _: &mut Self::Context) -> Self::Result {
+        if !self.friends.contains_key(&msg.other) {
+            return ready(Ok(()));
+        }
+        self.end_friendship(msg.other)
+    }
+}
+
+impl Handler<RecordMatches> for Subscriber {
+    type Result = Turn<Self, Vec<AccountId>>;
+    fn handle(&mut self, msg: RecordMatches, _: &mut Self::Context) -> Self::Result {
+        let now = now_ms();
+        let mut candidates: Vec<AccountId> = msg
+            .matched
+            .into_iter()
+            .filter(|id| id != self.id() && !self.friends.contains_key(id))
+            .collect();
+        candidates.sort();
+        candidates.dedup();
+        let mut write = self.write();
+        let fresh: Vec<AccountId> = candidates
+            .iter()
+            .filter(|id| !self.matched.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in &fresh {
+            write
+                .edges
+                .push(Self::friend_edge(EdgeKind::Matched, id, now));
+        }
+        self.persist(write, move |act| {
+            for id in fresh {
+                act.matched.insert(id, now);
+            }
+            candidates
+        })
+    }
+}
+
+impl Handler<MatchedBy> for Subscriber {
+    type Result = Turn<Self, bool>;
+    fn handle(&mut self, msg: MatchedBy, _: &mut Self::Context) -> Self::Result {
+        if self.friends.contains_key(&msg.other) {
+            return ready(Ok(true));
+        }
+        if !self.matched.contains_key(&msg.other) {
+            self.touch();
+            return ready(Ok(false));
+        }
+        self.befriend(msg.other, true)
+    }
+}
+
+impl Handler<ListRelation> for Subscriber {
+    type Result = Result<Vec<FeedPos>>;
+    fn handle(&mut self, msg: ListRelation, _: &mut Self::Context) -> Self::Result {
+        self.touch();
+        let positions = |m: &HashMap<AccountId, u64>| -> Vec<FeedPos> {
+            m.iter()
+                .map(|(id, since)| FeedPos {
+                    ms: *since,
+                    id: id.clone(),
+                })
+                .collect()
+        };
+        Ok(match msg.relation {
+            Relation::Friends => positions(&self.friends),
+            Relation::IncomingRequests => positions(&self.requests_in),
+            Relation::Suggestions => self
+                .matched
+                .iter()
+                .filter(|(id, _)| !self.friends.contains_key(*id))
+                .map(|(id, since)| FeedPos {
+                    ms: *since,
+                    id: id.clone(),
+                })
+                .collect(),
+        })
+    }
+}

@@ -1,0 +1,140 @@
+//! The account's record: reading it as others and as itself, profile changes, login tokens.
+
+use std::collections::BTreeMap;
+
+use actix::prelude::*;
+
+use super::{Notice, Subscriber};
+use crate::actor::{Durable, Turn, ready};
+use crate::error::Result;
+use crate::model::limits::check_profile_size;
+use crate::model::{AccountId, AccountView, LinkView, MeView, login_claims_of};
+use crate::push::event::{EventType, encode_data};
+
+/// Read the account as `viewer` may see it (email/phone only for itself and friends).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<AccountView>")]
+pub struct GetAccount {
+    pub viewer: Option<AccountId>,
+}
+
+/// Read the account's own view, links included.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<MeView>")]
+pub struct GetMe;
+
+/// Apply a profile patch (`None` clears a field), checked and normalised by
+/// [`crate::model::limits::normalize_patch`]. Emits `profile.updated` to the account's own
+/// devices; answers the new profile version and, if anything changed, the notice for the
+/// caller to fan out to friends.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(u64, Option<Notice>)>")]
+pub struct UpdateProfile {
+    pub changes: BTreeMap<String, Option<String>>,
+}
+
+/// Store a new bearer token's hash for the account (login).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<()>")]
+pub struct AddToken {
+    pub hash: [u8; 32],
+}
+
+impl Handler<GetAccount> for Subscriber {
+    type Result = Result<AccountView>;
+    fn handle(&mut self, msg: GetAccount, _: &mut Self::Context) -> Self::Result {
+        self.touch();
+        let close = msg
+            .viewer
+            .as_deref()
+            .is_some_and(|v| v == self.id() || self.friends.contains_key(v));
+        Ok(self.view(close))
+    }
+}
+
+impl Handler<GetMe> for Subscriber {
+    type Result = Result<MeView>;
+    fn handle(&mut self, _: GetMe, _: &mut Self::Context) -> Self::Result {
+        self.touch();
+        let mut platforms: Vec<LinkView> = self.links.values().map(LinkView::from).collect();
+        platforms.sort_by(|a, b| a.link_id.cmp(&b.link_id));
+        Ok(MeView {
+            account_id: self.record.account_id.clone(),
+            profile: self.record.profile.clone(),
+            profile_version: self.record.profile_version,
+            platforms,
+        })
+    }
+}
+
+impl Handler<UpdateProfile> for Subscriber {
+    type Result = Turn<Self, (u64, Option<Notice>)>;
+    fn handle(&mut self, msg: UpdateProfile, _: &mut Self::Context) -> Self::Result {
+        let mut profile = self.record.profile.clone();
+        for (name, value) in &msg.changes {
+            match value {
+                Some(v) => {
+                    profile.insert(name.clone(), v.clone());
+                }
+                None => {
+                    profile.remove(name);
+                }
+            }
+        }
+        if let Err(e) = check_profile_size(&profile) {
+            return ready(Err(e));
+        }
+        // What actually changed, with normalised values; `null` for cleared fields.
+        let mut changes = serde_json::Map::new();
+        for name in msg.changes.keys() {
+            let (old, new) = (self.record.profile.get(name), profile.get(name));
+            if old != new {
+                changes.insert(
+                    name.clone(),
+                    new.map_or(serde_json::Value::Null, |v| v.clone().into()),
+                );
+            }
+        }
+        if changes.is_empty() {
+            return ready(Ok((self.record.profile_version, None)));
+        }
+        let old_claims = login_claims_of(&self.record.profile);
+        let new_claims = login_claims_of(&profile);
+        let mut record = self.record.clone();
+        record.profile = profile;
+        record.profile_version += 1;
+        let version = record.profile_version;
+
+        let mut write = self.write();
+        write.claims = new_claims
+            .iter()
+            .filter(|c| !old_claims.contains(c))
+            .cloned()
+            .collect();
+        write.unclaims = old_claims
+            .into_iter()
+            .filter(|c| !new_claims.contains(c))
+            .collect();
+        let data = encode_data(&serde_json::json!({
+            "account_id": self.id(),
+            "profile_version": version,
+            "changes": changes,
+        }));
+        self.push_event(&mut write, EventType::PROFILE_UPDATED, &data);
+        write.record = Some(record.clone());
+        let notice = self.notice(data);
+        self.persist(write, move |act| {
+            act.record = record;
+            (version, Some(notice))
+        })
+    }
+}
+
+impl Handler<AddToken> for Subscriber {
+    type Result = Turn<Self, ()>;
+    fn handle(&mut self, msg: AddToken, _: &mut Self::Context) -> Self::Result {
+        let mut write = self.write();
+        write.tokens.push(msg.hash);
+        self.persist(write, |_| ())
+    }
+}

@@ -1,0 +1,136 @@
+//! Accounts: creation, logins and tokens, profiles (a change reaches every friend), platform
+//! links, and the devices of the WebSocket session.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::Chorus;
+use crate::actor::subscriber::{
+    AddToken, Attach, Detach, GetAccount, GetMe, LinkPlatform, ReadEvents, UnlinkPlatform,
+    UpdateProfile,
+};
+use crate::error::Result;
+use crate::model::limits::MAX_EVENTS_PAGE;
+use crate::model::{
+    AccountId, AccountRecord, AccountView, Claim, LinkRecord, MeView, normalize_email,
+    normalize_phone,
+};
+use crate::push::event::{EventType, Outlet, StoredEvent};
+use crate::store::SubscriberWrite;
+
+/// Longest login that is looked up as an account id.
+const MAX_ID_LOGIN: usize = 64;
+
+impl Chorus {
+    /// Stores a new account (profile checked by [`crate::model::limits::normalize_profile`])
+    /// with its login claims and first token, atomically; `email_taken`/`phone_taken` if a
+    /// login is held by another account.
+    pub async fn create_account(&self, record: AccountRecord, token_hash: [u8; 32]) -> Result<()> {
+        let mut write = SubscriberWrite::new(&record.account_id);
+        write.claims = record.login_claims();
+        write.tokens.push(token_hash);
+        write.record = Some(record);
+        Ok(self.store().commit(write).await?)
+    }
+
+    /// The account a login names: an email or a phone (`+...`) it holds, or its id. `None` if
+    /// there is none (the caller still spends the time of a password check).
+    pub async fn find_login(&self, login: &str) -> Result<Option<AccountRecord>> {
+        let claim = if login.contains('@') {
+            normalize_email(login).ok().map(|e| Claim::email(&e))
+        } else if login.trim_start().starts_with('+') {
+            normalize_phone(login).ok().map(|p| Claim::phone(&p))
+        } else {
+            None
+        };
+        let account_id = match claim {
+            Some(claim) => self.store().find_claim(&claim).await?,
+            None => Some(login.to_owned()),
+        };
+        match account_id {
+            Some(id) if id.len() <= MAX_ID_LOGIN => Ok(self.store().load_account(&id).await?),
+            _ => Ok(None),
+        }
+    }
+
+    /// The account a bearer token (by its SHA-256) belongs to.
+    pub async fn account_of_token(&self, token_hash: &[u8; 32]) -> Result<Option<AccountId>> {
+        Ok(self.store().find_token(token_hash).await?)
+    }
+
+    /// Stores another token of `account` (a login).
+    pub async fn add_token(&self, account: &str, token_hash: [u8; 32]) -> Result<()> {
+        self.directory
+            .ask(account, AddToken { hash: token_hash })
+            .await
+    }
+
+    /// The account's own view, links included.
+    pub async fn me(&self, account: &str) -> Result<MeView> {
+        self.directory.ask(account, GetMe).await
+    }
+
+    /// Account `id` as `viewer` sees it (email and phone only for itself and friends).
+    pub async fn account(&self, viewer: &str, id: &str) -> Result<AccountView> {
+        self.directory
+            .ask(
+                id,
+                GetAccount {
+                    viewer: Some(viewer.to_owned()),
+                },
+            )
+            .await
+    }
+
+    /// Applies a profile patch (checked by [`crate::model::limits::normalize_patch`]) and,
+    /// once it is durable, appends `profile.updated` to every friend's log and pushes it to
+    /// their devices. Answers the new profile version after every friend's copy is durable
+    /// too, so an acknowledged change reaches offline devices.
+    pub async fn update_profile(
+        &self,
+        me: &str,
+        changes: BTreeMap<String, Option<String>>,
+    ) -> Result<u64> {
+        let (version, notice) = self.directory.ask(me, UpdateProfile { changes }).await?;
+        if let Some(notice) = notice {
+            self.notify_all(notice.friends, EventType::PROFILE_UPDATED, notice.data)
+                .await;
+        }
+        Ok(version)
+    }
+
+    /// Links a platform account (its config checked by the platform's connector).
+    pub async fn link_platform(&self, me: &str, link: LinkRecord) -> Result<()> {
+        self.directory.ask(me, LinkPlatform { link }).await
+    }
+
+    /// Removes a link; releases to it that are waiting end `failed`.
+    pub async fn unlink_platform(&self, me: &str, link_id: String) -> Result<()> {
+        self.directory.ask(me, UnlinkPlatform { link_id }).await
+    }
+
+    /// A device of `account` connected: events are pushed to `outlet` from now on. Answers
+    /// the newest `seq` of the account's log.
+    pub async fn attach(&self, account: &str, outlet: Arc<dyn Outlet>) -> Result<u64> {
+        self.directory.ask(account, Attach { outlet }).await
+    }
+
+    /// The device `outlet_id` of `account` disconnected.
+    pub async fn detach(&self, account: &str, outlet_id: u64) -> Result<()> {
+        self.directory.ask(account, Detach { outlet_id }).await
+    }
+
+    /// Up to [`MAX_EVENTS_PAGE`] events of the account's log with `seq > after`, oldest first
+    /// (a page of `resume`; a full page means more may follow).
+    pub async fn read_events(&self, account: &str, after: u64) -> Result<Vec<StoredEvent>> {
+        self.directory
+            .ask(
+                account,
+                ReadEvents {
+                    after,
+                    limit: MAX_EVENTS_PAGE,
+                },
+            )
+            .await
+    }
+}

@@ -1,0 +1,274 @@
+//! IM groups: creation, members, chat, the group's log, the owner's side of the binding
+//! handshake, and the merged dynamics of bound communities.
+
+use super::Chorus;
+use crate::actor::community::{BindingAdded, BindingRemoved};
+use crate::actor::group::{
+    AddMember, ApproveBinding, GetGroup, ListBindingRequests, MemberAccess, PostMessage,
+    ReadEvents, RejectBinding, RemoveMember, RevokeBinding,
+};
+use crate::actor::subscriber::Notify;
+use crate::error::{Error, Result};
+use crate::model::{
+    BindingRequest, DynamicRecord, FeedPos, GroupId, GroupRecord, GroupView, MessageRecord, Page,
+    PageRequest, Revoker, new_id, now_ms,
+};
+use crate::push::event::{EventType, StoredEvent, encode_data};
+use crate::store::GroupWrite;
+
+impl Chorus {
+    /// Creates a group (name checked by [`crate::model::limits::check_name`]) owned and
+    /// joined by `owner`.
+    pub async fn create_group(&self, owner: &str, name: String) -> Result<GroupId> {
+        let group_id = new_id();
+        let mut write = GroupWrite::new(&group_id);
+        write.record = Some(GroupRecord {
+            group_id: group_id.clone(),
+            name,
+            owner: owner.to_owned(),
+            created_ms: now_ms(),
+        });
+        write.members_add.push(owner.to_owned());
+        self.store().commit_group(write).await?;
+        Ok(group_id)
+    }
+
+    /// The group as a member sees it.
+    pub async fn group(&self, viewer: &str, group_id: &str) -> Result<GroupView> {
+        self.directory
+            .ask_group(
+                group_id,
+                GetGroup {
+                    viewer: viewer.to_owned(),
+                },
+            )
+            .await
+    }
+
+    /// The owner adds an existing account to the group.
+    pub async fn add_group_member(&self, by: &str, group_id: &str, account: &str) -> Result<()> {
+        self.directory.group(group_id).await?;
+        if self.store().load_account(account).await?.is_none() {
+            return Err(Error::NotFound("account"));
+        }
+        self.directory
+            .ask_group(
+                group_id,
+                AddMember {
+                    by: by.to_owned(),
+                    account: account.to_owned(),
+                },
+            )
+            .await
+    }
+
+    /// The owner removes a member, or a member leaves.
+    pub async fn remove_group_member(
+        &self,
+        by: &str,
+        group_id: &str,
+        account: String,
+    ) -> Result<()> {
+        self.directory
+            .ask_group(
+                group_id,
+                RemoveMember {
+                    by: by.to_owned(),
+                    account,
+                },
+            )
+            .await
+    }
+
+    /// A member posts a chat message (checked by [`crate::model::limits::check_text`]);
+    /// every member's devices get `group.message`.
+    pub async fn post_message(
+        &self,
+        by: &str,
+        group_id: &str,
+        text: String,
+    ) -> Result<MessageRecord> {
+        self.directory
+            .ask_group(
+                group_id,
+                PostMessage {
+                    by: by.to_owned(),
+                    text,
+                },
+            )
+            .await
+    }
+
+    /// Up to `limit` (checked by [`crate::model::limits::events_limit`]) of the group's
+    /// stored events with `seq > after`, oldest first (members only).
+    pub async fn group_events(
+        &self,
+        viewer: &str,
+        group_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>> {
+        self.directory
+            .ask_group(
+                group_id,
+                ReadEvents {
+                    viewer: viewer.to_owned(),
+                    after,
+                    limit,
+                },
+            )
+            .await
+    }
+
+    /// A page of the group's chat, newest first (members only).
+    pub async fn list_messages(
+        &self,
+        viewer: &str,
+        group_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<MessageRecord>> {
+        self.directory
+            .ask_group(
+                group_id,
+                MemberAccess {
+                    viewer: viewer.to_owned(),
+                },
+            )
+            .await?;
+        let items = self
+            .store()
+            .list_messages(group_id, page.before.as_ref(), page.limit + 1)
+            .await?;
+        Ok(Page::cut(items, page.limit, |m| FeedPos {
+            ms: m.created_ms,
+            id: m.message_id.clone(),
+        }))
+    }
+
+    /// The owner lists pending, unexpired binding requests, newest first.
+    pub async fn binding_requests(&self, by: &str, group_id: &str) -> Result<Vec<BindingRequest>> {
+        self.directory
+            .ask_group(group_id, ListBindingRequests { by: by.to_owned() })
+            .await
+    }
+
+    /// The owner approves a request: stored on both sides at once, members get
+    /// `binding.approved`, and the community starts pushing its dynamics to the group.
+    pub async fn approve_binding(&self, by: &str, group_id: &str, request_id: &str) -> Result<()> {
+        let binding = self
+            .directory
+            .ask_group(
+                group_id,
+                ApproveBinding {
+                    by: by.to_owned(),
+                    request_id: request_id.to_owned(),
+                },
+            )
+            .await?;
+        self.directory
+            .ask_community(
+                &binding.community_id,
+                BindingAdded {
+                    group_id: group_id.to_owned(),
+                },
+            )
+            .await
+    }
+
+    /// The owner rejects a request; the owner's devices get `binding.rejected`.
+    pub async fn reject_binding(&self, by: &str, group_id: &str, request_id: &str) -> Result<()> {
+        let request = self
+            .directory
+            .ask_group(
+                group_id,
+                RejectBinding {
+                    by: by.to_owned(),
+                    request_id: request_id.to_owned(),
+                },
+            )
+            .await?;
+        let data = encode_data(&serde_json::json!({
+            "group_id": &request.group_id,
+            "community_id": &request.community_id,
+            "request_id": &request.request_id,
+        }));
+        self.directory
+            .ask(
+                by,
+                Notify {
+                    kind: EventType::BINDING_REJECTED,
+                    data,
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Ends a binding, by the owner or the community; members get `binding.revoked`.
+    pub async fn revoke_binding(
+        &self,
+        group_id: &str,
+        community_id: &str,
+        by: Revoker,
+    ) -> Result<()> {
+        self.directory
+            .ask_group(
+                group_id,
+                RevokeBinding {
+                    by,
+                    community_id: community_id.to_owned(),
+                },
+            )
+            .await?;
+        match self
+            .directory
+            .ask_community(
+                community_id,
+                BindingRemoved {
+                    group_id: group_id.to_owned(),
+                },
+            )
+            .await
+        {
+            Err(Error::NotFound(_)) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// The merged dynamics of every community bound to the group, each from the time of its
+    /// binding on, newest first (members only).
+    pub async fn list_group_dynamics(
+        &self,
+        viewer: &str,
+        group_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<DynamicRecord>> {
+        let bindings = self
+            .directory
+            .ask_group(
+                group_id,
+                MemberAccess {
+                    viewer: viewer.to_owned(),
+                },
+            )
+            .await?;
+        let mut merged = Vec::new();
+        for binding in bindings {
+            let feed = self
+                .store()
+                .list_dynamics(
+                    &binding.community_id,
+                    binding.since_ms,
+                    page.before.as_ref(),
+                    page.limit + 1,
+                )
+                .await?;
+            merged.extend(feed);
+        }
+        merged.sort_by(|a, b| (b.created_ms, &b.dynamic_id).cmp(&(a.created_ms, &a.dynamic_id)));
+        Ok(Page::cut(merged, page.limit, |d| FeedPos {
+            ms: d.created_ms,
+            id: d.dynamic_id.clone(),
+        }))
+    }
+}

@@ -1,0 +1,113 @@
+//! The domain's one way in: [`Chorus`], with a method for every operation the server offers
+//! (HTTP routes and the WebSocket session call nothing else).
+//!
+//! An operation that involves more than one actor is orchestrated here, from outside the
+//! actors, so that no actor ever waits for another inside its turn (two actors asking each
+//! other at once would deadlock). Each step is one durable actor turn; the order is chosen so
+//! that the actor whose state is the source of truth writes first. By concern: [`accounts`]
+//! (accounts, logins, profiles, links, devices), [`friends`], [`groups`] (members, chat,
+//! the owner's side of bindings, merged feeds), [`communities`] (the community server's
+//! side) and [`activities`].
+//!
+//! Input reaches these methods already checked by the rules in [`crate::model::limits`] (and
+//! pages as a [`crate::model::PageRequest`]); rules that need an actor's state are the actor's.
+
+pub mod accounts;
+pub mod activities;
+pub mod communities;
+pub mod friends;
+pub mod groups;
+
+use std::sync::{Arc, Mutex};
+
+use actix::prelude::*;
+use futures_util::{StreamExt, stream};
+
+use crate::actor::directory::Directory;
+use crate::actor::env::{ActorConfig, Env, ReleaserSlot};
+use crate::actor::subscriber::Notify;
+use crate::error::Result;
+use crate::model::AccountId;
+use crate::push::event::EventType;
+use crate::push::{Fanout, Hub};
+use crate::release::{self, Connector, ReleaseConfig};
+use crate::store::Store;
+
+/// How many friends' actors a fan-out talks to at once. Each friend's append is a durable
+/// write; with many in flight, one group commit (one fsync) covers hundreds of them instead of
+/// the fan-out waiting for one sync per small batch.
+const FANOUT_CONCURRENCY: usize = 1024;
+
+/// The domain facade. Cheap to clone; every clone is the same domain.
+#[derive(Clone)]
+pub struct Chorus {
+    directory: Directory,
+    /// The releaser's own thread, stopped at shutdown.
+    releaser: Arc<Mutex<Option<Arbiter>>>,
+}
+
+impl Chorus {
+    /// The actors over `store`, with no releaser yet. Must be called inside a running actix
+    /// `System` (it starts the actor threads and the fan-out workers).
+    pub fn new(store: Arc<dyn Store>, config: ActorConfig) -> Self {
+        let hub = Arc::new(Hub::default());
+        let fanout = Arc::new(Fanout::new(hub.clone(), config.arbiters.max(1)));
+        let env = Env {
+            store,
+            hub,
+            fanout,
+            config: Arc::new(config),
+            releaser: ReleaserSlot::default(),
+        };
+        Chorus {
+            directory: Directory::new(env),
+            releaser: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Starts the Releaser on its own thread and has it pick up every release the store
+    /// holds as not final. Call once, before taking requests (so nothing new is posted while
+    /// the outbox is read); answers how many releases it carries on with.
+    pub async fn start_releaser(
+        &self,
+        connector: Arc<dyn Connector>,
+        config: ReleaseConfig,
+    ) -> Result<usize> {
+        let (arbiter, recovered) = release::start(&self.directory, connector, config).await?;
+        if let Ok(mut slot) = self.releaser.lock() {
+            *slot = Some(arbiter);
+        }
+        Ok(recovered)
+    }
+
+    /// Stops the releaser and every actor thread (graceful shutdown, after the server stopped
+    /// taking requests).
+    pub fn shutdown(&self) {
+        if let Some(arbiter) = self.releaser.lock().ok().and_then(|mut a| a.take()) {
+            arbiter.stop();
+        }
+        self.directory.shutdown();
+    }
+
+    fn store(&self) -> &Arc<dyn Store> {
+        &self.directory.env().store
+    }
+
+    /// Appends one event (data encoded once) to each account's log, a bounded number at a
+    /// time. A recipient that fails is logged and skipped: one broken account must not stop
+    /// the others from getting it.
+    async fn notify_all(&self, to: Vec<AccountId>, kind: EventType, data: Arc<str>) {
+        stream::iter(to)
+            .map(|id| {
+                let data = data.clone();
+                async move {
+                    if let Err(e) = self.directory.ask(&id, Notify { kind, data }).await {
+                        tracing::warn!(account = %id, kind = kind.0, error = %e, "event not pushed");
+                    }
+                }
+            })
+            .buffer_unordered(FANOUT_CONCURRENCY)
+            .collect::<()>()
+            .await;
+    }
+}

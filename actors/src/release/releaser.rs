@@ -1,0 +1,417 @@
+//! The Releaser actor: one per server. It carries every release of an activity to its
+//! platform from `pending` to `delivered` or `failed`, through a [`Connector`], under the
+//! [`ReleaseConfig`] policy.
+//!
+//! - **Durable first.** A release exists on disk (written with its activity, see the
+//!   Subscriber's `PostActivity`) before the releaser hears of it, and every status change is
+//!   recorded by the author's Subscriber actor (which also tells the author's devices with
+//!   `release.status`) before the next attempt is scheduled. After a crash the store's outbox
+//!   holds exactly what is left to do ([`super::recovery`]); an attempt that reached the
+//!   platform but was not recorded is repeated with the same `Idempotency-Key`.
+//! - **Nobody waits for the slowest.** Attempts run concurrently, each bounded by a timeout;
+//!   at most `max_in_flight` at once, at most `max_in_flight_per_link` per link and at most
+//!   `max_in_flight_per_destination` per server ([`Connector::destination`]), so a dead
+//!   platform holding slots until its timeout cannot starve the others.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::connector::{AttemptOutcome, Connector, Outgoing};
+use super::policy::ReleaseConfig;
+use crate::actor::directory::WeakDirectory;
+use crate::actor::env::ReleaseQueue;
+use crate::actor::subscriber::RecordRelease;
+use crate::error::Error;
+use crate::model::{ActivityRecord, ReleaseKey, ReleaseRecord, ReleaseStatus, now_ms};
+use crate::store::Store;
+
+/// Sent by a Subscriber right after an activity and its releases are durable: start them.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Enqueue {
+    pub activity: Arc<ActivityRecord>,
+    pub releases: Vec<ReleaseRecord>,
+}
+
+/// Sent by a Subscriber once an unlink is durable: releases to that link that are waiting
+/// are recorded `failed` ("platform unlinked") instead of attempted; one running now
+/// finishes its attempt, and is not retried.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct CancelLink {
+    pub link_id: String,
+}
+
+/// The account actors reach the releaser through [`ReleaseQueue`], so they need not know it.
+impl ReleaseQueue for Addr<Releaser> {
+    fn enqueue(&self, activity: Arc<ActivityRecord>, releases: Vec<ReleaseRecord>) {
+        self.do_send(Enqueue { activity, releases });
+    }
+
+    fn cancel_link(&self, link_id: String) {
+        self.do_send(CancelLink { link_id });
+    }
+}
+
+/// A release the releaser carries. At any time it is in exactly one place: `schedule`
+/// (waiting for its time), `ready` or a link's `parked` queue (due, waiting for a slot),
+/// running, or being recorded by the author's actor.
+struct Job {
+    record: ReleaseRecord,
+    activity: Arc<ActivityRecord>,
+    /// Where its attempts go ([`Connector::destination`], or the link itself).
+    destination: String,
+}
+
+/// What caps concurrent attempts besides the global limit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Gate {
+    Link(String),
+    Destination(String),
+}
+
+impl Job {
+    /// The gates an attempt of this job holds while it runs.
+    fn gates(&self, key: &ReleaseKey) -> Vec<Gate> {
+        vec![
+            Gate::Link(key.link_id.clone()),
+            Gate::Destination(self.destination.clone()),
+        ]
+    }
+}
+
+/// The actor.
+pub struct Releaser {
+    directory: WeakDirectory,
+    pub(super) store: Arc<dyn Store>,
+    connector: Arc<dyn Connector>,
+    config: ReleaseConfig,
+    /// Every release not final that this releaser is carrying, by key.
+    jobs: HashMap<ReleaseKey, Job>,
+    /// `(due ms, key)` of the `Waiting` ones, soonest first.
+    schedule: BTreeSet<(u64, ReleaseKey)>,
+    /// Due, waiting for a global slot.
+    ready: VecDeque<ReleaseKey>,
+    /// Due, waiting for a slot on their link or destination (by [`Gate`]).
+    parked: HashMap<Gate, VecDeque<ReleaseKey>>,
+    in_flight: usize,
+    /// Attempts running per link and per destination.
+    running: HashMap<Gate, usize>,
+    /// The timer for the soonest due time, and that time.
+    wake: Option<(u64, SpawnHandle)>,
+    /// Links unlinked while this releaser ran: nothing more is attempted to them.
+    cancelled: HashSet<String>,
+}
+
+impl Releaser {
+    pub(crate) fn new(
+        directory: WeakDirectory,
+        store: Arc<dyn Store>,
+        connector: Arc<dyn Connector>,
+        config: ReleaseConfig,
+    ) -> Self {
+        Releaser {
+            directory,
+            store,
+            connector,
+            config,
+            jobs: HashMap::new(),
+            schedule: BTreeSet::new(),
+            ready: VecDeque::new(),
+            parked: HashMap::new(),
+            in_flight: 0,
+            running: HashMap::new(),
+            wake: None,
+            cancelled: HashSet::new(),
+        }
+    }
+
+    /// Takes a release on (once: a key already held is ignored).
+    pub(super) fn admit(&mut self, record: ReleaseRecord, activity: Arc<ActivityRecord>) {
+        if record.status.is_final() {
+            return;
+        }
+        let key = record.key();
+        if self.jobs.contains_key(&key) {
+            return;
+        }
+        self.schedule.insert((record.next_attempt_ms, key.clone()));
+        let destination = self
+            .connector
+            .destination(&record.link)
+            .unwrap_or_else(|| format!("link {}", key.link_id));
+        self.jobs.insert(
+            key,
+            Job {
+                record,
+                activity,
+                destination,
+            },
+        );
+    }
+
+    /// Starts what is due and free to run, then sets the timer for the next due time.
+    pub(super) fn pump(&mut self, ctx: &mut Context<Self>) {
+        let now = now_ms();
+        while let Some((due, _)) = self.schedule.first() {
+            if *due > now {
+                break;
+            }
+            let Some((_, key)) = self.schedule.pop_first() else {
+                break;
+            };
+            if self.jobs.contains_key(&key) {
+                self.ready.push_back(key);
+            }
+        }
+        while self.in_flight < self.config.max_in_flight {
+            let Some(key) = self.ready.pop_front() else {
+                break;
+            };
+            let Some(job) = self.jobs.get(&key) else {
+                continue;
+            };
+            let gates = [
+                (
+                    Gate::Link(key.link_id.clone()),
+                    self.config.max_in_flight_per_link,
+                ),
+                (
+                    Gate::Destination(job.destination.clone()),
+                    self.config.max_in_flight_per_destination,
+                ),
+            ];
+            match gates
+                .into_iter()
+                .find(|(gate, cap)| self.running.get(gate).copied().unwrap_or(0) >= *cap)
+            {
+                Some((full, _)) => self.parked.entry(full).or_default().push_back(key),
+                None => self.start(key, ctx),
+            }
+        }
+        self.arm(ctx);
+    }
+
+    /// Sets the timer for the soonest `Waiting` release (if it is not set for it already).
+    fn arm(&mut self, ctx: &mut Context<Self>) {
+        let Some((due, _)) = self.schedule.first() else {
+            return;
+        };
+        let due = *due;
+        if let Some((at, handle)) = self.wake {
+            if at <= due {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let wait = Duration::from_millis(due.saturating_sub(now_ms()));
+        let handle = ctx.run_later(wait, |act, ctx| {
+            act.wake = None;
+            act.pump(ctx);
+        });
+        self.wake = Some((due, handle));
+    }
+
+    /// Runs one attempt of `key`.
+    fn start(&mut self, key: ReleaseKey, ctx: &mut Context<Self>) {
+        let Some(job) = self.jobs.get(&key) else {
+            return;
+        };
+        self.in_flight += 1;
+        for gate in job.gates(&key) {
+            *self.running.entry(gate).or_insert(0) += 1;
+        }
+        let out = Outgoing {
+            activity: (*job.activity).clone(),
+            link: job.record.link.clone(),
+            idempotency_key: job.record.idempotency_key(),
+            attempt: job.record.attempts.saturating_add(1),
+        };
+        let connector = self.connector.clone();
+        let limit = self.config.attempt_timeout;
+        let attempt = async move {
+            match tokio::time::timeout(limit, connector.deliver(&out)).await {
+                Ok(outcome) => outcome,
+                Err(_) => AttemptOutcome::Retry {
+                    error: format!("timed out after {} ms", limit.as_millis()),
+                    after: None,
+                },
+            }
+        };
+        ctx.spawn(
+            attempt
+                .into_actor(self)
+                .map(move |outcome, act, ctx| act.finished(key, outcome, ctx)),
+        );
+    }
+
+    /// An attempt ended: free its slots, work out the new state, have it recorded.
+    fn finished(&mut self, key: ReleaseKey, outcome: AttemptOutcome, ctx: &mut Context<Self>) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let gates = self
+            .jobs
+            .get(&key)
+            .map(|job| job.gates(&key))
+            .unwrap_or_default();
+        for gate in gates {
+            if let Some(n) = self.running.get_mut(&gate) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.running.remove(&gate);
+                }
+            }
+            // The gate has a free slot again: its longest-waiting release goes first.
+            if let Some(queue) = self.parked.get_mut(&gate) {
+                if let Some(next) = queue.pop_front() {
+                    self.ready.push_front(next);
+                }
+                if queue.is_empty() {
+                    self.parked.remove(&gate);
+                }
+            }
+        }
+        if let Some(job) = self.jobs.get_mut(&key) {
+            match &outcome {
+                AttemptOutcome::Delivered => {}
+                AttemptOutcome::Retry { error, .. } | AttemptOutcome::Fail { error } => {
+                    tracing::info!(
+                        activity = %key.activity_id, link = %key.link_id,
+                        platform = %job.record.link.platform, attempt = job.record.attempts + 1,
+                        error = %error, "release attempt failed"
+                    );
+                }
+            }
+            let next = self
+                .config
+                .next(job.record.clone(), outcome, now_ms(), &mut rand::rng());
+            self.record(key, next, ctx);
+        }
+        self.pump(ctx);
+    }
+
+    /// Has the author's actor store `next` (and tell the author's devices); then schedules
+    /// the next attempt or forgets a final release. A failed recording is tried again: the
+    /// stored state must never lag behind what the releaser acts on.
+    fn record(&mut self, key: ReleaseKey, next: ReleaseRecord, ctx: &mut Context<Self>) {
+        let Some(directory) = self.directory.upgrade() else {
+            return;
+        };
+        let author = next.account_id.clone();
+        let msg = RecordRelease {
+            release: next.clone(),
+        };
+        ctx.spawn(
+            async move { directory.ask(&author, msg).await }
+                .into_actor(self)
+                .map(move |res, act, ctx| match res {
+                    Ok(()) => act.recorded(key, next, ctx),
+                    Err(Error::NotFound(_)) => {
+                        tracing::error!(
+                            activity = %key.activity_id, link = %key.link_id,
+                            "author of a release is gone; dropping it"
+                        );
+                        act.jobs.remove(&key);
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            activity = %key.activity_id, link = %key.link_id, error = %e,
+                            "recording a release status failed; retrying in 1 s"
+                        );
+                        ctx.run_later(Duration::from_secs(1), move |act, ctx| {
+                            act.record(key, next, ctx);
+                        });
+                    }
+                }),
+        );
+    }
+
+    /// The link is gone: its waiting and queued releases leave every queue and are recorded
+    /// as failed; running or recording ones see `cancelled` when they come back.
+    pub(super) fn cancel_link(&mut self, link: String, ctx: &mut Context<Self>) {
+        let waiting: Vec<(u64, ReleaseKey)> = self
+            .schedule
+            .iter()
+            .filter(|(_, k)| k.link_id == link)
+            .cloned()
+            .collect();
+        let mut stopped: Vec<ReleaseKey> = Vec::new();
+        for entry in waiting {
+            self.schedule.remove(&entry);
+            stopped.push(entry.1);
+        }
+        for queue in std::iter::once(&mut self.ready).chain(self.parked.values_mut()) {
+            queue.retain(|k| {
+                let hit = k.link_id == link;
+                if hit {
+                    stopped.push(k.clone());
+                }
+                !hit
+            });
+        }
+        self.parked.retain(|_, queue| !queue.is_empty());
+        for key in stopped {
+            if let Some(job) = self.jobs.get(&key) {
+                let failed = unlinked(job.record.clone());
+                self.record(key, failed, ctx);
+            }
+        }
+        self.cancelled.insert(link);
+    }
+
+    fn recorded(&mut self, key: ReleaseKey, next: ReleaseRecord, ctx: &mut Context<Self>) {
+        if next.status.is_final() {
+            self.jobs.remove(&key);
+            return;
+        }
+        if self.cancelled.contains(&key.link_id) {
+            let failed = unlinked(next);
+            self.record(key, failed, ctx);
+            return;
+        }
+        if let Some(job) = self.jobs.get_mut(&key) {
+            self.schedule.insert((next.next_attempt_ms, key));
+            job.record = next;
+            self.pump(ctx);
+        }
+    }
+}
+
+impl Actor for Releaser {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Self::Context) {
+        tracing::debug!(
+            max_attempts = self.config.max_attempts,
+            max_in_flight = self.config.max_in_flight,
+            "releaser started"
+        );
+    }
+}
+
+impl Handler<Enqueue> for Releaser {
+    type Result = ();
+    fn handle(&mut self, msg: Enqueue, ctx: &mut Self::Context) {
+        for r in msg.releases {
+            self.admit(r, msg.activity.clone());
+        }
+        self.pump(ctx);
+    }
+}
+
+/// `d`, failed because its link is gone.
+fn unlinked(mut d: ReleaseRecord) -> ReleaseRecord {
+    d.status = ReleaseStatus::Failed;
+    d.last_error = Some("platform unlinked".into());
+    d.updated_ms = now_ms();
+    d
+}
+
+impl Handler<CancelLink> for Releaser {
+    type Result = ();
+    fn handle(&mut self, msg: CancelLink, ctx: &mut Self::Context) {
+        self.cancel_link(msg.link_id, ctx);
+    }
+}
