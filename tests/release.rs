@@ -179,7 +179,7 @@ async fn post_reaches_friends_and_own_devices_and_the_feed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_rejected_and_stores_nothing() {
     let s = Server::start_with(&FAST_RETRY);
-    let rx = Receiver::start(Script::Always(Reply::Ok), Some(SECRET_A));
+    let rx = Receiver::start(Script::Always(Reply::ok()), Some(SECRET_A));
     let a = new_acct(&s, "Ann Author").await;
     let b = new_acct(&s, "Ben Friend").await;
     let c = new_acct(&s, "Cal Stranger").await;
@@ -350,8 +350,8 @@ async fn bad_input_is_rejected_and_stores_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_webhooks_are_delivered_signed() {
     let s = Server::start_with(&FAST_RETRY);
-    let ra = Receiver::start(Script::Always(Reply::Ok), Some(SECRET_A));
-    let rb = Receiver::start(Script::Always(Reply::Status(204)), Some(SECRET_B));
+    let ra = Receiver::start(Script::Always(Reply::ok()), Some(SECRET_A));
+    let rb = Receiver::start(Script::Always(Reply::status(204)), Some(SECRET_B));
     let a = new_acct(&s, "Ada Author").await;
     let la = link_webhook(&s, &a, "ada-blog", &ra.url("/hooks/a?x=1"), SECRET_A).await;
     let lb = link_webhook(&s, &a, "ada-news", &rb.url("/b"), SECRET_B).await;
@@ -458,8 +458,8 @@ async fn two_webhooks_are_delivered_signed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_error_is_retried_with_the_same_key() {
     let s = Server::start_with(&FAST_RETRY);
-    let ra = Receiver::start(Script::Seq(vec![Reply::Status(500)]), Some(SECRET_A));
-    let rb = Receiver::start(Script::Always(Reply::Ok), Some(SECRET_B));
+    let ra = Receiver::start(Script::Seq(vec![Reply::status(500)]), Some(SECRET_A));
+    let rb = Receiver::start(Script::Always(Reply::ok()), Some(SECRET_B));
     let a = new_acct(&s, "Ann Author").await;
     let la = link_webhook(&s, &a, "flaky", &ra.url("/hook"), SECRET_A).await;
     let lb = link_webhook(&s, &a, "steady", &rb.url("/hook"), SECRET_B).await;
@@ -539,7 +539,7 @@ async fn timeout_is_retried() {
         "500",
     ]);
     let rx = Receiver::start(
-        Script::Seq(vec![Reply::Hang(Duration::from_secs(3))]),
+        Script::Seq(vec![Reply::hang(Duration::from_secs(3))]),
         Some(SECRET_A),
     );
     let a = new_acct(&s, "Ann Author").await;
@@ -581,7 +581,7 @@ async fn timeout_is_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_error_fails_at_once() {
     let s = Server::start_with(&FAST_RETRY);
-    let rx = Receiver::start(Script::Always(Reply::Status(400)), Some(SECRET_A));
+    let rx = Receiver::start(Script::Always(Reply::status(400)), Some(SECRET_A));
     let a = new_acct(&s, "Ann Author").await;
     let la = link_webhook(&s, &a, "strict", &rx.url("/hook"), SECRET_A).await;
     let (mut wa, _) = ws_connect(&s, &a).await;
@@ -616,7 +616,7 @@ async fn client_error_fails_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_is_honoured() {
     let s = Server::start_with(&FAST_RETRY);
-    let rx = Receiver::start(Script::Seq(vec![Reply::Status429(2)]), Some(SECRET_A));
+    let rx = Receiver::start(Script::Seq(vec![Reply::retry_after(429, 2)]), Some(SECRET_A));
     let a = new_acct(&s, "Ann Author").await;
     link_webhook(&s, &a, "busy", &rx.url("/hook"), SECRET_A).await;
     let (mut wa, _) = ws_connect(&s, &a).await;
@@ -652,7 +652,7 @@ async fn retry_after_is_honoured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_on_503_is_honoured() {
     let s = Server::start_with(&FAST_RETRY);
-    let rx = Receiver::start(Script::Seq(vec![Reply::Status503(1)]), Some(SECRET_A));
+    let rx = Receiver::start(Script::Seq(vec![Reply::retry_after(503, 1)]), Some(SECRET_A));
     let a = new_acct(&s, "Ann Author").await;
     link_webhook(&s, &a, "maint", &rx.url("/hook"), SECRET_A).await;
     let id = activity_id(&post_text(&s, &a, "down for maintenance").await);
@@ -680,7 +680,7 @@ async fn gives_up_after_max_attempts() {
         "--release-max-attempts",
         "3",
     ]);
-    let rx = Receiver::start(Script::Always(Reply::Status(500)), Some(SECRET_A));
+    let rx = Receiver::start(Script::Always(Reply::status(500)), Some(SECRET_A));
     let a = new_acct(&s, "Ann Author").await;
     let la = link_webhook(&s, &a, "broken", &rx.url("/hook"), SECRET_A).await;
     let (mut wa, _) = ws_connect(&s, &a).await;
@@ -733,7 +733,7 @@ async fn gives_up_after_max_attempts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_post_with_a_key_releases_once() {
     let s = Server::start_with(&FAST_RETRY);
-    let rx = Receiver::start(Script::Always(Reply::Ok), Some(SECRET_A));
+    let rx = Receiver::start(Script::Always(Reply::ok()), Some(SECRET_A));
     let a = new_acct(&s, "Ann Author").await;
     let b = new_acct(&s, "Ben Friend").await;
     make_friends(&s, &a, &b).await;
@@ -859,10 +859,10 @@ async fn slow_platform_does_not_delay_others() {
         "8000",
     ]);
     let slow = Receiver::start(
-        Script::Always(Reply::Hang(Duration::from_secs(5))),
+        Script::Always(Reply::hang(Duration::from_secs(5))),
         Some(SECRET_A),
     );
-    let fast = Receiver::start(Script::Always(Reply::Ok), Some(SECRET_B));
+    let fast = Receiver::start(Script::Always(Reply::ok()), Some(SECRET_B));
     let a = new_acct(&s, "Ann Author").await;
     let ls = link_webhook(&s, &a, "slow", &slow.url("/hook"), SECRET_A).await;
     let lf = link_webhook(&s, &a, "fast", &fast.url("/hook"), SECRET_B).await;
@@ -903,7 +903,7 @@ async fn slow_platform_does_not_delay_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mastodon_status_is_posted() {
     let s = Server::start_with(&FAST_RETRY);
-    let rx = Receiver::start(Script::Always(Reply::Ok), None);
+    let rx = Receiver::start(Script::Always(Reply::ok()), None);
     let a = new_acct(&s, "Ann Author").await;
     let lm = link_mastodon(
         &s,
@@ -1178,8 +1178,8 @@ async fn email_transient_failure_is_retried_permanent_fails() {
 async fn unlinking_a_platform_fails_its_waiting_deliveries() {
     // Long backoff: after the first 500 the delivery waits ~2 s, long enough to unlink.
     let s = Server::start_with(&["--release-backoff-base-ms", "2000"]);
-    let rx = Receiver::start(Script::Always(Reply::Status(500)), Some(SECRET_A));
-    let ok = Receiver::start(Script::Always(Reply::Ok), Some(SECRET_A));
+    let rx = Receiver::start(Script::Always(Reply::status(500)), Some(SECRET_A));
+    let ok = Receiver::start(Script::Always(Reply::ok()), Some(SECRET_A));
     let a = new_acct(&s, "Ann Author").await;
     let gone = link_webhook(&s, &a, "going-away", &rx.url("/hook"), SECRET_A).await;
     let kept = link_webhook(&s, &a, "staying", &ok.url("/hook"), SECRET_A).await;
@@ -1233,8 +1233,8 @@ async fn a_dark_server_cannot_take_every_slot() {
         "--release-timeout-ms",
         "8000",
     ]);
-    let dark = Receiver::start(Script::Always(Reply::Hang(Duration::from_secs(7))), None);
-    let healthy = Receiver::start(Script::Always(Reply::Ok), Some(SECRET_B));
+    let dark = Receiver::start(Script::Always(Reply::hang(Duration::from_secs(7))), None);
+    let healthy = Receiver::start(Script::Always(Reply::ok()), Some(SECRET_B));
     let mut posts = Vec::new();
     for i in 0..5 {
         let a = new_acct(&s, &format!("Dark {i}")).await;

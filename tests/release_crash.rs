@@ -52,7 +52,7 @@ async fn pending_deliveries_survive_sigkill() {
     let mut s = Server::start_with(&["--release-backoff-base-ms", "100"]);
     // The first answers are slow, so the server dies before it has recorded any delivery
     // (whether or not a request already went out).
-    let slow = Script::Seq(vec![Reply::Hang(Duration::from_millis(400)); 3]);
+    let slow = Script::Seq(vec![Reply::hang(Duration::from_millis(400)); 3]);
     let ra = Receiver::start(slow.clone(), Some(SECRET_A));
     let rb = Receiver::start(slow, Some(SECRET_B));
     let a = new_acct(&s, "Ann Author").await;
@@ -123,7 +123,7 @@ async fn attempt_cut_by_a_crash_is_repeated_with_the_same_key() {
     ]);
     // The first request hangs (the server dies while waiting for it); later ones succeed.
     let rx = Receiver::start(
-        Script::Seq(vec![Reply::Hang(Duration::from_secs(30))]),
+        Script::Seq(vec![Reply::hang(Duration::from_secs(30))]),
         Some(SECRET_A),
     );
     let a = new_acct(&s, "Ann Author").await;
@@ -150,7 +150,7 @@ async fn attempt_cut_by_a_crash_is_repeated_with_the_same_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retrying_delivery_survives_sigkill() {
     let mut s = Server::start_with(&["--release-backoff-base-ms", "3000"]);
-    let rx = Receiver::start(Script::Seq(vec![Reply::Status(500)]), Some(SECRET_A));
+    let rx = Receiver::start(Script::Seq(vec![Reply::status(500)]), Some(SECRET_A));
     let a = new_acct(&s, "Ann Author").await;
     let la = link_webhook(&s, &a, "alpha", &rx.url("/hook"), SECRET_A).await;
     let (mut wa, _) = ws_connect(&s, &a).await;
@@ -205,7 +205,7 @@ async fn retrying_delivery_survives_sigkill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unlink_then_crash_does_not_resume_the_delivery() {
     let mut s = Server::start_with(&["--release-timeout-ms", "20000"]);
-    let rx = Receiver::start(Script::Always(Reply::Hang(Duration::from_secs(30))), None);
+    let rx = Receiver::start(Script::Always(Reply::hang(Duration::from_secs(30))), None);
     let a = new_acct(&s, "Ann Author").await;
     let link = link_webhook(&s, &a, "soon-gone", &rx.url("/hook"), SECRET_A).await;
     let id = activity_id(&post_text(&s, &a, "one last post").await);

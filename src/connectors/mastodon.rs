@@ -66,7 +66,7 @@ pub async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connectors::test_support::{Receiver, connectors, outgoing};
+    use crate::connectors::test_support::{connectors, outgoing, receiver};
     use chorus_actors::connector::Connector;
 
     #[test]
@@ -128,7 +128,7 @@ mod tests {
 
     #[actix_web::test]
     async fn posts_a_status_and_maps_statuses() {
-        let rx = Receiver::start().await;
+        let rx = receiver();
         let c = connectors(Duration::from_secs(5));
         let config = validate_config(&json!({
             "base_url": format!("{}/", rx.url("/m200")), "access_token": "tok123"
@@ -136,7 +136,7 @@ mod tests {
         .unwrap();
         let out = outgoing("mastodon", "@ada@m.example", config, 1);
         assert_eq!(c.deliver(&out).await, AttemptOutcome::Delivered);
-        let seen = rx.seen();
+        let seen = rx.requests();
         assert_eq!(seen.len(), 1);
         let req = &seen[0];
         assert_eq!(req.method, "POST");
@@ -160,6 +160,5 @@ mod tests {
             }
             other => panic!("422 gave {other:?}"),
         }
-        rx.stop().await;
     }
 }

@@ -298,122 +298,46 @@ fn human_duration(d: Duration) -> String {
 
 #[cfg(test)]
 pub(crate) mod test_support {
-    //! A real HTTP receiver on 127.0.0.1:0 (actix-web) that records every request and answers
-    //! according to its path, plus builders for the values deliveries need.
+    //! The shared recording receiver (`chorus_testkit`) scripted by path for the connector
+    //! tests, plus builders for the values a release attempt needs.
 
-    use std::collections::HashMap;
-    use std::sync::Mutex;
     use std::time::Duration;
 
-    use actix_web::dev::ServerHandle;
-    use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
     use chorus_actors::activity_model::ActivityRecord;
     use chorus_actors::connector::Outgoing;
     use chorus_actors::model::LinkRecord;
+    use chorus_testkit::{Receiver, Reply, Script};
     use serde_json::Value;
 
     use super::{ConnectorSettings, Connectors};
 
-    /// One request as the receiver saw it (header names lowercased).
-    #[derive(Debug, Clone)]
-    pub struct Seen {
-        pub method: String,
-        pub path: String,
-        pub headers: HashMap<String, String>,
-        pub body: Vec<u8>,
+    /// A receiver whose answer depends on the path: `/s/{code}` answers that status (429
+    /// with `Retry-After: 7`, 302 with a `Location` to `/s/204`); `/hang` never answers in
+    /// time; `.../api/v1/statuses` answers like Mastodon (422 under `/m422`).
+    pub fn receiver() -> Receiver {
+        Receiver::start(Script::ByPath(by_path), None)
     }
 
-    type Log = web::Data<Mutex<Vec<Seen>>>;
-
-    pub struct Receiver {
-        pub base: String,
-        log: Log,
-        handle: ServerHandle,
-    }
-
-    impl Receiver {
-        /// Paths: `/s/{code}` answers that status (429 with `Retry-After: 7`, 302 with a
-        /// `Location` to `/s/204`); `/hang` never answers in time; `.../api/v1/statuses`
-        /// answers like Mastodon (422 under `/m422`).
-        pub async fn start() -> Self {
-            let log: Log = web::Data::new(Mutex::new(Vec::new()));
-            let app_log = log.clone();
-            let server = HttpServer::new(move || {
-                App::new()
-                    .app_data(app_log.clone())
-                    .default_service(web::to(respond))
-            })
-            .workers(1)
-            .disable_signals()
-            .shutdown_timeout(0)
-            .bind(("127.0.0.1", 0))
-            .unwrap();
-            let addr = server.addrs()[0];
-            let server = server.run();
-            let handle = server.handle();
-            actix_web::rt::spawn(server);
-            Receiver {
-                base: format!("http://{addr}"),
-                log,
-                handle,
-            }
-        }
-
-        pub fn url(&self, path: &str) -> String {
-            format!("{}{path}", self.base)
-        }
-
-        pub fn seen(&self) -> Vec<Seen> {
-            self.log.lock().unwrap().clone()
-        }
-
-        pub async fn stop(self) {
-            self.handle.stop(false).await;
-        }
-    }
-
-    async fn respond(req: HttpRequest, body: web::Bytes, log: Log) -> HttpResponse {
-        let headers = req
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_ascii_lowercase(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let path = req.path().to_owned();
-        log.lock().unwrap().push(Seen {
-            method: req.method().to_string(),
-            path: path.clone(),
-            headers,
-            body: body.to_vec(),
-        });
+    fn by_path(path: &str) -> Reply {
         if path == "/hang" {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            return HttpResponse::NoContent().finish();
+            return Reply::hang(Duration::from_secs(30));
         }
         if path.ends_with("/api/v1/statuses") {
             if path.starts_with("/m422") {
-                return HttpResponse::UnprocessableEntity()
-                    .json(serde_json::json!({"error": "Validation failed: Text can't be blank"}));
+                return Reply::status(422)
+                    .json(r#"{"error":"Validation failed: Text can't be blank"}"#);
             }
-            return HttpResponse::Ok().json(serde_json::json!({"id": "103254962155278888"}));
+            return Reply::status(200).json(r#"{"id":"103254962155278888"}"#);
         }
         let Some(code) = path.strip_prefix("/s/").and_then(|c| c.parse::<u16>().ok()) else {
-            return HttpResponse::NotFound().body("no such path");
+            return Reply::status(404).body("no such path");
         };
-        let status = actix_web::http::StatusCode::from_u16(code).unwrap();
-        let mut answer = HttpResponse::build(status);
         match code {
-            429 => answer
-                .insert_header(("Retry-After", "7"))
-                .body("  slow down  "),
-            302 => answer.insert_header(("Location", "/s/204")).finish(),
-            500 => answer.insert_header(("Retry-After", "7")).body("boom"),
-            400 => answer.body("x".repeat(1000)),
-            _ => answer.finish(),
+            429 => Reply::retry_after(429, 7).body("  slow down  "),
+            302 => Reply::status(302).header("Location", "/s/204").body(""),
+            500 => Reply::retry_after(500, 7).body("boom"),
+            400 => Reply::status(400).body(&"x".repeat(1000)),
+            _ => Reply::status(code).body(""),
         }
     }
 

@@ -112,7 +112,7 @@ pub async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connectors::test_support::{Receiver, connectors, outgoing};
+    use crate::connectors::test_support::{connectors, outgoing, receiver};
     use chorus_actors::connector::Connector;
 
     fn err(config: Value) -> (String, String) {
@@ -193,7 +193,7 @@ mod tests {
 
     #[actix_web::test]
     async fn delivers_signed_and_maps_statuses() {
-        let rx = Receiver::start().await;
+        let rx = receiver();
         let c = connectors(Duration::from_secs(5));
         let config = |path: &str| json!({"url": rx.url(path), "secret": "s3cret"});
 
@@ -202,7 +202,7 @@ mod tests {
         let second = outgoing("webhook", "me", config("/s/200"), 2);
         assert_eq!(c.deliver(&second).await, AttemptOutcome::Delivered);
 
-        let seen = rx.seen();
+        let seen = rx.requests();
         assert_eq!(seen.len(), 2);
         for (req, attempt) in seen.iter().zip(["1", "2"]) {
             assert_eq!(req.method, "POST");
@@ -268,7 +268,7 @@ mod tests {
             }
         );
         // A redirect is not followed (it would land on /s/204 and deliver).
-        let before = rx.seen().len();
+        let before = rx.requests().len();
         assert_eq!(
             c.deliver(&outgoing("webhook", "me", config("/s/302"), 1))
                 .await,
@@ -276,19 +276,18 @@ mod tests {
                 error: "HTTP 302".into()
             }
         );
-        assert_eq!(rx.seen().len(), before + 1);
+        assert_eq!(rx.requests().len(), before + 1);
         // 404 (unknown path) fails.
         assert!(matches!(
             c.deliver(&outgoing("webhook", "me", config("/nowhere"), 1))
                 .await,
             AttemptOutcome::Fail { .. }
         ));
-        rx.stop().await;
     }
 
     #[actix_web::test]
     async fn a_receiver_that_never_answers_times_out() {
-        let rx = Receiver::start().await;
+        let rx = receiver();
         let c = connectors(Duration::from_secs(1));
         let out = outgoing(
             "webhook",
@@ -307,7 +306,6 @@ mod tests {
             }
         );
         assert!(took < Duration::from_secs(5), "took {took:?}");
-        rx.stop().await;
     }
 
     #[actix_web::test]
