@@ -43,7 +43,11 @@ impl Reply {
 
     /// `code` (429 or 503 in practice) with `Retry-After: <secs>`.
     pub fn retry_after(code: u16, secs: u64) -> Reply {
-        let body = if code == 429 { "slow down" } else { "maintenance" };
+        let body = if code == 429 {
+            "slow down"
+        } else {
+            "maintenance"
+        };
         Reply::status(code)
             .header("Retry-After", &secs.to_string())
             .body(body)

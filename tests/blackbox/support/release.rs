@@ -1,6 +1,5 @@
 //! Helpers for the release tests; the peers a release goes to (recording HTTP receivers,
 //! the aiosmtpd sink) come from `chorus_testkit`.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +7,7 @@ use serde_json::{Value, json};
 
 pub use chorus_testkit::{Received, Receiver, Reply, Script, SmtpSink, sign};
 
-use crate::common::{Acct, Resp, Server, client, get, post};
+use crate::support::{Acct, Resp, Server, client, get, post};
 
 // ---------------------------------------------------------------------------
 // Chorus API helpers for activities and releases
@@ -160,10 +159,14 @@ pub async fn wait_final(s: &Server, a: &Acct, id: &str, timeout: Duration) -> Ve
 
 /// The next `n` events on `ws`, each of which must be `release.status`; each waits up to
 /// `timeout`.
-pub async fn release_events(ws: &mut crate::common::Ws, n: usize, timeout: Duration) -> Vec<Value> {
+pub async fn release_events(
+    ws: &mut crate::support::Ws,
+    n: usize,
+    timeout: Duration,
+) -> Vec<Value> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        let v = crate::common::next_non_pong(ws, timeout).await;
+        let v = crate::support::next_non_pong(ws, timeout).await;
         assert_eq!(
             v["type"], "release.status",
             "expected release.status, got {v}"

@@ -1,12 +1,8 @@
 //! IM groups: create/read, membership, group chat (live fan-out to every device of every
 //! member, paged history), the group's own event counter, the group event log, and bad input.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-mod group_support;
-
-use common::*;
-use group_support::*;
+use crate::support::groups::*;
+use crate::support::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 

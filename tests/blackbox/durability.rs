@@ -1,12 +1,9 @@
 //! Durability: acknowledged writes survive SIGKILL, a graceful restart, and
 //! actor passivation (--idle-timeout-secs); concurrent writes are all kept.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;

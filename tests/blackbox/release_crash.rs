@@ -1,18 +1,14 @@
 //! Release across crashes: deliveries that were not final when the server was SIGKILLed
 //! carry on after a restart, with the same `Idempotency-Key` and the same body, and the
 //! delivered ones are not sent again.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-mod release_support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use serde_json::json;
 
-use release_support::*;
+use crate::support::release::*;
 
 const SECRET_A: &str = "whsec_alpha_0123456789";
 const SECRET_B: &str = "whsec_bravo_9876543210";

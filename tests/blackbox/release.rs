@@ -2,19 +2,15 @@
 //! real HTTP receivers (webhook, Mastodon) and a real SMTP sink, and the tests check what
 //! arrived there, what the releases endpoint says and which `release.status` events the
 //! author's devices got.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-mod release_support;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::support::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use release_support::*;
+use crate::support::release::*;
 
 const SECRET_A: &str = "whsec_alpha_0123456789";
 const SECRET_B: &str = "whsec_bravo_9876543210";
@@ -616,7 +612,10 @@ async fn client_error_fails_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_is_honoured() {
     let s = Server::start_with(&FAST_RETRY);
-    let rx = Receiver::start(Script::Seq(vec![Reply::retry_after(429, 2)]), Some(SECRET_A));
+    let rx = Receiver::start(
+        Script::Seq(vec![Reply::retry_after(429, 2)]),
+        Some(SECRET_A),
+    );
     let a = new_acct(&s, "Ann Author").await;
     link_webhook(&s, &a, "busy", &rx.url("/hook"), SECRET_A).await;
     let (mut wa, _) = ws_connect(&s, &a).await;
@@ -652,7 +651,10 @@ async fn retry_after_is_honoured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_on_503_is_honoured() {
     let s = Server::start_with(&FAST_RETRY);
-    let rx = Receiver::start(Script::Seq(vec![Reply::retry_after(503, 1)]), Some(SECRET_A));
+    let rx = Receiver::start(
+        Script::Seq(vec![Reply::retry_after(503, 1)]),
+        Some(SECRET_A),
+    );
     let a = new_acct(&s, "Ann Author").await;
     link_webhook(&s, &a, "maint", &rx.url("/hook"), SECRET_A).await;
     let id = activity_id(&post_text(&s, &a, "down for maintenance").await);

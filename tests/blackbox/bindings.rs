@@ -2,15 +2,11 @@
 //! binding requests (live and resumed), approve / reject / expiry / revoke, live
 //! `group.dynamic` fan-out, the merged dynamics feed, group seq across mixed events, and a
 //! SIGKILL right after an approval.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-mod group_support;
 
 use std::time::Duration;
 
-use common::*;
-use group_support::*;
+use crate::support::groups::*;
+use crate::support::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 
