@@ -502,7 +502,7 @@ mod tests {
     }
 
     #[actix_web::test]
-    async fn unknown_platform_fails_delivery() {
+    async fn unknown_platform_fails_the_attempt() {
         let c = test_support::connectors(Duration::from_secs(1));
         let out = test_support::outgoing("myspace", "me", json!({}), 1);
         assert!(matches!(

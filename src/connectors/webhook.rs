@@ -192,7 +192,7 @@ mod tests {
     }
 
     #[actix_web::test]
-    async fn delivers_signed_and_maps_statuses() {
+    async fn posts_signed_and_maps_statuses() {
         let rx = receiver();
         let c = connectors(Duration::from_secs(5));
         let config = |path: &str| json!({"url": rx.url(path), "secret": "s3cret"});
@@ -267,7 +267,7 @@ mod tests {
                 after: Some(Duration::from_secs(7))
             }
         );
-        // A redirect is not followed (it would land on /s/204 and deliver).
+        // A redirect is not followed (it would land on /s/204 and succeed).
         let before = rx.requests().len();
         assert_eq!(
             c.deliver(&outgoing("webhook", "me", config("/s/302"), 1))

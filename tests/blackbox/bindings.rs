@@ -454,7 +454,7 @@ async fn server_key_authentication() {
         .expect_error(401, "unauthorized");
 
     // revoke authorisation
-    // m1 connects first: group events are delivered asynchronously, so a device that
+    // m1 connects first: group events are pushed asynchronously, so a device that
     // attaches just after an approval may still receive it.
     let (mut m1, _) = ws_connect(&srv, &member).await;
     bind(&srv, &c1, &owner, &gid).await;

@@ -183,7 +183,7 @@ async fn acknowledged_writes_survive_sigkill() {
                "data": {"account_id": a.id, "profile_version": v2,
                         "changes": {"mood": null, "song": "fa"}}})
     );
-    // whatever was delivered live before the crash is identical to the replay
+    // whatever was pushed live before the crash is identical to the replay
     for (live, replay) in [(&live_a, &ev_a), (&live_b, &ev_b)] {
         for ev in live.iter().filter(|e| e["type"] != "hello") {
             let seq = ev["seq"].as_u64().unwrap() as usize;

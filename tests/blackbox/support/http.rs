@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -15,10 +16,11 @@ pub fn client() -> reqwest::Client {
         .expect("reqwest client")
 }
 
-/// A response: status and parsed JSON body (Value::Null when empty), plus raw text.
+/// A response: status, headers and parsed JSON body (Value::Null when empty), plus raw text.
 #[derive(Debug, Clone)]
 pub struct Resp {
     pub status: StatusCode,
+    pub headers: HeaderMap,
     pub body: Value,
     pub text: String,
 }
@@ -110,13 +112,19 @@ pub async fn send_raw(
 pub async fn finish(req: reqwest::RequestBuilder) -> Resp {
     let resp = req.send().await.expect("HTTP request failed");
     let status = resp.status();
+    let headers = resp.headers().clone();
     let text = resp.text().await.expect("read response body");
     let body = if text.trim().is_empty() {
         Value::Null
     } else {
         serde_json::from_str(&text).unwrap_or(Value::Null)
     };
-    Resp { status, body, text }
+    Resp {
+        status,
+        headers,
+        body,
+        text,
+    }
 }
 
 pub async fn get(server: &Server, path: &str, token: Option<&str>) -> Resp {

@@ -1,87 +1,122 @@
-//! Helpers for the release tests; the peers a release goes to (recording HTTP receivers,
-//! the aiosmtpd sink) come from `chorus_testkit`.
+//! Activities and their releases as the tests drive them: posting, the releases endpoint,
+//! waiting for final states and `release.status` events, and [`ReleaseFixture`], the setup
+//! the release tests share (a server with release settings, an author, links to receivers).
 
 use std::time::{Duration, Instant};
 
+use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
-pub use chorus_testkit::{Received, Receiver, Reply, Script, SmtpSink, sign};
+pub use super::receivers::*;
+pub use super::smtp::*;
 
-use crate::support::{Acct, Resp, Server, client, get, post};
+use super::accounts::{Acct, new_acct};
+use super::http::{Resp, get, post};
+use super::server::Server;
+use super::ws::{Ws, next_non_pong, ws_connect};
 
-// ---------------------------------------------------------------------------
-// Chorus API helpers for activities and releases
-// ---------------------------------------------------------------------------
+/// How long a test waits for a release it expects (a bound on waiting, not a requirement on
+/// speed; long enough for a restart too).
+pub const RELEASE_WAIT: Duration = Duration::from_secs(10);
+/// A backoff base short enough that a retry comes within a test's patience.
+pub const FAST_RETRY: [&str; 2] = ["--release-backoff-base-ms", "100"];
+/// The webhook secrets a fixture links with, in order: each link signs with its own.
+const SECRETS: [&str; 3] = [
+    "whsec_alpha_0123456789",
+    "whsec_bravo_9876543210",
+    "whsec_charlie_0246813579",
+];
 
-/// Links a webhook to `a`'s account; returns the link id.
-pub async fn link_webhook(s: &Server, a: &Acct, handle: &str, url: &str, secret: &str) -> String {
-    link(
-        s,
-        a,
-        &json!({"platform": "webhook", "handle": handle,
-                "config": {"url": url, "secret": secret}}),
-    )
-    .await
+/// A platform linked to the fixture's author, and the receiver standing in for it.
+pub struct Linked {
+    pub link: String,
+    pub rx: Receiver,
+    /// The webhook secret (empty for Mastodon).
+    pub secret: &'static str,
 }
 
-/// Links a Mastodon account; returns the link id.
-pub async fn link_mastodon(
-    s: &Server,
-    a: &Acct,
-    handle: &str,
-    base_url: &str,
-    token: &str,
-) -> String {
-    link(
-        s,
-        a,
-        &json!({"platform": "mastodon", "handle": handle,
-                "config": {"base_url": base_url, "access_token": token}}),
-    )
-    .await
+/// The setup a release test starts from: a server with the given flags and its author
+/// ("Ann Author" unless named), to whom the test links receivers and devices.
+pub struct ReleaseFixture {
+    pub s: Server,
+    pub a: Acct,
+    webhooks: usize,
 }
 
-/// POST /v1/me/platforms, expecting 201; returns the link id.
-#[track_caller]
-pub fn link<'a>(s: &'a Server, a: &'a Acct, body: &'a Value) -> impl Future<Output = String> + 'a {
-    let caller = std::panic::Location::caller();
-    async move {
-        let r = post(s, "/v1/me/platforms", a.tok(), body).await;
-        assert_eq!(r.status.as_u16(), 201, "{caller}: link {body}: {}", r.text);
-        r.body["link_id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no link_id in {}", r.text))
-            .to_string()
+impl ReleaseFixture {
+    pub async fn start(args: &[&str]) -> ReleaseFixture {
+        ReleaseFixture::start_as("Ann Author", args).await
+    }
+
+    pub async fn start_as(author: &str, args: &[&str]) -> ReleaseFixture {
+        let s = Server::start_with(args);
+        let a = new_acct(&s, author).await;
+        ReleaseFixture { s, a, webhooks: 0 }
+    }
+
+    /// Fast retries, and email goes to `sink`.
+    pub async fn with_smtp(author: &str, sink: &SmtpSink) -> ReleaseFixture {
+        let url = sink.url();
+        ReleaseFixture::start_as(author, &[FAST_RETRY[0], FAST_RETRY[1], "--smtp-url", &url]).await
+    }
+
+    /// A receiver answering by `script`, linked as the webhook `handle` at its `/hook`.
+    pub async fn webhook(&mut self, handle: &str, script: Script) -> Linked {
+        self.webhook_at(handle, "/hook", script).await
+    }
+
+    /// A receiver answering by `script`, linked as the webhook `handle` at its `path`.
+    pub async fn webhook_at(&mut self, handle: &str, path: &str, script: Script) -> Linked {
+        let secret = SECRETS[self.webhooks % SECRETS.len()];
+        self.webhooks += 1;
+        let rx = Receiver::start(script, Some(secret));
+        let link = link_webhook(&self.s, &self.a, handle, &rx.url(path), secret).await;
+        Linked { link, rx, secret }
+    }
+
+    /// A receiver answering by `script`, linked as the Mastodon account `handle` with the
+    /// instance at its `path`.
+    pub async fn mastodon(&self, handle: &str, path: &str, token: &str, script: Script) -> Linked {
+        let rx = Receiver::start(script, None);
+        let link = link_mastodon(&self.s, &self.a, handle, &rx.url(path), token).await;
+        Linked {
+            link,
+            rx,
+            secret: "",
+        }
+    }
+
+    /// Links the email address `to`; the server needs `--smtp-url` ([`Self::with_smtp`]).
+    pub async fn email(&self, to: &str) -> String {
+        link_email(&self.s, &self.a, to).await
+    }
+
+    /// A device of the author, past its hello.
+    pub async fn device(&self) -> Ws {
+        ws_connect(&self.s, &self.a).await.0
+    }
+
+    /// Posts `text` as the author (201 expected); the activity id.
+    pub async fn post(&self, text: &str) -> String {
+        activity_id(&post_text(&self.s, &self.a, text).await)
+    }
+
+    /// The author's releases of `id`.
+    pub async fn releases(&self, id: &str) -> Vec<Value> {
+        releases(&self.s, &self.a, id).await
+    }
+
+    /// Waits (up to [`RELEASE_WAIT`]) until every release of `id` is final.
+    pub async fn wait_final(&self, id: &str) -> Vec<Value> {
+        wait_final(&self.s, &self.a, id, RELEASE_WAIT).await
     }
 }
 
-/// POST /v1/me/activities with `body`; the response and its headers.
-pub async fn post_activity_raw(
-    s: &Server,
-    a: &Acct,
-    body: &Value,
-) -> (Resp, reqwest::header::HeaderMap) {
-    let req = client()
-        .post(s.url("/v1/me/activities"))
-        .header("Authorization", format!("Bearer {}", a.token))
-        .json(body);
-    let resp = req.send().await.expect("HTTP request failed");
-    let headers = resp.headers().clone();
-    let status = resp.status();
-    let text = resp.text().await.expect("read response body");
-    let parsed = if text.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::Null)
-    };
-    (
-        Resp {
-            status,
-            body: parsed,
-            text,
-        },
-        headers,
-    )
+/// POST /v1/me/activities with `body`, whatever the answer; the answer and its headers.
+pub async fn post_activity_raw(s: &Server, a: &Acct, body: &Value) -> (Resp, HeaderMap) {
+    let r = post(s, "/v1/me/activities", a.tok(), body).await;
+    let headers = r.headers.clone();
+    (r, headers)
 }
 
 /// Posts `text` (201 expected); returns the answer body.
@@ -157,16 +192,12 @@ pub async fn wait_final(s: &Server, a: &Acct, id: &str, timeout: Duration) -> Ve
     .await
 }
 
-/// The next `n` events on `ws`, each of which must be `release.status`; each waits up to
-/// `timeout`.
-pub async fn release_events(
-    ws: &mut crate::support::Ws,
-    n: usize,
-    timeout: Duration,
-) -> Vec<Value> {
+/// The data of the next `n` events on `ws`, each of which must be `release.status`; each
+/// waits up to [`RELEASE_WAIT`].
+pub async fn release_events(ws: &mut Ws, n: usize) -> Vec<Value> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        let v = crate::support::next_non_pong(ws, timeout).await;
+        let v = next_non_pong(ws, RELEASE_WAIT).await;
         assert_eq!(
             v["type"], "release.status",
             "expected release.status, got {v}"
