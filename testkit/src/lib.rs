@@ -21,15 +21,21 @@ pub use smtp::SmtpSink;
 
 use std::time::{Duration, Instant};
 
-/// Polls `probe` every 20 ms until it returns `Some`; `None` after `timeout`.
-pub async fn poll<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+/// Polls `fetch` every 20 ms until it holds at least `n` items: `Ok` with them, or `Err` with
+/// what it held last once `timeout` has passed.
+async fn wait_count<T>(
+    n: usize,
+    timeout: Duration,
+    fetch: impl Fn() -> Vec<T>,
+) -> Result<Vec<T>, Vec<T>> {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(found) = probe() {
-            return Some(found);
+        let got = fetch();
+        if got.len() >= n {
+            return Ok(got);
         }
         if Instant::now() > deadline {
-            return None;
+            return Err(got);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -286,21 +286,17 @@ impl Receiver {
     pub fn wait_for(&self, n: usize, timeout: Duration) -> impl Future<Output = Vec<Received>> {
         let caller = std::panic::Location::caller();
         async move {
-            let found = crate::poll(timeout, || {
-                let got = self.requests();
-                (got.len() >= n).then_some(got)
-            })
-            .await;
-            found.unwrap_or_else(|| {
-                let got = self.requests();
-                panic!(
-                    "{caller}: receiver got {} request(s) within {timeout:?}, wanted {n}: {:?}",
-                    got.len(),
-                    got.iter()
-                        .map(|r| (r.path.clone(), String::from_utf8_lossy(&r.body)))
-                        .collect::<Vec<_>>()
-                )
-            })
+            crate::wait_count(n, timeout, || self.requests())
+                .await
+                .unwrap_or_else(|got| {
+                    panic!(
+                        "{caller}: receiver got {} request(s) within {timeout:?}, wanted {n}: {:?}",
+                        got.len(),
+                        got.iter()
+                            .map(|r| (r.path.clone(), String::from_utf8_lossy(&r.body)))
+                            .collect::<Vec<_>>()
+                    )
+                })
         }
     }
 }

@@ -97,18 +97,14 @@ impl SmtpSink {
 
     /// Waits until at least `n` messages have arrived; panics after `timeout`.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Value> {
-        let found = crate::poll(timeout, || {
-            let got = self.messages();
-            (got.len() >= n).then_some(got)
-        })
-        .await;
-        found.unwrap_or_else(|| {
-            let got = self.messages();
-            panic!(
-                "smtp sink got {} message(s) within {timeout:?}, wanted {n}: {got:?}",
-                got.len()
-            )
-        })
+        crate::wait_count(n, timeout, || self.messages())
+            .await
+            .unwrap_or_else(|got| {
+                panic!(
+                    "smtp sink got {} message(s) within {timeout:?}, wanted {n}: {got:?}",
+                    got.len()
+                )
+            })
     }
 }
 

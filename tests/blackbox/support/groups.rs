@@ -57,6 +57,16 @@ pub async fn add_member(srv: &Server, owner: &Acct, gid: &str, who: &Acct) {
     r.expect(204);
 }
 
+/// `DELETE /v1/groups/{gid}/members/{member}` as `by` (leaving, when `by` is `member`).
+pub async fn remove_member(srv: &Server, gid: &str, member: &Acct, by: &Acct) -> Resp {
+    delete(
+        srv,
+        &format!("/v1/groups/{gid}/members/{}", member.id),
+        by.tok(),
+    )
+    .await
+}
+
 pub async fn get_group(srv: &Server, who: &Acct, gid: &str) -> Value {
     get(srv, &format!("/v1/groups/{gid}"), who.tok())
         .await

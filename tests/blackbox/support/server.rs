@@ -61,44 +61,15 @@ impl Server {
         let stderr = child.stderr.take().expect("child stderr");
 
         let (tx, rx) = mpsc::channel::<String>();
-        let log = self.log.clone();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut sent = false;
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match reader.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let line = String::from_utf8_lossy(&buf).trim_end().to_string();
-                        if !sent && let Some(addr) = parse_listen_addr(&line) {
-                            let _ = tx.send(addr);
-                            sent = true;
-                        }
-                        push_log(&log, line);
-                    }
-                }
+        let mut sent = false;
+        keep_lines(stdout, self.log.clone(), move |line| {
+            if !sent && let Some(addr) = parse_listen_addr(&line) {
+                let _ = tx.send(addr);
+                sent = true;
             }
+            line
         });
-        let log = self.log.clone();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stderr);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match reader.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let line = String::from_utf8_lossy(&buf).trim_end().to_string();
-                        push_log(&log, format!("[stderr] {line}"));
-                    }
-                }
-            }
-            // drain anything left (should not happen after EOF)
-            let mut rest = Vec::new();
-            let _ = reader.read_to_end(&mut rest);
-        });
+        keep_lines(stderr, self.log.clone(), |line| format!("[stderr] {line}"));
 
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -212,6 +183,29 @@ impl Drop for Server {
             eprintln!("---- chorus output (last lines) ----\n{}", self.log_text());
         }
     }
+}
+
+/// Reads `from` line by line on a thread of its own until it ends, keeping each line (as
+/// `seen` returns it) in `log`.
+fn keep_lines(
+    from: impl Read + Send + 'static,
+    log: Arc<Mutex<Vec<String>>>,
+    mut seen: impl FnMut(String) -> String + Send + 'static,
+) {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(from);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+                    push_log(&log, seen(line));
+                }
+            }
+        }
+    });
 }
 
 fn push_log(log: &Arc<Mutex<Vec<String>>>, line: String) {

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -27,24 +28,20 @@ pub async fn ws_connect(server: &Server, account: &Acct) -> (Ws, Value) {
         "Authorization",
         HeaderValue::from_str(&format!("Bearer {}", account.token)).expect("header"),
     );
-    let (mut ws, _resp) = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_tungstenite::connect_async(req),
-    )
-    .await
-    .expect("ws connect timed out")
-    .expect("ws connect failed");
-    let hello = next_event(&mut ws, EVENT_TIMEOUT).await;
-    check_hello(&hello, &account.id);
-    (ws, hello)
+    connect_as(req, account).await
 }
 
 /// Connect with `?token=`, read and check the hello frame.
 pub async fn ws_connect_query(server: &Server, account: &Acct) -> (Ws, Value) {
     let url = format!("{}?token={}", server.ws_url(), account.token);
+    connect_as(url.into_client_request().expect("ws request"), account).await
+}
+
+/// Connects (within 10 s) and checks that the first frame greets `account`.
+async fn connect_as(req: Request, account: &Acct) -> (Ws, Value) {
     let (mut ws, _resp) = tokio::time::timeout(
         Duration::from_secs(10),
-        tokio_tungstenite::connect_async(url),
+        tokio_tungstenite::connect_async(req),
     )
     .await
     .expect("ws connect timed out")
