@@ -1,7 +1,7 @@
 //! Email: one plain-text message per activity, sent through the operator's SMTP server.
 //!
 //! The link's handle is the recipient address; the config is empty (the server, not the user,
-//! owns the SMTP credentials). The `Message-ID` is derived from the delivery's idempotency key,
+//! owns the SMTP credentials). The `Message-ID` is derived from the release's idempotency key,
 //! so a message resent after a lost answer carries the same id and mail clients can fold the
 //! duplicate. SMTP's own reply classes map onto the release policy: 5xx fails for good, 4xx and
 //! anything short of a reply (connection, TLS, timeout) is retried.
@@ -85,7 +85,7 @@ impl EmailSender {
     }
 
     /// One attempt: one SMTP session, bounded by the whole-attempt timeout.
-    pub async fn deliver(&self, out: &Outgoing) -> AttemptOutcome {
+    pub async fn attempt(&self, out: &Outgoing) -> AttemptOutcome {
         let message = match self.message(out) {
             Ok(message) => message,
             Err(error) => return AttemptOutcome::Fail { error },
@@ -128,8 +128,7 @@ mod tests {
     use crate::connectors::test_support::outgoing;
     use crate::connectors::{ConnectorSettings, Connectors};
     use chorus_actors::release::Connector;
-    use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-    use tokio::process::{Child, ChildStdout, Command};
+    use chorus_testkit::SmtpSink;
 
     #[test]
     fn handle_must_be_an_address() {
@@ -177,76 +176,19 @@ mod tests {
         assert!(!format!("{sender:?}").contains("hunter2"));
     }
 
-    /// The aiosmtpd sink of `tests/support/smtp_sink.py`, killed when dropped.
-    struct Sink {
-        port: u16,
-        lines: Lines<BufReader<ChildStdout>>,
-        _child: Child,
+    /// Connectors that send mail to `sink`.
+    fn connectors_to(sink: &SmtpSink) -> Connectors {
+        Connectors::new(&ConnectorSettings {
+            timeout: Duration::from_secs(10),
+            smtp_url: Some(sink.url()),
+            smtp_from: "Chorus <chorus@localhost>".into(),
+        })
+        .unwrap()
     }
 
-    impl Sink {
-        /// `None` (after saying so) when aiosmtpd is missing, unless CI demands the sink.
-        async fn start(args: &[&str]) -> Option<Sink> {
-            let importable = std::process::Command::new("python3")
-                .args(["-c", "import aiosmtpd"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if !importable {
-                if std::env::var_os("CHORUS_REQUIRE_SMTP_SINK").is_some() {
-                    panic!(
-                        "CHORUS_REQUIRE_SMTP_SINK is set but `python3 -c 'import aiosmtpd'` \
-                         fails: pip install aiosmtpd"
-                    );
-                }
-                println!("skipped: aiosmtpd not installed (pip install aiosmtpd)");
-                return None;
-            }
-            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_sink.py");
-            let mut child = Command::new("python3")
-                .arg(script)
-                .args(args)
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .kill_on_drop(true)
-                .spawn()
-                .expect("spawn python3 smtp_sink.py");
-            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-            let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-                .await
-                .expect("sink printed READY in time")
-                .unwrap()
-                .expect("sink printed a line");
-            let port = ready
-                .strip_prefix("READY ")
-                .unwrap_or_else(|| panic!("expected READY <port>, got {ready:?}"))
-                .parse()
-                .unwrap();
-            Some(Sink {
-                port,
-                lines,
-                _child: child,
-            })
-        }
-
-        fn connectors(&self) -> Connectors {
-            Connectors::new(&ConnectorSettings {
-                timeout: Duration::from_secs(10),
-                smtp_url: Some(format!("smtp://127.0.0.1:{}", self.port)),
-                smtp_from: "Chorus <chorus@localhost>".into(),
-            })
-            .unwrap()
-        }
-
-        async fn next_message(&mut self) -> Value {
-            let line = tokio::time::timeout(Duration::from_secs(10), self.lines.next_line())
-                .await
-                .expect("sink reported a message in time")
-                .unwrap()
-                .expect("sink still running");
-            serde_json::from_str(&line).unwrap()
-        }
+    /// The first message `sink` accepted (waits up to 10 s for it).
+    async fn first_message(sink: &SmtpSink) -> Value {
+        sink.wait_for(1, Duration::from_secs(10)).await.remove(0)
     }
 
     fn mail_out(attempt: u32) -> Outgoing {
@@ -255,13 +197,13 @@ mod tests {
 
     #[tokio::test]
     async fn sends_the_message_over_real_smtp() {
-        let Some(mut sink) = Sink::start(&[]).await else {
+        let Some(sink) = SmtpSink::start(&[]) else {
             return;
         };
-        let c = sink.connectors();
+        let c = connectors_to(&sink);
         let out = mail_out(1);
-        assert_eq!(c.deliver(&out).await, AttemptOutcome::Delivered);
-        let got = sink.next_message().await;
+        assert_eq!(c.attempt(&out).await, AttemptOutcome::Delivered);
+        let got = first_message(&sink).await;
         assert_eq!(got["mail_from"], "chorus@localhost");
         assert_eq!(got["rcpt_tos"], json!(["ada@example.com"]));
         let data = got["data"].as_str().unwrap();
@@ -293,11 +235,11 @@ mod tests {
 
     #[tokio::test]
     async fn transient_reply_is_retried_then_delivered() {
-        let Some(mut sink) = Sink::start(&["--fail-first", "1"]).await else {
+        let Some(sink) = SmtpSink::start(&["--fail-first", "1"]) else {
             return;
         };
-        let c = sink.connectors();
-        match c.deliver(&mail_out(1)).await {
+        let c = connectors_to(&sink);
+        match c.attempt(&mail_out(1)).await {
             AttemptOutcome::Retry { error, after } => {
                 assert!(error.contains("451"), "{error}");
                 assert!(error.contains("try again later"), "{error}");
@@ -305,18 +247,18 @@ mod tests {
             }
             other => panic!("451 gave {other:?}"),
         }
-        assert_eq!(c.deliver(&mail_out(2)).await, AttemptOutcome::Delivered);
-        let got = sink.next_message().await;
+        assert_eq!(c.attempt(&mail_out(2)).await, AttemptOutcome::Delivered);
+        let got = first_message(&sink).await;
         assert_eq!(got["rcpt_tos"], json!(["ada@example.com"]));
     }
 
     #[tokio::test]
     async fn permanent_reply_fails() {
-        let Some(sink) = Sink::start(&["--reject"]).await else {
+        let Some(sink) = SmtpSink::start(&["--reject"]) else {
             return;
         };
-        let c = sink.connectors();
-        match c.deliver(&mail_out(1)).await {
+        let c = connectors_to(&sink);
+        match c.attempt(&mail_out(1)).await {
             AttemptOutcome::Fail { error } => {
                 assert!(error.contains("550"), "{error}");
                 assert!(error.contains("no such user"), "{error}");
@@ -338,7 +280,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(
-            c.deliver(&mail_out(1)).await,
+            c.attempt(&mail_out(1)).await,
             AttemptOutcome::Retry {
                 error: "connection refused".into(),
                 after: None

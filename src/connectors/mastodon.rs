@@ -26,7 +26,7 @@ pub fn validate_config(config: &Value) -> Result<Value> {
     let base_url = url.as_str().trim_end_matches('/');
     let token = str_field(config, "access_token").unwrap_or_default();
     // Checked here because it goes into a header: a token with spaces or control characters
-    // would make every delivery fail.
+    // would make every release fail.
     if token.is_empty()
         || token.chars().count() > MAX_SECRET
         || !token.chars().all(|c| c.is_ascii_graphic())
@@ -39,7 +39,7 @@ pub fn validate_config(config: &Value) -> Result<Value> {
 }
 
 /// One attempt: post the status.
-pub async fn deliver(
+pub async fn attempt(
     client: &reqwest::Client,
     timeout: Duration,
     out: &Outgoing,
@@ -66,7 +66,7 @@ pub async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connectors::test_support::{Receiver, connectors, outgoing};
+    use crate::connectors::test_support::{connectors, outgoing, receiver};
     use chorus_actors::release::Connector;
 
     #[test]
@@ -128,15 +128,15 @@ mod tests {
 
     #[actix_web::test]
     async fn posts_a_status_and_maps_statuses() {
-        let rx = Receiver::start().await;
+        let rx = receiver();
         let c = connectors(Duration::from_secs(5));
         let config = validate_config(&json!({
             "base_url": format!("{}/", rx.url("/m200")), "access_token": "tok123"
         }))
         .unwrap();
         let out = outgoing("mastodon", "@ada@m.example", config, 1);
-        assert_eq!(c.deliver(&out).await, AttemptOutcome::Delivered);
-        let seen = rx.seen();
+        assert_eq!(c.attempt(&out).await, AttemptOutcome::Delivered);
+        let seen = rx.requests();
         assert_eq!(seen.len(), 1);
         let req = &seen[0];
         assert_eq!(req.method, "POST");
@@ -153,13 +153,12 @@ mod tests {
             json!({"base_url": rx.url("/m422"), "access_token": "tok123"}),
             1,
         );
-        match c.deliver(&bad).await {
+        match c.attempt(&bad).await {
             AttemptOutcome::Fail { error } => {
                 assert!(error.starts_with("HTTP 422: "), "{error}");
                 assert!(error.contains("Validation failed"), "{error}");
             }
             other => panic!("422 gave {other:?}"),
         }
-        rx.stop().await;
     }
 }

@@ -1,9 +1,9 @@
 //! Platform connectors: one [`Connectors`] value validates links when they are created and
-//! delivers activities to them, dispatching on the link's platform.
+//! releases activities to them, dispatching on the link's platform.
 //!
 //! Each platform lives in its own module ([`webhook`], [`mastodon`], [`email`]) with the same
 //! two halves: `validate_config` (run once, at `POST /v1/me/platforms`, so a bad link is a 400
-//! instead of a delivery that fails forever) and `deliver` (one attempt, no retries of its
+//! instead of a release that fails forever) and `attempt` (one attempt, no retries of its
 //! own: the releaser owns the retry policy, so all platforms share it). Every attempt is
 //! bounded by [`ConnectorSettings::timeout`]; whatever goes wrong becomes an
 //! [`AttemptOutcome`], never a panic or an error the caller has to interpret.
@@ -81,7 +81,7 @@ impl Connectors {
         })
     }
 
-    /// Platforms this server can deliver to: ["webhook", "mastodon"] plus "email" when SMTP is
+    /// Platforms this server can release to: ["webhook", "mastodon"] plus "email" when SMTP is
     /// configured.
     pub fn platforms(&self) -> Vec<&'static str> {
         let mut known = vec![webhook::PLATFORM, mastodon::PLATFORM];
@@ -125,12 +125,12 @@ impl Connectors {
 
 #[async_trait]
 impl Connector for Connectors {
-    async fn deliver(&self, out: &Outgoing) -> AttemptOutcome {
+    async fn attempt(&self, out: &Outgoing) -> AttemptOutcome {
         let outcome = match out.link.platform.as_str() {
-            webhook::PLATFORM => webhook::deliver(&self.http, self.timeout, out).await,
-            mastodon::PLATFORM => mastodon::deliver(&self.http, self.timeout, out).await,
+            webhook::PLATFORM => webhook::attempt(&self.http, self.timeout, out).await,
+            mastodon::PLATFORM => mastodon::attempt(&self.http, self.timeout, out).await,
             email::PLATFORM => match &self.email {
-                Some(sender) => sender.deliver(out).await,
+                Some(sender) => sender.attempt(out).await,
                 // The link was made while SMTP was configured; the server has since been
                 // restarted without it. Retrying cannot help until an operator acts.
                 None => AttemptOutcome::Fail {
@@ -147,7 +147,7 @@ impl Connector for Connectors {
             activity_id = %out.activity.activity_id,
             attempt = out.attempt,
             ?outcome,
-            "delivery attempt"
+            "release attempt"
         );
         outcome
     }
@@ -203,7 +203,7 @@ async fn send_http(request: reqwest::RequestBuilder, timeout: Duration) -> Attem
 }
 
 /// How many characters of an error response are kept: enough to show the platform's reason,
-/// short enough for a delivery record.
+/// short enough for a release record.
 const DETAIL_CHARS: usize = 200;
 
 /// The first [`DETAIL_CHARS`] characters of the body (lossy UTF-8, trimmed). Reads at most a
@@ -298,122 +298,46 @@ fn human_duration(d: Duration) -> String {
 
 #[cfg(test)]
 pub(crate) mod test_support {
-    //! A real HTTP receiver on 127.0.0.1:0 (actix-web) that records every request and answers
-    //! according to its path, plus builders for the values deliveries need.
+    //! The shared recording receiver (`chorus_testkit`) scripted by path for the connector
+    //! tests, plus builders for the values a release attempt needs.
 
-    use std::collections::HashMap;
-    use std::sync::Mutex;
     use std::time::Duration;
 
-    use actix_web::dev::ServerHandle;
-    use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
     use chorus_actors::model::ActivityRecord;
     use chorus_actors::model::LinkRecord;
     use chorus_actors::release::Outgoing;
+    use chorus_testkit::{Receiver, Reply, Script};
     use serde_json::Value;
 
     use super::{ConnectorSettings, Connectors};
 
-    /// One request as the receiver saw it (header names lowercased).
-    #[derive(Debug, Clone)]
-    pub struct Seen {
-        pub method: String,
-        pub path: String,
-        pub headers: HashMap<String, String>,
-        pub body: Vec<u8>,
+    /// A receiver whose answer depends on the path: `/s/{code}` answers that status (429
+    /// with `Retry-After: 7`, 302 with a `Location` to `/s/204`); `/hang` never answers in
+    /// time; `.../api/v1/statuses` answers like Mastodon (422 under `/m422`).
+    pub fn receiver() -> Receiver {
+        Receiver::start(Script::ByPath(by_path), None)
     }
 
-    type Log = web::Data<Mutex<Vec<Seen>>>;
-
-    pub struct Receiver {
-        pub base: String,
-        log: Log,
-        handle: ServerHandle,
-    }
-
-    impl Receiver {
-        /// Paths: `/s/{code}` answers that status (429 with `Retry-After: 7`, 302 with a
-        /// `Location` to `/s/204`); `/hang` never answers in time; `.../api/v1/statuses`
-        /// answers like Mastodon (422 under `/m422`).
-        pub async fn start() -> Self {
-            let log: Log = web::Data::new(Mutex::new(Vec::new()));
-            let app_log = log.clone();
-            let server = HttpServer::new(move || {
-                App::new()
-                    .app_data(app_log.clone())
-                    .default_service(web::to(respond))
-            })
-            .workers(1)
-            .disable_signals()
-            .shutdown_timeout(0)
-            .bind(("127.0.0.1", 0))
-            .unwrap();
-            let addr = server.addrs()[0];
-            let server = server.run();
-            let handle = server.handle();
-            actix_web::rt::spawn(server);
-            Receiver {
-                base: format!("http://{addr}"),
-                log,
-                handle,
-            }
-        }
-
-        pub fn url(&self, path: &str) -> String {
-            format!("{}{path}", self.base)
-        }
-
-        pub fn seen(&self) -> Vec<Seen> {
-            self.log.lock().unwrap().clone()
-        }
-
-        pub async fn stop(self) {
-            self.handle.stop(false).await;
-        }
-    }
-
-    async fn respond(req: HttpRequest, body: web::Bytes, log: Log) -> HttpResponse {
-        let headers = req
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_ascii_lowercase(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let path = req.path().to_owned();
-        log.lock().unwrap().push(Seen {
-            method: req.method().to_string(),
-            path: path.clone(),
-            headers,
-            body: body.to_vec(),
-        });
+    fn by_path(path: &str) -> Reply {
         if path == "/hang" {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            return HttpResponse::NoContent().finish();
+            return Reply::hang(Duration::from_secs(30));
         }
         if path.ends_with("/api/v1/statuses") {
             if path.starts_with("/m422") {
-                return HttpResponse::UnprocessableEntity()
-                    .json(serde_json::json!({"error": "Validation failed: Text can't be blank"}));
+                return Reply::status(422)
+                    .json(r#"{"error":"Validation failed: Text can't be blank"}"#);
             }
-            return HttpResponse::Ok().json(serde_json::json!({"id": "103254962155278888"}));
+            return Reply::status(200).json(r#"{"id":"103254962155278888"}"#);
         }
         let Some(code) = path.strip_prefix("/s/").and_then(|c| c.parse::<u16>().ok()) else {
-            return HttpResponse::NotFound().body("no such path");
+            return Reply::status(404).body("no such path");
         };
-        let status = actix_web::http::StatusCode::from_u16(code).unwrap();
-        let mut answer = HttpResponse::build(status);
         match code {
-            429 => answer
-                .insert_header(("Retry-After", "7"))
-                .body("  slow down  "),
-            302 => answer.insert_header(("Location", "/s/204")).finish(),
-            500 => answer.insert_header(("Retry-After", "7")).body("boom"),
-            400 => answer.body("x".repeat(1000)),
-            _ => answer.finish(),
+            429 => Reply::retry_after(429, 7).body("  slow down  "),
+            302 => Reply::status(302).header("Location", "/s/204").body(""),
+            500 => Reply::retry_after(500, 7).body("boom"),
+            400 => Reply::status(400).body(&"x".repeat(1000)),
+            _ => Reply::status(code).body(""),
         }
     }
 
@@ -578,14 +502,14 @@ mod tests {
     }
 
     #[actix_web::test]
-    async fn unknown_platform_fails_delivery() {
+    async fn unknown_platform_fails_the_attempt() {
         let c = test_support::connectors(Duration::from_secs(1));
         let out = test_support::outgoing("myspace", "me", json!({}), 1);
         assert!(matches!(
-            c.deliver(&out).await,
+            c.attempt(&out).await,
             AttemptOutcome::Fail { error } if error.contains("myspace")
         ));
         let out = test_support::outgoing("email", "ada@example.com", json!({}), 1);
-        assert!(matches!(c.deliver(&out).await, AttemptOutcome::Fail { .. }));
+        assert!(matches!(c.attempt(&out).await, AttemptOutcome::Fail { .. }));
     }
 }

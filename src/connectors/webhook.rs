@@ -3,7 +3,7 @@
 //!
 //! The signature covers `timestamp + "." + body` (HMAC-SHA256 with the link's secret): the
 //! receiver recomputes it over the exact bytes it got and rejects stale timestamps. The body
-//! carries nothing attempt-specific, so every attempt of one delivery sends identical bytes
+//! carries nothing attempt-specific, so every attempt of one release sends identical bytes
 //! and the `Idempotency-Key` header is all a receiver needs to drop repeats.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -75,7 +75,7 @@ pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
 }
 
 /// One attempt: POST the signed body to the link's URL.
-pub async fn deliver(
+pub async fn attempt(
     client: &reqwest::Client,
     timeout: Duration,
     out: &Outgoing,
@@ -112,7 +112,7 @@ pub async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connectors::test_support::{Receiver, connectors, outgoing};
+    use crate::connectors::test_support::{connectors, outgoing, receiver};
     use chorus_actors::release::Connector;
 
     fn err(config: Value) -> (String, String) {
@@ -192,17 +192,17 @@ mod tests {
     }
 
     #[actix_web::test]
-    async fn delivers_signed_and_maps_statuses() {
-        let rx = Receiver::start().await;
+    async fn posts_signed_and_maps_statuses() {
+        let rx = receiver();
         let c = connectors(Duration::from_secs(5));
         let config = |path: &str| json!({"url": rx.url(path), "secret": "s3cret"});
 
         let first = outgoing("webhook", "me", config("/s/204"), 1);
-        assert_eq!(c.deliver(&first).await, AttemptOutcome::Delivered);
+        assert_eq!(c.attempt(&first).await, AttemptOutcome::Delivered);
         let second = outgoing("webhook", "me", config("/s/200"), 2);
-        assert_eq!(c.deliver(&second).await, AttemptOutcome::Delivered);
+        assert_eq!(c.attempt(&second).await, AttemptOutcome::Delivered);
 
-        let seen = rx.seen();
+        let seen = rx.requests();
         assert_eq!(seen.len(), 2);
         for (req, attempt) in seen.iter().zip(["1", "2"]) {
             assert_eq!(req.method, "POST");
@@ -241,7 +241,7 @@ mod tests {
 
         // 500 -> retry; its Retry-After is not honoured (only 429/503).
         assert_eq!(
-            c.deliver(&outgoing("webhook", "me", config("/s/500"), 1))
+            c.attempt(&outgoing("webhook", "me", config("/s/500"), 1))
                 .await,
             AttemptOutcome::Retry {
                 error: "HTTP 500: boom".into(),
@@ -250,7 +250,7 @@ mod tests {
         );
         // 400 -> fail, detail cut to 200 chars.
         match c
-            .deliver(&outgoing("webhook", "me", config("/s/400"), 1))
+            .attempt(&outgoing("webhook", "me", config("/s/400"), 1))
             .await
         {
             AttemptOutcome::Fail { error } => {
@@ -260,35 +260,34 @@ mod tests {
         }
         // 429 with Retry-After: 7 -> retry after 7 s; the detail is trimmed.
         assert_eq!(
-            c.deliver(&outgoing("webhook", "me", config("/s/429"), 1))
+            c.attempt(&outgoing("webhook", "me", config("/s/429"), 1))
                 .await,
             AttemptOutcome::Retry {
                 error: "HTTP 429: slow down".into(),
                 after: Some(Duration::from_secs(7))
             }
         );
-        // A redirect is not followed (it would land on /s/204 and deliver).
-        let before = rx.seen().len();
+        // A redirect is not followed (it would land on /s/204 and succeed).
+        let before = rx.requests().len();
         assert_eq!(
-            c.deliver(&outgoing("webhook", "me", config("/s/302"), 1))
+            c.attempt(&outgoing("webhook", "me", config("/s/302"), 1))
                 .await,
             AttemptOutcome::Fail {
                 error: "HTTP 302".into()
             }
         );
-        assert_eq!(rx.seen().len(), before + 1);
+        assert_eq!(rx.requests().len(), before + 1);
         // 404 (unknown path) fails.
         assert!(matches!(
-            c.deliver(&outgoing("webhook", "me", config("/nowhere"), 1))
+            c.attempt(&outgoing("webhook", "me", config("/nowhere"), 1))
                 .await,
             AttemptOutcome::Fail { .. }
         ));
-        rx.stop().await;
     }
 
     #[actix_web::test]
     async fn a_receiver_that_never_answers_times_out() {
-        let rx = Receiver::start().await;
+        let rx = receiver();
         let c = connectors(Duration::from_secs(1));
         let out = outgoing(
             "webhook",
@@ -297,7 +296,7 @@ mod tests {
             1,
         );
         let started = std::time::Instant::now();
-        let outcome = c.deliver(&out).await;
+        let outcome = c.attempt(&out).await;
         let took = started.elapsed();
         assert_eq!(
             outcome,
@@ -307,7 +306,6 @@ mod tests {
             }
         );
         assert!(took < Duration::from_secs(5), "took {took:?}");
-        rx.stop().await;
     }
 
     #[actix_web::test]
@@ -324,7 +322,7 @@ mod tests {
             1,
         );
         assert_eq!(
-            c.deliver(&out).await,
+            c.attempt(&out).await,
             AttemptOutcome::Retry {
                 error: "connection refused".into(),
                 after: None

@@ -37,7 +37,7 @@ pub enum AttemptOutcome {
 }
 
 impl AttemptOutcome {
-    /// The shared reading of an HTTP answer: any 2xx delivers; 408, 429 and 5xx are retried
+    /// The shared reading of an HTTP answer: any 2xx is delivered; 408, 429 and 5xx are retried
     /// (429 and 503 with the server's `Retry-After`); every other status fails at once
     /// (redirects are not followed: a platform that moved must be linked again).
     pub fn from_http(status: u16, retry_after: Option<Duration>, detail: &str) -> Self {
@@ -62,7 +62,7 @@ impl AttemptOutcome {
 /// attempt at its configured timeout.
 #[async_trait]
 pub trait Connector: Send + Sync + 'static {
-    async fn deliver(&self, out: &Outgoing) -> AttemptOutcome;
+    async fn attempt(&self, out: &Outgoing) -> AttemptOutcome;
 
     /// The server a link's releases go to (e.g. `host:port`), so the releaser can cap the
     /// attempts running against one server: many accounts linked to one instance that went

@@ -233,7 +233,7 @@ impl Releaser {
         let connector = self.connector.clone();
         let limit = self.config.attempt_timeout;
         let attempt = async move {
-            match tokio::time::timeout(limit, connector.deliver(&out)).await {
+            match tokio::time::timeout(limit, connector.attempt(&out)).await {
                 Ok(outcome) => outcome,
                 Err(_) => AttemptOutcome::Retry {
                     error: format!("timed out after {} ms", limit.as_millis()),

@@ -1,12 +1,9 @@
 //! Friends: requests, accept, delete, lists (with pagination), contacts matching
 //! and suggestions, and the events each of them produces.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 

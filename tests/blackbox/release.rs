@@ -2,25 +2,15 @@
 //! real HTTP receivers (webhook, Mastodon) and a real SMTP sink, and the tests check what
 //! arrived there, what the releases endpoint says and which `release.status` events the
 //! author's devices got.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-mod release_support;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use release_support::*;
-
-const SECRET_A: &str = "whsec_alpha_0123456789";
-const SECRET_B: &str = "whsec_bravo_9876543210";
-/// Long enough for any delivery the tests expect to happen.
-const DELIVERY: Duration = Duration::from_secs(8);
-const FAST_RETRY: [&str; 2] = ["--release-backoff-base-ms", "100"];
+use crate::support::release::*;
+use crate::support::*;
 
 fn now_secs() -> u64 {
     SystemTime::now()
@@ -46,23 +36,6 @@ fn feed_ids(body: &Value) -> Vec<String> {
         .iter()
         .map(|i| i["activity_id"].as_str().expect("activity_id").to_string())
         .collect()
-}
-
-/// Every request carries one and the same key, and the same body bytes.
-#[track_caller]
-fn assert_same_key_and_body(got: &[Received]) {
-    let keys: HashSet<String> = got.iter().map(Received::idempotency_key).collect();
-    assert_eq!(
-        keys.len(),
-        1,
-        "attempts of one delivery carry different keys: {keys:?}"
-    );
-    for r in got {
-        assert_eq!(
-            r.body, got[0].body,
-            "attempts of one delivery sent different bodies"
-        );
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -178,15 +151,14 @@ async fn post_reaches_friends_and_own_devices_and_the_feed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_rejected_and_stores_nothing() {
-    let s = Server::start_with(&FAST_RETRY);
-    let rx = Receiver::start(Script::Always(Reply::Ok), Some(SECRET_A));
-    let a = new_acct(&s, "Ann Author").await;
-    let b = new_acct(&s, "Ben Friend").await;
-    let c = new_acct(&s, "Cal Stranger").await;
-    make_friends(&s, &a, &b).await;
-    link_webhook(&s, &a, "ann-hook", &rx.url("/hook"), SECRET_A).await;
-    let (mut wa, _) = ws_connect(&s, &a).await;
-    let (mut wb, _) = ws_connect(&s, &b).await;
+    let mut f = ReleaseFixture::start(&FAST_RETRY).await;
+    let hook = f.webhook("ann-hook", Script::Always(Reply::ok())).await;
+    let (s, a, rx) = (&f.s, &f.a, &hook.rx);
+    let b = new_acct(s, "Ben Friend").await;
+    let c = new_acct(s, "Cal Stranger").await;
+    make_friends(s, a, &b).await;
+    let mut wa = f.device().await;
+    let (mut wb, _) = ws_connect(s, &b).await;
 
     async fn nothing_stored(s: &Server, a: &Acct, what: &str) {
         let f = feed(s, a, &a.id, "").await;
@@ -215,10 +187,10 @@ async fn bad_input_is_rejected_and_stores_nothing() {
         ),
     ];
     for (what, body) in &bad_json {
-        let r = post(&s, "/v1/me/activities", a.tok(), body).await;
+        let r = post(s, "/v1/me/activities", a.tok(), body).await;
         assert_eq!(r.status.as_u16(), 400, "{what}: {}", r.text);
         r.expect_error(400, "bad_json");
-        nothing_stored(&s, &a, what).await;
+        nothing_stored(s, a, what).await;
     }
     for (what, raw) in [
         ("truncated JSON", "{\"text\": \"hi\""),
@@ -226,7 +198,7 @@ async fn bad_input_is_rejected_and_stores_nothing() {
         ("not JSON", "text=hi"),
     ] {
         let r = send_raw(
-            &s,
+            s,
             Method::POST,
             "/v1/me/activities",
             a.tok(),
@@ -236,7 +208,7 @@ async fn bad_input_is_rejected_and_stores_nothing() {
         .await;
         assert_eq!(r.status.as_u16(), 400, "{what}: {}", r.text);
         r.expect_error(400, "bad_json");
-        nothing_stored(&s, &a, what).await;
+        nothing_stored(s, a, what).await;
     }
 
     let invalid: Vec<(&str, Value)> = vec![
@@ -262,49 +234,49 @@ async fn bad_input_is_rejected_and_stores_nothing() {
         ),
     ];
     for (what, body) in &invalid {
-        let r = post(&s, "/v1/me/activities", a.tok(), body).await;
+        let r = post(s, "/v1/me/activities", a.tok(), body).await;
         assert_eq!(r.status.as_u16(), 400, "{what}: {}", r.text);
         r.expect_error(400, "invalid_input");
-        nothing_stored(&s, &a, what).await;
+        nothing_stored(s, a, what).await;
     }
 
     // no / unknown token
-    post(&s, "/v1/me/activities", None, &json!({"text": "hi"}))
+    post(s, "/v1/me/activities", None, &json!({"text": "hi"}))
         .await
         .expect_error(401, "unauthorized");
     post(
-        &s,
+        s,
         "/v1/me/activities",
         Some("not-a-real-token-not-a-real-token-not-a-rea"),
         &json!({"text": "hi"}),
     )
     .await
     .expect_error(401, "unauthorized");
-    nothing_stored(&s, &a, "unauthenticated posts").await;
-    get(&s, &format!("/v1/accounts/{}/activities", a.id), None)
+    nothing_stored(s, a, "unauthenticated posts").await;
+    get(s, &format!("/v1/accounts/{}/activities", a.id), None)
         .await
         .expect_error(401, "unauthorized");
 
     // feed paging parameters
-    feed(&s, &a, &a.id, "?limit=0")
+    feed(s, a, &a.id, "?limit=0")
         .await
         .expect_error(400, "invalid_input");
-    feed(&s, &a, &a.id, "?limit=201")
+    feed(s, a, &a.id, "?limit=201")
         .await
         .expect_error(400, "invalid_input");
-    feed(&s, &a, &a.id, "?before=%%%garbage")
+    feed(s, a, &a.id, "?before=%%%garbage")
         .await
         .expect_error(400, "invalid_input");
 
     // releases of an unknown activity
     get(
-        &s,
+        s,
         "/v1/activities/0123456789abcdef0123456789abcdef/releases",
         a.tok(),
     )
     .await
     .expect_error(404, "not_found");
-    nothing_stored(&s, &a, "unknown releases").await;
+    nothing_stored(s, a, "unknown releases").await;
 
     // nothing reached anyone
     expect_no_event(&mut wa, Duration::from_millis(400)).await;
@@ -313,9 +285,9 @@ async fn bad_input_is_rejected_and_stores_nothing() {
 
     // the limit is 5000 characters, not bytes
     let long = "é".repeat(5000);
-    let r = post_text(&s, &a, &long).await;
+    let r = post_text(s, a, &long).await;
     let id = activity_id(&r);
-    let got = rx.wait_for(1, DELIVERY).await;
+    let got = rx.wait_for(1, RELEASE_WAIT).await;
     assert_eq!(got[0].json()["text"], json!(long));
     assert_eq!(
         expect_event(&mut wb, "activity.posted").await["data"]["text"],
@@ -323,44 +295,44 @@ async fn bad_input_is_rejected_and_stores_nothing() {
     );
 
     // someone else's releases: forbidden to a friend and to a stranger, and no token is 401
-    get(&s, &format!("/v1/activities/{id}/releases"), b.tok())
+    get(s, &format!("/v1/activities/{id}/releases"), b.tok())
         .await
         .expect_error(403, "forbidden");
-    get(&s, &format!("/v1/activities/{id}/releases"), c.tok())
+    get(s, &format!("/v1/activities/{id}/releases"), c.tok())
         .await
         .expect_error(403, "forbidden");
-    get(&s, &format!("/v1/activities/{id}/releases"), None)
+    get(s, &format!("/v1/activities/{id}/releases"), None)
         .await
         .expect_error(401, "unauthorized");
-    let items = wait_final(&s, &a, &id, DELIVERY).await;
+    let items = f.wait_final(&id).await;
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["status"], "delivered");
-    assert_eq!(
-        feed_ids(feed(&s, &a, &a.id, "").await.expect(200)),
-        vec![id]
-    );
+    assert_eq!(feed_ids(feed(s, a, &a.id, "").await.expect(200)), vec![id]);
     assert_eq!(rx.count(), 1);
-    assert_healthy(&s).await;
+    assert_healthy(s).await;
 }
 
 // ---------------------------------------------------------------------------
-// 3. Two webhooks, both delivered, signed
+// 3. Two webhooks, both released, signed
 // ---------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_webhooks_are_delivered_signed() {
-    let s = Server::start_with(&FAST_RETRY);
-    let ra = Receiver::start(Script::Always(Reply::Ok), Some(SECRET_A));
-    let rb = Receiver::start(Script::Always(Reply::Status(204)), Some(SECRET_B));
-    let a = new_acct(&s, "Ada Author").await;
-    let la = link_webhook(&s, &a, "ada-blog", &ra.url("/hooks/a?x=1"), SECRET_A).await;
-    let lb = link_webhook(&s, &a, "ada-news", &rb.url("/b"), SECRET_B).await;
+async fn two_webhooks_are_released_signed() {
+    let mut f = ReleaseFixture::start_as("Ada Author", &FAST_RETRY).await;
+    let blog = f
+        .webhook_at("ada-blog", "/hooks/a?x=1", Script::Always(Reply::ok()))
+        .await;
+    let news = f
+        .webhook_at("ada-news", "/b", Script::Always(Reply::status(204)))
+        .await;
+    let (s, a) = (&f.s, &f.a);
+    let (la, ra, lb, rb) = (&blog.link, &blog.rx, &news.link, &news.rx);
     assert_ne!(la, lb);
-    let (mut wa, _) = ws_connect(&s, &a).await;
+    let mut wa = f.device().await;
 
     let text = "Release \"day\" — ünïcödé ✓\n<b>&amp;</b>";
     let before = now_secs();
-    let r = post_text(&s, &a, text).await;
+    let r = post_text(s, a, text).await;
     let id = activity_id(&r);
     let created = r["created_ms"].as_u64().unwrap();
     let mut rel: Vec<Value> = r["releases"].as_array().unwrap().clone();
@@ -372,11 +344,18 @@ async fn two_webhooks_are_delivered_signed() {
     want_rel.sort_by_key(|x| x["link_id"].as_str().unwrap().to_string());
     assert_eq!(rel, want_rel, "201 releases");
 
-    let got_a = ra.wait_for(1, DELIVERY).await;
-    let got_b = rb.wait_for(1, DELIVERY).await;
+    let got_a = ra.wait_for(1, RELEASE_WAIT).await;
+    let got_b = rb.wait_for(1, RELEASE_WAIT).await;
     for (got, link_id, handle, secret, other_secret, path) in [
-        (&got_a, &la, "ada-blog", SECRET_A, SECRET_B, "/hooks/a?x=1"),
-        (&got_b, &lb, "ada-news", SECRET_B, SECRET_A, "/b"),
+        (
+            &got_a,
+            la,
+            "ada-blog",
+            blog.secret,
+            news.secret,
+            "/hooks/a?x=1",
+        ),
+        (&got_b, lb, "ada-news", news.secret, blog.secret, "/b"),
     ] {
         let req = &got[0];
         assert_eq!(req.method, "POST");
@@ -420,8 +399,8 @@ async fn two_webhooks_are_delivered_signed() {
 
     let posted = expect_event(&mut wa, "activity.posted").await;
     assert_eq!(posted["data"]["activity_id"], json!(id));
-    let events = release_events(&mut wa, 2, DELIVERY).await;
-    for link_id in [&la, &lb] {
+    let events = release_events(&mut wa, 2).await;
+    for link_id in [la, lb] {
         assert_eq!(
             events_of(&events, link_id),
             vec![
@@ -431,9 +410,9 @@ async fn two_webhooks_are_delivered_signed() {
             "release.status of {link_id}"
         );
     }
-    let items = wait_final(&s, &a, &id, DELIVERY).await;
+    let items = f.wait_final(&id).await;
     assert_eq!(items.len(), 2, "{items:?}");
-    for link_id in [&la, &lb] {
+    for link_id in [la, lb] {
         assert_eq!(
             release_of(&items, link_id),
             &json!({"activity_id": id, "link_id": link_id, "platform": "webhook",
@@ -445,8 +424,8 @@ async fn two_webhooks_are_delivered_signed() {
     assert_eq!(rb.count(), 1);
 
     // a second activity gets keys of its own
-    let id2 = activity_id(&post_text(&s, &a, "second").await);
-    let got_a = ra.wait_for(2, DELIVERY).await;
+    let id2 = activity_id(&post_text(s, a, "second").await);
+    let got_a = ra.wait_for(2, RELEASE_WAIT).await;
     assert_eq!(got_a[1].json()["activity_id"], json!(id2));
     assert_ne!(got_a[0].idempotency_key(), got_a[1].idempotency_key());
 }
@@ -457,19 +436,19 @@ async fn two_webhooks_are_delivered_signed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_error_is_retried_with_the_same_key() {
-    let s = Server::start_with(&FAST_RETRY);
-    let ra = Receiver::start(Script::Seq(vec![Reply::Status(500)]), Some(SECRET_A));
-    let rb = Receiver::start(Script::Always(Reply::Ok), Some(SECRET_B));
-    let a = new_acct(&s, "Ann Author").await;
-    let la = link_webhook(&s, &a, "flaky", &ra.url("/hook"), SECRET_A).await;
-    let lb = link_webhook(&s, &a, "steady", &rb.url("/hook"), SECRET_B).await;
-    let (mut wa, _) = ws_connect(&s, &a).await;
+    let mut f = ReleaseFixture::start(&FAST_RETRY).await;
+    let flaky = f
+        .webhook("flaky", Script::Seq(vec![Reply::status(500)]))
+        .await;
+    let steady = f.webhook("steady", Script::Always(Reply::ok())).await;
+    let (la, ra, lb, rb) = (&flaky.link, &flaky.rx, &steady.link, &steady.rx);
+    let mut wa = f.device().await;
 
-    let id = activity_id(&post_text(&s, &a, "retry me").await);
+    let id = f.post("retry me").await;
     expect_event(&mut wa, "activity.posted").await;
-    let events = release_events(&mut wa, 3, DELIVERY).await;
+    let events = release_events(&mut wa, 3).await;
 
-    let ea = events_of(&events, &la);
+    let ea = events_of(&events, la);
     assert_eq!(ea.len(), 2, "{events:?}");
     assert_eq!(ea[0]["status"], "retrying", "{ea:?}");
     assert_eq!(ea[0]["attempts"], 1);
@@ -493,14 +472,14 @@ async fn server_error_is_retried_with_the_same_key() {
                "status": "delivered", "attempts": 2})
     );
     assert_eq!(
-        events_of(&events, &lb),
+        events_of(&events, lb),
         vec![
             json!({"activity_id": id, "link_id": lb, "platform": "webhook",
                     "status": "delivered", "attempts": 1})
         ]
     );
 
-    let got = ra.wait_for(2, DELIVERY).await;
+    let got = ra.wait_for(2, RELEASE_WAIT).await;
     assert_eq!(got.len(), 2);
     assert_same_key_and_body(&got);
     assert!(got.iter().all(|r| r.sig_ok));
@@ -515,14 +494,14 @@ async fn server_error_is_retried_with_the_same_key() {
     assert_eq!(rb.count(), 1, "the healthy platform got a repeat");
     assert_ne!(got[0].idempotency_key(), rb.requests()[0].idempotency_key());
 
-    let items = wait_final(&s, &a, &id, DELIVERY).await;
-    assert_eq!(release_of(&items, &la)["status"], "delivered");
-    assert_eq!(release_of(&items, &la)["attempts"], 2);
+    let items = f.wait_final(&id).await;
+    assert_eq!(release_of(&items, la)["status"], "delivered");
+    assert_eq!(release_of(&items, la)["attempts"], 2);
     assert!(
-        release_of(&items, &la).get("next_attempt_ms").is_none(),
+        release_of(&items, la).get("next_attempt_ms").is_none(),
         "next_attempt_ms only while retrying: {items:?}"
     );
-    assert_eq!(release_of(&items, &lb)["attempts"], 1);
+    assert_eq!(release_of(&items, lb)["attempts"], 1);
     expect_no_event(&mut wa, Duration::from_millis(300)).await;
 }
 
@@ -532,23 +511,25 @@ async fn server_error_is_retried_with_the_same_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeout_is_retried() {
-    let s = Server::start_with(&[
+    let mut f = ReleaseFixture::start(&[
         "--release-backoff-base-ms",
         "100",
         "--release-timeout-ms",
         "500",
-    ]);
-    let rx = Receiver::start(
-        Script::Seq(vec![Reply::Hang(Duration::from_secs(3))]),
-        Some(SECRET_A),
-    );
-    let a = new_acct(&s, "Ann Author").await;
-    let la = link_webhook(&s, &a, "sleepy", &rx.url("/hook"), SECRET_A).await;
-    let (mut wa, _) = ws_connect(&s, &a).await;
+    ])
+    .await;
+    let sleepy = f
+        .webhook(
+            "sleepy",
+            Script::Seq(vec![Reply::hang(Duration::from_secs(3))]),
+        )
+        .await;
+    let (la, rx) = (&sleepy.link, &sleepy.rx);
+    let mut wa = f.device().await;
 
-    let id = activity_id(&post_text(&s, &a, "are you there?").await);
+    let id = f.post("are you there?").await;
     expect_event(&mut wa, "activity.posted").await;
-    let ev = release_events(&mut wa, 2, DELIVERY).await;
+    let ev = release_events(&mut wa, 2).await;
     assert_eq!(ev[0]["link_id"], json!(la));
     assert_eq!(ev[0]["status"], "retrying", "{ev:?}");
     assert_eq!(ev[0]["attempts"], 1);
@@ -561,7 +542,7 @@ async fn timeout_is_retried() {
     );
     assert_eq!(ev[1]["status"], "delivered", "{ev:?}");
     assert_eq!(ev[1]["attempts"], 2);
-    let got = rx.wait_for(2, DELIVERY).await;
+    let got = rx.wait_for(2, RELEASE_WAIT).await;
     assert_same_key_and_body(&got);
     // the first attempt was cut off at the 500 ms bound, then the backoff ran
     let gap = got[1].at - got[0].at;
@@ -569,7 +550,7 @@ async fn timeout_is_retried() {
         gap >= Duration::from_millis(500),
         "retried after only {gap:?}"
     );
-    let items = wait_final(&s, &a, &id, DELIVERY).await;
+    let items = f.wait_final(&id).await;
     assert_eq!(items[0]["status"], "delivered");
     assert_eq!(items[0]["attempts"], 2);
 }
@@ -580,15 +561,16 @@ async fn timeout_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_error_fails_at_once() {
-    let s = Server::start_with(&FAST_RETRY);
-    let rx = Receiver::start(Script::Always(Reply::Status(400)), Some(SECRET_A));
-    let a = new_acct(&s, "Ann Author").await;
-    let la = link_webhook(&s, &a, "strict", &rx.url("/hook"), SECRET_A).await;
-    let (mut wa, _) = ws_connect(&s, &a).await;
+    let mut f = ReleaseFixture::start(&FAST_RETRY).await;
+    let strict = f
+        .webhook("strict", Script::Always(Reply::status(400)))
+        .await;
+    let (la, rx) = (&strict.link, &strict.rx);
+    let mut wa = f.device().await;
 
-    let id = activity_id(&post_text(&s, &a, "rejected").await);
+    let id = f.post("rejected").await;
     expect_event(&mut wa, "activity.posted").await;
-    let ev = release_events(&mut wa, 1, DELIVERY).await;
+    let ev = release_events(&mut wa, 1).await;
     assert_eq!(ev[0]["link_id"], json!(la));
     assert_eq!(ev[0]["status"], "failed", "{ev:?}");
     assert_eq!(ev[0]["attempts"], 1);
@@ -604,7 +586,7 @@ async fn client_error_fails_at_once() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(rx.count(), 1, "a 400 was retried");
     expect_no_event(&mut wa, Duration::from_millis(100)).await;
-    let items = releases(&s, &a, &id).await;
+    let items = f.releases(&id).await;
     assert_eq!(items[0]["status"], "failed");
     assert_eq!(items[0]["attempts"], 1);
 }
@@ -615,15 +597,16 @@ async fn client_error_fails_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_is_honoured() {
-    let s = Server::start_with(&FAST_RETRY);
-    let rx = Receiver::start(Script::Seq(vec![Reply::Status429(2)]), Some(SECRET_A));
-    let a = new_acct(&s, "Ann Author").await;
-    link_webhook(&s, &a, "busy", &rx.url("/hook"), SECRET_A).await;
-    let (mut wa, _) = ws_connect(&s, &a).await;
+    let mut f = ReleaseFixture::start(&FAST_RETRY).await;
+    let busy = f
+        .webhook("busy", Script::Seq(vec![Reply::retry_after(429, 2)]))
+        .await;
+    let rx = &busy.rx;
+    let mut wa = f.device().await;
 
-    let id = activity_id(&post_text(&s, &a, "not so fast").await);
+    let id = f.post("not so fast").await;
     expect_event(&mut wa, "activity.posted").await;
-    let ev = release_events(&mut wa, 1, DELIVERY).await;
+    let ev = release_events(&mut wa, 1).await;
     assert_eq!(ev[0]["status"], "retrying", "{ev:?}");
     assert!(
         ev[0]["last_error"]
@@ -632,7 +615,7 @@ async fn retry_after_is_honoured() {
         "{}",
         ev[0]
     );
-    let got = rx.wait_for(2, DELIVERY).await;
+    let got = rx.wait_for(2, RELEASE_WAIT).await;
     let gap = got[1].at - got[0].at;
     // base backoff is 100 ms (at most 120 ms): only Retry-After explains a 2 s wait
     assert!(
@@ -640,30 +623,28 @@ async fn retry_after_is_honoured() {
         "Retry-After: 2 ignored, retried after {gap:?}"
     );
     assert_same_key_and_body(&got);
-    let ev = release_events(&mut wa, 1, DELIVERY).await;
+    let ev = release_events(&mut wa, 1).await;
     assert_eq!(ev[0]["status"], "delivered");
     assert_eq!(ev[0]["attempts"], 2);
-    assert_eq!(
-        wait_final(&s, &a, &id, DELIVERY).await[0]["status"],
-        "delivered"
-    );
+    assert_eq!(f.wait_final(&id).await[0]["status"], "delivered");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_on_503_is_honoured() {
-    let s = Server::start_with(&FAST_RETRY);
-    let rx = Receiver::start(Script::Seq(vec![Reply::Status503(1)]), Some(SECRET_A));
-    let a = new_acct(&s, "Ann Author").await;
-    link_webhook(&s, &a, "maint", &rx.url("/hook"), SECRET_A).await;
-    let id = activity_id(&post_text(&s, &a, "down for maintenance").await);
-    let got = rx.wait_for(2, DELIVERY).await;
+    let mut f = ReleaseFixture::start(&FAST_RETRY).await;
+    let maint = f
+        .webhook("maint", Script::Seq(vec![Reply::retry_after(503, 1)]))
+        .await;
+    let rx = &maint.rx;
+    let id = f.post("down for maintenance").await;
+    let got = rx.wait_for(2, RELEASE_WAIT).await;
     let gap = got[1].at - got[0].at;
     assert!(
         gap >= Duration::from_millis(900),
         "503 Retry-After: 1 ignored, retried after {gap:?}"
     );
     assert_same_key_and_body(&got);
-    let items = wait_final(&s, &a, &id, DELIVERY).await;
+    let items = f.wait_final(&id).await;
     assert_eq!(items[0]["status"], "delivered");
     assert_eq!(items[0]["attempts"], 2);
 }
@@ -674,20 +655,22 @@ async fn retry_after_on_503_is_honoured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gives_up_after_max_attempts() {
-    let s = Server::start_with(&[
+    let mut f = ReleaseFixture::start(&[
         "--release-backoff-base-ms",
         "100",
         "--release-max-attempts",
         "3",
-    ]);
-    let rx = Receiver::start(Script::Always(Reply::Status(500)), Some(SECRET_A));
-    let a = new_acct(&s, "Ann Author").await;
-    let la = link_webhook(&s, &a, "broken", &rx.url("/hook"), SECRET_A).await;
-    let (mut wa, _) = ws_connect(&s, &a).await;
+    ])
+    .await;
+    let broken = f
+        .webhook("broken", Script::Always(Reply::status(500)))
+        .await;
+    let (la, rx) = (&broken.link, &broken.rx);
+    let mut wa = f.device().await;
 
-    let id = activity_id(&post_text(&s, &a, "doomed").await);
+    let id = f.post("doomed").await;
     expect_event(&mut wa, "activity.posted").await;
-    let ev = release_events(&mut wa, 3, DELIVERY).await;
+    let ev = release_events(&mut wa, 3).await;
     let statuses: Vec<(&str, u64)> = ev
         .iter()
         .map(|e| {
@@ -702,7 +685,7 @@ async fn gives_up_after_max_attempts() {
         vec![("retrying", 1), ("retrying", 2), ("failed", 3)],
         "{ev:?}"
     );
-    assert!(ev.iter().all(|e| e["link_id"] == la));
+    assert!(ev.iter().all(|e| e["link_id"] == *la));
     let last = ev[2]["last_error"].as_str().unwrap_or_default();
     assert!(last.contains("gave up"), "last_error: {last:?}");
     assert!(ev[2].get("next_attempt_ms").is_none(), "{}", ev[2]);
@@ -714,7 +697,7 @@ async fn gives_up_after_max_attempts() {
     assert_same_key_and_body(&got);
     let attempts: Vec<&str> = got.iter().map(|r| r.h("chorus-attempt")).collect();
     assert_eq!(attempts, ["1", "2", "3"]);
-    let items = releases(&s, &a, &id).await;
+    let items = f.releases(&id).await;
     assert_eq!(items[0]["status"], "failed");
     assert_eq!(items[0]["attempts"], 3);
     assert!(
@@ -732,25 +715,24 @@ async fn gives_up_after_max_attempts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_post_with_a_key_releases_once() {
-    let s = Server::start_with(&FAST_RETRY);
-    let rx = Receiver::start(Script::Always(Reply::Ok), Some(SECRET_A));
-    let a = new_acct(&s, "Ann Author").await;
-    let b = new_acct(&s, "Ben Friend").await;
-    make_friends(&s, &a, &b).await;
-    let la = link_webhook(&s, &a, "once", &rx.url("/hook"), SECRET_A).await;
-    let (mut wa, _) = ws_connect(&s, &a).await;
-    let (mut wb, _) = ws_connect(&s, &b).await;
+    let mut f = ReleaseFixture::start(&FAST_RETRY).await;
+    let b = new_acct(&f.s, "Ben Friend").await;
+    make_friends(&f.s, &f.a, &b).await;
+    let once = f.webhook("once", Script::Always(Reply::ok())).await;
+    let (s, a, la, rx) = (&f.s, &f.a, &once.link, &once.rx);
+    let mut wa = f.device().await;
+    let (mut wb, _) = ws_connect(s, &b).await;
 
     let body = json!({"text": "exactly once", "idempotency_key": "client-key-1"});
-    let (r1, h1) = post_activity_raw(&s, &a, &body).await;
+    let (r1, h1) = post_activity_raw(s, a, &body).await;
     let first = r1.expect(201).clone();
     assert!(
         h1.get("idempotent-replayed").is_none(),
         "the first post is no replay: {h1:?}"
     );
     let id = activity_id(&first);
-    // at once (while the delivery may be pending), and again after it is done
-    let (r2, h2) = post_activity_raw(&s, &a, &body).await;
+    // at once (while the release may be pending), and again after it is done
+    let (r2, h2) = post_activity_raw(s, a, &body).await;
     let second = r2.expect(201).clone();
     assert_eq!(
         h2.get("idempotent-replayed").map(|v| v.to_str().unwrap()),
@@ -760,9 +742,9 @@ async fn repeated_post_with_a_key_releases_once() {
     assert_eq!(second["created_ms"], first["created_ms"]);
     assert_eq!(second["releases"][0]["link_id"], json!(la));
 
-    rx.wait_for(1, DELIVERY).await;
-    wait_final(&s, &a, &id, DELIVERY).await;
-    let (r3, h3) = post_activity_raw(&s, &a, &body).await;
+    rx.wait_for(1, RELEASE_WAIT).await;
+    f.wait_final(&id).await;
+    let (r3, h3) = post_activity_raw(s, a, &body).await;
     assert_eq!(r3.expect(201)["activity_id"], json!(id));
     assert_eq!(
         h3.get("idempotent-replayed").map(|v| v.to_str().unwrap()),
@@ -770,7 +752,7 @@ async fn repeated_post_with_a_key_releases_once() {
     );
 
     // concurrent repeats: all the same activity
-    let futs: Vec<_> = (0..5).map(|_| post_activity_raw(&s, &a, &body)).collect();
+    let futs: Vec<_> = (0..5).map(|_| post_activity_raw(s, a, &body)).collect();
     for (r, h) in futures_util::future::join_all(futs).await {
         assert_eq!(r.expect(201)["activity_id"], json!(id));
         assert!(h.get("idempotent-replayed").is_some());
@@ -778,8 +760,8 @@ async fn repeated_post_with_a_key_releases_once() {
 
     // same key, other text
     let (r, _) = post_activity_raw(
-        &s,
-        &a,
+        s,
+        a,
         &json!({"text": "something else", "idempotency_key": "client-key-1"}),
     )
     .await;
@@ -791,25 +773,25 @@ async fn repeated_post_with_a_key_releases_once() {
     assert_eq!(ev["data"]["activity_id"], json!(id));
     expect_no_event(&mut wb, Duration::from_millis(200)).await;
     expect_event(&mut wa, "activity.posted").await;
-    let st = release_events(&mut wa, 1, DELIVERY).await;
+    let st = release_events(&mut wa, 1).await;
     assert_eq!(st[0]["status"], "delivered");
     expect_no_event(&mut wa, Duration::from_millis(200)).await;
     assert_eq!(
-        feed_ids(feed(&s, &a, &a.id, "").await.expect(200)),
+        feed_ids(feed(s, a, &a.id, "").await.expect(200)),
         vec![id.clone()]
     );
 
     // a new key is a new post; the same key of another account is that account's own
     let (r, h) = post_activity_raw(
-        &s,
-        &a,
+        s,
+        a,
         &json!({"text": "exactly once", "idempotency_key": "client-key-2"}),
     )
     .await;
     assert!(h.get("idempotent-replayed").is_none());
     let id2 = activity_id(r.expect(201));
     assert_ne!(id2, id);
-    let (r, h) = post_activity_raw(&s, &b, &body).await;
+    let (r, h) = post_activity_raw(s, &b, &body).await;
     assert!(
         h.get("idempotent-replayed").is_none(),
         "another account's key replayed a post: {}",
@@ -817,12 +799,12 @@ async fn repeated_post_with_a_key_releases_once() {
     );
     let idb = activity_id(r.expect(201));
     assert_ne!(idb, id);
-    let got = rx.wait_for(2, DELIVERY).await;
+    let got = rx.wait_for(2, RELEASE_WAIT).await;
     assert_eq!(got[1].json()["activity_id"], json!(id2));
 
     // racing first posts with one fresh key: one activity, posted and released once
     let race = json!({"text": "racing", "idempotency_key": "race-key"});
-    let futs: Vec<_> = (0..5).map(|_| post_activity_raw(&s, &a, &race)).collect();
+    let futs: Vec<_> = (0..5).map(|_| post_activity_raw(s, a, &race)).collect();
     let answers = futures_util::future::join_all(futs).await;
     let ids: HashSet<String> = answers
         .iter()
@@ -835,15 +817,15 @@ async fn repeated_post_with_a_key_releases_once() {
         .count();
     assert_eq!(fresh, 1, "exactly one of the racing posts is not a replay");
     let race_id = ids.into_iter().next().unwrap();
-    rx.wait_for(3, DELIVERY).await;
+    rx.wait_for(3, RELEASE_WAIT).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let delivered: Vec<String> = rx
+    let released: Vec<String> = rx
         .requests()
         .iter()
         .map(|r| r.json()["activity_id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(delivered.len(), 3, "{delivered:?}");
-    assert_eq!(delivered[2], race_id);
+    assert_eq!(released.len(), 3, "{released:?}");
+    assert_eq!(released[2], race_id);
 }
 
 // ---------------------------------------------------------------------------
@@ -852,42 +834,41 @@ async fn repeated_post_with_a_key_releases_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_platform_does_not_delay_others() {
-    let s = Server::start_with(&[
+    let mut f = ReleaseFixture::start(&[
         "--release-backoff-base-ms",
         "100",
         "--release-timeout-ms",
         "8000",
-    ]);
-    let slow = Receiver::start(
-        Script::Always(Reply::Hang(Duration::from_secs(5))),
-        Some(SECRET_A),
-    );
-    let fast = Receiver::start(Script::Always(Reply::Ok), Some(SECRET_B));
-    let a = new_acct(&s, "Ann Author").await;
-    let ls = link_webhook(&s, &a, "slow", &slow.url("/hook"), SECRET_A).await;
-    let lf = link_webhook(&s, &a, "fast", &fast.url("/hook"), SECRET_B).await;
+    ])
+    .await;
+    let slow = f
+        .webhook("slow", Script::Always(Reply::hang(Duration::from_secs(5))))
+        .await;
+    let fast = f.webhook("fast", Script::Always(Reply::ok())).await;
+    let (s, a, ls, lf) = (&f.s, &f.a, &slow.link, &fast.link);
+    let (slow, fast) = (&slow.rx, &fast.rx);
 
     let posted_at = Instant::now();
-    let id = activity_id(&post_text(&s, &a, "race").await);
-    let items = wait_releases(&s, &a, &id, DELIVERY, |items| {
+    let id = activity_id(&post_text(s, a, "race").await);
+    let items = wait_releases(s, a, &id, RELEASE_WAIT, |items| {
         items
             .iter()
-            .any(|i| i["link_id"] == lf && i["status"] != "pending")
+            .any(|i| i["link_id"] == *lf && i["status"] != "pending")
     })
     .await;
-    assert_eq!(release_of(&items, &lf)["status"], "delivered", "{items:?}");
+    assert_eq!(release_of(&items, lf)["status"], "delivered", "{items:?}");
     assert_eq!(
-        release_of(&items, &ls)["status"],
+        release_of(&items, ls)["status"],
         "pending",
         "the slow platform should still be in its first attempt: {items:?}"
     );
-    assert_eq!(release_of(&items, &ls)["attempts"], 0);
+    assert_eq!(release_of(&items, ls)["attempts"], 0);
     // the slow attempt had started (they ran side by side) and is still hanging
     slow.wait_for(1, Duration::from_secs(2)).await;
 
-    let items = wait_final(&s, &a, &id, Duration::from_secs(10)).await;
-    assert_eq!(release_of(&items, &ls)["status"], "delivered");
-    assert_eq!(release_of(&items, &ls)["attempts"], 1);
+    let items = wait_final(s, a, &id, Duration::from_secs(10)).await;
+    assert_eq!(release_of(&items, ls)["status"], "delivered");
+    assert_eq!(release_of(&items, ls)["attempts"], 1);
     assert!(
         posted_at.elapsed() >= Duration::from_secs(5),
         "the slow one answered after 5 s"
@@ -902,27 +883,26 @@ async fn slow_platform_does_not_delay_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mastodon_status_is_posted() {
-    let s = Server::start_with(&FAST_RETRY);
-    let rx = Receiver::start(Script::Always(Reply::Ok), None);
-    let a = new_acct(&s, "Ann Author").await;
-    let lm = link_mastodon(
-        &s,
-        &a,
-        "@ann@social.example",
-        &rx.url("/social/"),
-        "tok_ABC-123",
-    )
-    .await;
-    let (mut wa, _) = ws_connect(&s, &a).await;
+    let f = ReleaseFixture::start(&FAST_RETRY).await;
+    let social = f
+        .mastodon(
+            "@ann@social.example",
+            "/social/",
+            "tok_ABC-123",
+            Script::Always(Reply::ok()),
+        )
+        .await;
+    let (s, a, lm, rx) = (&f.s, &f.a, &social.link, &social.rx);
+    let mut wa = f.device().await;
 
     let text = "Toot \"toot\" — ünïcödé";
-    let r = post_text(&s, &a, text).await;
+    let r = post_text(s, a, text).await;
     let id = activity_id(&r);
     assert_eq!(
         r["releases"],
         json!([{"link_id": lm, "platform": "mastodon", "status": "pending"}])
     );
-    let got = rx.wait_for(1, DELIVERY).await;
+    let got = rx.wait_for(1, RELEASE_WAIT).await;
     let req = &got[0];
     assert_eq!(req.method, "POST");
     assert_eq!(req.path, "/social/api/v1/statuses");
@@ -932,13 +912,13 @@ async fn mastodon_status_is_posted() {
     assert_eq!(req.json(), json!({"status": text}));
 
     expect_event(&mut wa, "activity.posted").await;
-    let ev = release_events(&mut wa, 1, DELIVERY).await;
+    let ev = release_events(&mut wa, 1).await;
     assert_eq!(
         ev[0],
         json!({"activity_id": id, "link_id": lm, "platform": "mastodon",
                "status": "delivered", "attempts": 1})
     );
-    let items = wait_final(&s, &a, &id, DELIVERY).await;
+    let items = f.wait_final(&id).await;
     assert_eq!(items[0]["status"], "delivered");
     assert_eq!(items[0]["platform"], "mastodon");
 }
@@ -1030,52 +1010,31 @@ async fn bad_link_configs_are_rejected() {
     }
     let l = get(&s, "/v1/me/platforms", a.tok()).await;
     assert_eq!(l.expect(200)["items"], json!([]));
-    link(
-        &s,
-        &a,
-        &json!({"platform": "email", "handle": "bob@example.com", "config": {}}),
-    )
-    .await;
+    link_email(&s, &a, "bob@example.com").await;
 }
 
 // ---------------------------------------------------------------------------
 // 12. Email through a real SMTP server
 // ---------------------------------------------------------------------------
 
-fn message_id_line(data: &str) -> Option<String> {
-    data.lines()
-        .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
-        .map(str::to_string)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn email_is_sent_through_smtp() {
     let Some(sink) = SmtpSink::start(&[]) else {
         return;
     };
-    let s = Server::start_with(&[
-        "--release-backoff-base-ms",
-        "100",
-        "--smtp-url",
-        &sink.url(),
-    ]);
-    let a = new_acct(&s, "Edna Mail").await;
-    let le = link(
-        &s,
-        &a,
-        &json!({"platform": "email", "handle": "bob@example.com", "config": {}}),
-    )
-    .await;
-    let (mut wa, _) = ws_connect(&s, &a).await;
+    let f = ReleaseFixture::with_smtp("Edna Mail", &sink).await;
+    let (s, a) = (&f.s, &f.a);
+    let le = f.email("bob@example.com").await;
+    let mut wa = f.device().await;
 
     let text = "Hello by mail — ünïcödé ✉\nsecond line";
-    let r = post_text(&s, &a, text).await;
+    let r = post_text(s, a, text).await;
     let id = activity_id(&r);
     assert_eq!(
         r["releases"],
         json!([{"link_id": le, "platform": "email", "status": "pending"}])
     );
-    let msgs = sink.wait_for(1, DELIVERY).await;
+    let msgs = sink.wait_for(1, RELEASE_WAIT).await;
     let m = &msgs[0];
     assert_eq!(m["rcpt_tos"], json!(["bob@example.com"]), "{m}");
     assert_eq!(m["subject"], "Edna Mail posted on Chorus", "{m}");
@@ -1093,13 +1052,13 @@ async fn email_is_sent_through_smtp() {
     );
 
     expect_event(&mut wa, "activity.posted").await;
-    let ev = release_events(&mut wa, 1, DELIVERY).await;
+    let ev = release_events(&mut wa, 1).await;
     assert_eq!(
         ev[0],
         json!({"activity_id": id, "link_id": le, "platform": "email",
                "status": "delivered", "attempts": 1})
     );
-    let items = wait_final(&s, &a, &id, DELIVERY).await;
+    let items = f.wait_final(&id).await;
     assert_eq!(items[0]["status"], "delivered");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sink.messages().len(), 1);
@@ -1110,23 +1069,12 @@ async fn email_transient_failure_is_retried_permanent_fails() {
     let Some(flaky) = SmtpSink::start(&["--fail-first", "1"]) else {
         return;
     };
-    let s = Server::start_with(&[
-        "--release-backoff-base-ms",
-        "100",
-        "--smtp-url",
-        &flaky.url(),
-    ]);
-    let a = new_acct(&s, "Edna Mail").await;
-    let le = link(
-        &s,
-        &a,
-        &json!({"platform": "email", "handle": "bob@example.com", "config": {}}),
-    )
-    .await;
-    let (mut wa, _) = ws_connect(&s, &a).await;
-    let id = activity_id(&post_text(&s, &a, "second time lucky").await);
+    let f = ReleaseFixture::with_smtp("Edna Mail", &flaky).await;
+    let le = f.email("bob@example.com").await;
+    let mut wa = f.device().await;
+    let id = f.post("second time lucky").await;
     expect_event(&mut wa, "activity.posted").await;
-    let ev = release_events(&mut wa, 2, DELIVERY).await;
+    let ev = release_events(&mut wa, 2).await;
     assert_eq!(ev[0]["link_id"], json!(le));
     assert_eq!(ev[0]["status"], "retrying", "{ev:?}");
     assert!(
@@ -1138,28 +1086,17 @@ async fn email_transient_failure_is_retried_permanent_fails() {
     );
     assert_eq!(ev[1]["status"], "delivered", "{ev:?}");
     assert_eq!(ev[1]["attempts"], 2);
-    let msgs = flaky.wait_for(1, DELIVERY).await;
+    let msgs = flaky.wait_for(1, RELEASE_WAIT).await;
     assert!(message_id_line(msgs[0]["data"].as_str().unwrap()).is_some_and(|l| l.contains(&id)));
-    drop(s);
+    drop(f);
 
     let Some(rejecting) = SmtpSink::start(&["--reject"]) else {
         return;
     };
-    let s = Server::start_with(&[
-        "--release-backoff-base-ms",
-        "100",
-        "--smtp-url",
-        &rejecting.url(),
-    ]);
-    let a = new_acct(&s, "Edna Mail").await;
-    link(
-        &s,
-        &a,
-        &json!({"platform": "email", "handle": "nobody@example.com", "config": {}}),
-    )
-    .await;
-    let id = activity_id(&post_text(&s, &a, "to nobody").await);
-    let items = wait_final(&s, &a, &id, DELIVERY).await;
+    let f = ReleaseFixture::with_smtp("Edna Mail", &rejecting).await;
+    f.email("nobody@example.com").await;
+    let id = f.post("to nobody").await;
+    let items = f.wait_final(&id).await;
     assert_eq!(items[0]["status"], "failed", "{items:?}");
     assert_eq!(items[0]["attempts"], 1, "a 550 is not retried: {items:?}");
     assert!(
@@ -1171,38 +1108,38 @@ async fn email_transient_failure_is_retried_permanent_fails() {
 }
 
 // ---------------------------------------------------------------------------
-// Unlinking a platform ends its waiting deliveries
+// Unlinking a platform ends its waiting releases
 // ---------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unlinking_a_platform_fails_its_waiting_deliveries() {
-    // Long backoff: after the first 500 the delivery waits ~2 s, long enough to unlink.
-    let s = Server::start_with(&["--release-backoff-base-ms", "2000"]);
-    let rx = Receiver::start(Script::Always(Reply::Status(500)), Some(SECRET_A));
-    let ok = Receiver::start(Script::Always(Reply::Ok), Some(SECRET_A));
-    let a = new_acct(&s, "Ann Author").await;
-    let gone = link_webhook(&s, &a, "going-away", &rx.url("/hook"), SECRET_A).await;
-    let kept = link_webhook(&s, &a, "staying", &ok.url("/hook"), SECRET_A).await;
-    let (mut wa, _) = ws_connect(&s, &a).await;
+async fn unlinking_a_platform_fails_its_waiting_releases() {
+    // Long backoff: after the first 500 the release waits ~2 s, long enough to unlink.
+    let mut f = ReleaseFixture::start(&["--release-backoff-base-ms", "2000"]).await;
+    let going = f
+        .webhook("going-away", Script::Always(Reply::status(500)))
+        .await;
+    let staying = f.webhook("staying", Script::Always(Reply::ok())).await;
+    let (s, a, gone, kept, rx) = (&f.s, &f.a, &going.link, &staying.link, &going.rx);
+    let mut wa = f.device().await;
 
-    let id = activity_id(&post_text(&s, &a, "last words").await);
+    let id = f.post("last words").await;
     expect_event(&mut wa, "activity.posted").await;
-    let first = release_events(&mut wa, 2, DELIVERY).await;
+    let first = release_events(&mut wa, 2).await;
     assert_eq!(
-        events_of(&first, &gone)[0]["status"],
+        events_of(&first, gone)[0]["status"],
         "retrying",
         "{first:?}"
     );
     assert_eq!(
-        events_of(&first, &kept)[0]["status"],
+        events_of(&first, kept)[0]["status"],
         "delivered",
         "{first:?}"
     );
 
-    delete(&s, &format!("/v1/me/platforms/{gone}"), a.tok())
+    delete(s, &format!("/v1/me/platforms/{gone}"), a.tok())
         .await
         .expect(204);
-    let ev = release_events(&mut wa, 1, DELIVERY).await;
+    let ev = release_events(&mut wa, 1).await;
     assert_eq!(ev[0]["link_id"], gone.as_str());
     assert_eq!(ev[0]["status"], "failed");
     assert_eq!(ev[0]["last_error"], "platform unlinked");
@@ -1210,14 +1147,14 @@ async fn unlinking_a_platform_fails_its_waiting_deliveries() {
     // The retry would have come after ~2 s: nothing more reaches the unlinked platform.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(rx.count(), 1, "an unlinked platform got another attempt");
-    let items = releases(&s, &a, &id).await;
-    assert_eq!(release_of(&items, &gone)["status"], "failed");
-    assert_eq!(release_of(&items, &kept)["status"], "delivered");
+    let items = f.releases(&id).await;
+    assert_eq!(release_of(&items, gone)["status"], "failed");
+    assert_eq!(release_of(&items, kept)["status"], "delivered");
     expect_no_event(&mut wa, Duration::from_millis(100)).await;
 }
 
 // ---------------------------------------------------------------------------
-// One dark server cannot take every delivery slot
+// One dark server cannot take every release slot
 // ---------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1225,39 +1162,36 @@ async fn a_dark_server_cannot_take_every_slot() {
     // 4 slots in all, at most 2 per destination. Five accounts link the same hanging server;
     // without the per-destination cap their first attempts would hold all 4 slots for the
     // whole timeout and the healthy platform would wait behind them.
-    let s = Server::start_with(&[
-        "--release-concurrency",
-        "4",
-        "--release-per-destination",
-        "2",
-        "--release-timeout-ms",
-        "8000",
-    ]);
-    let dark = Receiver::start(Script::Always(Reply::Hang(Duration::from_secs(7))), None);
-    let healthy = Receiver::start(Script::Always(Reply::Ok), Some(SECRET_B));
+    let mut f = ReleaseFixture::start_as(
+        "Bea Healthy",
+        &[
+            "--release-concurrency",
+            "4",
+            "--release-per-destination",
+            "2",
+            "--release-timeout-ms",
+            "8000",
+        ],
+    )
+    .await;
+    let dark = Receiver::start(Script::Always(Reply::hang(Duration::from_secs(7))), None);
     let mut posts = Vec::new();
     for i in 0..5 {
-        let a = new_acct(&s, &format!("Dark {i}")).await;
-        link_webhook(
-            &s,
-            &a,
-            &format!("dark-{i}"),
-            &dark.url(&format!("/u{i}")),
-            SECRET_A,
-        )
-        .await;
-        posts.push((activity_id(&post_text(&s, &a, "into the void").await), a));
+        let a = new_acct(&f.s, &format!("Dark {i}")).await;
+        let url = dark.url(&format!("/u{i}"));
+        link_webhook(&f.s, &a, &format!("dark-{i}"), &url, "whsec_dark").await;
+        posts.push((activity_id(&post_text(&f.s, &a, "into the void").await), a));
     }
-    let b = new_acct(&s, "Bea Healthy").await;
-    let lb = link_webhook(&s, &b, "healthy", &healthy.url("/hook"), SECRET_B).await;
-    let id = activity_id(&post_text(&s, &b, "hello").await);
+    let healthy = f.webhook("healthy", Script::Always(Reply::ok())).await;
+    let (s, b, lb) = (&f.s, &f.a, &healthy.link);
+    let id = f.post("hello").await;
 
-    // Delivered while the dark server still holds its attempts (they hang for 7 s).
-    let items = wait_releases(&s, &b, &id, Duration::from_secs(5), |items| {
+    // Released while the dark server still holds its attempts (they hang for 7 s).
+    let items = wait_releases(s, b, &id, Duration::from_secs(5), |items| {
         items.iter().any(|i| i["status"] == "delivered")
     })
     .await;
-    assert_eq!(release_of(&items, &lb)["status"], "delivered");
+    assert_eq!(release_of(&items, lb)["status"], "delivered");
     // The cap held: the dark server never had more than 2 attempts at once.
     assert!(
         dark.count() <= 2,
@@ -1265,7 +1199,7 @@ async fn a_dark_server_cannot_take_every_slot() {
         dark.count()
     );
     let (first, a0) = &posts[0];
-    let pending = releases(&s, a0, first).await;
+    let pending = releases(s, a0, first).await;
     assert!(
         pending.iter().all(|i| i["status"] == "pending"),
         "{pending:?}"

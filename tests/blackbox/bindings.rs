@@ -2,15 +2,11 @@
 //! binding requests (live and resumed), approve / reject / expiry / revoke, live
 //! `group.dynamic` fan-out, the merged dynamics feed, group seq across mixed events, and a
 //! SIGKILL right after an approval.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-mod group_support;
 
 use std::time::Duration;
 
-use common::*;
-use group_support::*;
+use crate::support::groups::*;
+use crate::support::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -458,7 +454,7 @@ async fn server_key_authentication() {
         .expect_error(401, "unauthorized");
 
     // revoke authorisation
-    // m1 connects first: group events are delivered asynchronously, so a device that
+    // m1 connects first: group events are pushed asynchronously, so a device that
     // attaches just after an approval may still receive it.
     let (mut m1, _) = ws_connect(&srv, &member).await;
     bind(&srv, &c1, &owner, &gid).await;

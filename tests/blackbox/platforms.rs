@@ -1,9 +1,6 @@
 //! Platform accounts linked to the communication account.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 

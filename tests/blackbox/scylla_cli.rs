@@ -2,7 +2,6 @@
 //! clear failures when settings are missing or no node answers. (The store itself is checked
 //! by the shared conformance suite in `src/store/scylla`, against a real cluster whenever
 //! `CHORUS_SCYLLA_NODES` is set.)
-#![allow(clippy::expect_used)] // test helpers: a failed spawn or bind must panic
 
 use std::net::TcpListener;
 use std::process::{Command, Output};

@@ -1,22 +1,20 @@
 //! Helpers for the IM group / community / binding tests (used with `mod common;` and
 //! `mod group_support;` side by side in the test crate).
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::*;
+use crate::support::*;
 
 /// Window used to assert that an event does NOT arrive.
 pub const QUIET: Duration = Duration::from_millis(500);
 
-/// A community: id, name and its server key.
+/// A community: id and its server key.
 #[derive(Debug, Clone)]
 pub struct Community {
     pub id: String,
-    pub name: String,
     pub key: String,
 }
 
@@ -59,6 +57,16 @@ pub async fn add_member(srv: &Server, owner: &Acct, gid: &str, who: &Acct) {
     r.expect(204);
 }
 
+/// `DELETE /v1/groups/{gid}/members/{member}` as `by` (leaving, when `by` is `member`).
+pub async fn remove_member(srv: &Server, gid: &str, member: &Acct, by: &Acct) -> Resp {
+    delete(
+        srv,
+        &format!("/v1/groups/{gid}/members/{}", member.id),
+        by.tok(),
+    )
+    .await
+}
+
 pub async fn get_group(srv: &Server, who: &Acct, gid: &str) -> Value {
     get(srv, &format!("/v1/groups/{gid}"), who.tok())
         .await
@@ -96,7 +104,6 @@ pub async fn create_community(srv: &Server, creator: &Acct, name: &str) -> Commu
     let b = r.expect(201);
     let c = Community {
         id: s(b, "community_id"),
-        name: name.to_string(),
         key: s(b, "server_key"),
     };
     assert!(!c.id.is_empty() && !c.key.is_empty());
@@ -149,7 +156,7 @@ pub async fn request_binding(srv: &Server, c: &Community, gid: &str, note: Optio
     s(r.expect(201), "request_id")
 }
 
-pub async fn approve(srv: &Server, who: &Acct, gid: &str, rid: &str) -> crate::common::Resp {
+pub async fn approve(srv: &Server, who: &Acct, gid: &str, rid: &str) -> crate::support::Resp {
     post_empty(
         srv,
         &format!("/v1/groups/{gid}/binding-requests/{rid}/approve"),
@@ -158,7 +165,7 @@ pub async fn approve(srv: &Server, who: &Acct, gid: &str, rid: &str) -> crate::c
     .await
 }
 
-pub async fn reject(srv: &Server, who: &Acct, gid: &str, rid: &str) -> crate::common::Resp {
+pub async fn reject(srv: &Server, who: &Acct, gid: &str, rid: &str) -> crate::support::Resp {
     post_empty(
         srv,
         &format!("/v1/groups/{gid}/binding-requests/{rid}/reject"),
@@ -188,7 +195,7 @@ pub async fn revoke_as(
     token: Option<&str>,
     gid: &str,
     cid: &str,
-) -> crate::common::Resp {
+) -> crate::support::Resp {
     send(
         srv,
         Method::DELETE,

@@ -1,12 +1,8 @@
 //! IM groups: create/read, membership, group chat (live fan-out to every device of every
 //! member, paged history), the group's own event counter, the group event log, and bad input.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-mod group_support;
-
-use common::*;
-use group_support::*;
+use crate::support::groups::*;
+use crate::support::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -181,43 +177,27 @@ async fn membership_rules() {
         .expect_error(403, "forbidden");
 
     // removal: a member may not remove another member
-    delete(&srv, &format!("/v1/groups/{gid}/members/{}", c.id), b.tok())
+    remove_member(&srv, &gid, &c, &b)
         .await
         .expect_error(403, "forbidden");
     // an outsider may not remove anyone
-    delete(&srv, &format!("/v1/groups/{gid}/members/{}", c.id), d.tok())
+    remove_member(&srv, &gid, &c, &d)
         .await
         .expect_error(403, "forbidden");
     // the owner cannot leave
-    delete(
-        &srv,
-        &format!("/v1/groups/{gid}/members/{}", owner.id),
-        owner.tok(),
-    )
-    .await
-    .expect_error(409, "owner_cannot_leave");
+    remove_member(&srv, &gid, &owner, &owner)
+        .await
+        .expect_error(409, "owner_cannot_leave");
     // removing a non-member: 404
-    delete(
-        &srv,
-        &format!("/v1/groups/{gid}/members/{}", d.id),
-        owner.tok(),
-    )
-    .await
-    .expect_error(404, "not_found");
+    remove_member(&srv, &gid, &d, &owner)
+        .await
+        .expect_error(404, "not_found");
     assert_eq!(get_group(&srv, &owner, &gid).await, g);
 
     // a member leaves by itself
-    delete(&srv, &format!("/v1/groups/{gid}/members/{}", b.id), b.tok())
-        .await
-        .expect(204);
+    remove_member(&srv, &gid, &b, &b).await.expect(204);
     // the owner removes another
-    delete(
-        &srv,
-        &format!("/v1/groups/{gid}/members/{}", c.id),
-        owner.tok(),
-    )
-    .await
-    .expect(204);
+    remove_member(&srv, &gid, &c, &owner).await.expect(204);
     assert_eq!(
         get_group(&srv, &owner, &gid).await["members"],
         json!([owner.id])
@@ -235,13 +215,9 @@ async fn membership_rules() {
     .await
     .expect_error(403, "forbidden");
     // removing again: 404
-    delete(
-        &srv,
-        &format!("/v1/groups/{gid}/members/{}", b.id),
-        owner.tok(),
-    )
-    .await
-    .expect_error(404, "not_found");
+    remove_member(&srv, &gid, &b, &owner)
+        .await
+        .expect_error(404, "not_found");
     // and can be re-added
     add_member(&srv, &owner, &gid, &b).await;
     assert_eq!(
@@ -309,9 +285,7 @@ async fn group_chat_reaches_every_device_of_every_member() {
     }
 
     // a removed member gets nothing more
-    delete(&srv, &format!("/v1/groups/{gid}/members/{}", b.id), b.tok())
-        .await
-        .expect(204);
+    remove_member(&srv, &gid, &b, &b).await.expect(204);
     let m4 = post_message(&srv, &a, &gid, "after bob left").await;
     for ws in [&mut a1, &mut a2, &mut x1] {
         let v = expect_group_event(ws, "group.message", &gid, 4).await;

@@ -1,11 +1,8 @@
 //! Cross-cutting conventions: /healthz, error shape, 401 on every authenticated
 //! route, 404 for unknown routes, body size limit, Content-Type leniency, login
 //! rate limiting.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use reqwest::Method;
 use serde_json::json;
 

@@ -1,12 +1,9 @@
 //! WebSocket: auth, hello, ping/pong, error frames, seq numbering, several devices,
 //! resume, size limit (1009), invalid UTF-8 (1007), slow readers (1013), SIGTERM (1001).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;

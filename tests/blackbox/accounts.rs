@@ -1,10 +1,7 @@
 //! Accounts and personal info: creation, login, /v1/me, PATCH /v1/me/profile,
 //! GET /v1/accounts/{id}, and the validation rules for all of them.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 

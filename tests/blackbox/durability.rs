@@ -1,12 +1,9 @@
 //! Durability: acknowledged writes survive SIGKILL, a graceful restart, and
 //! actor passivation (--idle-timeout-secs); concurrent writes are all kept.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -186,7 +183,7 @@ async fn acknowledged_writes_survive_sigkill() {
                "data": {"account_id": a.id, "profile_version": v2,
                         "changes": {"mood": null, "song": "fa"}}})
     );
-    // whatever was delivered live before the crash is identical to the replay
+    // whatever was pushed live before the crash is identical to the replay
     for (live, replay) in [(&live_a, &ev_a), (&live_b, &ev_b)] {
         for ev in live.iter().filter(|e| e["type"] != "hello") {
             let seq = ev["seq"].as_u64().unwrap() as usize;

@@ -1,22 +1,14 @@
-//! Release across crashes: deliveries that were not final when the server was SIGKILLed
+//! Release across crashes: releases that were not final when the server was SIGKILLed
 //! carry on after a restart, with the same `Idempotency-Key` and the same body, and the
 //! delivered ones are not sent again.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-mod release_support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::json;
 
-use release_support::*;
-
-const SECRET_A: &str = "whsec_alpha_0123456789";
-const SECRET_B: &str = "whsec_bravo_9876543210";
-const DELIVERY: Duration = Duration::from_secs(10);
+use crate::support::release::*;
+use crate::support::*;
 
 /// Requests grouped by the activity in their body.
 fn by_activity(got: &[Received]) -> BTreeMap<String, Vec<Received>> {
@@ -48,30 +40,28 @@ async fn wait_activities(rx: &Receiver, ids: &[String], timeout: Duration) -> Ve
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pending_deliveries_survive_sigkill() {
-    let mut s = Server::start_with(&["--release-backoff-base-ms", "100"]);
-    // The first answers are slow, so the server dies before it has recorded any delivery
+async fn pending_releases_survive_sigkill() {
+    let mut f = ReleaseFixture::start(&FAST_RETRY).await;
+    // The first answers are slow, so the server dies before it has recorded any release
     // (whether or not a request already went out).
-    let slow = Script::Seq(vec![Reply::Hang(Duration::from_millis(400)); 3]);
-    let ra = Receiver::start(slow.clone(), Some(SECRET_A));
-    let rb = Receiver::start(slow, Some(SECRET_B));
-    let a = new_acct(&s, "Ann Author").await;
-    let la = link_webhook(&s, &a, "alpha", &ra.url("/hook"), SECRET_A).await;
-    let lb = link_webhook(&s, &a, "bravo", &rb.url("/hook"), SECRET_B).await;
+    let slow = Script::Seq(vec![Reply::hang(Duration::from_millis(400)); 3]);
+    let alpha = f.webhook("alpha", slow.clone()).await;
+    let bravo = f.webhook("bravo", slow).await;
+    let (la, ra, lb, rb) = (&alpha.link, &alpha.rx, &bravo.link, &bravo.rx);
 
     let mut ids = Vec::new();
     for i in 0..3 {
-        ids.push(activity_id(&post_text(&s, &a, &format!("crash {i}")).await));
+        ids.push(f.post(&format!("crash {i}")).await);
     }
     // right after the last 201
-    s.kill();
-    s.restart();
+    f.s.kill();
+    f.s.restart();
 
-    // wait until every delivery is done, then look at everything the receivers got
+    // wait until every release is final, then look at everything the receivers got
     for id in &ids {
-        let items = wait_final(&s, &a, id, DELIVERY).await;
+        let items = f.wait_final(id).await;
         assert_eq!(items.len(), 2, "{items:?}");
-        for link_id in [&la, &lb] {
+        for link_id in [la, lb] {
             assert_eq!(
                 release_of(&items, link_id)["status"],
                 "delivered",
@@ -81,10 +71,10 @@ async fn pending_deliveries_survive_sigkill() {
     }
 
     let mut all_keys = HashSet::new();
-    for (rx, link_id) in [(&ra, &la), (&rb, &lb)] {
-        let got = wait_activities(rx, &ids, DELIVERY).await;
+    for (rx, link_id) in [(ra, la), (rb, lb)] {
+        let got = wait_activities(rx, &ids, RELEASE_WAIT).await;
         for (id, reqs) in by_activity(&got) {
-            assert!(ids.contains(&id), "unknown activity {id} delivered");
+            assert!(ids.contains(&id), "unknown activity {id} released");
             let keys: HashSet<String> = reqs.iter().map(Received::idempotency_key).collect();
             assert_eq!(
                 keys.len(),
@@ -102,9 +92,9 @@ async fn pending_deliveries_survive_sigkill() {
 
     // delivered ones are not sent again after another crash
     let (na, nb) = (ra.count(), rb.count());
-    s.kill();
-    s.restart();
-    assert_healthy(&s).await;
+    f.s.kill();
+    f.s.restart();
+    assert_healthy(&f.s).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         (ra.count(), rb.count()),
@@ -115,32 +105,34 @@ async fn pending_deliveries_survive_sigkill() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attempt_cut_by_a_crash_is_repeated_with_the_same_key() {
-    let mut s = Server::start_with(&[
+    let mut f = ReleaseFixture::start(&[
         "--release-backoff-base-ms",
         "100",
         "--release-timeout-ms",
         "20000",
-    ]);
+    ])
+    .await;
     // The first request hangs (the server dies while waiting for it); later ones succeed.
-    let rx = Receiver::start(
-        Script::Seq(vec![Reply::Hang(Duration::from_secs(30))]),
-        Some(SECRET_A),
-    );
-    let a = new_acct(&s, "Ann Author").await;
-    let la = link_webhook(&s, &a, "alpha", &rx.url("/hook"), SECRET_A).await;
-    let id = activity_id(&post_text(&s, &a, "in flight").await);
-    rx.wait_for(1, DELIVERY).await;
-    assert_eq!(releases(&s, &a, &id).await[0]["status"], "pending");
-    s.kill();
-    s.restart();
+    let alpha = f
+        .webhook(
+            "alpha",
+            Script::Seq(vec![Reply::hang(Duration::from_secs(30))]),
+        )
+        .await;
+    let (la, rx) = (&alpha.link, &alpha.rx);
+    let id = f.post("in flight").await;
+    rx.wait_for(1, RELEASE_WAIT).await;
+    assert_eq!(f.releases(&id).await[0]["status"], "pending");
+    f.s.kill();
+    f.s.restart();
 
-    let got = rx.wait_for(2, DELIVERY).await;
+    let got = rx.wait_for(2, RELEASE_WAIT).await;
     let keys: HashSet<String> = got.iter().map(Received::idempotency_key).collect();
     assert_eq!(keys.len(), 1, "the repeat carries another key: {keys:?}");
     assert_eq!(got[0].body, got[1].body);
     assert!(got[1].sig_ok);
-    let items = wait_final(&s, &a, &id, DELIVERY).await;
-    let item = release_of(&items, &la);
+    let items = f.wait_final(&id).await;
+    let item = release_of(&items, la);
     assert_eq!(item["status"], "delivered", "{items:?}");
     assert!(item["attempts"].as_u64().unwrap() >= 1, "{items:?}");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -148,24 +140,25 @@ async fn attempt_cut_by_a_crash_is_repeated_with_the_same_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retrying_delivery_survives_sigkill() {
-    let mut s = Server::start_with(&["--release-backoff-base-ms", "3000"]);
-    let rx = Receiver::start(Script::Seq(vec![Reply::Status(500)]), Some(SECRET_A));
-    let a = new_acct(&s, "Ann Author").await;
-    let la = link_webhook(&s, &a, "alpha", &rx.url("/hook"), SECRET_A).await;
-    let (mut wa, _) = ws_connect(&s, &a).await;
+async fn retrying_release_survives_sigkill() {
+    let mut f = ReleaseFixture::start(&["--release-backoff-base-ms", "3000"]).await;
+    let alpha = f
+        .webhook("alpha", Script::Seq(vec![Reply::status(500)]))
+        .await;
+    let (la, rx) = (&alpha.link, &alpha.rx);
+    let mut wa = f.device().await;
 
-    let id = activity_id(&post_text(&s, &a, "try again later").await);
+    let id = f.post("try again later").await;
     expect_event(&mut wa, "activity.posted").await;
-    let ev = release_events(&mut wa, 1, DELIVERY).await;
+    let ev = release_events(&mut wa, 1).await;
     assert_eq!(ev[0]["link_id"], json!(la));
     assert_eq!(ev[0]["status"], "retrying", "{ev:?}");
     assert_eq!(ev[0]["attempts"], 1);
     drop(wa);
-    s.kill();
-    s.restart();
+    f.s.kill();
+    f.s.restart();
 
-    let items = wait_final(&s, &a, &id, DELIVERY).await;
+    let items = f.wait_final(&id).await;
     assert_eq!(
         items,
         vec![
@@ -187,7 +180,7 @@ async fn retrying_delivery_survives_sigkill() {
         "retried after only {gap:?}"
     );
     // the author's log has the whole story
-    let (mut wa, _) = ws_connect(&s, &a).await;
+    let mut wa = f.device().await;
     send_json(&mut wa, &json!({"type": "resume", "since": 0})).await;
     let mut statuses = Vec::new();
     while statuses.len() < 2 {
@@ -199,25 +192,29 @@ async fn retrying_delivery_survives_sigkill() {
     assert_eq!(statuses, ["retrying", "delivered"]);
 }
 
-/// An unlink that is durable but whose deliveries were not yet recorded as failed when the
-/// server died (the attempt was still running): after the restart the delivery is failed,
+/// An unlink that is durable but whose releases were not yet recorded as failed when the
+/// server died (the attempt was still running): after the restart the release is failed,
 /// not retried to the platform the user removed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unlink_then_crash_does_not_resume_the_delivery() {
-    let mut s = Server::start_with(&["--release-timeout-ms", "20000"]);
-    let rx = Receiver::start(Script::Always(Reply::Hang(Duration::from_secs(30))), None);
-    let a = new_acct(&s, "Ann Author").await;
-    let link = link_webhook(&s, &a, "soon-gone", &rx.url("/hook"), SECRET_A).await;
-    let id = activity_id(&post_text(&s, &a, "one last post").await);
-    rx.wait_for(1, DELIVERY).await; // the attempt is running (the receiver hangs)
+async fn unlink_then_crash_does_not_resume_the_release() {
+    let mut f = ReleaseFixture::start(&["--release-timeout-ms", "20000"]).await;
+    let soon_gone = f
+        .webhook(
+            "soon-gone",
+            Script::Always(Reply::hang(Duration::from_secs(30))),
+        )
+        .await;
+    let (link, rx) = (&soon_gone.link, &soon_gone.rx);
+    let id = f.post("one last post").await;
+    rx.wait_for(1, RELEASE_WAIT).await; // the attempt is running (the receiver hangs)
 
-    delete(&s, &format!("/v1/me/platforms/{link}"), a.tok())
+    delete(&f.s, &format!("/v1/me/platforms/{link}"), f.a.tok())
         .await
         .expect(204);
-    s.kill();
-    s.restart();
+    f.s.kill();
+    f.s.restart();
 
-    let items = wait_final(&s, &a, &id, DELIVERY).await;
+    let items = f.wait_final(&id).await;
     assert_eq!(items[0]["status"], "failed", "{items:?}");
     assert_eq!(items[0]["last_error"], "platform unlinked");
     tokio::time::sleep(Duration::from_secs(2)).await;

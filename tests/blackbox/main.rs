@@ -1,0 +1,21 @@
+//! The black-box tests: one binary that starts the real `chorus` binary (one process per
+//! test, on 127.0.0.1:0 and a temporary data directory) and talks to it with real HTTP and
+//! WebSocket clients, and to the real peers a release goes to (`chorus_testkit`). Tests run
+//! side by side on the harness's threads; nothing here changes this process's environment.
+//!
+//! One module per area of the API; `support` holds the helpers, one module per concern.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod accounts;
+mod bindings;
+mod conventions;
+mod durability;
+mod friends;
+mod groups;
+mod platforms;
+mod release;
+mod release_crash;
+mod scylla_cli;
+mod websocket;

@@ -1,0 +1,20 @@
+//! Support for the black-box tests, one module per concern. What nearly every test uses is
+//! re-exported here (`use crate::support::*`): the server process, HTTP, accounts and
+//! WebSocket devices. The area helpers are imported by the tests that need them:
+//! [`groups`] (groups, communities, bindings) and [`release`] (activities, releases and the
+//! release fixture), which re-exports the peers a release goes to: [`receivers`] (HTTP) and
+//! [`smtp`] (email), both built on `chorus_testkit`.
+
+pub mod accounts;
+pub mod groups;
+pub mod http;
+pub mod receivers;
+pub mod release;
+pub mod server;
+pub mod smtp;
+pub mod ws;
+
+pub use accounts::*;
+pub use http::*;
+pub use server::*;
+pub use ws::*;

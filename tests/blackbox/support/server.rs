@@ -1,0 +1,233 @@
+//! The server under test: the real `chorus` binary on 127.0.0.1:0 and a temporary data
+//! directory, with its output kept for the failure report; SIGKILL, SIGTERM and restarts on
+//! the same data. Each test starts its own process, so tests running side by side in this
+//! one binary share no state, port or environment.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// A running (or stopped) server process bound to a temporary data directory.
+pub struct Server {
+    pub addr: String,
+    pub data_dir: TempDir,
+    extra_args: Vec<String>,
+    child: Option<Child>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Start a server with the standard test flags.
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Start a server with the standard test flags plus `extra` arguments.
+    pub fn start_with(extra: &[&str]) -> Server {
+        let data_dir = tempfile::tempdir().expect("create temp data dir");
+        let mut server = Server {
+            addr: String::new(),
+            data_dir,
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            log: Arc::new(Mutex::new(Vec::new())),
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        assert!(self.child.is_none(), "server already running");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
+        cmd.arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .arg("--password-hash-memory-kib")
+            .arg("256")
+            .arg("--password-hash-iterations")
+            .arg("1")
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn chorus binary");
+        let stdout = child.stdout.take().expect("child stdout");
+        let stderr = child.stderr.take().expect("child stderr");
+
+        let (tx, rx) = mpsc::channel::<String>();
+        let mut sent = false;
+        keep_lines(stdout, self.log.clone(), move |line| {
+            if !sent && let Some(addr) = parse_listen_addr(&line) {
+                let _ = tx.send(addr);
+                sent = true;
+            }
+            line
+        });
+        keep_lines(stderr, self.log.clone(), |line| format!("[stderr] {line}"));
+
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(addr) => {
+                    self.addr = addr;
+                    break;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        panic!(
+                            "chorus exited with {status} before listening; output:\n{}",
+                            self.log_text()
+                        );
+                    }
+                    if Instant::now() > deadline {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        panic!(
+                            "chorus did not print `listening on http://` within 30 s; output:\n{}",
+                            self.log_text()
+                        );
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = child.kill();
+                    let status = child.wait();
+                    panic!(
+                        "chorus closed stdout before listening ({status:?}); output:\n{}",
+                        self.log_text()
+                    );
+                }
+            }
+        }
+        self.child = Some(child);
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/v1/ws", self.addr)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url(), path)
+    }
+
+    /// SIGKILL the process (no chance to flush anything).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Send SIGTERM without waiting.
+    pub fn sigterm(&self) {
+        let child = self.child.as_ref().expect("server is not running");
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: plain kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill(SIGTERM) failed");
+    }
+
+    /// Wait (up to `timeout`) for the process to exit; returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("server is not running");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "server did not exit within {timeout:?}; output:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM the process and wait (up to 20 s) for it to exit; returns its status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.sigterm();
+        self.wait_exit(Duration::from_secs(20))
+    }
+
+    /// Start the server again on the same data directory (kills it first if running).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- chorus output (last lines) ----\n{}", self.log_text());
+        }
+    }
+}
+
+/// Reads `from` line by line on a thread of its own until it ends, keeping each line (as
+/// `seen` returns it) in `log`.
+fn keep_lines(
+    from: impl Read + Send + 'static,
+    log: Arc<Mutex<Vec<String>>>,
+    mut seen: impl FnMut(String) -> String + Send + 'static,
+) {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(from);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+                    push_log(&log, seen(line));
+                }
+            }
+        }
+    });
+}
+
+fn push_log(log: &Arc<Mutex<Vec<String>>>, line: String) {
+    if let Ok(mut l) = log.lock() {
+        l.push(line);
+        if l.len() > 400 {
+            l.drain(0..200);
+        }
+    }
+}
+
+fn parse_listen_addr(line: &str) -> Option<String> {
+    let idx = line.find("listening on http://")?;
+    let rest = &line[idx + "listening on http://".len()..];
+    let addr: String = rest.split_whitespace().next()?.to_string();
+    // strip ANSI escapes or trailing punctuation if any
+    let addr: String = addr
+        .chars()
+        .take_while(|c| {
+            c.is_ascii_alphanumeric() || *c == '.' || *c == ':' || *c == '[' || *c == ']'
+        })
+        .collect();
+    let addr = addr.trim_end_matches('/').to_string();
+    if addr.is_empty() { None } else { Some(addr) }
+}
