@@ -1,0 +1,72 @@
+//! The `group-fanout` scenario.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::{Common, Publish, bar, chorus_receivers, connect_all, finish, run_fanout};
+use crate::api::Api;
+use crate::client;
+use crate::error::Result;
+use crate::report::Report;
+use crate::server::Target;
+
+/// `group-fanout`: G groups of M online members; messages posted by each group's owner.
+pub async fn group_fanout(
+    target: &Target,
+    groups: usize,
+    members: usize,
+    common: &Common,
+) -> Result<Report> {
+    let api = Api::new(&target.base)?;
+    let b = bar((groups * members) as u64, "accounts");
+    let accounts = api.accounts(groups * members, &b).await?;
+    b.finish_and_clear();
+    let mut gids = Vec::new();
+    let b = bar((groups * members) as u64, "memberships");
+    for chunk in accounts.chunks(members) {
+        gids.push((
+            api.group(&chunk[0], chunk, &b).await?,
+            chunk[0].token.clone(),
+        ));
+    }
+    b.finish_and_clear();
+    let tokens: Vec<String> = accounts.iter().map(|a| a.token.clone()).collect();
+    let (clients, errors) = connect_all(target, &tokens, common.sources).await?;
+    if !errors.is_empty() {
+        eprintln!(
+            "warning: {} connections failed, first: {}",
+            errors.len(),
+            errors[0]
+        );
+    }
+    let gids = Arc::new(gids);
+    let payload = common.payload;
+    let publish: Publish = Arc::new(move |i, due| {
+        let (api, gids) = (api.clone(), gids.clone());
+        Box::pin(async move {
+            let (gid, token) = &gids[(i as usize) % gids.len()];
+            api.post(
+                &format!("/v1/groups/{gid}/messages"),
+                token,
+                json!({"text": client::payload(i, due, payload)}),
+            )
+            .await
+            .map(|_| ())
+        })
+    });
+    let (published, collected, closed) =
+        run_fanout(chorus_receivers(clients), common, members as u64, publish).await?;
+    let params = json!({"groups": groups, "members": members, "rate": common.rate, "payload": payload,
+                        "duration_s": common.duration.as_secs()});
+    Ok(finish(
+        "group-fanout",
+        target,
+        params,
+        published,
+        published * members as u64,
+        collected,
+        closed,
+        json!({"connect_failures": errors.len()}),
+    ))
+}

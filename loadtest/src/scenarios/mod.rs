@@ -1,0 +1,168 @@
+//! The scenarios. Each provisions what it needs through the public API, connects its clients,
+//! publishes on an open-loop schedule (or flat out), waits for what it published to arrive,
+//! and reports.
+//!
+//! One file per scenario, so each one's setup reads on its own; this module holds what they
+//! (and the peer targets in [`crate::peers`]) share: the [`Common`] settings, the receiver
+//! and publisher types, connecting clients, progress bars and the [`Report`] assembly.
+//!
+//! - `run.rs`: [`run_fanout`], the publishing schedule and the drain every fan-out
+//!   scenario (and peer target) goes through.
+//! - `connect.rs`: idle connections and server RSS per connection, spread over worker
+//!   processes of this binary.
+//! - `group_fanout.rs`: group messages to online members.
+//! - `community_dynamics.rs`: community dynamics through bound groups.
+//! - `profile_sync.rs`: a profile change pushed to every friend's devices.
+//! - `release.rs`: activities released to webhook sinks run by the harness.
+
+mod community_dynamics;
+mod connect;
+mod group_fanout;
+mod profile_sync;
+mod release;
+mod run;
+
+pub use community_dynamics::community_dynamics;
+pub use connect::{connect, connect_worker};
+pub use group_fanout::group_fanout;
+pub use profile_sync::profile_sync;
+pub use release::release;
+pub use run::run_fanout;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use futures_util::{StreamExt, stream};
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::watch;
+
+use crate::client::{self, Ws};
+use crate::error::Result;
+use crate::report::Report;
+use crate::server::Target;
+use crate::stats;
+
+/// Settings every scenario shares.
+#[derive(Debug, Clone)]
+pub struct Common {
+    pub duration: Duration,
+    pub sources: usize,
+    /// Messages per second over all publishers; 0 = flat out.
+    pub rate: f64,
+    /// Concurrent publishers in flat-out mode.
+    pub publishers: usize,
+    pub payload: usize,
+}
+
+/// Publishes message `i` due at `due_ns` (wall clock) carrying [`client::payload`].
+pub type Publish =
+    Arc<dyn Fn(u64, u64) -> Pin<Box<dyn Future<Output = Result<()>> + Send>> + Send + Sync>;
+
+/// A receiving client's task: answers frames read and why the server closed it, if it did.
+pub type Receiver = tokio::task::JoinHandle<(u64, Option<String>)>;
+
+/// Starts every receiving client, given where to record samples, the delivery counter to
+/// bump per sample, and the stop signal.
+pub type SpawnReceivers =
+    Box<dyn FnOnce(stats::Recorder, Arc<AtomicU64>, watch::Receiver<bool>) -> Vec<Receiver> + Send>;
+
+/// Receivers for Chorus WebSockets.
+pub fn chorus_receivers(clients: Vec<Ws>) -> SpawnReceivers {
+    Box::new(move |rec, delivered, stop| {
+        clients
+            .into_iter()
+            .map(|ws| {
+                tokio::spawn(client::receive(
+                    ws,
+                    rec.clone(),
+                    delivered.clone(),
+                    stop.clone(),
+                ))
+            })
+            .collect()
+    })
+}
+
+pub fn bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// Opens one WebSocket per token (tokens may repeat: several devices of one account).
+pub async fn connect_all(
+    target: &Target,
+    tokens: &[String],
+    sources: usize,
+) -> Result<(Vec<Ws>, Vec<String>)> {
+    let url = target.ws_url();
+    let server = client::server_addr(&url)?;
+    let b = bar(tokens.len() as u64, "connecting");
+    let results: Vec<Result<Ws>> = stream::iter(tokens.iter().enumerate())
+        .map(|(i, token)| {
+            let url = format!("{url}?token={token}");
+            let b = b.clone();
+            async move {
+                let r = client::connect(&url, server, client::source(i, sources)).await;
+                b.inc(1);
+                r
+            }
+        })
+        .buffer_unordered(256)
+        .collect()
+        .await;
+    b.finish_and_clear();
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok(ws) => ok.push(ws),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    Ok((ok, errors))
+}
+
+/// Builds the report of a fan-out run from what [`run_fanout`] answered.
+#[allow(clippy::too_many_arguments)]
+pub fn finish(
+    scenario: &str,
+    target: &Target,
+    params: serde_json::Value,
+    published: u64,
+    expected: u64,
+    collected: stats::Collected,
+    closed: u64,
+    extra: serde_json::Value,
+) -> Report {
+    let active_s = (collected
+        .last_recv_ns
+        .saturating_sub(collected.first_recv_ns)) as f64
+        / 1e9;
+    Report {
+        scenario: scenario.to_owned(),
+        target: target.base.clone(),
+        params,
+        published,
+        expected,
+        delivered: collected.deliveries,
+        active_s,
+        deliveries_per_s: if active_s > 0.0 {
+            collected.deliveries as f64 / active_s
+        } else {
+            0.0
+        },
+        closed_by_server: closed,
+        server_rss_kib: target.rss_kib(),
+        extra,
+        collected: Some(collected),
+    }
+}

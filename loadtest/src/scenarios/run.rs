@@ -1,0 +1,127 @@
+//! The fan-out run every scenario shares: publish on schedule, then wait for what was
+//! published to arrive. Kept apart from the scenarios because its timing rules (open loop,
+//! drain limits) decide what every figure means.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::{Common, Publish, SpawnReceivers, bar};
+use crate::error::{Error, Result};
+use crate::stats::{self, now_ns};
+
+/// Publishes on schedule for `common.duration`, then waits for what was published to arrive.
+/// Answers (published, what the collector found, connections closed by the server).
+pub async fn run_fanout(
+    spawn: SpawnReceivers,
+    common: &Common,
+    recipients_per_message: u64,
+    publish: Publish,
+) -> Result<(u64, stats::Collected, u64)> {
+    let start_ns = now_ns();
+    let (rec, collector) = stats::collector(start_ns);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let delivered = Arc::new(AtomicU64::new(0));
+    let receivers = spawn(rec, delivered.clone(), stop_rx);
+    let published = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let inflight = Arc::new(AtomicU64::new(0));
+    let run = bar(common.duration.as_secs(), "publishing");
+    let started = Instant::now();
+    let deadline = started + common.duration;
+    if common.rate > 0.0 {
+        // Open loop: message i is due at start + i/rate whatever happened to the others, and
+        // carries its due time, so a stall shows up as latency instead of hiding itself.
+        let interval = Duration::from_secs_f64(1.0 / common.rate);
+        let base_ns = now_ns();
+        let mut i = 0u64;
+        loop {
+            let due = started + interval.mul_f64(i as f64);
+            if due >= deadline {
+                break;
+            }
+            tokio::time::sleep_until(due.into()).await;
+            let due_ns = base_ns + (due - started).as_nanos() as u64;
+            let (publish, published, failed, inflight) = (
+                publish.clone(),
+                published.clone(),
+                failed.clone(),
+                inflight.clone(),
+            );
+            inflight.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                match publish(i, due_ns).await {
+                    Ok(()) => published.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                };
+                inflight.fetch_sub(1, Ordering::Relaxed);
+            });
+            i += 1;
+            run.set_position(started.elapsed().as_secs());
+        }
+    } else {
+        let next = Arc::new(AtomicU64::new(0));
+        let loops: Vec<_> = (0..common.publishers.max(1))
+            .map(|_| {
+                let (publish, published, failed, next) = (
+                    publish.clone(),
+                    published.clone(),
+                    failed.clone(),
+                    next.clone(),
+                );
+                tokio::spawn(async move {
+                    while Instant::now() < deadline {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        match publish(i, now_ns()).await {
+                            Ok(()) => published.fetch_add(1, Ordering::Relaxed),
+                            Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                })
+            })
+            .collect();
+        for l in loops {
+            let _ = l.await;
+        }
+    }
+    run.finish_and_clear();
+    // Wait (up to 30 s) for publishes still in flight, so `expected` counts all of them.
+    let waited = Instant::now();
+    while inflight.load(Ordering::Relaxed) > 0 && waited.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let expected = published.load(Ordering::Relaxed) * recipients_per_message;
+    // Then give the arrivals up to 10 s to drain: stop once all expected arrived or nothing
+    // arrived for 2 s.
+    let drain = Instant::now();
+    let (mut last, mut quiet) = (delivered.load(Ordering::Relaxed), Instant::now());
+    while drain.elapsed() < Duration::from_secs(10) {
+        let now = delivered.load(Ordering::Relaxed);
+        if now >= expected {
+            break;
+        }
+        if now != last {
+            (last, quiet) = (now, Instant::now());
+        } else if quiet.elapsed() > Duration::from_secs(2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop_tx.send(true);
+    let mut closed = 0;
+    for r in receivers {
+        if let Ok((_, Some(_))) = r.await {
+            closed += 1;
+        }
+    }
+    let collected = collector
+        .await
+        .map_err(|e| Error::Unexpected(format!("collector: {e}")))?;
+    let failures = failed.load(Ordering::Relaxed);
+    if failures > 0 {
+        eprintln!("warning: {failures} publishes failed");
+    }
+    Ok((published.load(Ordering::Relaxed), collected, closed))
+}
