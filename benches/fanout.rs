@@ -1,4 +1,4 @@
-//! In-process group fan-out: one group event delivered to every member's device, over 10 to
+//! In-process group fan-out: one group event pushed to every member's device, over 10 to
 //! 100k members. Measures the real path: the hub (connection table), the partitioned fan-out
 //! workers and the server's WebSocket mailboxes (`WsOutlet`, bounded `try_send`). It stops at
 //! the mailbox: socket writes are the load test's business.
@@ -64,7 +64,7 @@ fn fanout(c: &mut Criterion) {
                     g.fanout.send(&g.partitions, &frame);
                     g.fanout.flush();
                     total += start.elapsed();
-                    // Empty the mailboxes outside the measurement, checking delivery.
+                    // Empty the mailboxes outside the measurement, checking every push arrived.
                     for rx in &mut g.mailboxes {
                         assert!(rx.try_recv().is_ok(), "every member got the frame");
                     }
@@ -78,7 +78,7 @@ fn fanout(c: &mut Criterion) {
 
 /// What the group actor itself spends per event: handing the frame and the member
 /// partitions to the workers. This is the time the actor is held (besides its one store
-/// write); delivery happens on the workers.
+/// write); the pushes happen on the workers.
 fn actor_handoff(c: &mut Criterion) {
     let frame =
         ByteString::from_static(r#"{"type":"group.message","group_id":"g","seq":1,"data":{}}"#);

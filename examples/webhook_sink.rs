@@ -1,5 +1,5 @@
-//! A reference receiver for Chorus webhook deliveries, used by the README walkthrough: checks
-//! each delivery's signature and age, deduplicates by `Idempotency-Key`, prints one line per
+//! A reference receiver for Chorus's webhook releases, used by the README walkthrough: checks
+//! each request's signature and age, deduplicates by `Idempotency-Key`, prints one line per
 //! request, and can fail the first N requests on purpose (to watch a retry).
 //!
 //! `cargo run --example webhook_sink -- --listen 127.0.0.1:9001 --secret s3cret [--fail-first 1]`
@@ -25,7 +25,7 @@ struct Args {
     /// Answer 500 to this many requests first.
     #[arg(long, default_value_t = 0)]
     fail_first: u32,
-    /// Deliveries older than this many seconds are refused (replay protection).
+    /// Requests signed longer ago than this many seconds are refused (replay protection).
     #[arg(long, default_value_t = 300)]
     max_age_secs: u64,
 }

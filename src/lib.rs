@@ -23,16 +23,19 @@
 //!   reader task (`ws/mod.rs`, with `ws/reader.rs` decoding frames) handles `resume`, `ping`,
 //!   limits (1009/1007), heartbeats, 1013 for slow readers and 1001 at shutdown.
 //! - [`connectors`]: the platforms activities are released to (`webhook`, `mastodon`,
-//!   `email`), each validating its link config and making one attempt; the releaser in
-//!   `chorus-actors` owns retries.
+//!   `email`), each validating its link config and making one attempt (`retry_after.rs` reads
+//!   a platform's `Retry-After`); the releaser in `chorus-actors` owns retries.
 //! - [`auth`]: argon2id passwords, bearer tokens and server keys (stored hashed), login rate
 //!   limits.
 //! - [`store`]: storage engines behind the actors' traits: [`store::fjall`], the embedded
 //!   default (group commit), and [`store::scylla`] (`--store scylla`; schema in
 //!   `src/store/scylla/schema.cql`, printed and applied by `chorus schema print|apply`).
 //! - [`error`]: the crate's error enum and the contract's error shape.
-//! - [`run`]: wires it all together and shuts down gracefully; `main.rs` only parses flags.
+//! - [`run`]: wires it all together and shuts down gracefully. `main.rs` (the binary) only
+//!   reads the command line, sets up logging, and calls [`run`] or `chorus schema print|apply`.
 //!
+//! `docs/architecture.md` walks the rooms of both crates, their invariants, and the path of a
+//! request and of a fan-out through them.//!
 //! # Invariants
 //! - One path in: HTTP and WebSocket reach the domain only through [`chorus_actors::Chorus`].
 //! - Acknowledged means durable: a 2xx or an event `seq` is given only after the store's

@@ -1,4 +1,4 @@
-//! The one error type of the domain crate.
+//! The domain crate's error type, and the storage error it carries.
 //!
 //! Variants are chosen by what a client can do about them, so the server maps each to one
 //! HTTP status without inspecting messages: `Invalid` is 400, `NotFound` 404, `Forbidden` 403,

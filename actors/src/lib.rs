@@ -5,7 +5,8 @@
 //! those to the types here, and reaches the domain through one facade, [`Chorus`].
 //!
 //! # Code map
-//! Dependencies point down this list (a module uses only those below it):
+//! Dependencies point down this list (a module uses only those below it; see
+//! `docs/architecture.md`):
 //! - `ops` ([`Chorus`]): the one way in — a method for every operation the server offers.
 //!   Operations spanning actors (friend requests, contact matching, profile fan-out, the
 //!   binding handshake, dynamics to bound groups, merged feeds, posting an activity) are
@@ -20,13 +21,16 @@
 //!   (store, hub, fan-out, settings, the releaser); `directory.rs` activates an actor on first
 //!   use and finds it again; `subscriber/` (profile, links, friends, activities, devices),
 //!   `group/` (members, bindings) and `community.rs`, each message beside its handler.
-//! - [`push`]: events to devices: frames encoded once (`event.rs`), connected devices per
-//!   account (`hub.rs`), the group fan-out workers (`fanout.rs`).
-//! - [`store`]: the storage traits the actors need, and their conformance suite.
+//! - [`store`]: the storage traits the actors need (one change set per actor turn), and their
+//!   conformance suite (`store/conformance.rs`, feature `conformance`: each engine runs it
+//!   with `chorus_actors::conformance_tests!`, one test per check).
+//! - [`push`]: events to devices: frames encoded once (`event.rs`, whose [`push::StoredEvent`]
+//!   the store also keeps), connected devices per account (`hub.rs`), the group fan-out
+//!   workers (`fanout.rs`). Uses nothing else of the crate.
 //! - [`model`]: records as stored (accounts, groups, communities, activities and their
 //!   releases), views, the one page/cursor type, and every input limit with its rule
 //!   (`model/limits.rs`).
-//! - [`error`]: the crate's error enum.
+//! - [`error`]: the crate's error enum, [`Error`], and the stores' [`StoreError`] it carries.
 //!
 //! # Invariants
 //! - An actor owns its state; only it changes it, and only after the change is durable.

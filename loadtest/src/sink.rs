@@ -1,6 +1,6 @@
 //! Webhook sinks for the `release` scenario: real HTTP/1.1 servers (hyper) on 127.0.0.1
-//! that take Chorus webhook deliveries, check each signature, count each `Idempotency-Key`
-//! once, and time the delivery from the marker in the activity text (its due time).
+//! that take Chorus's webhook releases, check each signature, count each `Idempotency-Key`
+//! once, and time each arrival from the marker in the activity text (its due time).
 
 use std::collections::HashSet;
 use std::convert::Infallible;

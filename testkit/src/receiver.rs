@@ -152,7 +152,7 @@ struct State {
     log: Mutex<Vec<Received>>,
 }
 
-/// An HTTP server on 127.0.0.1:<os-chosen port>, stopped when dropped.
+/// An HTTP server on `127.0.0.1:<port the OS chose>`, stopped when dropped.
 pub struct Receiver {
     pub addr: SocketAddr,
     state: Arc<State>,

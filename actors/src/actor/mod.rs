@@ -3,7 +3,7 @@
 //! - [`subscriber`]: one per account (profile, links, friends, activities, devices).
 //! - [`group`]: one per IM group (members and chat, binding requests and bindings).
 //! - [`community`]: one per community (members, bound groups, dynamics).
-//! - [`env`]: what an actor is handed ([`env::Env`]): store, hub, fan-out, settings, and the
+//! - [`env`](mod@env): what an actor is handed ([`env::Env`]): store, hub, fan-out, settings, and the
 //!   releaser. Actors depend on it, never on the directory.
 //! - [`directory`]: activates an actor from the store on first use and finds it again; each
 //!   actor holds a [`Lease`] on its entry and gives it up when it stops.

@@ -91,7 +91,7 @@ pub struct Releaser {
     config: ReleaseConfig,
     /// Every release not final that this releaser is carrying, by key.
     jobs: HashMap<ReleaseKey, Job>,
-    /// `(due ms, key)` of the `Waiting` ones, soonest first.
+    /// `(due ms, key)` of the releases waiting for their time, soonest first.
     schedule: BTreeSet<(u64, ReleaseKey)>,
     /// Due, waiting for a global slot.
     ready: VecDeque<ReleaseKey>,
@@ -195,7 +195,7 @@ impl Releaser {
         self.arm(ctx);
     }
 
-    /// Sets the timer for the soonest `Waiting` release (if it is not set for it already).
+    /// Sets the timer for the soonest release in `schedule` (if it is not set for it already).
     fn arm(&mut self, ctx: &mut Context<Self>) {
         let Some((due, _)) = self.schedule.first() else {
             return;

@@ -293,9 +293,9 @@ pub trait Store: SubscriberStore + GroupStore + CommunityStore {}
 
 impl<T: SubscriberStore + GroupStore + CommunityStore> Store for T {}
 
-/// The conformance suite every [`SubscriberStore`] must pass. Call [`conformance::run_all`]
-/// with a factory that opens the store on a given directory (called again on the same
-/// directory to check durability across a reopen; implementations without local state may
-/// ignore the path).
+/// The conformance suite every [`Store`] must pass. An engine runs it with
+/// `chorus_actors::conformance_tests!(module, fixture())`, one `#[tokio::test]` per check, each
+/// on a fresh store its `conformance::Fixture` opens (and opens again, to check durability
+/// across a reopen).
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

@@ -18,8 +18,9 @@
 //! - `activities`: `activity id` -> JSON `ActivityRecord`; `activity_feed`: `account \0 ms
 //!   activity id` -> the same JSON (a page is one reverse range scan); `activity_keys`:
 //!   `account \0 idempotency key` -> activity id
-//! - `deliveries`: `activity id \0 link id` -> JSON `ReleaseRecord`; `outbox`: the same keys,
-//!   present exactly while the delivery is not final (what a restart carries on with)
+//! - `deliveries` (the releases; the name is the stored one): `activity id \0 link id` -> JSON
+//!   `ReleaseRecord`; `outbox`: the same keys, present exactly while the release is not final
+//!   (what a restart carries on with)
 
 use chorus_actors::StoreError;
 use chorus_actors::store::EdgeKind;
