@@ -56,6 +56,19 @@ pub enum StoreError {
     /// The engine failed (I/O, corruption, closed). The write did not happen.
     #[error("{0}")]
     Backend(String),
+    /// The actor's log is not where its write expected it: an earlier write whose answer was
+    /// lost (a timeout) landed after all, or another writer moved it. Nothing of this write
+    /// was stored; the actor must reload its state from the store before writing again.
+    #[error(
+        "log moved under this write: log {log} is at {}, the write expected {expected}; \
+         nothing was written; reload from the store",
+        .head.map_or_else(|| "nothing".to_owned(), |h| h.to_string())
+    )]
+    LogMoved {
+        log: String,
+        expected: u64,
+        head: Option<u64>,
+    },
     /// A stored record could not be decoded.
     #[error("corrupt record {key}: {reason}")]
     Corrupt { key: String, reason: String },

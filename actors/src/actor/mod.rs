@@ -150,8 +150,19 @@ pub trait Durable: Actor<Context = Context<Self>> + Sized {
             change
                 .commit(store)
                 .into_actor(self)
-                .map(move |res, act, _ctx| {
-                    res?;
+                .map(move |res, act, ctx| {
+                    if let Err(e) = res {
+                        if !matches!(e, StoreError::ClaimTaken(_)) {
+                            // The outcome may be unknown (a timeout whose write lands later),
+                            // so memory may no longer match the log's head. Stop: the next
+                            // message activates the actor afresh from the store
+                            // (docs/scylla.md, "The seq fence").
+                            tracing::warn!(kind = Self::KIND, id = %act.id(), error = %e,
+                                "write failed; the actor reloads from the store on next use");
+                            ctx.stop();
+                        }
+                        return Err(e.into());
+                    }
                     let out = apply(act);
                     act.published(&events);
                     Ok(out)

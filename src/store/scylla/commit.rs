@@ -1,5 +1,6 @@
-//! The commit protocol: claims by lightweight transaction, everything else in one logged
-//! batch, claims given up last; writes admitted through a gate that `close` shuts. Why each step is
+//! The commit protocol: claims by lightweight transaction, the seq fence (`fence.rs`),
+//! everything else in one logged batch, claims given up last; writes admitted through a gate that
+//! `close` shuts. Why each step is
 //! as it is, and what an acknowledgement guarantees: docs/scylla.md, "Writes and what an
 //! acknowledgement means".
 
@@ -10,8 +11,10 @@ use chorus_actors::model::Claim;
 use chorus_actors::store::SubscriberWrite;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError, WriteType};
 use scylla::statement::batch::{Batch, BatchType};
-use scylla::value::{CqlValue, Row};
+use scylla::value::CqlValue;
 
+use super::fence::Reservation;
+use super::lwt::LwtAnswer;
 use super::rows::BatchRows;
 use super::{ScyllaStore, backend};
 
@@ -44,31 +47,14 @@ impl ScyllaStore {
             .map_err(|e| backend("account write task", e))?
     }
 
-    /// One account write: claims, then the batch, then claims given up (docs/scylla.md).
+    /// One account write: claims, then the fenced batch, then claims given up (docs/scylla.md).
     async fn apply_account_write(&self, write: SubscriberWrite) -> Result<(), StoreError> {
         let account = write.account.as_str();
         // Encode everything before taking any claim: a record that fails to encode must not
         // leave claims behind.
         let rows = self.subscriber_rows(&write)?;
         let taken = self.take_claims(&write).await?;
-        if !rows.rows.is_empty() {
-            // Fresh claims make the outcome matter: no blind driver retries then.
-            let idempotent = taken.is_empty();
-            if let Err(failure) = self.run_batch(rows, idempotent).await {
-                match failure.outcome {
-                    BatchOutcome::NotApplied => self.give_back(account, &taken).await,
-                    outcome => {
-                        if !taken.is_empty() {
-                            tracing::error!(%account, claims = ?taken, ?outcome,
-                                "write outcome unknown or pending; its claims stay held");
-                        }
-                    }
-                }
-                tracing::error!(%account, outcome = ?failure.outcome, error = %failure.message,
-                    "account write failed");
-                return Err(StoreError::Backend(failure.message));
-            }
-        }
+        self.write_rows(rows, &taken, account).await?;
         for Claim(claim) in &write.unclaims {
             if write.claims.iter().any(|c| &c.0 == claim) {
                 // Released and claimed in one write: the claim wins, as in the embedded store.
@@ -87,27 +73,18 @@ impl ScyllaStore {
     /// One claim's lightweight transaction.
     async fn take_claim(&self, claim: &str, account: &str) -> Result<ClaimOutcome, StoreError> {
         let what = "taking a claim";
-        let rows = self
+        let answer = self
             .session
             .execute_unpaged(&self.st.take_claim, (claim, account))
             .await
-            .map_err(|e| backend(what, e))?
-            .into_rows_result()
             .map_err(|e| backend(what, e))?;
-        // Scylla answers `[applied]` plus every column (null when applied); Cassandra only
-        // `[applied]` when applied. Columns are found by name to read either.
-        let specs = rows.column_specs();
-        let applied_at = specs.get_by_name("[applied]").map_or(0, |(i, _)| i);
-        let owner_at = specs.get_by_name("owner").map(|(i, _)| i);
-        let row: Row = rows.single_row().map_err(|e| backend(what, e))?;
-        let column = |i: usize| row.columns.get(i).and_then(Option::as_ref);
-        let applied = column(applied_at)
-            .and_then(CqlValue::as_boolean)
-            .ok_or_else(|| backend(what, "answer without [applied]"))?;
-        if applied {
+        // Columns are found by name: Cassandra answers `[applied]` alone when applied and the
+        // current row when not; ScyllaDB every column each time (`lwt.rs`).
+        let answer = LwtAnswer::of(answer, what)?;
+        if answer.applied {
             return Ok(ClaimOutcome::Taken);
         }
-        match owner_at.and_then(column).and_then(CqlValue::as_text) {
+        match answer.column("owner").and_then(CqlValue::as_text) {
             Some(owner) if owner == account => Ok(ClaimOutcome::AlreadyOurs),
             _ => Ok(ClaimOutcome::HeldByOther),
         }
@@ -173,7 +150,11 @@ impl ScyllaStore {
 
     // ---- batches ------------------------------------------------------------------------
 
-    async fn run_batch(&self, rows: BatchRows<'_>, idempotent: bool) -> Result<(), BatchFailure> {
+    pub(super) async fn run_batch(
+        &self,
+        rows: BatchRows<'_>,
+        idempotent: bool,
+    ) -> Result<(), BatchFailure> {
         let mut batch = Batch::new(BatchType::Logged);
         let mut values = Vec::with_capacity(rows.rows.len());
         for (ps, row) in rows.rows {
@@ -191,19 +172,57 @@ impl ScyllaStore {
         }
     }
 
-    /// A batch without claims: nothing to undo when it fails.
+    /// A change set's batch, behind its seq fence when it carries events (`fence.rs`).
+    /// `taken` are the claims this write has just taken: they are given back when nothing of
+    /// the write can land. A fresh claim or a fresh reservation makes the batch's outcome
+    /// matter, so the batch then goes without blind driver retries.
     pub(super) async fn write_rows(
         &self,
-        rows: BatchRows<'_>,
+        mut rows: BatchRows<'_>,
+        taken: &[String],
         owner: &str,
     ) -> Result<(), StoreError> {
         if rows.rows.is_empty() {
             return Ok(());
         }
-        self.run_batch(rows, true).await.map_err(|f| {
-            tracing::error!(%owner, outcome = ?f.outcome, error = %f.message, "write failed");
-            StoreError::Backend(f.message)
-        })
+        let fence = rows.fence.take();
+        let mut reserved = false;
+        if let Some(fence) = &fence {
+            match self.reserve(fence).await {
+                Ok(Reservation::Taken) => reserved = true,
+                Ok(Reservation::AlreadyApplied) => {
+                    // Sent again (same rows): the acknowledgement then covers all of it.
+                    tracing::info!(%owner, "write already applied by an earlier attempt");
+                }
+                Err(e) => {
+                    // The batch was not sent: nothing of the write can land.
+                    self.give_back(owner, taken).await;
+                    tracing::error!(%owner, error = %e, "write refused or failed at its seq fence");
+                    return Err(e);
+                }
+            }
+        }
+        let idempotent = taken.is_empty() && !reserved;
+        let Err(failure) = self.run_batch(rows, idempotent).await else {
+            return Ok(());
+        };
+        match failure.outcome {
+            BatchOutcome::NotApplied => {
+                if let (Some(fence), true) = (&fence, reserved) {
+                    self.roll_back(fence).await;
+                }
+                self.give_back(owner, taken).await;
+            }
+            outcome => {
+                if !taken.is_empty() {
+                    tracing::error!(%owner, claims = ?taken, ?outcome,
+                        "write outcome unknown or pending; its claims stay held");
+                }
+            }
+        }
+        tracing::error!(%owner, outcome = ?failure.outcome, error = %failure.message,
+            "write failed");
+        Err(StoreError::Backend(failure.message))
     }
 }
 
@@ -251,7 +270,7 @@ enum ClaimOutcome {
 
 /// What a failed batch means for the rows it carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BatchOutcome {
+pub(super) enum BatchOutcome {
     /// Rejected before anything was written.
     NotApplied,
     /// In the coordinator's batch log: it will be applied.
@@ -260,9 +279,9 @@ enum BatchOutcome {
     Unknown,
 }
 
-struct BatchFailure {
-    outcome: BatchOutcome,
-    message: String,
+pub(super) struct BatchFailure {
+    pub(super) outcome: BatchOutcome,
+    pub(super) message: String,
 }
 
 /// Reads a batch error. Only the last attempt's error is visible, which is why a batch whose

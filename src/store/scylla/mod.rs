@@ -11,12 +11,19 @@
 //! - `statements.rs`: every CQL statement, prepared once in [`ScyllaStore::connect`];
 //! - `keys.rs`: partitions, buckets and shards (pure functions);
 //! - `rows.rs`: change sets as batch rows, every record encoded before anything is sent;
+//! - `limits.rs`: the cluster's batch size limit, checked at start-up against the largest
+//!   change set the API allows;
 //! - `commit.rs`: the commit protocol and the gate that `close` shuts;
+//! - `fence.rs`: the seq fence, a lightweight transaction on a log's head before the batch
+//!   that carries its events, so a seq is never written twice;
 //! - `reads.rs`: single rows, paged listings, event logs and feeds across their partitions;
 //! - `traits.rs`: the storage traits.
 
 mod commit;
+mod fence;
 mod keys;
+mod limits;
+mod lwt;
 mod reads;
 mod rows;
 mod schema;
@@ -49,7 +56,8 @@ pub struct ScyllaStore {
 }
 
 impl ScyllaStore {
-    /// Connects, checks the keyspace exists, and prepares every statement once.
+    /// Connects, checks the keyspace exists and the cluster takes batches as large as the
+    /// API allows, and prepares every statement once.
     pub async fn connect(settings: &ScyllaSettings) -> Result<ScyllaStore, StoreError> {
         settings.validate().map_err(StoreError::Backend)?;
         let consistency = parse_consistency(&settings.consistency).map_err(StoreError::Backend)?;
@@ -74,12 +82,11 @@ impl ScyllaStore {
                 settings.keyspace
             )));
         }
-        session
-            .use_keyspace(settings.keyspace.as_str(), false)
-            .await
-            .map_err(|e| backend("using the keyspace", e))?;
+        limits::check_batch_limit(&session, limits::largest_change_set()).await?;
+        let started = std::time::Instant::now();
         let st = Statements::prepare(
             &session,
+            &settings.keyspace,
             consistency,
             read_consistency(consistency),
             serial_for(consistency),
@@ -90,6 +97,7 @@ impl ScyllaStore {
             nodes = ?settings.nodes,
             consistency = %settings.consistency,
             statements = statements::ALL.len(),
+            prepare_ms = started.elapsed().as_millis(),
             "connected to scylla; statements prepared"
         );
         Ok(ScyllaStore {

@@ -10,6 +10,7 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlValue;
 
 use super::ScyllaStore;
+use super::fence::Fence;
 use super::keys::{
     FeedKind, LogKind, edge_kind_text, event_bucket, feed_bucket, outbox_shard, split_hash,
     to_bigint,
@@ -66,14 +67,7 @@ impl ScyllaStore {
                 vec![blob(selector), blob(verifier), text(id)],
             );
         }
-        add_events(
-            &mut rows,
-            &st.put_event,
-            LogKind::Account,
-            id,
-            &w.events,
-            st,
-        )?;
+        add_events(&mut rows, &st.put_event, LogKind::Account, id, &w.events)?;
         for a in &w.activities {
             let record = encode(&a.activity_id, a)?;
             rows.put(
@@ -210,7 +204,6 @@ impl ScyllaStore {
             LogKind::Group,
             gid,
             &w.events,
-            st,
         )?;
         Ok(rows)
     }
@@ -268,6 +261,8 @@ impl ScyllaStore {
 pub(super) struct Rows<S> {
     pub(super) rows: Vec<(S, Vec<CqlValue>)>,
     index: HashMap<String, usize>,
+    /// The log position the rows' events take, if they carry any.
+    pub(super) fence: Option<Fence>,
 }
 
 impl<S> Default for Rows<S> {
@@ -275,6 +270,7 @@ impl<S> Default for Rows<S> {
         Rows {
             rows: Vec::new(),
             index: HashMap::new(),
+            fence: None,
         }
     }
 }
@@ -306,15 +302,14 @@ fn blob(bytes: Vec<u8>) -> CqlValue {
     CqlValue::Blob(bytes)
 }
 
-/// Events plus the log's new last seq (the largest written; an owner's writes are serialized
-/// by its actor, so a plain write of the maximum is correct).
+/// Events, and the fence that must hold before the batch carrying them is sent: the log's
+/// head is not written here (`fence.rs` moves it by lightweight transaction).
 fn add_events<'a>(
     rows: &mut BatchRows<'a>,
     put: &'a PreparedStatement,
     kind: LogKind,
     owner: &str,
     events: &[StoredEvent],
-    st: &'a Statements,
 ) -> Result<(), StoreError> {
     let table = match kind {
         LogKind::Account => "events",
@@ -332,17 +327,7 @@ fn add_events<'a>(
             ],
         );
     }
-    if let Some(last) = events.iter().map(|e| e.seq).max() {
-        let log = kind.key(owner);
-        rows.put(
-            format!("logs\0{log}"),
-            &st.put_last_seq,
-            vec![
-                CqlValue::Text(log),
-                CqlValue::BigInt(to_bigint(last, "seq")?),
-            ],
-        );
-    }
+    rows.fence = Fence::of(kind, owner, events)?;
     Ok(())
 }
 

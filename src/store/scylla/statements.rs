@@ -1,7 +1,9 @@
 //! Every CQL statement the store runs, prepared once per session in
 //! [`Statements::prepare`]. Texts are constants: every id, key and bound is a bind marker,
 //! never formatted into the text, so the server parses each statement once and routes each
-//! execution to its partition's replicas (token-aware).
+//! execution to its partition's replicas (token-aware). The only thing added at prepare time
+//! is the keyspace in front of the table name ([`qualify`]): the session never runs
+//! `USE <keyspace>`, which Cassandra 5.0 warns about for prepared statements.
 
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
@@ -50,10 +52,11 @@ macro_rules! statements {
         ];
 
         impl Statements {
-            /// Prepares every statement on `session` (whose keyspace is already chosen):
-            /// writes and claims at `write`, reads at `read`.
+            /// Prepares every statement on `session`, its tables in `keyspace`: writes and
+            /// claims at `write`, reads at `read`.
             pub async fn prepare(
                 session: &Session,
+                keyspace: &str,
                 write: Consistency,
                 read: Consistency,
                 serial: SerialConsistency,
@@ -62,7 +65,7 @@ macro_rules! statements {
                     $( $name: prepare(
                         session,
                         stringify!($name),
-                        $text,
+                        &qualify($text, keyspace),
                         Kind::$kind,
                         Kind::$kind.consistency(write, read),
                         serial,
@@ -97,7 +100,14 @@ statements! {
         "INSERT INTO group_events (group_id, bucket, seq, frame) VALUES (?, ?, ?, ?)";
     read_group_events: Read =
         "SELECT seq, frame FROM group_events WHERE group_id = ? AND bucket = ? AND seq > ? LIMIT ?";
-    put_last_seq: Write = "INSERT INTO logs (log, last_seq) VALUES (?, ?)";
+    /// The seq fence (`fence.rs`): a log's head moves only by these lightweight transactions,
+    /// never by a plain write, so a batch that lands late can never move it.
+    /// The first reservation of a log.
+    open_log: Lwt = "INSERT INTO logs (log, last_seq) VALUES (?, ?) IF NOT EXISTS";
+    /// Every later one: `SET last_seq = new ... IF last_seq = old`.
+    advance_log: Lwt = "UPDATE logs SET last_seq = ? WHERE log = ? IF last_seq = ?";
+    /// Undoes a first reservation whose batch was surely not applied.
+    drop_log: Lwt = "DELETE FROM logs WHERE log = ? IF last_seq = ?";
     get_last_seq: Read = "SELECT last_seq FROM logs WHERE log = ?";
 
     put_group: Write = "INSERT INTO groups (group_id, record) VALUES (?, ?)";
@@ -174,6 +184,27 @@ statements! {
     list_outbox: Read = "SELECT record FROM outbox WHERE shard = ?";
 }
 
+/// `text` with its table qualified by `keyspace` (validated: `[a-z][a-z0-9_]*`): the table
+/// is the word after the first `INTO`, `FROM` or `UPDATE`.
+pub fn qualify(text: &str, keyspace: &str) -> String {
+    let mut out = String::with_capacity(text.len() + keyspace.len() + 1);
+    let mut done = false;
+    let mut after_keyword = false;
+    for (i, word) in text.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        if after_keyword && !done && !word.is_empty() {
+            out.push_str(keyspace);
+            out.push('.');
+            done = true;
+        }
+        after_keyword = matches!(word, "INTO" | "FROM" | "UPDATE");
+        out.push_str(word);
+    }
+    out
+}
+
 async fn prepare(
     session: &Session,
     name: &str,
@@ -228,7 +259,7 @@ mod tests {
         let words: Vec<&str> = text.split_whitespace().collect();
         let at = words
             .iter()
-            .position(|w| *w == "INTO" || *w == "FROM")
+            .position(|w| *w == "INTO" || *w == "FROM" || *w == "UPDATE")
             .expect("statement names its table");
         words[at + 1]
     }
@@ -282,6 +313,25 @@ mod tests {
                 assert_eq!(*kind, Kind::Read, "{name}");
             }
         }
+    }
+
+    #[test]
+    fn every_statement_names_its_keyspace_once_qualified() {
+        for (name, text, _) in ALL {
+            let qualified = qualify(text, "ks");
+            let table = table_of(text);
+            assert_eq!(table_of(&qualified), format!("ks.{table}"), "{name}");
+            assert_eq!(qualified.matches("ks.").count(), 1, "{name}: {qualified}");
+            assert_eq!(
+                qualified.replacen("ks.", "", 1),
+                *text,
+                "{name}: only the table"
+            );
+        }
+        assert_eq!(
+            qualify("UPDATE logs SET last_seq = ? WHERE log = ?", "chorus"),
+            "UPDATE chorus.logs SET last_seq = ? WHERE log = ?"
+        );
     }
 
     #[test]

@@ -1,5 +1,10 @@
-//! The shared conformance suite against a real cluster, when one is configured. Nothing here
-//! imitates a cluster: without `CHORUS_SCYLLA_NODES` each test only says it skipped.
+//! The shared conformance suite against a real cluster, when one is configured, and the
+//! store's own checks on it (`tests/`). Nothing here imitates a cluster: without
+//! `CHORUS_SCYLLA_NODES` each test only says it skipped.
+
+mod ambiguous;
+mod figures;
+mod node;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +38,23 @@ impl Fixture for ScyllaFixture {
             )
             .await
             .expect("drop keyspace");
+    }
+}
+
+/// Runs `check` on a fresh keyspace (dropped afterwards, also when the check panics), or
+/// says it skipped when no cluster is configured.
+async fn on_keyspace<F, Fut>(check: F)
+where
+    F: FnOnce(ScyllaSettings) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Some(fixture) = scylla().await else {
+        return;
+    };
+    let outcome = chorus_actors::store::conformance::catch(check(fixture.settings.clone())).await;
+    fixture.teardown().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
     }
 }
 

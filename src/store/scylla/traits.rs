@@ -154,7 +154,7 @@ impl GroupStore for ScyllaStore {
     async fn commit_group(&self, write: GroupWrite) -> Result<(), StoreError> {
         let _admitted = self.gate.enter().await?;
         let rows = self.group_rows(&write)?;
-        self.write_rows(rows, &write.group_id).await
+        self.write_rows(rows, &[], &write.group_id).await
     }
 
     async fn load_group(&self, id: &str) -> Result<Option<GroupSnapshot>, StoreError> {
@@ -217,7 +217,7 @@ impl CommunityStore for ScyllaStore {
     async fn commit_community(&self, write: CommunityWrite) -> Result<(), StoreError> {
         let _admitted = self.gate.enter().await?;
         let rows = self.community_rows(&write)?;
-        self.write_rows(rows, &write.community_id).await
+        self.write_rows(rows, &[], &write.community_id).await
     }
 
     async fn load_community(&self, id: &str) -> Result<Option<CommunitySnapshot>, StoreError> {

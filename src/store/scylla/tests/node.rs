@@ -1,0 +1,213 @@
+//! The store's own rules on a real node: the batch limit read at start-up, the shapes of LWT
+//! answers, and the seq fence refusing a second write of a seq.
+
+use chorus_actors::StoreError;
+use chorus_actors::push::event::{EventType, StoredEvent, group_frame};
+use chorus_actors::store::{GroupStore, GroupWrite, SubscriberStore, SubscriberWrite};
+
+use super::super::limits::{batch_fail_threshold, check_batch_limit, largest_change_set};
+use super::super::lwt::LwtAnswer;
+use super::super::settings::connect_session;
+use super::super::{ScyllaSettings, ScyllaStore};
+use super::on_keyspace;
+
+pub(super) fn frame(group: &str, seq: u64, tag: &str) -> StoredEvent {
+    group_frame(
+        EventType::GROUP_MESSAGE,
+        group,
+        seq,
+        &format!("{{\"tag\":\"{tag}\"}}"),
+    )
+}
+
+/// A group write of events `seqs`, tagged `tag`.
+pub(super) fn group_write(
+    group: &str,
+    seqs: std::ops::RangeInclusive<u64>,
+    tag: &str,
+) -> GroupWrite {
+    let mut w = GroupWrite::new(group);
+    w.events = seqs.map(|seq| frame(group, seq, tag)).collect();
+    w
+}
+
+pub(super) fn is_log_moved(result: &Result<(), StoreError>) -> bool {
+    matches!(result, Err(StoreError::LogMoved { .. }))
+}
+
+async fn store(settings: &ScyllaSettings) -> ScyllaStore {
+    ScyllaStore::connect(settings).await.expect("connect")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batch_limit_is_read_and_judged_at_start_up() {
+    on_keyspace(|settings| async move {
+        let session = connect_session(&settings).await.expect("session");
+        let threshold = batch_fail_threshold(&session).await;
+        println!("batch fail threshold: {threshold:?}");
+        let (bytes, name) = threshold.expect("Cassandra 5.0 publishes it in system_views.settings");
+        assert_eq!(name, "batch_size_fail_threshold");
+        assert_eq!(bytes, 1024 * 1024, "cql-node/cassandra.yaml sets 1024KiB");
+        check_batch_limit(&session, largest_change_set())
+            .await
+            .expect("1 MiB takes the largest write");
+        match check_batch_limit(&session, 2 * 1024 * 1024).await {
+            Err(StoreError::Backend(text)) => {
+                assert!(
+                    text.contains("batch_size_fail_threshold is 1024 KiB"),
+                    "{text}"
+                );
+                assert!(text.contains("at least 2048 KiB"), "{text}");
+            }
+            other => panic!("a limit below the need must refuse, got {other:?}"),
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lwt_answers_have_the_shapes_read_by_name() {
+    on_keyspace(|settings| async move {
+        let store = store(&settings).await;
+        let run = |ps: &'static str, values: Vec<scylla::value::CqlValue>| {
+            let store = &store;
+            async move {
+                let ps = match ps {
+                    "take_claim" => &store.st.take_claim,
+                    "open_log" => &store.st.open_log,
+                    "advance_log" => &store.st.advance_log,
+                    _ => &store.st.drop_log,
+                };
+                let answer = store
+                    .session
+                    .execute_unpaged(ps, values)
+                    .await
+                    .expect("lwt");
+                LwtAnswer::of(answer, "probe").expect("an LWT answer")
+            }
+        };
+        let text = |s: &str| scylla::value::CqlValue::Text(s.to_owned());
+        let big = scylla::value::CqlValue::BigInt;
+        // Cassandra 5.0 (ScyllaDB is documented to answer every column each time).
+        let a = run("take_claim", vec![text("probe"), text("a")]).await;
+        assert!(a.applied);
+        assert_eq!(a.names(), ["[applied]"], "applied: [applied] alone");
+        let a = run("take_claim", vec![text("probe"), text("b")]).await;
+        assert!(!a.applied);
+        assert_eq!(
+            a.names(),
+            ["[applied]", "claim", "owner"],
+            "refused: the row"
+        );
+        assert_eq!(a.column("owner"), Some(&text("a")));
+        let a = run("advance_log", vec![big(2), text("g:x"), big(1)]).await;
+        assert!(!a.applied);
+        assert_eq!(
+            a.names(),
+            ["[applied]"],
+            "refused on an absent row: [applied] alone"
+        );
+        let a = run("open_log", vec![text("g:x"), big(1)]).await;
+        assert_eq!((a.applied, a.names()), (true, vec!["[applied]"]));
+        let a = run("open_log", vec![text("g:x"), big(5)]).await;
+        assert!(!a.applied);
+        assert_eq!(a.names(), ["[applied]", "log", "last_seq"]);
+        assert_eq!(a.column("last_seq"), Some(&big(1)));
+        let a = run("advance_log", vec![big(3), text("g:x"), big(2)]).await;
+        assert!(!a.applied);
+        assert_eq!(
+            a.names(),
+            ["[applied]", "last_seq"],
+            "refused: the conditioned column"
+        );
+        assert_eq!(a.column("last_seq"), Some(&big(1)));
+        let a = run("drop_log", vec![text("g:x"), big(1)]).await;
+        assert_eq!((a.applied, a.names()), (true, vec!["[applied]"]));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_write_of_a_seq_is_refused_and_a_repeat_is_applied() {
+    on_keyspace(|settings| async move {
+        let store = store(&settings).await;
+        store
+            .commit_group(group_write("g1", 1..=1, "created"))
+            .await
+            .expect("first");
+        store
+            .commit_group(group_write("g1", 2..=3, "landed"))
+            .await
+            .expect("landed");
+        // The actor's next write, from a head that missed the write that landed.
+        let reused = store.commit_group(group_write("g1", 2..=2, "reused")).await;
+        assert!(is_log_moved(&reused), "a reused seq is refused: {reused:?}");
+        let stale = store.commit_group(group_write("g1", 1..=1, "stale")).await;
+        assert!(is_log_moved(&stale), "{stale:?}");
+        // Overlapping the head: not the same write either.
+        let overlap = store.commit_group(group_write("g1", 3..=4, "landed")).await;
+        assert!(is_log_moved(&overlap), "{overlap:?}");
+        store
+            .commit_group(group_write("g1", 2..=3, "landed"))
+            .await
+            .expect("a repeat of the write that landed is applied");
+        let events = store.read_group_events("g1", 0, 10).await.expect("read");
+        assert_eq!(
+            events,
+            [
+                frame("g1", 1, "created"),
+                frame("g1", 2, "landed"),
+                frame("g1", 3, "landed")
+            ],
+            "nothing refused was written"
+        );
+
+        // The same on an account's log, and on its very first write.
+        let mut w = SubscriberWrite::new("a1");
+        w.events.push(frame("a1", 1, "one"));
+        store.commit(w).await.expect("first account write");
+        let mut w = SubscriberWrite::new("a1");
+        w.events.push(frame("a1", 1, "other one"));
+        let again = store.commit(w).await;
+        assert!(is_log_moved(&again), "{again:?}");
+        assert_eq!(
+            store.read_events("a1", 0, 10).await.expect("read"),
+            [frame("a1", 1, "one")]
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_surely_not_applied_gives_its_seqs_back() {
+    on_keyspace(|settings| async move {
+        let store = store(&settings).await;
+        for (seqs, first) in [(1..=1, true), (2..=2, false)] {
+            // Over the node's 1 MiB batch limit (which Cassandra checks on batches of more
+            // than one partition): refused before anything is written.
+            let mut huge = group_write("g1", seqs.clone(), "huge");
+            huge.members_add.push("m1".into());
+            huge.events[0] = group_frame(
+                EventType::GROUP_MESSAGE,
+                "g1",
+                *seqs.start(),
+                &format!("\"{}\"", "x".repeat(1_200_000)),
+            );
+            let refused = store.commit_group(huge).await;
+            assert!(
+                matches!(&refused, Err(StoreError::Backend(t)) if t.contains("Batch too large")),
+                "{refused:?}"
+            );
+            // The reservation was rolled back: the same seqs are free for the next write.
+            store
+                .commit_group(group_write("g1", seqs.clone(), "small"))
+                .await
+                .unwrap_or_else(|e| panic!("seqs given back (first write: {first}): {e}"));
+        }
+        assert_eq!(
+            store.read_group_events("g1", 0, 10).await.expect("read"),
+            [frame("g1", 1, "small"), frame("g1", 2, "small")]
+        );
+    })
+    .await;
+}
