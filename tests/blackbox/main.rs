@@ -2,6 +2,8 @@
 //! test, on 127.0.0.1:0 and a temporary data directory) and talks to it with real HTTP and
 //! WebSocket clients, and to the real peers a release goes to (`chorus_testkit`). Tests run
 //! side by side on the harness's threads; nothing here changes this process's environment.
+//! `CHORUS_TEST_STORE=scylla` (with `CHORUS_TEST_SCYLLA_NODES`) runs every test on the
+//! ScyllaDB store instead of the embedded one: see `support::store`.
 //!
 //! One module per area of the API; `support` holds the helpers, one module per concern.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

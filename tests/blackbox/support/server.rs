@@ -1,7 +1,8 @@
 //! The server under test: the real `chorus` binary on 127.0.0.1:0 and a temporary data
-//! directory, with its output kept for the failure report; SIGKILL, SIGTERM and restarts on
-//! the same data. Each test starts its own process, so tests running side by side in this
-//! one binary share no state, port or environment.
+//! directory (or, on the CQL store, a keyspace of its own: [`super::store`]), with its output
+//! kept for the failure report; SIGKILL, SIGTERM and restarts on the same data. Each test
+//! starts its own process, so tests running side by side in this one binary share no state,
+//! port or environment.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -11,10 +12,15 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use super::store::StoreLease;
+
 /// A running (or stopped) server process bound to a temporary data directory.
 pub struct Server {
     pub addr: String,
     pub data_dir: TempDir,
+    /// The store's data when it is not in `data_dir` (a keyspace); kept across restarts,
+    /// given back after the process is gone (fields drop after [`Drop::drop`]).
+    store: StoreLease,
     extra_args: Vec<String>,
     child: Option<Child>,
     log: Arc<Mutex<Vec<String>>>,
@@ -32,6 +38,7 @@ impl Server {
         let mut server = Server {
             addr: String::new(),
             data_dir,
+            store: StoreLease::take(),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
             log: Arc::new(Mutex::new(Vec::new())),
@@ -51,6 +58,7 @@ impl Server {
             .arg("256")
             .arg("--password-hash-iterations")
             .arg("1")
+            .args(self.store.args())
             .args(&self.extra_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
