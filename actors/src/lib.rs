@@ -22,8 +22,9 @@
 //!   use and finds it again; `subscriber/` (profile, links, friends, activities, devices),
 //!   `group/` (members, bindings) and `community.rs`, each message beside its handler.
 //! - [`store`]: the storage traits the actors need (one change set per actor turn), and their
-//!   conformance suite (`store/conformance.rs`, feature `conformance`: each engine runs it
-//!   with `chorus_actors::conformance_tests!`, one test per check).
+//!   conformance suite (`store/conformance/`, feature `conformance`: the fixture and the macro
+//!   in `mod.rs`, the checks one file per area; each engine runs it with
+//!   `chorus_actors::conformance_tests!`, one test per check).
 //! - [`push`]: events to devices: frames encoded once (`event.rs`, whose [`push::StoredEvent`]
 //!   the store also keeps), connected devices per account (`hub.rs`), the group fan-out
 //!   workers (`fanout.rs`). Uses nothing else of the crate.
