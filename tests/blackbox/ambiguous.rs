@@ -32,6 +32,7 @@ use std::time::Duration;
 use chorus_testkit::cql_node::{Paused, node_pid};
 use reqwest::Method;
 use serde_json::{Value, json};
+use tokio::sync::{Mutex, MutexGuard};
 
 use crate::support::groups::{add_member, create_group, post_message};
 use crate::support::store::on_cql_store;
@@ -48,19 +49,22 @@ const ATTEMPTS: usize = 5;
 
 /// The tests of this module, one at a time: a test's servers time out quickly, so the other
 /// test's pause would fail their requests.
-static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+static ALONE: Mutex<()> = Mutex::const_new(());
 
-/// The local node's pid when this run is on it; otherwise `None`, said in one line.
-fn local_node() -> Option<String> {
+/// A server of this module's (its CQL requests time out after [`TIMEOUT_MS`]), the local
+/// node's pid and this module's turn; `None`, said in one line, when the test is skipped.
+async fn fenced_server() -> Option<(Server, String, MutexGuard<'static, ()>)> {
     if !on_cql_store() {
         println!("skipped: not on the CQL store (CHORUS_TEST_STORE=scylla)");
         return None;
     }
-    let pid = node_pid();
-    if pid.is_none() {
+    let Some(pid) = node_pid() else {
         println!("skipped: no local CQL node pid file (scripts/cql-node, CQL_NODE_DIR)");
-    }
-    pid
+        return None;
+    };
+    let turn = ALONE.lock().await;
+    let server = Server::start_with(&["--scylla-timeout-ms", TIMEOUT_MS]);
+    Some((server, pid, turn))
 }
 
 /// `method path` with `body`, the node paused while the request is under way: the headers
@@ -180,6 +184,19 @@ fn rising(events: &[Value], key: impl Fn(&Value) -> String) -> Vec<String> {
     events.iter().map(key).collect()
 }
 
+/// [`rising`] for a log, shown as `(seq, key)` pairs (with `--nocapture`): which outcome of
+/// the timed-out write this run saw.
+#[track_caller]
+fn shown(what: &str, log: &[Value], key: impl Fn(&Value) -> String) -> Vec<String> {
+    let keys = rising(log, key);
+    let seqs = log.iter().map(|e| e["seq"].as_u64().unwrap());
+    println!(
+        "{what} after the pause: {:?}",
+        seqs.zip(&keys).collect::<Vec<_>>()
+    );
+    keys
+}
+
 /// `keys` (a log's, in order) start with `before` and end with the acknowledged write, hold
 /// the timed-out write at most once, each failed attempt at most once, and nothing else.
 #[track_caller]
@@ -210,9 +227,9 @@ fn pushed_as_stored(frames: &[Value], log: &[Value]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_message_that_times_out_never_overwrites_nor_is_overwritten() {
-    let Some(pid) = local_node() else { return };
-    let _alone = ALONE.lock().await;
-    let s = Server::start_with(&["--scylla-timeout-ms", TIMEOUT_MS]);
+    let Some((s, pid, _turn)) = fenced_server().await else {
+        return;
+    };
     let owner = new_acct(&s, "Fence Owner").await;
     let member = new_acct(&s, "Fence Member").await;
     let gid = create_group(&s, &owner, "Fenced").await;
@@ -235,13 +252,7 @@ async fn a_group_message_that_times_out_never_overwrites_nor_is_overwritten() {
     let text = |e: &Value| e["data"]["text"].as_str().unwrap().to_string();
     let attempts: Vec<String> = (0..=acknowledged).map(attempt).collect();
     let log = group_log(&s, &owner, &gid).await;
-    println!(
-        "group log after the pause: {:?}",
-        log.iter()
-            .map(|e| (e["seq"].as_u64().unwrap(), text(e)))
-            .collect::<Vec<_>>()
-    );
-    let texts = rising(&log, text);
+    let texts = shown("group log", &log, text);
     check_keys(&texts, "before", "paused", &attempts);
     assert_eq!(log.last().unwrap()["data"]["message_id"], json!(message_id));
     assert!(
@@ -271,9 +282,9 @@ async fn a_group_message_that_times_out_never_overwrites_nor_is_overwritten() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_profile_patch_that_times_out_never_overwrites_nor_is_overwritten() {
-    let Some(pid) = local_node() else { return };
-    let _alone = ALONE.lock().await;
-    let s = Server::start_with(&["--scylla-timeout-ms", TIMEOUT_MS]);
+    let Some((s, pid, _turn)) = fenced_server().await else {
+        return;
+    };
     let a = new_acct(&s, "Fence Account").await;
     let (mut device, _) = ws_connect(&s, &a).await;
     let city = |c: &str| json!({"city": c});
@@ -303,17 +314,11 @@ async fn a_profile_patch_that_times_out_never_overwrites_nor_is_overwritten() {
     send_json(&mut replay, &json!({"type": "resume", "since": 0})).await;
     let log = frames_until(&mut replay, |f| f["seq"] == json!(newest)).await;
     let changed = |e: &Value| e["data"]["changes"]["city"].as_str().unwrap().to_string();
-    println!(
-        "account log after the pause: {:?}",
-        log.iter()
-            .map(|e| (e["seq"].as_u64().unwrap(), changed(e)))
-            .collect::<Vec<_>>()
-    );
     assert!(
         log.iter().all(|e| e["type"] == "profile.updated"),
         "{log:?}"
     );
-    let cities = rising(&log, changed);
+    let cities = shown("account log", &log, changed);
     check_keys(&cities, "before", "paused", &attempts);
 
     let frames = frames_until(&mut device, |f| {
