@@ -7,12 +7,15 @@
 //! - [`smtp`]: the real SMTP server aiosmtpd (`smtp_sink.py` beside this crate's manifest)
 //!   standing in for a relay; skipped when aiosmtpd is missing unless
 //!   `CHORUS_REQUIRE_SMTP_SINK` is set.
+//! - [`cql_node`]: the local CQL node of `scripts/cql-node`, found by its pid file and paused
+//!   with SIGSTOP, for the tests of a write whose answer times out and which lands later.
 //!
 //! A dev-dependency only; it knows nothing of Chorus's own types, so the `chorus` crate's
 //! unit tests can use it without a dependency cycle.
 // A test peer reports a broken setup by panicking, like the tests that use it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cql_node;
 pub mod receiver;
 pub mod smtp;
 

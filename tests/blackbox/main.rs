@@ -11,6 +11,7 @@
 mod support;
 
 mod accounts;
+mod ambiguous;
 mod bindings;
 mod conventions;
 mod durability;

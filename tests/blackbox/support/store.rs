@@ -67,6 +67,12 @@ fn test_store() -> &'static TestStore {
     })
 }
 
+/// Whether this run's servers use the CQL store (`CHORUS_TEST_STORE=scylla`), for the few
+/// tests that are about that store only.
+pub fn on_cql_store() -> bool {
+    matches!(test_store(), TestStore::Scylla { .. })
+}
+
 /// What a server holds of the store for its lifetime: nothing with fjall (its data directory
 /// is the server's own), a leased keyspace with scylla.
 pub struct StoreLease {

@@ -2,60 +2,21 @@
 //! SIGSTOP while a write is on its way, so the write times out on the client and lands when
 //! the node resumes, as in docs/cql-node-findings.md, finding 2. Skipped unless
 //! `CHORUS_SCYLLA_NODES` is set and the node's pid file is found (`$CQL_NODE_DIR/node.pid`,
-//! default `<repo>/.cql-node/node.pid`). Other tests of the run only wait out the pause.
+//! default `<repo>/.cql-node/node.pid`: `chorus_testkit::cql_node`). Other tests of the run
+//! only wait out the pause.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chorus_actors::model::GroupRecord;
 use chorus_actors::store::{GroupStore, GroupWrite};
+use chorus_testkit::cql_node::{Paused, node_pid};
 
 use super::super::commit::BatchOutcome;
 use super::super::fence::Reservation;
 use super::super::{ScyllaSettings, ScyllaStore};
 use super::node::{frame, group_write, is_log_moved};
 use super::on_keyspace;
-
-/// The local node's JVM, paused for as long as this lives (resumed on drop, panics included).
-struct Paused(String);
-
-impl Paused {
-    fn node(pid: &str) -> Paused {
-        signal("-STOP", pid);
-        Paused(pid.to_owned())
-    }
-}
-
-impl Drop for Paused {
-    fn drop(&mut self) {
-        signal("-CONT", &self.0);
-    }
-}
-
-fn signal(which: &str, pid: &str) {
-    let status = Command::new("kill")
-        .args([which, pid])
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill {which} {pid}");
-}
-
-/// The pid of the local node, if this run is against it.
-fn node_pid() -> Option<String> {
-    let dir = std::env::var_os("CQL_NODE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cql-node"));
-    let pid = std::fs::read_to_string(dir.join("node.pid")).ok()?;
-    let pid = pid.trim().to_owned();
-    let alive = Command::new("kill")
-        .args(["-0", &pid])
-        .status()
-        .ok()?
-        .success();
-    alive.then_some(pid)
-}
 
 /// A store whose requests time out after `ms`.
 async fn impatient(settings: &ScyllaSettings, ms: u64) -> ScyllaStore {
