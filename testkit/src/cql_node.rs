@@ -4,14 +4,26 @@
 //! (`src/store/scylla/tests/ambiguous.rs`) and the black-box one (`tests/blackbox/ambiguous.rs`).
 //!
 //! The node is found by its pid file, `$CQL_NODE_DIR/node.pid` (default
-//! `<repo>/.cql-node/node.pid`, where the script puts it); a test without one skips.
+//! `<repo>/.cql-node/node.pid`, where the script puts it); a test without one skips, unless
+//! `CHORUS_REQUIRE_CQL_NODE` is set (as `.ci/run` does), where a missing node fails it.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 
 /// The pid of the local node's JVM, if its pid file names a live Cassandra process.
+///
+/// # Panics
+/// When there is none and `CHORUS_REQUIRE_CQL_NODE` is set: CI must not pass by skipping.
 pub fn node_pid() -> Option<String> {
+    let pid = find_pid();
+    if pid.is_none() && std::env::var_os("CHORUS_REQUIRE_CQL_NODE").is_some() {
+        panic!("CHORUS_REQUIRE_CQL_NODE is set but no live CQL node pid file was found");
+    }
+    pid
+}
+
+fn find_pid() -> Option<String> {
     let dir = std::env::var_os("CQL_NODE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cql-node"));
