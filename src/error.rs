@@ -95,6 +95,11 @@ impl ResponseError for Error {
         if let Error::RateLimited(secs) = self {
             builder.insert_header(("Retry-After", secs.to_string()));
         }
+        // Overload (the fan-out budget spent) or an actor briefly out of reach: come back
+        // in a second.
+        if let Error::Domain(Domain::Unavailable(_)) = self {
+            builder.insert_header(("Retry-After", "1"));
+        }
         if let Error::Unauthorized = self {
             builder.insert_header(("WWW-Authenticate", "Bearer"));
         }

@@ -57,7 +57,12 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer, web};
+use actix_http::HttpService;
+use actix_service::{
+    IntoServiceFactory, ServiceFactoryExt as _, fn_factory, fn_service, map_config,
+};
+use actix_web::dev::AppConfig;
+use actix_web::{App, web};
 use chorus_actors::store::Store;
 use chorus_actors::{ActorConfig, Chorus};
 use tokio::sync::watch;
@@ -68,6 +73,48 @@ use crate::connectors::{ConnectorSettings, Connectors};
 use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::store::{FjallStore, ScyllaStore};
+
+/// The HTTP server on `listener`: actix-web's routes, and WebSocket upgrades handed with
+/// their socket to [`ws::upgrade`] on the worker thread that accepted them (built from
+/// actix-server and actix-http directly, because actix-web's `HttpServer` does not let a
+/// handler own its socket). The defaults are those of `HttpServer`.
+fn serve(listener: TcpListener, state: AppState, config: &Config) -> Result<actix_server::Server> {
+    let body_limit = config.body_limit;
+    let server = actix_server::Server::build()
+        .workers(config.workers)
+        .disable_signals()
+        .shutdown_timeout(5)
+        .backlog(1024)
+        .listen("chorus", listener, move || {
+            let upgrade_state = state.clone();
+            let app_state = state.clone();
+            let app = App::new()
+                .app_data(web::Data::new(app_state))
+                .configure(|cfg| http::configure(cfg, body_limit))
+                .into_factory()
+                .map_err(|err| err.error_response());
+            HttpService::build()
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .upgrade(fn_factory(move || {
+                    let state = upgrade_state.clone();
+                    async move {
+                        Ok::<_, ()>(fn_service(move |(req, framed)| {
+                            let state = state.clone();
+                            async move {
+                                ws::upgrade(state, req, framed).await;
+                                Ok::<_, actix_web::Error>(())
+                            }
+                        }))
+                    }
+                }))
+                .finish(map_config(app, |_| AppConfig::default()))
+                .tcp()
+        })
+        .map_err(|e| Error::Internal(format!("listen: {e}")))?
+        .run();
+    Ok(server)
+}
 
 /// Serves on `listener` until `shutdown` resolves, then stops taking connections, closes
 /// every WebSocket with 1001, stops the actors and flushes the store. Must run inside an
@@ -112,6 +159,7 @@ pub async fn run(
             idle_timeout: config.idle_timeout,
             arbiters: config.workers,
             binding_request_ttl: config.binding_request_ttl,
+            fanout_budget: config.fanout_budget,
         },
     );
     let connectors = Arc::new(Connectors::new(&ConnectorSettings {
@@ -144,18 +192,7 @@ pub async fn run(
     let addr = listener
         .local_addr()
         .map_err(|e| Error::Internal(e.to_string()))?;
-    let body_limit = config.body_limit;
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(web::Data::new(state.clone()))
-            .configure(|cfg| http::configure(cfg, body_limit))
-    })
-    .workers(config.workers)
-    .disable_signals()
-    .shutdown_timeout(5)
-    .listen(listener)
-    .map_err(|e| Error::Internal(format!("listen: {e}")))?
-    .run();
+    let server = serve(listener, state, &config)?;
     let handle = server.handle();
     tracing::info!(
         "chorus listening on http://{addr} (store: {store_desc}; platforms: {})",

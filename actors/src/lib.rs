@@ -55,6 +55,6 @@ pub mod push;
 pub mod release;
 pub mod store;
 
-pub use actor::env::ActorConfig;
+pub use actor::env::{ActorConfig, DEFAULT_FANOUT_BUDGET};
 pub use error::{Error, Result, StoreError};
 pub use ops::Chorus;

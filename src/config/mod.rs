@@ -147,6 +147,8 @@ pub struct Config {
     pub body_limit: usize,
     pub ws_max_frame: usize,
     pub ws_mailbox: usize,
+    pub ws_write_timeout: Duration,
+    pub fanout_budget: usize,
     pub idle_timeout: Duration,
     pub password_hash: PasswordHashCost,
     pub login_attempts_per_account: u32,
@@ -187,6 +189,8 @@ impl From<Settings> for Config {
             body_limit: s.body_limit,
             ws_max_frame: s.ws_max_frame,
             ws_mailbox: s.ws_mailbox,
+            ws_write_timeout: Duration::from_millis(s.ws_write_timeout_ms),
+            fanout_budget: s.fanout_budget,
             idle_timeout: Duration::from_secs(s.idle_timeout_secs),
             password_hash: PasswordHashCost {
                 memory_kib: s.password_hash_memory_kib,
@@ -247,6 +251,12 @@ impl Config {
         }
         if self.ws_mailbox == 0 {
             return bad("ws_mailbox must be at least 1");
+        }
+        if self.ws_write_timeout.is_zero() {
+            return bad("ws_write_timeout_ms must be at least 1");
+        }
+        if self.fanout_budget == 0 {
+            return bad("fanout_budget must be at least 1");
         }
         if self.idle_timeout.is_zero() {
             return bad("idle_timeout_secs must be at least 1");

@@ -77,6 +77,15 @@ pub struct Settings {
     /// Events queued per connection before a slow reader is closed with 1013.
     #[arg(long, env = "CHORUS_WS_MAILBOX", default_value_t = 1024)]
     pub ws_mailbox: usize,
+    /// Milliseconds a WebSocket may refuse bytes (a reader that stopped reading) before its
+    /// TCP connection is dropped; also the most a closing connection waits for its close
+    /// frame to go out.
+    #[arg(long, env = "CHORUS_WS_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub ws_write_timeout_ms: u64,
+    /// Recipients of group events handed to the I/O threads and not yet written to their
+    /// sockets, past which publishing answers 503 `unavailable` with `Retry-After`.
+    #[arg(long, env = "CHORUS_FANOUT_BUDGET", default_value_t = chorus_actors::DEFAULT_FANOUT_BUDGET)]
+    pub fanout_budget: usize,
     /// Seconds without activity after which an account's actor passivates.
     #[arg(long, env = "CHORUS_IDLE_TIMEOUT_SECS", default_value_t = 300)]
     pub idle_timeout_secs: u64,

@@ -10,7 +10,7 @@
 
 use std::pin::Pin;
 
-use actix_web::dev::Payload;
+use actix_web::dev::{Payload, RequestHead};
 use actix_web::{FromRequest, HttpRequest, web};
 use chorus_actors::model::{CommunityId, Revoker};
 
@@ -24,7 +24,11 @@ const MAX_CREDENTIAL: usize = 256;
 /// The bearer credential of a request: `Authorization: Bearer` or, where `allow_query` (the
 /// WebSocket handshake, whose clients cannot always set headers), `?token=`.
 fn bearer(req: &HttpRequest, allow_query: bool) -> Option<String> {
-    if let Some(value) = req.headers().get("authorization") {
+    bearer_of(req.head(), allow_query)
+}
+
+fn bearer_of(req: &RequestHead, allow_query: bool) -> Option<String> {
+    if let Some(value) = req.headers.get("authorization") {
         let text = value.to_str().ok()?;
         let (scheme, token) = text.split_once(' ')?;
         return scheme
@@ -33,7 +37,9 @@ fn bearer(req: &HttpRequest, allow_query: bool) -> Option<String> {
     }
     if allow_query {
         return req
-            .query_string()
+            .uri
+            .query()
+            .unwrap_or_default()
             .split('&')
             .find_map(|pair| pair.strip_prefix("token=").map(|t| t.to_owned()));
     }
@@ -84,8 +90,8 @@ impl FromRequest for Authed {
 }
 
 /// The account of a WebSocket handshake: its token from the header or `?token=`.
-pub async fn ws_account(state: &AppState, req: &HttpRequest) -> Result<String> {
-    let token = bearer(req, true).ok_or(Error::Unauthorized)?;
+pub async fn ws_account(state: &AppState, req: &RequestHead) -> Result<String> {
+    let token = bearer_of(req, true).ok_or(Error::Unauthorized)?;
     account_of(state, &token).await
 }
 

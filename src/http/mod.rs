@@ -153,7 +153,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
                 .configure(friends::routes)
                 .configure(groups::routes)
                 .configure(communities::routes)
-                .route("/ws", web::get().to(crate::ws::connect)),
+                .route("/ws", web::get().to(crate::ws::not_upgraded)),
         )
         .default_service(web::to(not_found));
 }

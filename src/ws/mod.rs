@@ -1,59 +1,56 @@
 //! The WebSocket session of one device: `GET /v1/ws`.
 //!
-//! A connection is two halves. The response body (`body::MailboxBody`) owns the socket's
-//! write side: it drains the device's bounded mailbox ([`WsOutlet`], fed by the account actor
-//! and the fan-out workers with `try_send`) and a control channel, and encodes everything
-//! waiting into one buffer per write. The reader task (`Connection`) owns the read side:
-//! client frames (`resume`, `ping`, errors), heartbeats, the slow-reader and shutdown
-//! signals; it speaks to the body through the control channel only.
+//! actix-http hands every request with `Upgrade: websocket` to [`upgrade`] together with its
+//! socket. After the token check and the `101` answer the socket belongs to this module, on
+//! the worker thread that accepted it: actix-http's 8 KiB read and write buffers are let go,
+//! and an idle connection holds no buffer at all. Two parts serve it:
+//! - the thread's [`shard::Shard`] writes every live frame: group events from the fan-out
+//!   lane, account events from the device's [`WsOutlet`], many frames per `write`;
+//! - the connection's [`session::Session`] reads client frames (`resume`, `ping`, errors),
+//!   pings, replays, and waits on the socket when it blocks.
 //!
-//! A full mailbox means the device stopped reading: the outlet raises `too_slow` and the
-//! reader task closes the connection with 1013; the device resumes later from its `seq`.
-//! `resume` replays the account's log from the store through the control channel while live
-//! events wait in the mailbox; the body drops any account event at or below the last `seq`
-//! it sent, so replay-then-live has no gap and no duplicate.
+//! A device that stops reading is closed with 1013 once more frames than the mailbox holds
+//! wait for it, and its TCP connection is dropped when the close frame cannot go out within
+//! the write timeout; the device resumes later from its `seq`. `resume` replays the account's
+//! log while live frames wait, and the account events at or below the last `seq` sent are
+//! dropped, so replay-then-live has no gap and no duplicate.
 
-mod body;
-mod reader;
+pub mod frames;
+mod session;
+pub mod shard;
 
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
-use actix_http::body::{BodyStream, MessageBody};
-use actix_http::ws::{CloseCode, CloseReason};
-use actix_web::{HttpRequest, HttpResponse, web};
-use bytestring::ByteString;
-use chorus_actors::model::limits::MAX_EVENTS_PAGE;
-use chorus_actors::push::{Outlet, Pushed, StoredEvent};
-use serde_json::{Value, json};
-use tokio::sync::{Notify, mpsc};
+use actix_codec::Framed;
+use actix_http::body::{BodySize, MessageBody};
+use actix_http::{ConnectionType, Method, Request, Response, h1};
+use actix_rt::net::TcpStream;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use chorus_actors::push::{Job, Lane, Outlet, Pushed, StoredEvent};
+use futures_util::SinkExt;
+use serde_json::json;
+use tokio::sync::Notify;
 
-use self::body::{Control, MailboxBody};
-use self::reader::{FrameReader, Incoming, ReadError};
+use self::frames::FrameReader;
+use self::session::Session;
+use self::shard::{Limits, Shard};
 use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::http::auth::ws_account;
 
+/// The one path that upgrades.
+pub const PATH: &str = "/v1/ws";
+
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
-/// Frames the reader task may queue for the body before it waits.
-const CONTROL_CAPACITY: usize = 64;
-
-/// What waits in a device's mailbox.
-#[derive(Debug, Clone)]
-pub enum Outbound {
-    /// An event of the account's own log (deduplicated by `seq` against `resume`).
-    Account(StoredEvent),
-    /// A group event frame, shared with every other member's devices.
-    Shared(ByteString),
-}
-
-/// The push end of a connection, held in the hub.
+/// The push end of a connection, held in the hub: account events go to the lane of the
+/// thread that owns the socket.
 pub struct WsOutlet {
     id: u64,
-    mailbox: mpsc::Sender<Outbound>,
-    /// Raised when the mailbox overflowed: the session closes with 1013.
+    lane: Lane,
+    /// Raised when the lane was full: the device missed an event and must resume.
     too_slow: Arc<Notify>,
 }
 
@@ -63,221 +60,111 @@ impl Outlet for WsOutlet {
     }
 
     fn push(&self, event: &StoredEvent) -> Pushed {
-        self.queue(Outbound::Account(event.clone()))
-    }
-
-    fn push_shared(&self, frame: &ByteString) -> Pushed {
-        self.queue(Outbound::Shared(frame.clone()))
-    }
-}
-
-impl WsOutlet {
-    /// A new outlet with a mailbox of `capacity` frames. Answers the receiving end and the
-    /// signal raised when the mailbox overflows.
-    pub fn new(capacity: usize) -> (Arc<Self>, mpsc::Receiver<Outbound>, Arc<Notify>) {
-        let (tx, rx) = mpsc::channel(capacity);
-        let too_slow = Arc::new(Notify::new());
-        let outlet = Arc::new(WsOutlet {
-            id: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
-            mailbox: tx,
-            too_slow: too_slow.clone(),
-        });
-        (outlet, rx, too_slow)
-    }
-
-    /// Never blocks: a full mailbox means the device is too slow, and it is told to go.
-    fn queue(&self, item: Outbound) -> Pushed {
-        match self.mailbox.try_send(item) {
+        let job = Job::Account {
+            device: self.id,
+            event: event.clone(),
+        };
+        match self.lane.try_send(job) {
             Ok(()) => Pushed::Queued,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
                 self.too_slow.notify_one();
                 Pushed::Gone
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Pushed::Gone,
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Pushed::Gone,
         }
     }
 }
 
-/// Upgrades after checking the token (401 before the upgrade otherwise).
-pub async fn connect(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse> {
-    let account = ws_account(&state, &req).await?;
-    let mut handshake = actix_http::ws::handshake(req.head())
-        .map_err(|e| Error::invalid(format!("not a WebSocket handshake: {e}")))?;
-    let (outlet, mailbox, too_slow) = WsOutlet::new(state.config.ws_mailbox);
-    let id = outlet.id;
-    let seq = state.chorus.attach(&account, outlet).await?;
+/// `GET /v1/ws` without `Upgrade: websocket`: the token is checked first (401), then the
+/// request is refused as not a handshake (400).
+pub async fn not_upgraded(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {
+    ws_account(&state, req.head()).await?;
+    Err(Error::invalid(
+        "not a WebSocket handshake: Upgrade: websocket is missing",
+    ))
+}
+
+/// Every request actix-http sees with `Upgrade: websocket` (or `CONNECT`) comes here with its
+/// socket. Only `GET /v1/ws` upgrades; the rest get the contract's error and the connection
+/// is closed.
+pub async fn upgrade(state: AppState, req: Request, mut framed: Framed<TcpStream, h1::Codec>) {
+    if req.path() != PATH || req.method() != Method::GET {
+        let unrouted = Error::Domain(chorus_actors::Error::NotFound("route"));
+        return refuse(&mut framed, unrouted).await;
+    }
+    let account = match ws_account(&state, req.head()).await {
+        Ok(account) => account,
+        Err(e) => return refuse(&mut framed, e).await,
+    };
+    let accept = match actix_http::ws::handshake(req.head()) {
+        Ok(mut accept) => accept.finish().drop_body(),
+        Err(e) => {
+            let e = Error::invalid(format!("not a WebSocket handshake: {e}"));
+            return refuse(&mut framed, e).await;
+        }
+    };
+    if let Err(e) = framed.send((accept, BodySize::None).into()).await {
+        tracing::debug!(error = %e, "WebSocket handshake not sent");
+        return;
+    }
+    let parts = framed.into_parts();
+    let stream = Rc::new(parts.io);
+    let limits = Limits {
+        mailbox: state.config.ws_mailbox,
+    };
+    let shard = Shard::here(state.chorus.fanout(), limits);
+    let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+    let account: Arc<str> = Arc::from(account);
+    let wake = Rc::new(Notify::new());
+    let slot = shard.register(id, account.clone(), stream.clone(), wake.clone());
+    let too_slow = Arc::new(Notify::new());
+    let outlet = Arc::new(WsOutlet {
+        id,
+        lane: shard.lane().clone(),
+        too_slow: too_slow.clone(),
+    });
+    let seq = match state.chorus.attach(&account, outlet).await {
+        Ok(seq) => seq,
+        Err(e) => {
+            tracing::warn!(%account, error = %e, "device not attached");
+            shard.unregister(slot);
+            return;
+        }
+    };
     tracing::debug!(%account, connection = id, seq, "device connected");
-    let hello = json!({"type": "hello", "account_id": account, "seq": seq}).to_string();
-    let (control, control_rx) = mpsc::channel(CONTROL_CAPACITY);
-    let body = MailboxBody::new(&hello, seq, control_rx, mailbox);
-    let conn = Connection {
+    let hello = json!({"type": "hello", "account_id": &*account, "seq": seq}).to_string();
+    shard.with(slot, |c| c.hello(&hello, seq, &limits));
+    let mut reader = FrameReader::new(state.config.ws_max_frame);
+    reader.feed(&parts.read_buf);
+    Session {
         id,
         account,
-        state: state.get_ref().clone(),
-        control,
+        state,
+        shard,
+        slot,
+        stream,
+        wake,
         too_slow,
+        reader,
+    }
+    .run()
+    .await;
+}
+
+/// Answers `error` in the contract's shape and closes the connection.
+async fn refuse(framed: &mut Framed<TcpStream, h1::Codec>, error: Error) {
+    let response: Response<_> = error.error_response().into();
+    let (mut head, body) = response.into_parts();
+    let body = body.try_into_bytes().unwrap_or_default();
+    head.head_mut().set_connection_type(ConnectionType::Close);
+    let head = head.drop_body();
+    let size = BodySize::Sized(body.len() as u64);
+    let sent = async {
+        framed.feed((head, size).into()).await?;
+        framed.feed(h1::Message::Chunk(Some(body))).await?;
+        framed.send(h1::Message::Chunk(None)).await
     };
-    let reader = FrameReader::new(payload, state.config.ws_max_frame);
-    actix_web::rt::spawn(conn.run(reader));
-    let response = handshake
-        .message_body(BodyStream::new(body).boxed())
-        .map_err(|e| Error::Internal(format!("WebSocket response: {e}")))?;
-    Ok(response.into())
-}
-
-/// The reader half of a connection.
-struct Connection {
-    id: u64,
-    account: String,
-    state: AppState,
-    control: mpsc::Sender<Control>,
-    too_slow: Arc<Notify>,
-}
-
-/// How a session ends.
-enum End {
-    Close(CloseCode, &'static str),
-    /// The peer is gone, or closed first.
-    Gone,
-}
-
-impl Connection {
-    async fn run(self, mut reader: FrameReader) {
-        let mut shutdown = self.state.shutdown.clone();
-        let mut heartbeat = tokio::time::interval(self.state.config.ws_heartbeat);
-        heartbeat.tick().await;
-        let mut last_heard = Instant::now();
-        let end = loop {
-            let step = tokio::select! {
-                biased;
-                _ = self.too_slow.notified() => Some(End::Close(CloseCode::Again, "too slow: resume to catch up")),
-                _ = shutdown.changed() => Some(End::Close(CloseCode::Away, "server shutting down")),
-                incoming = reader.next() => {
-                    last_heard = Instant::now();
-                    self.on_incoming(incoming).await
-                }
-                _ = heartbeat.tick() => {
-                    if last_heard.elapsed() > self.state.config.ws_client_timeout {
-                        Some(End::Close(CloseCode::Away, "no frame from client in time"))
-                    } else {
-                        self.send(Control::Ping).await
-                    }
-                }
-            };
-            if let Some(end) = step {
-                break end;
-            }
-        };
-        if let End::Close(code, why) = end {
-            tracing::debug!(account = %self.account, connection = self.id, ?code, why, "closing device");
-            // If the body has no room the device is not reading; dropping the control
-            // channel below ends the body anyway.
-            let _ = self.control.try_send(Control::Close(CloseReason {
-                code,
-                description: Some(why.to_owned()),
-            }));
-        }
-        if let Err(e) = self.state.chorus.detach(&self.account, self.id).await {
-            tracing::debug!(account = %self.account, error = %e, "detach after disconnect");
-        }
-    }
-
-    /// Queues a frame for the body; a body that is gone ends the session.
-    async fn send(&self, control: Control) -> Option<End> {
-        self.control.send(control).await.err().map(|_| End::Gone)
-    }
-
-    async fn send_error(&self, code: &str, message: String) -> Option<End> {
-        let frame = json!({"type": "error", "error": {"code": code, "message": message}});
-        self.send(Control::Text(frame.to_string().into())).await
-    }
-
-    async fn on_incoming(&self, incoming: Option<Result<Incoming, ReadError>>) -> Option<End> {
-        match incoming {
-            None => Some(End::Gone),
-            Some(Err(ReadError::TooLarge)) => Some(End::Close(CloseCode::Size, "frame too large")),
-            Some(Err(ReadError::InvalidUtf8)) => Some(End::Close(
-                CloseCode::Invalid,
-                "text frame is not valid UTF-8",
-            )),
-            Some(Err(ReadError::Protocol(e))) => {
-                tracing::debug!(account = %self.account, error = %e, "protocol error");
-                Some(End::Close(CloseCode::Protocol, "protocol error"))
-            }
-            Some(Ok(Incoming::Ping(bytes))) => self.send(Control::Pong(bytes)).await,
-            Some(Ok(Incoming::Pong)) => None,
-            Some(Ok(Incoming::Close)) => Some(End::Close(CloseCode::Normal, "bye")),
-            Some(Ok(Incoming::Binary)) => {
-                self.send_error("bad_frame", "frames are JSON text".into())
-                    .await
-            }
-            Some(Ok(Incoming::Text(text))) => self.on_text(&text).await,
-        }
-    }
-
-    async fn on_text(&self, text: &str) -> Option<End> {
-        let Ok(Value::Object(frame)) = serde_json::from_str::<Value>(text) else {
-            return self
-                .send_error("bad_frame", "a client frame is a JSON object".into())
-                .await;
-        };
-        match frame.get("type").and_then(Value::as_str) {
-            Some("ping") => self.send(Control::Text(r#"{"type":"pong"}"#.into())).await,
-            Some("resume") => match frame.get("since").and_then(Value::as_u64) {
-                Some(since) => self.resume(since).await,
-                None => {
-                    self.send_error(
-                        "bad_frame",
-                        "resume needs \"since\": a non-negative integer".into(),
-                    )
-                    .await
-                }
-            },
-            Some(other) => {
-                let msg = format!("unknown frame type {other:?}; known: resume, ping");
-                self.send_error("unknown_type", msg).await
-            }
-            None => {
-                self.send_error("bad_frame", "a client frame needs a string \"type\"".into())
-                    .await
-            }
-        }
-    }
-
-    /// Replays stored events after `since`, page by page, while live events wait.
-    async fn resume(&self, since: u64) -> Option<End> {
-        if let Some(end) = self.send(Control::BeginReplay { since }).await {
-            return Some(end);
-        }
-        let mut after = since;
-        loop {
-            let page = self.state.chorus.read_events(&self.account, after).await;
-            let page = match page {
-                Ok(page) => page,
-                Err(e) => {
-                    tracing::warn!(account = %self.account, error = %e, "resume failed");
-                    if let Some(end) = self.send(Control::EndReplay).await {
-                        return Some(end);
-                    }
-                    return self
-                        .send_error("unavailable", "history could not be read; retry".into())
-                        .await;
-                }
-            };
-            let full = page.len() == MAX_EVENTS_PAGE;
-            for event in page {
-                after = event.seq;
-                if let Some(end) = self.send(Control::Replayed(event)).await {
-                    return Some(end);
-                }
-            }
-            if !full {
-                return self.send(Control::EndReplay).await;
-            }
-        }
+    if let Err(e) = sent.await {
+        tracing::debug!(error = %e, "refusal not sent");
     }
 }

@@ -12,6 +12,7 @@ mod support;
 
 mod accounts;
 mod ambiguous;
+mod backpressure;
 mod bindings;
 mod conventions;
 mod durability;

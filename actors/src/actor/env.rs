@@ -9,15 +9,22 @@ use crate::model::{ActivityRecord, ReleaseRecord};
 use crate::push::{Fanout, Hub};
 use crate::store::Store;
 
+/// The default of [`ActorConfig::fanout_budget`]: about a quarter of a second of deliveries
+/// at this server's pace on two cores.
+pub const DEFAULT_FANOUT_BUDGET: usize = 256 * 1024;
+
 /// How actors run.
 #[derive(Debug, Clone)]
 pub struct ActorConfig {
     /// An actor with no device and no message for this long passivates.
     pub idle_timeout: Duration,
-    /// Threads the actors run on, and fan-out workers.
+    /// Threads the actors run on.
     pub arbiters: usize,
     /// How long a binding request stays pending.
     pub binding_request_ttl: Duration,
+    /// Recipients of group events in flight (handed to the I/O threads, not yet written to
+    /// sockets) past which publishing answers 503 `unavailable` ([`crate::push::Fanout`]).
+    pub fanout_budget: usize,
 }
 
 impl Default for ActorConfig {
@@ -26,6 +33,7 @@ impl Default for ActorConfig {
             idle_timeout: Duration::from_secs(300),
             arbiters: std::thread::available_parallelism().map_or(2, |n| n.get()),
             binding_request_ttl: Duration::from_secs(7 * 24 * 3600),
+            fanout_budget: DEFAULT_FANOUT_BUDGET,
         }
     }
 }

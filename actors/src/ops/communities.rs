@@ -64,6 +64,7 @@ impl Chorus {
         kind: String,
         text: String,
     ) -> Result<DynamicRecord> {
+        self.admit_publish()?;
         let (dynamic, groups) = self
             .directory
             .ask_community(

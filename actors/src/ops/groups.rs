@@ -88,6 +88,7 @@ impl Chorus {
         group_id: &str,
         text: String,
     ) -> Result<MessageRecord> {
+        self.admit_publish()?;
         self.directory
             .ask_group(
                 group_id,

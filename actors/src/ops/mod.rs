@@ -51,7 +51,7 @@ impl Chorus {
     /// `System` (it starts the actor threads and the fan-out workers).
     pub fn new(store: Arc<dyn Store>, config: ActorConfig) -> Self {
         let hub = Arc::new(Hub::default());
-        let fanout = Arc::new(Fanout::new(hub.clone(), config.arbiters.max(1)));
+        let fanout = Arc::new(Fanout::new(config.fanout_budget));
         let env = Env {
             store,
             hub,
@@ -63,6 +63,22 @@ impl Chorus {
             directory: Directory::new(env),
             releaser: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// The lanes to the I/O threads: each thread that owns sockets opens one.
+    pub fn fanout(&self) -> &Arc<Fanout> {
+        &self.directory.env().fanout
+    }
+
+    /// Refuses a publish while the fan-out budget is spent (503 `unavailable` with
+    /// `Retry-After`), before anything is stored: overload pushes back on publishers.
+    fn admit_publish(&self) -> Result<()> {
+        if self.directory.env().fanout.busy() {
+            return Err(crate::Error::Unavailable(
+                "fan-out is saturated: retry shortly".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Starts the Releaser on its own thread and has it pick up every release the store

@@ -96,18 +96,17 @@ pub enum Pushed {
     Gone,
 }
 
-/// A device (connection) that events for one account are pushed to.
+/// A device (connection) that events of one account's own log are pushed to. Group events
+/// do not pass here: they reach the device's I/O thread through the fan-out lanes.
 ///
 /// `push` must never block or await: it is called from inside the account's actor for
-/// every device. Implementations queue into a bounded mailbox and, when it is full, close the
+/// every device. Implementations queue into a bounded queue and, when it is full, close the
 /// connection with 1013 and answer [`Pushed::Gone`]; the device catches up with `resume`.
 pub trait Outlet: Send + Sync + 'static {
     /// A process-unique id of this connection, used to detach it.
     fn id(&self) -> u64;
     /// Queues one event of the account's own log (the device drops any `seq` it has sent).
     fn push(&self, event: &StoredEvent) -> Pushed;
-    /// Queues one frame shared by many recipients (a group event), written as is.
-    fn push_shared(&self, frame: &ByteString) -> Pushed;
 }
 
 #[cfg(test)]

@@ -1,198 +1,294 @@
-//! The fan-out workers: group events reach members' devices from here, never from the group
-//! actor.
+//! The fan-out seam: how group events and account events leave the actors for the threads
+//! that own the sockets.
 //!
-//! The actor keeps its members split into [`PARTITIONS`] lists by a stable hash of the
-//! account id and hands each non-empty list, with the shared frame, to the worker
-//! `partition % workers`. A member is always in the same partition, so the same worker pushes
-//! all of a group's events to it, in order; the cost per recipient is one table lookup and one
-//! `try_send` of a reference-counted buffer.
+//! Every I/O thread opens one [`Lane`] (a bounded queue) when it starts. A group event is one
+//! [`Job::Group`] per lane, carrying the shared frame and a snapshot of the member list: the
+//! thread walks the members, finds those with a socket on it (a lookup by the precomputed
+//! [`Member::key`]), appends the frame to each socket's buffer and flushes each socket once
+//! per pass. So the cost of a group event on the actor's side is one `try_send` per thread,
+//! whatever the group's size; nothing per recipient is allocated, locked or reference
+//! counted. An account event goes to the lane of the thread owning each device
+//! ([`Job::Account`], sent by that device's [`Outlet`](super::Outlet)).
+//!
+//! Bounded end to end: the lanes are bounded queues, and the recipients of group events
+//! handed over but not yet written to their sockets are counted against a budget. Publishing
+//! endpoints ask [`Fanout::busy`] before they store anything and answer 503 `unavailable`
+//! with `Retry-After` while the budget is spent, so overload pushes back on publishers
+//! instead of growing latency and memory. A later cluster transport feeds the same lanes
+//! with events from other nodes.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, mpsc};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 
 use bytestring::ByteString;
+use tokio::sync::{mpsc, oneshot};
 
-use super::hub::Hub;
+use super::event::StoredEvent;
 
-/// Partitions of a group's member list.
+/// Partitions of a group's member list: a membership change copies one partition, not the
+/// whole list.
 pub const PARTITIONS: usize = 64;
 
-/// A member list partition, shared with the workers (copy-on-write in the group actor).
-pub type Partition = Arc<Vec<Arc<str>>>;
+/// Jobs one lane holds before it sheds (a backstop: the budget keeps it far from full).
+pub const LANE_CAPACITY: usize = 8192;
 
-/// The partition an account falls in: SipHash with fixed keys, stable for the process.
-pub fn partition_of(account: &str) -> usize {
+/// A member of a group as the I/O threads see it.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// [`member_key`] of `id`, computed once when the member is added.
+    pub key: u64,
+    pub id: Arc<str>,
+}
+
+/// One partition of a member list.
+pub type Partition = Arc<Vec<Member>>;
+
+/// A snapshot of a group's member list, shared by every job of every event until the
+/// membership changes.
+pub type Members = Arc<Vec<Partition>>;
+
+/// The key an account is found by on an I/O thread: SipHash with fixed keys, so it is the
+/// same in every thread and for the whole process.
+pub fn member_key(account: &str) -> u64 {
     let mut h = DefaultHasher::new();
     account.hash(&mut h);
-    (h.finish() % PARTITIONS as u64) as usize
+    h.finish()
 }
 
-/// Splits `members` into [`PARTITIONS`] lists by [`partition_of`].
-pub fn partition(members: impl IntoIterator<Item = Arc<str>>) -> Vec<Partition> {
-    let mut parts: Vec<Vec<Arc<str>>> = vec![Vec::new(); PARTITIONS];
-    for m in members {
-        parts[partition_of(&m)].push(m);
+/// A group's member list, kept by the group actor: the partitions, and the snapshot handed
+/// to the lanes (rebuilt on the first event after a change).
+#[derive(Debug, Clone)]
+pub struct MemberList {
+    parts: Vec<Partition>,
+    snapshot: Option<Members>,
+    len: usize,
+}
+
+impl MemberList {
+    pub fn new(members: impl IntoIterator<Item = Arc<str>>) -> Self {
+        let mut parts: Vec<Vec<Member>> = vec![Vec::new(); PARTITIONS];
+        let mut len = 0;
+        for id in members {
+            let key = member_key(&id);
+            parts[(key % PARTITIONS as u64) as usize].push(Member { key, id });
+            len += 1;
+        }
+        MemberList {
+            parts: parts.into_iter().map(Arc::new).collect(),
+            snapshot: None,
+            len,
+        }
     }
-    parts.into_iter().map(Arc::new).collect()
+
+    /// Adds `id` (the caller knows it is not in the list yet).
+    pub fn insert(&mut self, id: Arc<str>) {
+        let key = member_key(&id);
+        let part = &mut self.parts[(key % PARTITIONS as u64) as usize];
+        Arc::make_mut(part).push(Member { key, id });
+        self.len += 1;
+        self.snapshot = None;
+    }
+
+    /// Removes `id` if present.
+    pub fn remove(&mut self, id: &str) {
+        let key = member_key(id);
+        let part = &mut self.parts[(key % PARTITIONS as u64) as usize];
+        let before = part.len();
+        Arc::make_mut(part).retain(|m| &*m.id != id);
+        self.len -= before - part.len();
+        self.snapshot = None;
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The list as lanes get it: one `Arc` for every event until the next change.
+    pub fn snapshot(&mut self) -> Members {
+        self.snapshot
+            .get_or_insert_with(|| Arc::new(self.parts.clone()))
+            .clone()
+    }
 }
 
-enum Job {
-    /// The partitions of one group event this worker owns.
-    Push {
-        parts: Vec<Partition>,
+/// What an I/O thread is asked to do.
+pub enum Job {
+    /// Write `frame` to every socket of every member in `members` that this thread owns.
+    Group {
+        members: Members,
         frame: ByteString,
+        /// Returns the event's recipients to the budget once every lane is done with it.
+        permit: Arc<Permit>,
     },
-    /// Answered once every job queued before it is done.
-    Barrier(mpsc::Sender<()>),
+    /// Write an event of the account's own log to the device `device` of this thread.
+    Account { device: u64, event: StoredEvent },
+    /// Answered once every job queued before it is done (benchmarks; tests).
+    Barrier(oneshot::Sender<()>),
 }
 
-/// The pool of fan-out workers (plain threads: a push is non-blocking CPU work).
+/// The sending end of one I/O thread's queue.
+pub type Lane = mpsc::Sender<Job>;
+
+/// Recipients of group events in flight, counted against a budget.
+#[derive(Debug)]
+struct Budget {
+    pending: AtomicUsize,
+    max: usize,
+}
+
+/// A group event's share of the budget, returned when dropped (by the last lane).
+#[derive(Debug)]
+pub struct Permit {
+    budget: Arc<Budget>,
+    recipients: usize,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.budget
+            .pending
+            .fetch_sub(self.recipients, Ordering::AcqRel);
+    }
+}
+
+/// The lanes of every I/O thread of this process, and the budget.
 pub struct Fanout {
-    workers: Vec<mpsc::Sender<Job>>,
+    lanes: RwLock<Vec<Lane>>,
+    budget: Arc<Budget>,
 }
 
 impl Fanout {
-    /// Starts `workers` threads pushing to the devices in `hub`.
-    pub fn new(hub: Arc<Hub>, workers: usize) -> Self {
-        let workers = (0..workers.max(1))
-            .filter_map(|i| {
-                let (tx, rx) = mpsc::channel::<Job>();
-                let hub = hub.clone();
-                std::thread::Builder::new()
-                    .name(format!("chorus-fanout-{i}"))
-                    .spawn(move || {
-                        while let Ok(job) = rx.recv() {
-                            match job {
-                                Job::Push { parts, frame } => {
-                                    for member in parts.iter().flat_map(|p| p.iter()) {
-                                        hub.push_shared(member, &frame);
-                                    }
-                                }
-                                Job::Barrier(done) => {
-                                    let _ = done.send(());
-                                }
-                            }
-                        }
-                    })
-                    .map_err(|e| tracing::error!(error = %e, "fan-out worker did not start"))
-                    .ok()
-                    .map(|_| tx)
-            })
-            .collect();
-        Fanout { workers }
+    /// A fan-out with no lanes yet, holding at most about `budget` recipients of group
+    /// events in flight before [`Fanout::busy`] says so.
+    pub fn new(budget: usize) -> Self {
+        Fanout {
+            lanes: RwLock::new(Vec::new()),
+            budget: Arc::new(Budget {
+                pending: AtomicUsize::new(0),
+                max: budget.max(1),
+            }),
+        }
     }
 
-    /// Hands `frame` for every member in `partitions` to the workers and returns at once:
-    /// one job per worker, so the caller wakes each worker once.
-    pub fn send(&self, partitions: &[Partition], frame: &ByteString) {
-        let n = self.workers.len();
-        if n == 0 {
+    /// Opens a lane for a new I/O thread: from now on every group event reaches it too.
+    /// Answers its sending end too (the thread's devices send their account events there).
+    pub fn open_lane(&self) -> (Lane, mpsc::Receiver<Job>) {
+        let (tx, rx) = mpsc::channel(LANE_CAPACITY);
+        if let Ok(mut lanes) = self.lanes.write() {
+            lanes.push(tx.clone());
+        }
+        (tx, rx)
+    }
+
+    /// Whether the budget is spent: publishers are told to come back later.
+    pub fn busy(&self) -> bool {
+        self.budget.pending.load(Ordering::Acquire) >= self.budget.max
+    }
+
+    /// Recipients of group events handed over and not yet written to their sockets.
+    pub fn pending(&self) -> usize {
+        self.budget.pending.load(Ordering::Acquire)
+    }
+
+    /// Hands a group event to every lane and returns at once. A lane that is full (the
+    /// budget makes this rare) sheds the event for that thread's devices, which read it back
+    /// from the group's history; it is logged.
+    pub fn send(&self, members: &Members, recipients: usize, frame: &ByteString) {
+        let Ok(lanes) = self.lanes.read() else {
+            return;
+        };
+        if lanes.is_empty() || recipients == 0 {
             return;
         }
-        let mut jobs: Vec<Vec<Partition>> = vec![Vec::new(); n];
-        for (index, members) in partitions.iter().enumerate() {
-            if !members.is_empty() {
-                jobs[index % n].push(members.clone());
-            }
-        }
-        for (worker, parts) in self.workers.iter().zip(jobs) {
-            if parts.is_empty() {
-                continue;
-            }
-            let job = Job::Push {
-                parts,
+        self.budget.pending.fetch_add(recipients, Ordering::AcqRel);
+        let permit = Arc::new(Permit {
+            budget: self.budget.clone(),
+            recipients,
+        });
+        for lane in lanes.iter() {
+            let job = Job::Group {
+                members: members.clone(),
                 frame: frame.clone(),
+                permit: permit.clone(),
             };
-            if worker.send(job).is_err() {
-                tracing::error!("fan-out worker is gone; frame dropped");
+            if let Err(e) = lane.try_send(job) {
+                tracing::warn!(error = %e, "an I/O thread's lane is full: group event shed there");
             }
         }
     }
-}
 
-impl Fanout {
-    /// Blocks until every frame handed over before this call has been queued to its devices
-    /// (benchmarks; graceful shutdown).
-    pub fn flush(&self) {
-        let (tx, rx) = mpsc::channel();
-        let sent = self
-            .workers
-            .iter()
-            .filter(|w| w.send(Job::Barrier(tx.clone())).is_ok())
-            .count();
-        drop(tx);
-        for _ in 0..sent {
-            if rx.recv().is_err() {
-                break;
-            }
+    /// Waits until every job handed to any lane before this call is done.
+    pub async fn flush(&self) {
+        let waits: Vec<_> = match self.lanes.read() {
+            Ok(lanes) => lanes
+                .iter()
+                .filter_map(|lane| {
+                    let (tx, rx) = oneshot::channel();
+                    lane.try_send(Job::Barrier(tx)).ok().map(|()| rx)
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        for wait in waits {
+            let _ = wait.await;
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicU64, Ordering};
-
     use super::*;
-    use crate::push::event::{Outlet, Pushed, StoredEvent};
-
-    struct Recorder {
-        id: u64,
-        seen: Mutex<Vec<String>>,
-    }
-
-    impl Outlet for Recorder {
-        fn id(&self) -> u64 {
-            self.id
-        }
-        fn push(&self, event: &StoredEvent) -> Pushed {
-            self.push_shared(&event.frame)
-        }
-        fn push_shared(&self, frame: &ByteString) -> Pushed {
-            if let Ok(mut seen) = self.seen.lock() {
-                seen.push(frame.to_string());
-            }
-            Pushed::Queued
-        }
-    }
 
     #[test]
-    fn every_member_gets_every_frame_in_order() {
-        static IDS: AtomicU64 = AtomicU64::new(1);
-        let hub = Arc::new(Hub::default());
-        let members: Vec<Arc<str>> = (0..500).map(|i| Arc::from(format!("m{i}"))).collect();
-        let mut recorders = Vec::new();
-        for m in &members {
-            let r = Arc::new(Recorder {
-                id: IDS.fetch_add(1, Ordering::Relaxed),
-                seen: Mutex::new(Vec::new()),
-            });
-            hub.attach(m, r.clone());
-            recorders.push(r);
+    fn member_list_keeps_count_and_snapshot_follows_changes() {
+        let mut list = MemberList::new((0..100).map(|i| Arc::from(format!("m{i}"))));
+        assert_eq!(list.len(), 100);
+        let before = list.snapshot();
+        assert!(
+            Arc::ptr_eq(&before, &list.snapshot()),
+            "no change, same snapshot"
+        );
+        list.remove("m3");
+        list.remove("nobody");
+        list.insert(Arc::from("new"));
+        assert_eq!(list.len(), 100);
+        let after = list.snapshot();
+        let ids: Vec<&str> = after
+            .iter()
+            .flat_map(|p| p.iter())
+            .map(|m| &*m.id)
+            .collect();
+        assert!(ids.contains(&"new") && !ids.contains(&"m3"));
+        let old: usize = before.iter().map(|p| p.len()).sum();
+        assert_eq!(old, 100, "a snapshot taken before is not changed");
+    }
+
+    #[tokio::test]
+    async fn every_lane_gets_the_event_and_the_budget_comes_back() {
+        let fanout = Fanout::new(10);
+        let (_, mut a) = fanout.open_lane();
+        let (_, mut b) = fanout.open_lane();
+        let mut list = MemberList::new((0..10).map(|i| Arc::from(format!("m{i}"))));
+        assert!(!fanout.busy());
+        fanout.send(&list.snapshot(), list.len(), &ByteString::from("f"));
+        assert!(
+            fanout.busy(),
+            "ten recipients in flight fill a budget of ten"
+        );
+        let ja = a.recv().await;
+        let jb = b.recv().await;
+        for job in [&ja, &jb] {
+            assert!(matches!(job, Some(Job::Group { frame, .. }) if frame == "f"));
         }
-        let fanout = Fanout::new(hub.clone(), 3);
-        let parts = partition(members.iter().cloned());
-        for n in 0..20 {
-            fanout.send(&parts, &ByteString::from(format!("f{n}")));
-        }
-        let want: Vec<String> = (0..20).map(|n| format!("f{n}")).collect();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        for r in &recorders {
-            loop {
-                let seen = r.seen.lock().map(|s| s.clone()).unwrap_or_default();
-                if seen.len() == want.len() {
-                    assert_eq!(seen, want, "frames arrive once each, in order");
-                    break;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "fan-out did not finish"
-                );
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-        }
-        hub.detach("m0", recorders[0].id);
-        assert_eq!(hub.online("m0"), 0);
+        drop(ja);
+        assert!(fanout.busy(), "one lane still holds the event");
+        drop(jb);
+        assert!(!fanout.busy());
+        assert_eq!(fanout.pending(), 0);
     }
 }

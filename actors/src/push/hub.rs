@@ -1,11 +1,10 @@
-//! The connection table: which devices of which account are connected to this process. The
-//! one seam through which events reach devices: a later multi-node transport replaces what
-//! sits behind [`Hub`] (publish once per node, push locally); no actor assumes its recipients
-//! live in this process beyond it.
+//! The connection table: which devices of which account are connected to this process, for
+//! events of an account's own log. (Group events reach devices through the fan-out lanes,
+//! [`super::fanout`].) A later multi-node transport sits behind these two seams; no actor
+//! assumes its recipients live in this process beyond them.
 
 use std::sync::Arc;
 
-use bytestring::ByteString;
 use dashmap::DashMap;
 
 use super::event::{Outlet, StoredEvent};
@@ -47,15 +46,6 @@ impl Hub {
                 for event in events {
                     device.push(event);
                 }
-            }
-        }
-    }
-
-    /// Pushes one shared frame to all devices of `account`.
-    pub fn push_shared(&self, account: &str, frame: &ByteString) {
-        if let Some(devices) = self.devices.get(account) {
-            for device in devices.iter() {
-                device.push_shared(frame);
             }
         }
     }

@@ -1,12 +1,12 @@
 //! Push: events to devices. Event frames encoded once ([`event`]), the table of connected
-//! devices per account ([`hub`]) and the workers that fan a group event out to every member's
-//! devices ([`fanout`]). A push never blocks: it is a `try_send` into a device's bounded
-//! mailbox ([`Outlet`]).
+//! devices per account ([`hub`]) and the lanes through which group events reach the I/O
+//! threads that own the sockets ([`fanout`]). A push never blocks: it is a `try_send` into a
+//! bounded queue.
 
 pub mod event;
 pub mod fanout;
 pub mod hub;
 
 pub use event::{EventType, Outlet, Pushed, StoredEvent};
-pub use fanout::{Fanout, Partition, partition};
+pub use fanout::{Fanout, Job, Lane, Member, MemberList, Members};
 pub use hub::Hub;

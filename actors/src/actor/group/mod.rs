@@ -1,8 +1,8 @@
 //! The Group actor: one per IM group. It owns the group's record, members, pending binding
 //! requests, bindings and event log. Its events (`group.message`, `group.dynamic`,
 //! `binding.approved`, `binding.revoked`) are stored once in the group's log, encoded once,
-//! and handed with the member partitions to the fan-out workers: the actor's turn ends after
-//! the write, however large the group.
+//! and handed with a snapshot of the member list to the I/O threads' lanes
+//! ([`crate::push::fanout`]): the actor's turn ends after the write, however large the group.
 //!
 //! By concern, each file with its messages beside their handlers: [`members`] (members,
 //! chat, the group's log) and [`bindings`] (binding requests, bindings, dynamics of bound
@@ -20,7 +20,7 @@ use super::{Change, Durable, Life};
 use crate::error::{Error, Result, StoreError};
 use crate::model::{Binding, BindingRequest, GroupRecord};
 use crate::push::event::{EventType, StoredEvent, encode_data, group_frame};
-use crate::push::fanout::{Partition, partition, partition_of};
+use crate::push::fanout::MemberList;
 use crate::store::{GroupSnapshot, GroupWrite, Store};
 
 pub use bindings::{
@@ -33,8 +33,8 @@ pub use members::{AddMember, GetGroup, MemberAccess, PostMessage, ReadEvents, Re
 pub struct Group {
     record: GroupRecord,
     members: HashSet<Arc<str>>,
-    /// The same members, split for the fan-out workers; replaced copy-on-write.
-    partitions: Vec<Partition>,
+    /// The same members as the I/O threads get them (partitioned, copy-on-write).
+    list: MemberList,
     requests: HashMap<String, BindingRequest>,
     /// Community id -> binding.
     bindings: HashMap<String, Binding>,
@@ -50,11 +50,11 @@ impl Group {
     /// Builds the actor from what the store holds.
     pub(crate) fn new(snapshot: GroupSnapshot, life: Life) -> Self {
         let members: HashSet<Arc<str>> = snapshot.members.into_iter().map(Arc::from).collect();
-        let partitions = partition(members.iter().cloned());
+        let list = MemberList::new(members.iter().cloned());
         Group {
             record: snapshot.record,
             members,
-            partitions,
+            list,
             requests: snapshot
                 .requests
                 .into_iter()
@@ -103,17 +103,14 @@ impl Group {
     }
 
     fn set_member(&mut self, account: &str, present: bool) {
-        let key: Arc<str> = Arc::from(account);
-        let index = partition_of(account);
-        let mut part: Vec<Arc<str>> = self.partitions[index].as_ref().clone();
         if present {
+            let key: Arc<str> = Arc::from(account);
             if self.members.insert(key.clone()) {
-                part.push(key);
+                self.list.insert(key);
             }
         } else if self.members.remove(account) {
-            part.retain(|m| &**m != account);
+            self.list.remove(account);
         }
-        self.partitions[index] = Arc::new(part);
     }
 }
 
@@ -143,12 +140,16 @@ impl Durable for Group {
         &self.record.group_id
     }
 
-    /// Advances `seq` and hands each event to the fan-out workers, with the member list as
-    /// it is after the change.
+    /// Advances `seq` and hands each event to the I/O threads, with the member list as it
+    /// is after the change.
     fn published(&mut self, events: &[StoredEvent]) {
+        let members = self.list.snapshot();
         for event in events {
             self.seq = event.seq;
-            self.life.env.fanout.send(&self.partitions, &event.frame);
+            self.life
+                .env
+                .fanout
+                .send(&members, self.list.len(), &event.frame);
         }
     }
 }

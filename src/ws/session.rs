@@ -1,0 +1,355 @@
+//! The session of one device after the upgrade: a task on the thread that owns the socket.
+//!
+//! It reads client frames (`resume`, `ping`, errors), sends heartbeats, runs replays, and
+//! waits for the socket when it blocks; live frames are written by the shard, not here. Every
+//! wait is one `select!`, so shutdown, the heartbeat and a too-slow verdict are seen whatever
+//! else the session waits on, and nothing it does blocks the loop: a replay's page read is one
+//! more branch of it. A socket that stays blocked past the write timeout is dropped, and so is
+//! a closing one that does not take its close frame in that time.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_http::ws::CloseCode;
+use actix_rt::net::TcpStream;
+use chorus_actors::model::limits::MAX_EVENTS_PAGE;
+use chorus_actors::push::StoredEvent;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use super::frames::{FrameReader, Incoming, Opcode, ReadError, close_payload};
+use super::shard::{Conn, Shard, Verdict};
+use crate::http::AppState;
+
+/// Bytes read off a socket at a time (on the stack, so an idle session holds none).
+const READ_CHUNK: usize = 8 * 1024;
+
+/// The longest closing handshake while the server shuts down (its grace period is 5 s).
+const SHUTDOWN_CLOSE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A page read of a running replay.
+type PageRead = Pin<Box<dyn Future<Output = chorus_actors::Result<Vec<StoredEvent>>>>>;
+
+/// How a session ends.
+enum End {
+    /// Send a close frame, then drop the connection.
+    Close(CloseCode, &'static str),
+    /// The peer is gone, or the socket failed: drop it now.
+    Gone,
+}
+
+/// The session of one connection.
+pub struct Session {
+    pub id: u64,
+    pub account: Arc<str>,
+    pub state: AppState,
+    pub shard: Rc<Shard>,
+    pub slot: usize,
+    pub stream: Rc<TcpStream>,
+    pub wake: Rc<Notify>,
+    /// Raised from other threads when the device's outlet could not queue an account event.
+    pub too_slow: Arc<Notify>,
+    pub reader: FrameReader,
+}
+
+/// Where a replay is.
+struct Replay {
+    after: u64,
+    read: Option<PageRead>,
+}
+
+impl Session {
+    /// Runs the session until it ends, then closes and forgets the connection.
+    pub async fn run(mut self) {
+        let end = self.serve().await;
+        let clean = match end {
+            End::Close(code, why) => {
+                tracing::debug!(account = %self.account, connection = self.id, ?code, why, "closing device");
+                let payload = close_payload(code.into(), why);
+                self.with(|c| c.close(&payload));
+                self.close_handshake().await
+            }
+            End::Gone => false,
+        };
+        self.shard.unregister(self.slot);
+        if !clean {
+            // A peer that is gone or does not read: reset the connection, so neither its
+            // unsent bytes nor the socket outlive the session.
+            if let Err(e) = self.stream.set_zero_linger() {
+                tracing::debug!(error = %e, "SO_LINGER not set");
+            }
+        }
+        if let Err(e) = self.state.chorus.detach(&self.account, self.id).await {
+            tracing::debug!(account = %self.account, error = %e, "detach after disconnect");
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Conn) -> R) -> Option<R> {
+        self.shard.with(self.slot, f)
+    }
+
+    async fn serve(&mut self) -> End {
+        let config = self.state.config.clone();
+        let mut shutdown = self.state.shutdown.clone();
+        if *shutdown.borrow() {
+            return End::Close(CloseCode::Away, "server shutting down");
+        }
+        let mut heartbeat = tokio::time::interval(config.ws_heartbeat);
+        heartbeat.tick().await;
+        let mut last_heard = Instant::now();
+        let mut replay: Option<Replay> = None;
+        loop {
+            let Some((verdict, blocked)) = self.with(|c| (c.verdict(), c.blocked_since())) else {
+                return End::Gone;
+            };
+            match verdict {
+                Some(Verdict::TooSlow) => {
+                    return End::Close(CloseCode::Again, "too slow: resume to catch up");
+                }
+                Some(Verdict::Broken) => return End::Gone,
+                None => {}
+            }
+            if let Some(since) = blocked
+                && since.elapsed() > config.ws_write_timeout
+            {
+                tracing::debug!(account = %self.account, connection = self.id, "write timed out");
+                return End::Gone;
+            }
+            let replay_ready =
+                replay.as_ref().is_some_and(|r| r.read.is_none()) && blocked.is_none();
+            if replay_ready && let Some(r) = replay.as_mut() {
+                let chorus = self.state.chorus.clone();
+                let account = self.account.clone();
+                let after = r.after;
+                r.read = Some(Box::pin(async move {
+                    chorus.read_events(&account, after).await
+                }));
+            }
+            let step = tokio::select! {
+                biased;
+                _ = shutdown.changed() => Some(End::Close(CloseCode::Away, "server shutting down")),
+                _ = self.wake.notified() => None,
+                _ = self.too_slow.notified() => Some(End::Close(CloseCode::Again, "too slow: resume to catch up")),
+                ready = self.stream.writable(), if blocked.is_some() => match ready {
+                    Ok(()) => {
+                        self.with(|c| c.unblock());
+                        None
+                    }
+                    Err(_) => Some(End::Gone),
+                },
+                _ = sleep_past(blocked, config.ws_write_timeout), if blocked.is_some() => None,
+                page = poll_read(&mut replay) => self.on_page(&mut replay, page),
+                ready = self.stream.readable() => match ready {
+                    Ok(()) => {
+                        let (step, heard) = self.on_readable(&mut replay);
+                        if heard {
+                            last_heard = Instant::now();
+                        }
+                        step
+                    }
+                    Err(_) => Some(End::Gone),
+                },
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() > config.ws_client_timeout {
+                        Some(End::Close(CloseCode::Away, "no frame from client in time"))
+                    } else {
+                        self.control(Opcode::Ping, b"");
+                        None
+                    }
+                }
+            };
+            if let Some(end) = step {
+                return end;
+            }
+        }
+    }
+
+    /// The closing handshake: writes what is left (the close frame last), then waits for
+    /// the peer to end the connection, all within the write timeout (at most
+    /// [`SHUTDOWN_CLOSE`] while the server shuts down). Answers whether the peer took part.
+    async fn close_handshake(&mut self) -> bool {
+        let mut wait = self.state.config.ws_write_timeout;
+        if *self.state.shutdown.borrow() {
+            wait = wait.min(SHUTDOWN_CLOSE);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let Some((drained, broken)) =
+                self.with(|c| (c.unblock(), c.verdict() == Some(Verdict::Broken)))
+            else {
+                return false;
+            };
+            if broken {
+                return false;
+            }
+            if drained {
+                break;
+            }
+            match tokio::time::timeout_at(deadline, self.stream.writable()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return false,
+            }
+        }
+        // Read (and drop) until the peer closes its side.
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.readable()).await {
+                Ok(Ok(())) => match discard_read(&self.stream) {
+                    Ok(0) => return true,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return false,
+                },
+                Ok(Err(_)) | Err(_) => return false,
+            }
+        }
+    }
+
+    fn control(&self, opcode: Opcode, payload: &[u8]) {
+        let limits = *self.shard.limits();
+        self.with(|c| c.control(opcode, payload, &limits));
+    }
+
+    fn send_text(&self, text: &str) {
+        self.control(Opcode::Text, text.as_bytes());
+    }
+
+    fn send_error(&self, code: &str, message: &str) {
+        let frame = json!({"type": "error", "error": {"code": code, "message": message}});
+        self.send_text(&frame.to_string());
+    }
+
+    /// Reads what the socket has and handles every complete message. Answers how the
+    /// session ends, if it does, and whether anything was heard.
+    fn on_readable(&mut self, replay: &mut Option<Replay>) -> (Option<End>, bool) {
+        let mut chunk = [0u8; READ_CHUNK];
+        match self.stream.try_read(&mut chunk) {
+            Ok(0) => return (Some(End::Gone), false),
+            Ok(n) => self.reader.feed(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return (None, false),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return (None, false),
+            Err(_) => return (Some(End::Gone), false),
+        }
+        while let Some(message) = self.reader.next_message() {
+            if let Some(end) = self.on_message(message, replay) {
+                return (Some(end), true);
+            }
+        }
+        (None, true)
+    }
+
+    fn on_message(
+        &mut self,
+        message: Result<Incoming, ReadError>,
+        replay: &mut Option<Replay>,
+    ) -> Option<End> {
+        match message {
+            Err(ReadError::TooLarge) => Some(End::Close(CloseCode::Size, "frame too large")),
+            Err(ReadError::InvalidUtf8) => Some(End::Close(
+                CloseCode::Invalid,
+                "text frame is not valid UTF-8",
+            )),
+            Err(ReadError::Protocol(e)) => {
+                tracing::debug!(account = %self.account, error = %e, "protocol error");
+                Some(End::Close(CloseCode::Protocol, "protocol error"))
+            }
+            Ok(Incoming::Ping(bytes)) => {
+                self.control(Opcode::Pong, &bytes);
+                None
+            }
+            Ok(Incoming::Pong) => None,
+            Ok(Incoming::Close) => Some(End::Close(CloseCode::Normal, "bye")),
+            Ok(Incoming::Binary) => {
+                self.send_error("bad_frame", "frames are JSON text");
+                None
+            }
+            Ok(Incoming::Text(text)) => {
+                self.on_text(&text, replay);
+                None
+            }
+        }
+    }
+
+    fn on_text(&self, text: &str, replay: &mut Option<Replay>) {
+        let Ok(Value::Object(frame)) = serde_json::from_str::<Value>(text) else {
+            return self.send_error("bad_frame", "a client frame is a JSON object");
+        };
+        match frame.get("type").and_then(Value::as_str) {
+            Some("ping") => self.send_text(r#"{"type":"pong"}"#),
+            Some("resume") => match frame.get("since").and_then(Value::as_u64) {
+                Some(since) => {
+                    self.with(|c| c.begin_replay(since));
+                    *replay = Some(Replay {
+                        after: since,
+                        read: None,
+                    });
+                }
+                None => self.send_error(
+                    "bad_frame",
+                    "resume needs \"since\": a non-negative integer",
+                ),
+            },
+            Some(other) => {
+                let msg = format!("unknown frame type {other:?}; known: resume, ping");
+                self.send_error("unknown_type", &msg);
+            }
+            None => self.send_error("bad_frame", "a client frame needs a string \"type\""),
+        }
+    }
+
+    /// A page of the replay came: write it, and end the replay after a short page.
+    fn on_page(
+        &self,
+        replay: &mut Option<Replay>,
+        page: chorus_actors::Result<Vec<StoredEvent>>,
+    ) -> Option<End> {
+        let limits = *self.shard.limits();
+        match page {
+            Ok(page) => {
+                let full = page.len() == MAX_EVENTS_PAGE;
+                let mut after = replay.as_ref().map_or(0, |r| r.after);
+                self.with(|c| {
+                    for event in page {
+                        after = event.seq;
+                        c.replayed(event);
+                    }
+                    if !full {
+                        c.go_live(&limits);
+                    }
+                });
+                *replay = full.then_some(Replay { after, read: None });
+            }
+            Err(e) => {
+                tracing::warn!(account = %self.account, error = %e, "resume failed");
+                self.with(|c| c.go_live(&limits));
+                *replay = None;
+                self.send_error("unavailable", "history could not be read; retry");
+            }
+        }
+        None
+    }
+}
+
+/// Reads and drops what the socket has. A plain function, so the buffer lives on the stack
+/// only for the call, never in a session's future.
+fn discard_read(stream: &TcpStream) -> std::io::Result<usize> {
+    let mut chunk = [0u8; READ_CHUNK];
+    stream.try_read(&mut chunk)
+}
+
+/// The page read of a running replay, or never.
+async fn poll_read(replay: &mut Option<Replay>) -> chorus_actors::Result<Vec<StoredEvent>> {
+    match replay.as_mut().and_then(|r| r.read.as_mut()) {
+        Some(read) => read.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until the write timeout of a socket blocked since `since` has passed.
+async fn sleep_past(since: Option<Instant>, timeout: std::time::Duration) {
+    if let Some(since) = since {
+        tokio::time::sleep_until((since + timeout).into()).await;
+    }
+}

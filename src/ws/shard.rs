@@ -1,0 +1,506 @@
+//! One I/O thread's sockets and its lane: where frames meet sockets.
+//!
+//! Each HTTP worker thread owns the WebSocket connections it accepted (a socket never moves
+//! between threads) and one [`Shard`]: a table of those connections, an index from member
+//! key to connection, and a task that drains the thread's fan-out lane. A pass takes every job
+//! waiting (up to [`MAX_PASS`]): a group event walks the member list once, appends the shared
+//! frame to the outbound buffer of each local socket of a member, and marks it dirty; then
+//! every dirty socket is flushed with one `write` of everything it has piled up. Nothing is
+//! allocated, locked or reference counted per recipient: the frame is copied into buffers
+//! that are reused.
+//!
+//! A socket that cannot take all its bytes is *blocked*: its session task waits for it to be
+//! writable (and drops it when it stays blocked past the write timeout) while the shard keeps
+//! appending. A socket whose queued frames pass the mailbox limit is *too slow*: it gets no
+//! more frames, and its session closes it with 1013 after what is queued (bounded by the same
+//! timeout).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_rt::net::TcpStream;
+use bytestring::ByteString;
+use chorus_actors::push::{Fanout, Job, Lane, Members, StoredEvent};
+use nohash_hasher::NoHashHasher;
+use slab::Slab;
+use tokio::sync::{Notify, mpsc};
+
+use super::frames::{Header, Opcode, put_frame};
+
+/// Jobs taken in one pass before the dirty sockets are flushed.
+pub const MAX_PASS: usize = 256;
+
+/// Outbound buffers larger than this are let go once empty, so a burst does not pin memory.
+const KEEP_CAPACITY: usize = 16 * 1024;
+
+type IntMap<V> = HashMap<u64, V, BuildHasherDefault<NoHashHasher<u64>>>;
+
+/// The limits a shard enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Frames queued to one socket, not yet written, before it is too slow.
+    pub mailbox: usize,
+}
+
+/// What a live frame waiting in a connection is (while it has not had `hello` or replays).
+enum Held {
+    Account(StoredEvent),
+    Shared(ByteString),
+}
+
+/// Why a connection is to be closed, decided by the shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// More frames queued than the mailbox holds: close 1013.
+    TooSlow,
+    /// A write failed: the peer is gone.
+    Broken,
+}
+
+/// One connection as its shard sees it.
+pub struct Conn {
+    id: u64,
+    account: Arc<str>,
+    key: u64,
+    stream: Rc<TcpStream>,
+    out: Vec<u8>,
+    /// Frames in `out` (or partly written) since it was last empty.
+    queued: usize,
+    /// The highest account `seq` written (or announced in `hello`): older account events
+    /// are dropped, which makes replay-then-live free of duplicates.
+    last_sent: u64,
+    /// The highest account `seq` this connection knows of.
+    latest: u64,
+    /// Live frames waiting while `hello` is not out yet or a replay runs.
+    held: Option<Vec<Held>>,
+    dirty: bool,
+    /// Since when `out` has waited for the socket to take it.
+    blocked: Option<Instant>,
+    verdict: Option<Verdict>,
+    /// No frames are queued any more: the session is closing.
+    closing: bool,
+    /// Wakes the session: the socket blocked, or a verdict fell.
+    wake: Rc<Notify>,
+}
+
+impl Conn {
+    /// Queues a whole frame, or holds it while the connection is not live.
+    fn queue_shared(&mut self, header: &Header, frame: &ByteString, limits: &Limits) -> bool {
+        if self.closing {
+            return false;
+        }
+        if let Some(held) = self.held.as_mut() {
+            held.push(Held::Shared(frame.clone()));
+            if held.len() > limits.mailbox {
+                self.condemn(Verdict::TooSlow);
+            }
+            return false;
+        }
+        self.out.extend_from_slice(header.as_bytes());
+        self.out.extend_from_slice(frame.as_bytes());
+        self.counted(limits)
+    }
+
+    /// Queues an event of the account's log unless it was sent already.
+    fn queue_account(&mut self, event: StoredEvent, limits: &Limits) -> bool {
+        if self.closing {
+            return false;
+        }
+        self.latest = self.latest.max(event.seq);
+        if let Some(held) = self.held.as_mut() {
+            held.push(Held::Account(event));
+            if held.len() > limits.mailbox {
+                self.condemn(Verdict::TooSlow);
+            }
+            return false;
+        }
+        if event.seq <= self.last_sent {
+            return false;
+        }
+        self.last_sent = event.seq;
+        put_frame(&mut self.out, Opcode::Text, event.frame.as_bytes());
+        self.counted(limits)
+    }
+
+    /// Counts a frame queued; answers true (something to write).
+    fn counted(&mut self, limits: &Limits) -> bool {
+        self.queued += 1;
+        if self.queued > limits.mailbox {
+            self.condemn(Verdict::TooSlow);
+        }
+        true
+    }
+
+    /// Marks the connection for the shard's flush; true if it was not marked yet.
+    fn mark_dirty(&mut self) -> bool {
+        !std::mem::replace(&mut self.dirty, true)
+    }
+
+    fn condemn(&mut self, verdict: Verdict) {
+        if self.verdict.is_none() {
+            self.verdict = Some(verdict);
+            self.closing = true;
+            self.held = None;
+            self.wake.notify_one();
+        }
+    }
+
+    /// Writes as much of `out` as the socket takes now. Answers whether all of it went.
+    fn write_out(&mut self) -> bool {
+        let mut written = 0;
+        while written < self.out.len() {
+            match self.stream.try_write(&self.out[written..]) {
+                Ok(0) => {
+                    self.condemn(Verdict::Broken);
+                    break;
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.condemn(Verdict::Broken);
+                    break;
+                }
+            }
+        }
+        if written == self.out.len() {
+            self.out.clear();
+            self.queued = 0;
+            if self.out.capacity() > KEEP_CAPACITY {
+                self.out = Vec::new();
+            }
+            self.blocked = None;
+            true
+        } else {
+            self.out.drain(..written);
+            if self.blocked.is_none() {
+                self.blocked = Some(Instant::now());
+                self.wake.notify_one();
+            }
+            false
+        }
+    }
+}
+
+/// The table of one thread.
+#[derive(Default)]
+struct Table {
+    conns: Slab<Conn>,
+    /// Connection id -> slot.
+    by_id: IntMap<usize>,
+    /// Member key -> slots of that account's sockets here.
+    by_key: IntMap<Vec<usize>>,
+    dirty: Vec<usize>,
+}
+
+/// One I/O thread's sockets and lane.
+pub struct Shard {
+    table: RefCell<Table>,
+    fanout: Arc<Fanout>,
+    /// The sending end of this thread's own lane, for the connections' outlets.
+    lane: Lane,
+    limits: Limits,
+    /// Jobs done and frames written, for benchmarks.
+    passes: Cell<u64>,
+}
+
+thread_local! {
+    static HERE: RefCell<Option<Rc<Shard>>> = const { RefCell::new(None) };
+}
+
+impl Shard {
+    /// This thread's shard for `fanout`, opened (with its lane and drain task) on first use.
+    /// Must be called on an actix/tokio runtime thread.
+    pub fn here(fanout: &Arc<Fanout>, limits: Limits) -> Rc<Shard> {
+        HERE.with(|here| {
+            let mut here = here.borrow_mut();
+            if let Some(shard) = here.as_ref().filter(|s| Arc::ptr_eq(&s.fanout, fanout)) {
+                return shard.clone();
+            }
+            let (shard, jobs) = Shard::open(fanout, limits);
+            actix_rt::spawn(shard.clone().drain(jobs));
+            *here = Some(shard.clone());
+            shard
+        })
+    }
+
+    /// A shard with its lane, not yet draining it (benchmarks drive [`Shard::pass`] by hand).
+    pub fn open(fanout: &Arc<Fanout>, limits: Limits) -> (Rc<Shard>, mpsc::Receiver<Job>) {
+        let (lane, jobs) = fanout.open_lane();
+        let shard = Rc::new(Shard {
+            table: RefCell::new(Table::default()),
+            fanout: fanout.clone(),
+            lane,
+            limits,
+            passes: Cell::new(0),
+        });
+        (shard, jobs)
+    }
+
+    /// The lane of this thread (the outlets of its connections send account events there).
+    pub fn lane(&self) -> &Lane {
+        &self.lane
+    }
+
+    async fn drain(self: Rc<Self>, mut jobs: mpsc::Receiver<Job>) {
+        while let Some(job) = jobs.recv().await {
+            self.pass(job, &mut jobs);
+        }
+    }
+
+    /// Takes `first` and up to [`MAX_PASS`] waiting jobs, then flushes every dirty socket.
+    pub fn pass(&self, first: Job, jobs: &mut mpsc::Receiver<Job>) {
+        let mut barriers = Vec::new();
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(job) = next {
+            match job {
+                Job::Group { members, frame, .. } => self.on_group(&members, &frame),
+                Job::Account { device, event } => self.on_account(device, event),
+                Job::Barrier(done) => barriers.push(done),
+            }
+            taken += 1;
+            next = if taken < MAX_PASS {
+                jobs.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        self.flush();
+        self.passes.set(self.passes.get() + 1);
+        for done in barriers {
+            let _ = done.send(());
+        }
+    }
+
+    /// Passes run so far.
+    pub fn passes(&self) -> u64 {
+        self.passes.get()
+    }
+
+    fn on_group(&self, members: &Members, frame: &ByteString) {
+        let mut table = self.table.borrow_mut();
+        let Table {
+            conns,
+            by_key,
+            dirty,
+            ..
+        } = &mut *table;
+        if by_key.is_empty() {
+            return;
+        }
+        let header = Header::new(Opcode::Text, frame.len());
+        for member in members.iter().flat_map(|part| part.iter()) {
+            let Some(slots) = by_key.get(&member.key) else {
+                continue;
+            };
+            for &slot in slots {
+                if let Some(conn) = conns.get_mut(slot)
+                    && *conn.account == *member.id
+                    && conn.queue_shared(&header, frame, &self.limits)
+                    && conn.mark_dirty()
+                {
+                    dirty.push(slot);
+                }
+            }
+        }
+    }
+
+    fn on_account(&self, device: u64, event: StoredEvent) {
+        let mut table = self.table.borrow_mut();
+        let Table {
+            conns,
+            by_id,
+            dirty,
+            ..
+        } = &mut *table;
+        if let Some(&slot) = by_id.get(&device)
+            && let Some(conn) = conns.get_mut(slot)
+            && conn.queue_account(event, &self.limits)
+            && conn.mark_dirty()
+        {
+            dirty.push(slot);
+        }
+    }
+
+    /// Writes out every dirty socket that is not blocked (a blocked one is its session's).
+    fn flush(&self) {
+        let mut table = self.table.borrow_mut();
+        let Table { conns, dirty, .. } = &mut *table;
+        for slot in dirty.drain(..) {
+            if let Some(conn) = conns.get_mut(slot) {
+                conn.dirty = false;
+                if conn.blocked.is_none() {
+                    conn.write_out();
+                }
+            }
+        }
+    }
+
+    /// Registers a connection of `account`. It holds live frames until [`Shard::hello`].
+    pub fn register(
+        &self,
+        id: u64,
+        account: Arc<str>,
+        stream: Rc<TcpStream>,
+        wake: Rc<Notify>,
+    ) -> usize {
+        let key = chorus_actors::push::fanout::member_key(&account);
+        let mut table = self.table.borrow_mut();
+        let slot = table.conns.insert(Conn {
+            id,
+            account,
+            key,
+            stream,
+            out: Vec::new(),
+            queued: 0,
+            last_sent: 0,
+            latest: 0,
+            held: Some(Vec::new()),
+            dirty: false,
+            blocked: None,
+            verdict: None,
+            closing: false,
+            wake,
+        });
+        table.by_id.insert(id, slot);
+        table.by_key.entry(key).or_default().push(slot);
+        slot
+    }
+
+    /// Forgets a connection.
+    pub fn unregister(&self, slot: usize) {
+        let mut table = self.table.borrow_mut();
+        if !table.conns.contains(slot) {
+            return;
+        }
+        let conn = table.conns.remove(slot);
+        table.by_id.remove(&conn.id);
+        if let Some(slots) = table.by_key.get_mut(&conn.key) {
+            slots.retain(|s| *s != slot);
+            if slots.is_empty() {
+                table.by_key.remove(&conn.key);
+            }
+        }
+    }
+
+    /// Runs `f` on the connection in `slot`, then writes out what it queued (unless the
+    /// socket is blocked).
+    pub fn with<R>(&self, slot: usize, f: impl FnOnce(&mut Conn) -> R) -> Option<R> {
+        let mut table = self.table.borrow_mut();
+        let conn = table.conns.get_mut(slot)?;
+        let result = f(conn);
+        if !conn.out.is_empty() && conn.blocked.is_none() {
+            conn.write_out();
+        }
+        Some(result)
+    }
+}
+
+impl Conn {
+    /// Writes `hello` (the account's log at `seq`) and lets held frames through.
+    pub fn hello(&mut self, hello: &str, seq: u64, limits: &Limits) {
+        put_frame(&mut self.out, Opcode::Text, hello.as_bytes());
+        self.last_sent = seq;
+        self.latest = self.latest.max(seq);
+        self.go_live(limits);
+    }
+
+    /// A replay begins: live frames wait, and account events after `since` are sent again.
+    pub fn begin_replay(&mut self, since: u64) {
+        if self.closing {
+            return;
+        }
+        self.last_sent = since.min(self.latest);
+        self.held.get_or_insert_with(Vec::new);
+    }
+
+    /// One replayed event of the account's log.
+    pub fn replayed(&mut self, event: StoredEvent) {
+        self.latest = self.latest.max(event.seq);
+        if !self.closing && event.seq > self.last_sent {
+            self.last_sent = event.seq;
+            put_frame(&mut self.out, Opcode::Text, event.frame.as_bytes());
+        }
+    }
+
+    /// The replay is over (or `hello` is out): held frames follow, in order.
+    pub fn go_live(&mut self, limits: &Limits) {
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        for item in held {
+            match item {
+                Held::Account(event) => {
+                    self.queue_account(event, limits);
+                }
+                Held::Shared(frame) => {
+                    let header = Header::new(Opcode::Text, frame.len());
+                    self.queue_shared(&header, &frame, limits);
+                }
+            }
+        }
+    }
+
+    /// Queues a frame of the session's own (pong, error, ping).
+    pub fn control(&mut self, opcode: Opcode, payload: &[u8], limits: &Limits) {
+        if self.closing {
+            return;
+        }
+        put_frame(&mut self.out, opcode, payload);
+        self.counted(limits);
+    }
+
+    /// Stops queueing and appends the close frame after what is queued.
+    pub fn close(&mut self, payload: &[u8]) {
+        if !std::mem::replace(&mut self.closing, true) {
+            self.held = None;
+            put_frame(&mut self.out, Opcode::Close, payload);
+        }
+    }
+
+    /// The shard's verdict on this connection, if any.
+    pub fn verdict(&self) -> Option<Verdict> {
+        self.verdict
+    }
+
+    /// Since when the socket has refused bytes, if it does.
+    pub fn blocked_since(&self) -> Option<Instant> {
+        self.blocked
+    }
+
+    /// The socket is writable again: write what waits. Answers whether all of it went.
+    pub fn unblock(&mut self) -> bool {
+        self.blocked = None;
+        if self.out.is_empty() {
+            return true;
+        }
+        self.write_out()
+    }
+
+    /// Nothing waits to be written.
+    pub fn drained(&self) -> bool {
+        self.out.is_empty()
+    }
+
+    /// Bytes waiting to be written.
+    pub fn waiting(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Whether the connection is replaying (or waiting for `hello`).
+    pub fn holding(&self) -> bool {
+        self.held.is_some()
+    }
+}
+
+impl Shard {
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+}
