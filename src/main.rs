@@ -8,8 +8,28 @@ use chorus::config::{Cli, Command, Config, SchemaAction};
 use chorus::store::scylla;
 use tracing_subscriber::EnvFilter;
 
-#[actix_web::main]
-async fn main() -> ExitCode {
+/// glibc's malloc keeps up to eight arenas per core, and memory freed on another thread than
+/// the one that allocated it stays in its arena: connections (allocated on the I/O threads)
+/// and actors (on the actor threads) then cost twice their size. Two arenas halve the RSS of
+/// an idle connection (`chorus-loadtest connect`: 8.9 KiB with glibc's default, 4.4 KiB with
+/// two; mimalloc and jemalloc measured 11.4 and 9.5). `MALLOC_ARENA_MAX`, if set, wins.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets a tuning parameter of the allocator; it is called before
+        // any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    limit_malloc_arenas();
+    actix_web::rt::System::new().block_on(serve())
+}
+
+async fn serve() -> ExitCode {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     if cli.command.is_some() {

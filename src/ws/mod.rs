@@ -23,7 +23,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use actix_codec::Framed;
+use actix_codec::{Framed, FramedParts};
 use actix_http::body::{BodySize, MessageBody};
 use actix_http::{ConnectionType, Method, Request, Response, h1};
 use actix_rt::net::TcpStream;
@@ -87,28 +87,47 @@ pub async fn not_upgraded(req: HttpRequest, state: web::Data<AppState>) -> Resul
 /// Every request actix-http sees with `Upgrade: websocket` (or `CONNECT`) comes here with its
 /// socket. Only `GET /v1/ws` upgrades; the rest get the contract's error and the connection
 /// is closed.
-pub async fn upgrade(state: AppState, req: Request, mut framed: Framed<TcpStream, h1::Codec>) {
+pub async fn upgrade(state: AppState, req: Request, framed: Framed<TcpStream, h1::Codec>) {
+    // Everything the handshake held (the request, actix-http's buffers) is freed before the
+    // session starts: only what `Session` holds lives as long as the connection.
+    if let Some(session) = open(state, req, framed).await {
+        session.run().await;
+    }
+}
+
+/// The handshake: checks, `101`, registration with the shard and the account.
+async fn open(
+    state: AppState,
+    req: Request,
+    mut framed: Framed<TcpStream, h1::Codec>,
+) -> Option<Session> {
     if req.path() != PATH || req.method() != Method::GET {
         let unrouted = Error::Domain(chorus_actors::Error::NotFound("route"));
-        return refuse(&mut framed, unrouted).await;
+        refuse(&mut framed, unrouted).await;
+        return None;
     }
     let account = match ws_account(&state, req.head()).await {
         Ok(account) => account,
-        Err(e) => return refuse(&mut framed, e).await,
+        Err(e) => {
+            refuse(&mut framed, e).await;
+            return None;
+        }
     };
     let accept = match actix_http::ws::handshake(req.head()) {
         Ok(mut accept) => accept.finish().drop_body(),
         Err(e) => {
             let e = Error::invalid(format!("not a WebSocket handshake: {e}"));
-            return refuse(&mut framed, e).await;
+            refuse(&mut framed, e).await;
+            return None;
         }
     };
     if let Err(e) = framed.send((accept, BodySize::None).into()).await {
         tracing::debug!(error = %e, "WebSocket handshake not sent");
-        return;
+        return None;
     }
-    let parts = framed.into_parts();
-    let stream = Rc::new(parts.io);
+    drop(req);
+    let FramedParts { io, read_buf, .. } = framed.into_parts();
+    let stream = Rc::new(io);
     let limits = Limits {
         mailbox: state.config.ws_mailbox,
     };
@@ -128,15 +147,15 @@ pub async fn upgrade(state: AppState, req: Request, mut framed: Framed<TcpStream
         Err(e) => {
             tracing::warn!(%account, error = %e, "device not attached");
             shard.unregister(slot);
-            return;
+            return None;
         }
     };
     tracing::debug!(%account, connection = id, seq, "device connected");
     let hello = json!({"type": "hello", "account_id": &*account, "seq": seq}).to_string();
     shard.with(slot, |c| c.hello(&hello, seq, &limits));
     let mut reader = FrameReader::new(state.config.ws_max_frame);
-    reader.feed(&parts.read_buf);
-    Session {
+    reader.feed(&read_buf);
+    Some(Session {
         id,
         account,
         state,
@@ -146,9 +165,7 @@ pub async fn upgrade(state: AppState, req: Request, mut framed: Framed<TcpStream
         wake,
         too_slow,
         reader,
-    }
-    .run()
-    .await;
+    })
 }
 
 /// Answers `error` in the contract's shape and closes the connection.
