@@ -6,6 +6,7 @@ use plotters::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::procfs::ServerWindow;
 use crate::stats::Collected;
 
 /// Everything a run measured.
@@ -24,7 +25,12 @@ pub struct Report {
     pub deliveries_per_s: f64,
     /// Connections the server closed during the run (slow readers get 1013).
     pub closed_by_server: u64,
+    /// The server process over the publishing and drain window: CPU, CPU per delivery, RSS.
+    pub server_window: Option<ServerWindow>,
+    /// At the end of the run, after the receivers have disconnected.
     pub server_rss_kib: Option<u64>,
+    /// Peak over the server's life (VmHWM), provisioning included.
+    pub server_rss_peak_kib: Option<u64>,
     pub extra: serde_json::Value,
     pub collected: Option<Collected>,
 }
@@ -68,8 +74,25 @@ impl Report {
                 self.closed_by_server
             );
         }
-        if let Some(rss) = self.server_rss_kib {
-            println!("   server RSS    {rss} KiB");
+        if let Some(w) = &self.server_window {
+            let per = w
+                .cpu_us_per_delivery
+                .map_or("n/a".to_owned(), |us| format!("{us:.2} µs"));
+            println!(
+                "   server CPU    {per} per delivery   ({:.2} s CPU over {:.2} s: {:.2} cores)",
+                w.cpu_s, w.window_s, w.cores
+            );
+        }
+        let rss = [
+            ("with clients", self.server_window.and_then(|w| w.rss_kib)),
+            ("at the end", self.server_rss_kib),
+            ("peak", self.server_rss_peak_kib),
+        ]
+        .iter()
+        .filter_map(|(what, kib)| kib.map(|k| format!("{k} KiB {what}")))
+        .collect::<Vec<_>>();
+        if !rss.is_empty() {
+            println!("   server RSS    {}", rss.join(", "));
         }
         if !self.extra.is_null() {
             println!("   more          {}", self.extra);

@@ -1,9 +1,18 @@
 //! Peer servers that `group-fanout` can also drive, for comparison with Chorus: the NATS
-//! server over WebSocket and Socket.IO (Node). The harness starts each one on loopback with a
-//! config of its own in a temp dir, connects G x M receiving clients that join G
-//! groups (a NATS subject or a Socket.IO room per group), and drives them with
-//! [`scenarios::run_fanout`](crate::scenarios::run_fanout) exactly as it drives Chorus.
+//! server over WebSocket (Debian's 2.9 and the current one), Centrifugo v6 and Socket.IO
+//! (Node). The harness starts each one on loopback with a config of its own in a temp dir,
+//! connects G x M receiving clients that join G groups (a NATS subject, a Centrifugo channel
+//! or a Socket.IO room per group), and drives them with
+//! [`scenarios::run_fanout`](crate::scenarios::run_fanout) exactly as it drives Chorus,
+//! measuring the peer process's CPU as it does Chorus's.
+//!
+//! - `nats.rs`: the NATS text protocol over WebSocket; the publisher is plain TCP.
+//! - `centrifugo.rs`: Centrifugo's JSON protocol over WebSocket; publishing through its
+//!   server HTTP API.
+//! - `socketio.rs`: Engine.IO v4 / Socket.IO v5 over WebSocket against
+//!   `loadtest/peers/socketio-server.js`.
 
+pub mod centrifugo;
 pub mod nats;
 pub mod socketio;
 
@@ -25,8 +34,15 @@ use crate::scenarios::{Common, bar};
 /// Which server `group-fanout` runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
+    /// Chorus (the server under test).
     Chorus,
+    /// nats-server 2.9, Debian's package.
+    Nats29,
+    /// The current nats-server (2.15), built by loadtest/peers/setup.sh.
     Nats,
+    /// Centrifugo v6, built by loadtest/peers/setup.sh.
+    Centrifugo,
+    /// Socket.IO 4 on Node (loadtest/peers/socketio-server.js).
     Socketio,
 }
 
@@ -34,7 +50,9 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Chorus => "chorus",
+            Kind::Nats29 => "nats29",
             Kind::Nats => "nats",
+            Kind::Centrifugo => "centrifugo",
             Kind::Socketio => "socketio",
         }
     }
@@ -43,9 +61,13 @@ impl Kind {
 /// Where the peers' programs are.
 #[derive(Debug, Clone)]
 pub struct Peers {
-    /// `nats-server` binary (a bare name is looked up on PATH, then /usr/sbin, /usr/bin).
+    /// Debian's `nats-server` 2.9 (a bare name is looked up on PATH, then /usr/sbin, /usr/bin).
+    pub nats29_server: PathBuf,
+    /// The current `nats-server` (setup.sh builds it into `loadtest/peers/bin`).
     pub nats_server: PathBuf,
-    /// `node` binary (looked up the same way).
+    /// `centrifugo` v6 (setup.sh builds it into `loadtest/peers/bin`).
+    pub centrifugo: PathBuf,
+    /// `node` binary (looked up like nats29_server).
     pub node: PathBuf,
     /// `loadtest/peers`: `socketio-server.js` and its `node_modules`.
     pub dir: PathBuf,
@@ -54,13 +76,22 @@ pub struct Peers {
 /// A peer server started by the harness.
 pub enum Started {
     Nats(nats::Server),
+    Centrifugo(centrifugo::Server),
     Socketio(socketio::Server),
 }
 
 /// Starts the peer `kind` (not Chorus: that is [`crate::server::Target::spawn`]).
 pub async fn start(kind: Kind, peers: &Peers) -> Result<Started> {
     match kind {
-        Kind::Nats => Ok(Started::Nats(nats::Server::start(peers).await?)),
+        Kind::Nats29 => Ok(Started::Nats(
+            nats::Server::start(&peers.nats29_server, kind.name()).await?,
+        )),
+        Kind::Nats => Ok(Started::Nats(
+            nats::Server::start(&peers.nats_server, kind.name()).await?,
+        )),
+        Kind::Centrifugo => Ok(Started::Centrifugo(
+            centrifugo::Server::start(&peers.centrifugo).await?,
+        )),
         Kind::Socketio => Ok(Started::Socketio(socketio::Server::start(peers).await?)),
         Kind::Chorus => Err(Error::Unexpected(
             "chorus is not a peer: start it with Target::spawn".into(),
@@ -79,12 +110,13 @@ impl Started {
     ) -> Result<Report> {
         match self {
             Started::Nats(s) => s.group_fanout(groups, members, common).await,
+            Started::Centrifugo(s) => s.group_fanout(groups, members, common).await,
             Started::Socketio(s) => s.group_fanout(groups, members, common).await,
         }
     }
 }
 
-/// The subject / room of group `g`.
+/// The subject / channel / room of group `g`.
 pub fn group_name(g: usize) -> String {
     format!("group.{g}")
 }
@@ -291,10 +323,9 @@ pub fn peer_report(
     groups: usize,
     members: usize,
     common: &Common,
-    run: (u64, crate::stats::Collected, u64),
+    run: crate::scenarios::Fanout,
     extra: serde_json::Value,
 ) -> Report {
-    let (published, collected, closed) = run;
     let target = crate::server::Target::attach(name.into(), Some(pid));
     let params = serde_json::json!({"groups": groups, "members": members, "rate": common.rate,
                                     "payload": common.payload, "duration_s": common.duration.as_secs()});
@@ -302,10 +333,8 @@ pub fn peer_report(
         "group-fanout",
         &target,
         params,
-        published,
-        published * members as u64,
-        collected,
-        closed,
+        run.published * members as u64,
+        run,
         extra,
     )
 }
@@ -315,10 +344,13 @@ mod tests {
     use super::*;
 
     fn peers() -> Peers {
+        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/peers"));
         Peers {
-            nats_server: PathBuf::from("nats-server"),
+            nats29_server: PathBuf::from("/usr/sbin/nats-server"),
+            nats_server: dir.join("bin/nats-server"),
+            centrifugo: dir.join("bin/centrifugo"),
             node: PathBuf::from("node"),
-            dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/peers")),
+            dir,
         }
     }
 
@@ -348,11 +380,24 @@ mod tests {
         assert_eq!(r.delivered, r.expected, "{r:?}");
         assert_eq!(r.target, kind.name());
         assert_eq!(r.closed_by_server, 0);
+        let w = r.server_window.unwrap();
+        assert!(w.cpu_s >= 0.0 && w.window_s > 0.5, "{w:?}");
+        assert!(w.rss_kib.unwrap() > 0);
+    }
+
+    #[tokio::test]
+    async fn nats29_smoke() {
+        smoke(Kind::Nats29).await;
     }
 
     #[tokio::test]
     async fn nats_smoke() {
         smoke(Kind::Nats).await;
+    }
+
+    #[tokio::test]
+    async fn centrifugo_smoke() {
+        smoke(Kind::Centrifugo).await;
     }
 
     #[tokio::test]

@@ -1,8 +1,11 @@
-//! The NATS server as a fan-out peer: receivers are NATS clients over WebSocket (one per
-//! member, subscribed to `group.<g>`); the publisher is one plain-TCP NATS connection.
+//! The NATS server as a fan-out peer (two targets: Debian's nats-server 2.9 as `nats29`, the
+//! current one built by `loadtest/peers/setup.sh` as `nats`): receivers are NATS clients over
+//! WebSocket (one per member, subscribed to `group.<g>`); the publisher is one plain-TCP NATS
+//! connection.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -15,7 +18,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{Mutex, oneshot, watch};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{Peers, Process, check_clients, find_program, free_port, group_name, open_all};
+use super::{Process, check_clients, find_program, free_port, group_name, open_all};
 use crate::client::{self, Ws};
 use crate::error::{Error, Result};
 use crate::report::Report;
@@ -102,18 +105,20 @@ pub fn parse_op(buf: &[u8]) -> Result<Option<(Op<'_>, usize)>, String> {
 /// A running nats-server with its client (TCP) and WebSocket ports.
 pub struct Server {
     process: Process,
+    /// The target's name in reports (`nats29`, `nats`).
+    name: &'static str,
     pub port: u16,
     pub ws_port: u16,
 }
 
 impl Server {
-    /// Starts nats-server with a generated config: client port and WebSocket port on
-    /// 127.0.0.1, no TLS, a write deadline long enough for a loaded 2-core machine.
-    pub async fn start(peers: &Peers) -> Result<Server> {
-        let bin = find_program(&peers.nats_server).ok_or_else(|| {
+    /// Starts the nats-server `bin` with a generated config: client port and WebSocket port
+    /// on 127.0.0.1, no TLS, a write deadline long enough for a loaded 2-core machine.
+    pub async fn start(bin: &Path, name: &'static str) -> Result<Server> {
+        let bin = find_program(bin).ok_or_else(|| {
             Error::Unexpected(format!(
                 "{} not found (install it: loadtest/peers/setup.sh)",
-                peers.nats_server.display()
+                bin.display()
             ))
         })?;
         let dir = tempfile::tempdir()?;
@@ -147,6 +152,7 @@ impl Server {
         .await?;
         Ok(Server {
             process,
+            name,
             port,
             ws_port,
         })
@@ -170,7 +176,7 @@ impl Server {
             }
         })
         .await;
-        check_clients("nats", clients.len(), &errors)?;
+        check_clients(self.name, clients.len(), &errors)?;
         let publisher = Publisher::connect(SocketAddr::from(([127, 0, 0, 1], self.port))).await?;
         let payload = common.payload;
         let publish: Publish = Arc::new(move |i, due| {
@@ -196,11 +202,18 @@ impl Server {
                 })
                 .collect()
         });
-        let run = run_fanout(spawn, common, members as u64, publish).await?;
+        let run = run_fanout(
+            spawn,
+            common,
+            members as u64,
+            publish,
+            Some(self.process.pid),
+        )
+        .await?;
         let extra = json!({"connect_failures": errors.len(), "transport": "websocket",
                    "server_version": self.version()});
         Ok(super::peer_report(
-            "nats",
+            self.name,
             self.process.pid,
             groups,
             members,

@@ -256,7 +256,14 @@ impl Server {
                 })
                 .collect()
         });
-        let run = run_fanout(spawn, common, members as u64, publish).await?;
+        let run = run_fanout(
+            spawn,
+            common,
+            members as u64,
+            publish,
+            Some(self.process.pid),
+        )
+        .await?;
         let extra = json!({"connect_failures": errors.len(), "transport": "websocket",
                    "node_version": self.node_version});
         Ok(super::peer_report(

@@ -72,7 +72,9 @@ pub async fn connect(
         active_s: 0.0,
         deliveries_per_s: 0.0,
         closed_by_server: 0,
+        server_window: None,
         server_rss_kib: after,
+        server_rss_peak_kib: target.rss_peak_kib(),
         extra: json!({
             "held": held,
             "failed": failed,
