@@ -55,6 +55,8 @@ pub struct Row {
     pub server_cores: Option<f64>,
     /// Server RSS at the window's end, every receiver connected.
     pub rss_mib: Option<f64>,
+    /// Publishes that failed or got no answer in time (their deliveries still count).
+    pub publish_failures: u64,
 }
 
 impl Row {
@@ -74,10 +76,11 @@ impl Row {
             cpu_us_per_delivery: w.and_then(|w| w.cpu_us_per_delivery),
             server_cores: w.map(|w| w.cores),
             rss_mib: w.and_then(|w| w.rss_kib).map(|k| k as f64 / 1024.0),
+            publish_failures: r.publish_failures,
         }
     }
 
-    /// Each column's median over `rows` (each column on its own).
+    /// Each column's median over `rows` (each column on its own); publish failures add up.
     fn median(rows: &[Row]) -> Row {
         let m = |f: fn(&Row) -> Option<f64>| median(rows.iter().filter_map(f).collect());
         Row {
@@ -89,6 +92,7 @@ impl Row {
             cpu_us_per_delivery: m(|r| r.cpu_us_per_delivery),
             server_cores: m(|r| r.server_cores),
             rss_mib: m(|r| r.rss_mib),
+            publish_failures: rows.iter().map(|r| r.publish_failures).sum(),
         }
     }
 }
@@ -294,6 +298,13 @@ impl Table {
                     opt(m.rss_mib, 0),
                 );
             }
+            if let Some(m) = median.filter(|m| m.publish_failures > 0) {
+                println!(
+                    "   {:<12} {} publishes failed or got no answer in time (not expected, so \
+                     delivered% may pass 100)",
+                    "", m.publish_failures
+                );
+            }
             for e in errors {
                 println!("   {:<12} {e}", kind.name());
             }
@@ -317,13 +328,15 @@ impl Table {
             };
             println!("   chorus/{:<11} {line}", kind.name());
         }
-        println!(
-            "   (deliveries/s: above 1 = chorus delivers more; p99 and CPU/delivery: below 1 = \
-             chorus is faster / cheaper. CPU µs/dl is the server process's utime+stime over the \
-             publishing and drain window per delivery, which the harness's own CPU does not \
-             enter; cores = that CPU / the window; RSS with every receiver connected. At a \
-             fixed --rate every target that keeps up delivers about rate x members per second.)"
-        );
+        for note in [
+            "(deliveries/s: above 1 = chorus delivers more; p99 and CPU/delivery: below 1 =",
+            " chorus is faster / cheaper. CPU µs/dl: the server process's utime+stime over the",
+            " publishing and drain window per delivery, which the harness's own CPU does not",
+            " enter; cores: that CPU over the window; RSS: with every receiver connected. At a",
+            " fixed --rate every target that keeps up delivers about rate x members per second.)",
+        ] {
+            println!("   {note}");
+        }
     }
 
     /// Every run's report (or why there is none), and the medians.
@@ -348,10 +361,15 @@ impl Table {
     /// The medians as a Markdown table, each with its runs' range, for the README.
     fn markdown(&self) -> String {
         let mut md = format!(
-            "{}; median of {} runs (range in brackets)\n\n\
+            "{}; {}\n\n\
              | target | deliveries/s | p50 ms | p99 ms | delivered % | server CPU µs/delivery \
              | server cores | server RSS MiB |\n|---|---|---|---|---|---|---|---|\n",
-            self.title, self.runs
+            self.title,
+            if self.runs > 1 {
+                format!("median of {} runs (range in brackets)", self.runs)
+            } else {
+                "one run".into()
+            }
         );
         for (kind, rows, errors) in &self.targets {
             if rows.is_empty() {
@@ -461,6 +479,7 @@ mod tests {
                 target: "x".into(),
                 params: json!({}),
                 published: 10,
+                publish_failures: 0,
                 expected: 100,
                 delivered: 100,
                 active_s: 1.0,

@@ -17,6 +17,9 @@ pub struct Report {
     pub params: serde_json::Value,
     /// Messages (or profile changes, dynamics) published.
     pub published: u64,
+    /// Publishes that failed or were not answered in time (not in `expected`; the server may
+    /// still have delivered them).
+    pub publish_failures: u64,
     /// Deliveries expected if every recipient got every message.
     pub expected: u64,
     pub delivered: u64,
@@ -44,7 +47,15 @@ impl Report {
         if let Some(c) = &self.collected {
             let l = &c.latency;
             let s = &c.span;
-            println!("   published     {}", self.published);
+            if self.publish_failures > 0 {
+                println!(
+                    "   published     {} ({} more failed or got no answer in time; any \
+                     deliveries of theirs still count)",
+                    self.published, self.publish_failures
+                );
+            } else {
+                println!("   published     {}", self.published);
+            }
             println!(
                 "   delivered     {} of {} expected ({:.2}%)",
                 self.delivered,

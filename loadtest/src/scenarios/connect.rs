@@ -67,6 +67,7 @@ pub async fn connect(
         target: target.base.clone(),
         params: json!({"connections": connections, "sources": common.sources, "per_process": per_process}),
         published: 0,
+        publish_failures: 0,
         expected: connections as u64,
         delivered: held as u64,
         active_s: 0.0,

@@ -151,6 +151,7 @@ pub fn finish(
         target: target.base.clone(),
         params,
         published: run.published,
+        publish_failures: run.publish_failures,
         expected,
         delivered: collected.deliveries,
         active_s,

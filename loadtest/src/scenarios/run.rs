@@ -17,6 +17,9 @@ use crate::stats::{self, now_ns};
 pub struct Fanout {
     /// Messages the server took.
     pub published: u64,
+    /// Publishes that failed or got no answer in time. `expected` does not count them, but
+    /// the server may still have delivered them (so delivered can pass 100 %).
+    pub publish_failures: u64,
     pub collected: stats::Collected,
     /// Receivers whose connection the server closed.
     pub closed: u64,
@@ -142,6 +145,7 @@ pub async fn run_fanout(
     }
     Ok(Fanout {
         published: published.load(Ordering::Relaxed),
+        publish_failures: failures,
         collected,
         closed,
         server_window,
