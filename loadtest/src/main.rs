@@ -54,7 +54,7 @@ struct Cli {
     /// Use a server already running here instead of starting one.
     #[arg(long)]
     url: Option<String>,
-    /// PID of the server at --url, to read its RSS.
+    /// PID of the server at --url, to read its CPU time and RSS.
     #[arg(long)]
     server_pid: Option<u32>,
     /// Seconds of publishing (or of holding connections).
@@ -146,7 +146,8 @@ enum Scenario {
         )]
         targets: Vec<Kind>,
         /// Rounds of every target (round-robin); the table gives each column's median.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1,
+              value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         runs: usize,
         /// Write the table of medians (with each column's range) as Markdown here.
         #[arg(long)]
