@@ -53,6 +53,8 @@ pub struct Row {
     pub cpu_us_per_delivery: Option<f64>,
     /// Server cores kept busy over that window.
     pub server_cores: Option<f64>,
+    /// Deliveries per server write syscall over that window.
+    pub deliveries_per_write: Option<f64>,
     /// Server RSS at the window's end, every receiver connected.
     pub rss_mib: Option<f64>,
     /// Publishes that failed or got no answer in time (their deliveries still count).
@@ -75,6 +77,7 @@ impl Row {
             },
             cpu_us_per_delivery: w.and_then(|w| w.cpu_us_per_delivery),
             server_cores: w.map(|w| w.cores),
+            deliveries_per_write: w.and_then(|w| w.deliveries_per_write),
             rss_mib: w.and_then(|w| w.rss_kib).map(|k| k as f64 / 1024.0),
             publish_failures: r.publish_failures,
         }
@@ -91,6 +94,7 @@ impl Row {
             delivered_pct: m(|r| Some(r.delivered_pct)).unwrap_or_default(),
             cpu_us_per_delivery: m(|r| r.cpu_us_per_delivery),
             server_cores: m(|r| r.server_cores),
+            deliveries_per_write: m(|r| r.deliveries_per_write),
             rss_mib: m(|r| r.rss_mib),
             publish_failures: rows.iter().map(|r| r.publish_failures).sum(),
         }
@@ -267,7 +271,7 @@ impl Table {
             );
         }
         println!(
-            "   {:<12} {:>12} {:>8} {:>8} {:>9} {:>7} {:>10} {:>6} {:>8}",
+            "   {:<12} {:>12} {:>8} {:>8} {:>9} {:>7} {:>10} {:>6} {:>8} {:>8}",
             "target",
             "deliveries/s",
             "p50 ms",
@@ -276,6 +280,7 @@ impl Table {
             "deliv%",
             "CPU µs/dl",
             "cores",
+            "dl/write",
             "RSS MiB"
         );
         for ((kind, rows, errors), (_, median)) in self.targets.iter().zip(self.medians()) {
@@ -286,7 +291,7 @@ impl Table {
                     String::new()
                 };
                 println!(
-                    "   {:<12} {:>12.0} {:>8.2} {:>8.2} {:>9.2} {:>7.2} {:>10} {:>6} {:>8}{runs}",
+                    "   {:<12} {:>12.0} {:>8.2} {:>8.2} {:>9.2} {:>7.2} {:>10} {:>6} {:>8} {:>8}{runs}",
                     kind.name(),
                     m.deliveries_per_s,
                     m.p50_ms,
@@ -295,6 +300,7 @@ impl Table {
                     m.delivered_pct,
                     opt(m.cpu_us_per_delivery, 2),
                     opt(m.server_cores, 2),
+                    opt(m.deliveries_per_write, 1),
                     opt(m.rss_mib, 0),
                 );
             }
@@ -332,8 +338,9 @@ impl Table {
             "(deliveries/s: above 1 = chorus delivers more; p99 and CPU/delivery: below 1 =",
             " chorus is faster / cheaper. CPU µs/dl: the server process's utime+stime over the",
             " publishing and drain window per delivery, which the harness's own CPU does not",
-            " enter; cores: that CPU over the window; RSS: with every receiver connected. At a",
-            " fixed --rate every target that keeps up delivers about rate x members per second.)",
+            " enter; cores: that CPU over the window; dl/write: deliveries per server write",
+            " syscall in it; RSS: with every receiver connected. At a fixed --rate every target",
+            " that keeps up delivers about rate x members per second.)",
         ] {
             println!("   {note}");
         }
@@ -363,7 +370,8 @@ impl Table {
         let mut md = format!(
             "{}; {}\n\n\
              | target | deliveries/s | p50 ms | p99 ms | delivered % | server CPU µs/delivery \
-             | server cores | server RSS MiB |\n|---|---|---|---|---|---|---|---|\n",
+             | server cores | deliveries per write | server RSS MiB |\n\
+             |---|---|---|---|---|---|---|---|---|\n",
             self.title,
             if self.runs > 1 {
                 format!("median of {} runs (range in brackets)", self.runs)
@@ -374,7 +382,7 @@ impl Table {
         for (kind, rows, errors) in &self.targets {
             if rows.is_empty() {
                 let why = errors.first().map_or("no result", String::as_str);
-                md.push_str(&format!("| {} | {why} | | | | | | |\n", kind.name()));
+                md.push_str(&format!("| {} | {why} | | | | | | | |\n", kind.name()));
                 continue;
             }
             let cell = |f: fn(&Row) -> Option<f64>, digits: usize| {
@@ -393,7 +401,7 @@ impl Table {
                 }
             };
             md.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 kind.name(),
                 cell(|r| Some(r.deliveries_per_s), 0),
                 cell(|r| Some(r.p50_ms), 1),
@@ -401,6 +409,7 @@ impl Table {
                 cell(|r| Some(r.delivered_pct), 2),
                 cell(|r| r.cpu_us_per_delivery, 2),
                 cell(|r| r.server_cores, 2),
+                cell(|r| r.deliveries_per_write, 1),
                 cell(|r| r.rss_mib, 0),
             ));
         }
@@ -484,6 +493,7 @@ mod tests {
                 delivered: 100,
                 active_s: 1.0,
                 deliveries_per_s: d,
+                frames_received: 0,
                 closed_by_server: 0,
                 server_window: None,
                 server_rss_kib: None,

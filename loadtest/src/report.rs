@@ -26,6 +26,8 @@ pub struct Report {
     /// Seconds from the first to the last delivery.
     pub active_s: f64,
     pub deliveries_per_s: f64,
+    /// WebSocket frames the receivers read (0 where they are not WebSocket clients).
+    pub frames_received: u64,
     /// Connections the server closed during the run (slow readers get 1013).
     pub closed_by_server: u64,
     /// The server process over the publishing and drain window: CPU, CPU per delivery, RSS.
@@ -92,6 +94,19 @@ impl Report {
             println!(
                 "   server CPU    {per} per delivery   ({:.2} s CPU over {:.2} s: {:.2} cores)",
                 w.cpu_s, w.window_s, w.cores
+            );
+            if let Some(writes) = w.write_syscalls {
+                let per = w
+                    .deliveries_per_write
+                    .map_or("n/a".to_owned(), |d| format!("{d:.2}"));
+                println!("   server writes {writes} write syscalls, {per} deliveries per write");
+            }
+        }
+        if self.frames_received > 0 {
+            println!(
+                "   frames        {} WebSocket frames read, {:.2} deliveries per frame",
+                self.frames_received,
+                self.delivered as f64 / self.frames_received as f64
             );
         }
         let rss = [

@@ -72,6 +72,7 @@ pub async fn connect(
         delivered: held as u64,
         active_s: 0.0,
         deliveries_per_s: 0.0,
+        frames_received: 0,
         closed_by_server: 0,
         server_window: None,
         server_rss_kib: after,

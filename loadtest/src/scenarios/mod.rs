@@ -160,6 +160,7 @@ pub fn finish(
         } else {
             0.0
         },
+        frames_received: run.frames,
         closed_by_server: run.closed,
         server_window: run.server_window,
         server_rss_kib: target.rss_kib(),

@@ -23,6 +23,8 @@ pub struct Fanout {
     pub collected: stats::Collected,
     /// Receivers whose connection the server closed.
     pub closed: u64,
+    /// Frames the receivers read, all of them together.
+    pub frames: u64,
     /// The server's CPU and memory over the publishing and drain window (None without a
     /// readable PID).
     pub server_window: Option<ServerWindow>,
@@ -130,10 +132,11 @@ pub async fn run_fanout(
     }
     let server_window = cpu.and_then(|c| c.window(delivered.load(Ordering::Relaxed)));
     let _ = stop_tx.send(true);
-    let mut closed = 0;
+    let (mut closed, mut frames) = (0, 0);
     for r in receivers {
-        if let Ok((_, Some(_))) = r.await {
-            closed += 1;
+        if let Ok((read, why)) = r.await {
+            frames += read;
+            closed += u64::from(why.is_some());
         }
     }
     let collected = collector
@@ -148,6 +151,7 @@ pub async fn run_fanout(
         publish_failures: failures,
         collected,
         closed,
+        frames,
         server_window,
     })
 }
