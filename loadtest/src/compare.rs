@@ -53,8 +53,9 @@ pub struct Row {
     pub cpu_us_per_delivery: Option<f64>,
     /// Server cores kept busy over that window.
     pub server_cores: Option<f64>,
-    /// Deliveries per server write syscall over that window.
-    pub deliveries_per_write: Option<f64>,
+    /// Deliveries per WebSocket frame the receivers read: above 1 when the server puts
+    /// several messages into one frame.
+    pub deliveries_per_frame: Option<f64>,
     /// Server RSS at the window's end, every receiver connected.
     pub rss_mib: Option<f64>,
     /// Publishes that failed or got no answer in time (their deliveries still count).
@@ -77,7 +78,8 @@ impl Row {
             },
             cpu_us_per_delivery: w.and_then(|w| w.cpu_us_per_delivery),
             server_cores: w.map(|w| w.cores),
-            deliveries_per_write: w.and_then(|w| w.deliveries_per_write),
+            deliveries_per_frame: (r.frames_received > 0)
+                .then(|| r.delivered as f64 / r.frames_received as f64),
             rss_mib: w.and_then(|w| w.rss_kib).map(|k| k as f64 / 1024.0),
             publish_failures: r.publish_failures,
         }
@@ -94,7 +96,7 @@ impl Row {
             delivered_pct: m(|r| Some(r.delivered_pct)).unwrap_or_default(),
             cpu_us_per_delivery: m(|r| r.cpu_us_per_delivery),
             server_cores: m(|r| r.server_cores),
-            deliveries_per_write: m(|r| r.deliveries_per_write),
+            deliveries_per_frame: m(|r| r.deliveries_per_frame),
             rss_mib: m(|r| r.rss_mib),
             publish_failures: rows.iter().map(|r| r.publish_failures).sum(),
         }
@@ -280,7 +282,7 @@ impl Table {
             "deliv%",
             "CPU µs/dl",
             "cores",
-            "dl/write",
+            "dl/frame",
             "RSS MiB"
         );
         for ((kind, rows, errors), (_, median)) in self.targets.iter().zip(self.medians()) {
@@ -300,7 +302,7 @@ impl Table {
                     m.delivered_pct,
                     opt(m.cpu_us_per_delivery, 2),
                     opt(m.server_cores, 2),
-                    opt(m.deliveries_per_write, 1),
+                    opt(m.deliveries_per_frame, 1),
                     opt(m.rss_mib, 0),
                 );
             }
@@ -338,9 +340,9 @@ impl Table {
             "(deliveries/s: above 1 = chorus delivers more; p99 and CPU/delivery: below 1 =",
             " chorus is faster / cheaper. CPU µs/dl: the server process's utime+stime over the",
             " publishing and drain window per delivery, which the harness's own CPU does not",
-            " enter; cores: that CPU over the window; dl/write: deliveries per server write",
-            " syscall in it; RSS: with every receiver connected. At a fixed --rate every target",
-            " that keeps up delivers about rate x members per second.)",
+            " enter; cores: that CPU over the window; dl/frame: deliveries per WebSocket frame",
+            " the receivers read; RSS: with every receiver connected. At a fixed --rate every",
+            " target that keeps up delivers about rate x members per second.)",
         ] {
             println!("   {note}");
         }
@@ -370,7 +372,7 @@ impl Table {
         let mut md = format!(
             "{}; {}\n\n\
              | target | deliveries/s | p50 ms | p99 ms | delivered % | server CPU µs/delivery \
-             | server cores | deliveries per write | server RSS MiB |\n\
+             | server cores | deliveries per frame | server RSS MiB |\n\
              |---|---|---|---|---|---|---|---|---|\n",
             self.title,
             if self.runs > 1 {
@@ -409,7 +411,7 @@ impl Table {
                 cell(|r| Some(r.delivered_pct), 2),
                 cell(|r| r.cpu_us_per_delivery, 2),
                 cell(|r| r.server_cores, 2),
-                cell(|r| r.deliveries_per_write, 1),
+                cell(|r| r.deliveries_per_frame, 1),
                 cell(|r| r.rss_mib, 0),
             ));
         }

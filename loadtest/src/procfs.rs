@@ -1,6 +1,10 @@
 //! What the harness reads about the server process from /proc: CPU time (for server CPU per
-//! delivery, a figure that does not depend on how much CPU the load generator itself takes),
-//! write syscalls (how many deliveries share one write) and memory.
+//! delivery, a figure that does not depend on how much CPU the load generator itself takes)
+//! and memory.
+//!
+//! Not write syscalls: `syscw` in /proc/PID/io counts write(2)/writev(2) but not send(2),
+//! which Rust's standard library (and so Chorus) uses on sockets, while Go and Node use
+//! write(2); the counts would not compare across servers.
 
 use serde::Serialize;
 
@@ -29,15 +33,6 @@ fn clock_ticks_per_second() -> f64 {
     if ticks > 0 { ticks as f64 } else { 100.0 }
 }
 
-/// Write syscalls the process (all its threads) has made so far: `syscw` of /proc/PID/io
-/// (readable for one's own children, or as root).
-pub fn write_syscalls(pid: u32) -> Option<u64> {
-    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
-    io.lines()
-        .find_map(|l| l.strip_prefix("syscw:"))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 /// A field of /proc/PID/status in KiB: `VmRSS` (resident now) or `VmHWM` (peak resident).
 pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -63,10 +58,6 @@ pub struct ServerWindow {
     pub cores: f64,
     /// cpu_s per delivery made in the window, in microseconds (None without deliveries).
     pub cpu_us_per_delivery: Option<f64>,
-    /// Write syscalls (write, writev, sendmsg, ...) the server made in the window.
-    pub write_syscalls: Option<u64>,
-    /// Deliveries per write syscall: above 1 when the server batches frames into one write.
-    pub deliveries_per_write: Option<f64>,
     /// Resident memory at the window's end, every receiver still connected.
     pub rss_kib: Option<u64>,
 }
@@ -76,7 +67,6 @@ pub struct ServerWindow {
 pub struct CpuMark {
     pid: u32,
     cpu_s: f64,
-    writes: Option<u64>,
     at: std::time::Instant,
 }
 
@@ -87,7 +77,6 @@ impl CpuMark {
         Some(CpuMark {
             pid,
             cpu_s: cpu_seconds(pid)?,
-            writes: write_syscalls(pid),
             at: std::time::Instant::now(),
         })
     }
@@ -96,10 +85,6 @@ impl CpuMark {
     pub fn window(&self, deliveries: u64) -> Option<ServerWindow> {
         let cpu_s = cpu_seconds(self.pid)? - self.cpu_s;
         let window_s = self.at.elapsed().as_secs_f64();
-        let writes = self
-            .writes
-            .zip(write_syscalls(self.pid))
-            .map(|(before, after)| after.saturating_sub(before));
         Some(ServerWindow {
             cpu_s,
             window_s,
@@ -109,10 +94,6 @@ impl CpuMark {
                 0.0
             },
             cpu_us_per_delivery: (deliveries > 0).then(|| cpu_s * 1e6 / deliveries as f64),
-            write_syscalls: writes,
-            deliveries_per_write: writes
-                .filter(|w| *w > 0)
-                .map(|w| deliveries as f64 / w as f64),
             rss_kib: status_kib(self.pid, "VmRSS"),
         })
     }
@@ -151,7 +132,6 @@ mod tests {
         let w = mark.window(1000).unwrap();
         assert!(w.cpu_s >= 0.0 && w.window_s > 0.0, "{w:?}");
         assert!(w.rss_kib.unwrap() > 0);
-        assert!(write_syscalls(pid).is_some());
         assert!(status_kib(pid, "VmRSS").unwrap() > 0);
         assert!(CpuMark::now(None).is_none());
     }

@@ -95,12 +95,6 @@ impl Report {
                 "   server CPU    {per} per delivery   ({:.2} s CPU over {:.2} s: {:.2} cores)",
                 w.cpu_s, w.window_s, w.cores
             );
-            if let Some(writes) = w.write_syscalls {
-                let per = w
-                    .deliveries_per_write
-                    .map_or("n/a".to_owned(), |d| format!("{d:.2}"));
-                println!("   server writes {writes} write syscalls, {per} deliveries per write");
-            }
         }
         if self.frames_received > 0 {
             println!(
