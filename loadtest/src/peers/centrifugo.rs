@@ -24,12 +24,15 @@ use serde_json::json;
 use tokio::sync::{oneshot, watch};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{Process, check_clients, find_program, free_port, group_name, open_all};
-use crate::client::{self, Ws};
+use super::{
+    PeerRun, Process, check_clients, find_program, free_port, group_name, group_publish,
+    open_clients,
+};
+use crate::client::{self, Handled, Ws};
 use crate::error::{Error, Result};
 use crate::report::Report;
-use crate::scenarios::{Common, Publish, Receiver, SpawnReceivers, run_fanout};
-use crate::stats::{Recorder, Tally};
+use crate::scenarios::{Common, Receiver, SpawnReceivers};
+use crate::stats::Recorder;
 
 /// One line of what the server sends (a frame holds one or more, newline-separated).
 #[derive(Debug, PartialEq, Eq)]
@@ -174,18 +177,17 @@ impl Server {
         members: usize,
         common: &Common,
     ) -> Result<Report> {
-        let url = format!("ws://127.0.0.1:{}/connection/websocket", self.port);
-        let server = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let sources = common.sources;
-        let (clients, errors) = open_all(groups * members, |i| {
-            let url = url.clone();
-            async move {
-                let ws = super::ws_connect(&url, server, client::source(i, sources)).await?;
+        let (clients, errors) = open_clients(
+            &format!("ws://127.0.0.1:{}/connection/websocket", self.port),
+            SocketAddr::from(([127, 0, 0, 1], self.port)),
+            groups * members,
+            common.sources,
+            |ws, i| async move {
                 let ws = subscribe(ws, &group_name(i / members)).await?;
                 let (start, go) = oneshot::channel();
                 Ok((start, tokio::spawn(receive(ws, go))))
-            }
-        })
+            },
+        )
         .await;
         check_clients("centrifugo", clients.len(), &errors)?;
         let publisher = Publisher {
@@ -195,17 +197,9 @@ impl Server {
             url: format!("http://127.0.0.1:{}/api/publish", self.port),
             api_key: self.api_key.clone(),
         };
-        let payload = common.payload;
-        let publish: Publish = Arc::new(move |i, due| {
+        let publish = group_publish(groups, common.payload, move |channel, text| {
             let publisher = publisher.clone();
-            Box::pin(async move {
-                publisher
-                    .publish(
-                        &group_name((i as usize) % groups),
-                        &client::payload(i, due, payload),
-                    )
-                    .await
-            })
+            async move { publisher.publish(&channel, &text).await }
         });
         let spawn: SpawnReceivers = Box::new(move |rec, delivered, stop| {
             clients
@@ -218,25 +212,17 @@ impl Server {
                 })
                 .collect::<Vec<Receiver>>()
         });
-        let run = run_fanout(
-            spawn,
-            common,
-            members as u64,
-            publish,
-            Some(self.process.pid),
-        )
-        .await?;
         let extra = json!({"connect_failures": errors.len(), "transport": "websocket",
                    "protocol": "json", "server_version": self.version});
-        Ok(super::peer_report(
-            "centrifugo",
-            self.process.pid,
+        PeerRun {
+            name: "centrifugo",
+            pid: self.process.pid,
             groups,
             members,
             common,
-            run,
-            extra,
-        ))
+        }
+        .run(spawn, publish, extra)
+        .await
     }
 }
 
@@ -251,17 +237,10 @@ async fn subscribe(mut ws: Ws, channel: &str) -> Result<Ws> {
     ws.send(Message::text(hello)).await?;
     let mut connected = false;
     loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .map_err(|_| Error::Unexpected("centrifugo: no subscribe reply in 10 s".into()))?;
-        let text = match frame {
-            Some(Ok(Message::Text(t))) => t,
-            Some(Ok(Message::Close(c))) => {
-                return Err(Error::Unexpected(format!("centrifugo closed: {c:?}")));
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(e.into()),
-            None => return Err(Error::Unexpected("centrifugo: socket ended".into())),
+        let Message::Text(text) =
+            super::handshake_frame(&mut ws, "centrifugo: waiting for subscribe").await?
+        else {
+            continue;
         };
         for line in text.lines() {
             match parse_line(line).map_err(Error::Unexpected)? {
@@ -288,7 +267,7 @@ type Start = (Recorder, Arc<AtomicU64>, watch::Receiver<bool>);
 /// A subscribed client: answers pings until the run starts, then records the marker of every
 /// publication until `stop`.
 async fn receive(mut ws: Ws, mut go: oneshot::Receiver<Start>) -> (u64, Option<String>) {
-    let (rec, delivered, mut stop) = loop {
+    let (rec, delivered, stop) = loop {
         tokio::select! {
             start = &mut go => match start {
                 Ok(start) => break start,
@@ -308,50 +287,24 @@ async fn receive(mut ws: Ws, mut go: oneshot::Receiver<Start>) -> (u64, Option<S
             }
         }
     };
-    let mut frames = 0u64;
-    let mut tally = Tally::new(rec, delivered);
-    let mut closed = None;
-    loop {
-        let text = tokio::select! {
-            _ = stop.changed() => break,
-            msg = ws.next() => match msg {
-                Some(Ok(Message::Text(text))) => text,
-                Some(Ok(Message::Close(frame))) => {
-                    closed = Some(format!("{frame:?}"));
-                    break;
-                }
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => {
-                    closed = Some(e.to_string());
-                    break;
-                }
-                None => {
-                    closed = Some("ended".into());
-                    break;
-                }
-            }
+    client::receive_with(ws, rec, delivered, stop, |frame, tally| {
+        let mut handled = Handled::default();
+        let Message::Text(text) = frame else {
+            return handled;
         };
-        frames += 1;
-        let mut ping = false;
         for line in text.lines() {
             match parse_line(line) {
                 Ok(Line::Publication(data)) => tally.seen(&data),
-                Ok(Line::Ping) => ping = true,
-                Ok(Line::Disconnect(why)) => closed = Some(format!("disconnect {why}")),
+                Ok(Line::Ping) => handled.reply = Some(Message::text("{}")),
+                Ok(Line::Disconnect(why)) => handled.closed = Some(format!("disconnect {why}")),
                 Ok(_) => {}
-                Err(e) => closed = Some(format!("protocol: {e}")),
+                Err(e) => handled.closed = Some(format!("protocol: {e}")),
             }
         }
-        if ping {
-            let _ = ws.send(Message::text("{}")).await;
-        }
-        if closed.is_some() {
-            break;
-        }
-    }
-    drop(tally);
-    let _ = ws.close(None).await;
-    (frames, closed)
+        handled.stop = handled.closed.is_some();
+        handled
+    })
+    .await
 }
 
 /// Publishes through the server HTTP API; a publish counts once Centrifugo has answered it

@@ -17,19 +17,22 @@ pub mod nats;
 pub mod socketio;
 
 use std::fs::File;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Child;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, stream};
 use tokio::net::TcpSocket;
 use tokio_tungstenite::client_async;
+use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::Ws;
+use crate::client::{self, Ws};
 use crate::error::{Error, Result};
 use crate::report::Report;
-use crate::scenarios::{Common, bar};
+use crate::scenarios::{Common, Publish, SpawnReceivers, bar, run_fanout};
 
 /// Which server `group-fanout` runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -263,6 +266,46 @@ pub async fn ws_connect(url: &str, server: SocketAddr, source: IpAddr) -> Result
     Ok(ws)
 }
 
+/// The next text or binary frame of a handshake, waiting 10 s at most; an error if the
+/// socket closes first. `what` names the peer and the step in errors.
+pub async fn handshake_frame(ws: &mut Ws, what: &str) -> Result<Message> {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .map_err(|_| Error::Unexpected(format!("{what}: no answer in 10 s")))?;
+        match frame {
+            Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => return Ok(m),
+            Some(Ok(Message::Close(c))) => {
+                return Err(Error::Unexpected(format!("{what}: closed: {c:?}")));
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(Error::Unexpected(format!("{what}: socket ended"))),
+        }
+    }
+}
+
+/// Opens `n` WebSockets to `url` at `server`, client i from loopback source i mod `sources`,
+/// and runs `handshake(ws, i)` on each (through [`open_all`]).
+pub async fn open_clients<T, F, Fut>(
+    url: &str,
+    server: SocketAddr,
+    n: usize,
+    sources: usize,
+    handshake: F,
+) -> (Vec<(usize, T)>, Vec<String>)
+where
+    F: Fn(Ws, usize) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let handshake = &handshake;
+    open_all(n, |i| async move {
+        let ws = ws_connect(url, server, client::source(i, sources)).await?;
+        handshake(ws, i).await
+    })
+    .await
+}
+
 /// Runs `open(i)` for i in 0..n, 256 at a time, each bounded by 30 s; answers the clients
 /// that made it (with their index) and the errors.
 pub async fn open_all<T, F, Fut>(n: usize, open: F) -> (Vec<(usize, T)>, Vec<String>)
@@ -316,27 +359,56 @@ pub fn check_clients(what: &str, ok: usize, errors: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The report of a peer's `group-fanout` run, in the same shape as Chorus's.
-pub fn peer_report(
-    name: &str,
-    pid: u32,
-    groups: usize,
-    members: usize,
-    common: &Common,
-    run: crate::scenarios::Fanout,
-    extra: serde_json::Value,
-) -> Report {
-    let target = crate::server::Target::attach(name.into(), Some(pid));
-    let params = serde_json::json!({"groups": groups, "members": members, "rate": common.rate,
-                                    "payload": common.payload, "duration_s": common.duration.as_secs()});
-    crate::scenarios::finish(
-        "group-fanout",
-        &target,
-        params,
-        run.published * members as u64,
-        run,
-        extra,
-    )
+/// The publisher of a peer's run: message i goes to group i mod `groups` with a
+/// `payload`-byte text carrying the load-test marker; `send(group, text)` publishes it.
+pub fn group_publish<F, Fut>(groups: usize, payload: usize, send: F) -> Publish
+where
+    F: Fn(String, String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    Arc::new(move |i, due| {
+        Box::pin(send(
+            group_name((i as usize) % groups),
+            client::payload(i, due, payload),
+        ))
+    })
+}
+
+/// A peer's `group-fanout` run, once its driver has connected the receivers.
+pub struct PeerRun<'a> {
+    /// The target's name in the report.
+    pub name: &'static str,
+    /// The peer's process, whose CPU and memory the report gives.
+    pub pid: u32,
+    pub groups: usize,
+    pub members: usize,
+    pub common: &'a Common,
+}
+
+impl PeerRun<'_> {
+    /// Runs [`run_fanout`] with these receivers and publisher and reports it in the same
+    /// shape as Chorus's.
+    pub async fn run(
+        &self,
+        spawn: SpawnReceivers,
+        publish: Publish,
+        extra: serde_json::Value,
+    ) -> Result<Report> {
+        let (groups, members, common) = (self.groups, self.members, self.common);
+        let run = run_fanout(spawn, common, members as u64, publish, Some(self.pid)).await?;
+        let target = crate::server::Target::attach(self.name.into(), Some(self.pid));
+        let params = serde_json::json!({"groups": groups, "members": members,
+            "rate": common.rate, "payload": common.payload,
+            "duration_s": common.duration.as_secs()});
+        Ok(crate::scenarios::finish(
+            "group-fanout",
+            &target,
+            params,
+            run.published * members as u64,
+            run,
+            extra,
+        ))
+    }
 }
 
 #[cfg(test)]
