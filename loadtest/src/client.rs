@@ -83,38 +83,78 @@ pub fn payload(msg: u64, sent_ns: u64, bytes: usize) -> String {
     p
 }
 
-/// Reads frames until `stop` turns true (or the socket ends), recording every marker seen.
-/// Answers the frames read and whether the server closed the socket.
-pub async fn receive(
+/// What a receiver's next read gave.
+enum Read {
+    /// A text or binary frame (WebSocket pings are answered by tungstenite and skipped).
+    Data(Message),
+    /// The run's stop signal.
+    Stop,
+    /// The socket closed or failed, and why.
+    Closed(String),
+}
+
+/// Waits for the next data frame of `ws` or for `stop`, whichever comes first.
+async fn next_read(ws: &mut Ws, stop: &mut watch::Receiver<bool>) -> Read {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return Read::Stop,
+            msg = ws.next() => match msg {
+                Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => return Read::Data(m),
+                Some(Ok(Message::Close(frame))) => return Read::Closed(format!("{frame:?}")),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Read::Closed(e.to_string()),
+                None => return Read::Closed("ended".into()),
+            }
+        }
+    }
+}
+
+/// What a receiver's frame handler made of one frame.
+#[derive(Debug, Default)]
+pub struct Handled {
+    /// To send back on the socket (the answer to a ping of the server's protocol).
+    pub reply: Option<Message>,
+    /// Why the server ended the connection (a disconnect, an error, a protocol violation).
+    pub closed: Option<String>,
+    /// Read no further.
+    pub stop: bool,
+}
+
+/// Reads data frames until `stop` turns true (or the socket ends), handing each to `handle`
+/// with the run's [`Tally`] to record the markers it finds. Answers the frames read and
+/// whether the server closed the socket.
+pub async fn receive_with<H>(
     mut ws: Ws,
     rec: Recorder,
     delivered: Arc<AtomicU64>,
     mut stop: watch::Receiver<bool>,
-) -> (u64, Option<String>) {
+    mut handle: H,
+) -> (u64, Option<String>)
+where
+    H: FnMut(Message, &mut Tally) -> Handled,
+{
     let mut frames = 0u64;
     let mut tally = Tally::new(rec, delivered);
     let mut closed = None;
     loop {
-        tokio::select! {
-            _ = stop.changed() => break,
-            msg = ws.next() => match msg {
-                Some(Ok(Message::Text(text))) => {
-                    frames += 1;
-                    tally.seen(&text);
+        match next_read(&mut ws, &mut stop).await {
+            Read::Data(frame) => {
+                frames += 1;
+                let handled = handle(frame, &mut tally);
+                if let Some(reply) = handled.reply {
+                    let _ = ws.send(reply).await;
                 }
-                Some(Ok(Message::Close(frame))) => {
-                    closed = Some(format!("{frame:?}"));
+                if handled.closed.is_some() {
+                    closed = handled.closed;
+                }
+                if handled.stop {
                     break;
                 }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    closed = Some(e.to_string());
-                    break;
-                }
-                None => {
-                    closed = Some("ended".into());
-                    break;
-                }
+            }
+            Read::Stop => break,
+            Read::Closed(why) => {
+                closed = Some(why);
+                break;
             }
         }
     }
@@ -122,6 +162,22 @@ pub async fn receive(
     let _ = ws.close(None).await;
     let _ = ws.flush().await;
     (frames, closed)
+}
+
+/// A Chorus receiver: every text frame is one event, recorded if it carries a marker.
+pub async fn receive(
+    ws: Ws,
+    rec: Recorder,
+    delivered: Arc<AtomicU64>,
+    stop: watch::Receiver<bool>,
+) -> (u64, Option<String>) {
+    receive_with(ws, rec, delivered, stop, |frame, tally| {
+        if let Message::Text(text) = &frame {
+            tally.seen(text);
+        }
+        Handled::default()
+    })
+    .await
 }
 
 #[cfg(test)]

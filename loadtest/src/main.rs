@@ -1,12 +1,15 @@
 //! `chorus-loadtest`: drives a Chorus server (started by the harness by default) through one
 //! scenario, bounded in time, and reports deliveries/s, latency quantiles from an HDR
-//! histogram, and server RSS. Clients spread over loopback source addresses; the harness
-//! raises its own open-file limit to the hard limit first.
+//! histogram, server CPU per delivery and server RSS. Clients spread over loopback source
+//! addresses; the harness raises its own open-file limit to the hard limit first.
+//! `group-fanout --target` and `compare` also drive peer servers ([`peers`]) the same way.
 
 mod api;
 mod client;
+mod compare;
 mod error;
 mod peers;
+mod procfs;
 mod report;
 mod scenarios;
 mod server;
@@ -20,12 +23,27 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::peers::{Kind, Peers};
-use crate::report::Report;
 use crate::scenarios::Common;
 use crate::server::Target;
 
+/// Targets of `group-fanout --target` and `compare --targets`, for `--help`.
+const TARGETS_HELP: &str = "\
+Targets (group-fanout --target, compare --targets), each started by the harness on 127.0.0.1:
+  chorus      the Chorus server (--server-bin), or the one at --url
+  nats29      nats-server 2.9, Debian's package (--nats29-bin)
+  nats        nats-server 2.15.2, built by loadtest/peers/setup.sh (--nats-bin)
+  centrifugo  Centrifugo v6.9.1, built by loadtest/peers/setup.sh (--centrifugo-bin)
+  socketio    Socket.IO 4 on Node, loadtest/peers/socketio-server.js (--node-bin, --peers-dir)
+Install the peers once with `bash loadtest/peers/setup.sh`. Every fan-out report gives the
+server process's CPU per delivery (utime+stime over the publishing and drain window, from
+/proc/PID/stat) beside deliveries/s, latency and RSS.";
+
 #[derive(Parser)]
-#[command(name = "chorus-loadtest", about = "Load harness for Chorus")]
+#[command(
+    name = "chorus-loadtest",
+    about = "Load harness for Chorus (and the peers it is compared with)",
+    after_help = TARGETS_HELP
+)]
 struct Cli {
     /// Server binary to start for the run (on 127.0.0.1:0, fresh data dir, low hash cost).
     #[arg(long, default_value = "target/release/chorus")]
@@ -36,7 +54,7 @@ struct Cli {
     /// Use a server already running here instead of starting one.
     #[arg(long)]
     url: Option<String>,
-    /// PID of the server at --url, to read its RSS.
+    /// PID of the server at --url, to read its CPU time and RSS.
     #[arg(long)]
     server_pid: Option<u32>,
     /// Seconds of publishing (or of holding connections).
@@ -63,13 +81,19 @@ struct Cli {
     /// Hard stop for the whole run, provisioning included.
     #[arg(long, default_value_t = 900)]
     max_seconds: u64,
-    /// nats-server binary for `--target nats` and `compare` (bare names: PATH, /usr/sbin).
-    #[arg(long, default_value = "nats-server")]
-    nats_server_bin: PathBuf,
-    /// Node.js binary for `--target socketio` and `compare`.
+    /// Debian's nats-server 2.9, target `nats29` (bare names: PATH, /usr/sbin).
+    #[arg(long, default_value = "/usr/sbin/nats-server")]
+    nats29_bin: PathBuf,
+    /// The current nats-server, target `nats` [default: PEERS_DIR/bin/nats-server].
+    #[arg(long)]
+    nats_bin: Option<PathBuf>,
+    /// Centrifugo v6, target `centrifugo` [default: PEERS_DIR/bin/centrifugo].
+    #[arg(long)]
+    centrifugo_bin: Option<PathBuf>,
+    /// Node.js binary, target `socketio`.
     #[arg(long, default_value = "node")]
     node_bin: PathBuf,
-    /// Directory with socketio-server.js and its node_modules (`loadtest/peers`).
+    /// `loadtest/peers`: socketio-server.js with its node_modules, and bin/ (setup.sh).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/peers"))]
     peers_dir: PathBuf,
     #[command(subcommand)]
@@ -101,12 +125,13 @@ enum Scenario {
         groups: usize,
         #[arg(long, default_value_t = 1000)]
         members: usize,
-        /// Server to run against: chorus, or a peer the harness starts (nats, socketio).
+        /// Server to run against: chorus, or a peer the harness starts (see `--help`).
         #[arg(long, value_enum, default_value_t = Kind::Chorus)]
         target: Kind,
     },
     /// group-fanout against Chorus and each peer in turn (same G, M, payload, rate), then
-    /// one table with the ratios Chorus/peer.
+    /// one table (medians over --runs) with server CPU per delivery and the ratios
+    /// Chorus/peer.
     Compare {
         #[arg(long, default_value_t = 1)]
         groups: usize,
@@ -117,9 +142,16 @@ enum Scenario {
             long,
             value_enum,
             value_delimiter = ',',
-            default_value = "chorus,nats,socketio"
+            default_value = "chorus,nats29,nats,centrifugo,socketio"
         )]
         targets: Vec<Kind>,
+        /// Rounds of every target (round-robin); the table gives each column's median.
+        #[arg(long, default_value_t = 1,
+              value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+        runs: usize,
+        /// Write the table of medians (with each column's range) as Markdown here.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
         /// Exit non-zero if any target could not be started or its run failed (for CI,
         /// where loadtest/peers/setup.sh has installed the peers).
         #[arg(long)]
@@ -182,10 +214,19 @@ async fn chorus(cli: &Cli) -> error::Result<Target> {
 }
 
 fn peers(cli: &Cli) -> Peers {
+    let dir = &cli.peers_dir;
     Peers {
-        nats_server: cli.nats_server_bin.clone(),
+        nats29_server: cli.nats29_bin.clone(),
+        nats_server: cli
+            .nats_bin
+            .clone()
+            .unwrap_or_else(|| dir.join("bin/nats-server")),
+        centrifugo: cli
+            .centrifugo_bin
+            .clone()
+            .unwrap_or_else(|| dir.join("bin/centrifugo")),
         node: cli.node_bin.clone(),
-        dir: cli.peers_dir.clone(),
+        dir: dir.clone(),
     }
 }
 
@@ -207,13 +248,34 @@ async fn run(cli: &Cli) -> error::Result<()> {
             members,
             targets,
             strict,
-        } => return compare(cli, *groups, *members, targets, *strict, &common).await,
+            runs,
+            markdown,
+        } => {
+            let plan = compare::Plan {
+                groups: *groups,
+                members: *members,
+                targets,
+                runs: *runs,
+                common: &common,
+            };
+            let out = compare::Outputs {
+                json: cli.json.as_deref(),
+                markdown: markdown.as_deref(),
+                plot: cli.plot.as_deref(),
+            };
+            let outcomes = compare::compare(&plan, &peers(cli), || chorus(cli), &out).await?;
+            return if *strict {
+                compare::check_strict(&outcomes)
+            } else {
+                Ok(())
+            };
+        }
         Scenario::GroupFanout {
             groups,
             members,
-            target: kind @ (Kind::Nats | Kind::Socketio),
-        } => {
-            let server = peers::start(*kind, &peers(cli)).await?;
+            target,
+        } if *target != Kind::Chorus => {
+            let server = peers::start(*target, &peers(cli)).await?;
             server.group_fanout(*groups, *members, &common).await?
         }
         scenario => {
@@ -260,181 +322,4 @@ async fn run(cli: &Cli) -> error::Result<()> {
         report.plot(path)?;
     }
     Ok(())
-}
-
-/// What became of one target in `compare`.
-enum Outcome {
-    Ran(Box<Report>),
-    /// The server could not be started (binary or package missing, ...).
-    NotStarted(String),
-    /// It started but the run failed.
-    Failed(String),
-}
-
-/// `compare`: group-fanout against each target in turn, each server started for its run
-/// and stopped after it; then one table and the ratios Chorus/peer.
-async fn compare(
-    cli: &Cli,
-    groups: usize,
-    members: usize,
-    targets: &[Kind],
-    strict: bool,
-    common: &Common,
-) -> error::Result<()> {
-    let peers = peers(cli);
-    let mut outcomes: Vec<(Kind, Outcome)> = Vec::new();
-    for &kind in targets {
-        eprintln!("== compare: {} ({groups} x {members})", kind.name());
-        let outcome = match kind {
-            Kind::Chorus => match chorus(cli).await {
-                Err(e) => Outcome::NotStarted(e.to_string()),
-                Ok(target) => {
-                    match scenarios::group_fanout(&target, groups, members, common).await {
-                        Ok(r) => Outcome::Ran(Box::new(r)),
-                        Err(e) => Outcome::Failed(e.to_string()),
-                    }
-                }
-            },
-            peer => match peers::start(peer, &peers).await {
-                Err(e) => Outcome::NotStarted(e.to_string()),
-                Ok(server) => match server.group_fanout(groups, members, common).await {
-                    Ok(r) => Outcome::Ran(Box::new(r)),
-                    Err(e) => Outcome::Failed(e.to_string()),
-                },
-            },
-        };
-        match &outcome {
-            Outcome::Ran(r) => {
-                r.print();
-                if let Some(path) = &cli.plot {
-                    let path = path.with_file_name(format!(
-                        "{}-{}.svg",
-                        path.file_stem().unwrap_or_default().to_string_lossy(),
-                        kind.name()
-                    ));
-                    if let Err(e) = r.plot(&path) {
-                        eprintln!("warning: plot {}: {e}", path.display());
-                    }
-                }
-            }
-            Outcome::NotStarted(e) => eprintln!("{}: not started: {e}", kind.name()),
-            Outcome::Failed(e) => eprintln!("{}: run failed: {e}", kind.name()),
-        }
-        outcomes.push((kind, outcome));
-    }
-    print_comparison(groups, members, common, &outcomes);
-    if let Some(path) = &cli.json {
-        let runs: Vec<serde_json::Value> = outcomes
-            .iter()
-            .map(|(kind, o)| match o {
-                Outcome::Ran(r) => serde_json::json!({"target": kind.name(), "report": r}),
-                Outcome::NotStarted(e) => {
-                    serde_json::json!({"target": kind.name(), "not_started": e})
-                }
-                Outcome::Failed(e) => serde_json::json!({"target": kind.name(), "failed": e}),
-            })
-            .collect();
-        let all = serde_json::json!({
-            "scenario": "compare",
-            "params": {"groups": groups, "members": members, "rate": common.rate,
-                       "payload": common.payload, "duration_s": common.duration.as_secs()},
-            "runs": runs,
-        });
-        std::fs::write(path, serde_json::to_vec_pretty(&all)?)?;
-    }
-    let bad: Vec<&str> = outcomes
-        .iter()
-        .filter(|(_, o)| !matches!(o, Outcome::Ran(_)))
-        .map(|(k, _)| k.name())
-        .collect();
-    if strict && !bad.is_empty() {
-        return Err(error::Error::Unexpected(format!(
-            "--strict: no result for {}",
-            bad.join(", ")
-        )));
-    }
-    Ok(())
-}
-
-fn print_comparison(groups: usize, members: usize, common: &Common, outcomes: &[(Kind, Outcome)]) {
-    println!();
-    println!(
-        "== compare: group-fanout, {groups} groups x {members} members, {} msg/s, {} B payload, {} s",
-        common.rate,
-        common.payload,
-        common.duration.as_secs()
-    );
-    println!(
-        "   {:<10} {:>13} {:>9} {:>9} {:>9} {:>9} {:>10}",
-        "target", "deliveries/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "delivered%"
-    );
-    for (kind, outcome) in outcomes {
-        match outcome {
-            Outcome::Ran(r) => {
-                let (p50, p99, p999, max) = r
-                    .collected
-                    .as_ref()
-                    .map(|c| {
-                        let l = &c.latency;
-                        (l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms)
-                    })
-                    .unwrap_or_default();
-                println!(
-                    "   {:<10} {:>13.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>10.2}",
-                    kind.name(),
-                    r.deliveries_per_s,
-                    p50,
-                    p99,
-                    p999,
-                    max,
-                    delivered_pct(r)
-                );
-            }
-            Outcome::NotStarted(e) => {
-                println!("   {:<10} NOT STARTED: {e}", kind.name())
-            }
-            Outcome::Failed(e) => println!("   {:<10} RUN FAILED: {e}", kind.name()),
-        }
-    }
-    let chorus = outcomes.iter().find_map(|(k, o)| match o {
-        Outcome::Ran(r) if *k == Kind::Chorus => Some(r),
-        _ => None,
-    });
-    for (kind, outcome) in outcomes {
-        if *kind == Kind::Chorus {
-            continue;
-        }
-        let line = match (chorus, outcome) {
-            (Some(c), Outcome::Ran(p)) => {
-                let p99 = |r: &Report| r.collected.as_ref().map(|c| c.latency.p99_ms);
-                format!(
-                    "deliveries/s {}   p99 {}",
-                    ratio(Some(c.deliveries_per_s), Some(p.deliveries_per_s)),
-                    ratio(p99(c), p99(p))
-                )
-            }
-            (None, _) => "n/a (no chorus result)".into(),
-            (_, _) => "n/a (no result for the peer)".into(),
-        };
-        println!("   chorus/{:<9} {line}", kind.name());
-    }
-    println!(
-        "   (deliveries/s: above 1 = chorus delivers more; p99: below 1 = chorus is faster. At a \
-         fixed --rate every target that keeps up delivers about rate x members per second.)"
-    );
-}
-
-fn delivered_pct(r: &Report) -> f64 {
-    if r.expected > 0 {
-        r.delivered as f64 * 100.0 / r.expected as f64
-    } else {
-        0.0
-    }
-}
-
-fn ratio(chorus: Option<f64>, peer: Option<f64>) -> String {
-    match (chorus, peer) {
-        (Some(c), Some(p)) if p > 0.0 => format!("x{:.2}", c / p),
-        _ => "n/a".into(),
-    }
 }

@@ -6,6 +6,7 @@ use plotters::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::procfs::ServerWindow;
 use crate::stats::Collected;
 
 /// Everything a run measured.
@@ -16,15 +17,25 @@ pub struct Report {
     pub params: serde_json::Value,
     /// Messages (or profile changes, dynamics) published.
     pub published: u64,
+    /// Publishes that failed or were not answered in time (not in `expected`; the server may
+    /// still have delivered them).
+    pub publish_failures: u64,
     /// Deliveries expected if every recipient got every message.
     pub expected: u64,
     pub delivered: u64,
     /// Seconds from the first to the last delivery.
     pub active_s: f64,
     pub deliveries_per_s: f64,
+    /// WebSocket frames the receivers read (0 where they are not WebSocket clients).
+    pub frames_received: u64,
     /// Connections the server closed during the run (slow readers get 1013).
     pub closed_by_server: u64,
+    /// The server process over the publishing and drain window: CPU, CPU per delivery, RSS.
+    pub server_window: Option<ServerWindow>,
+    /// At the end of the run, after the receivers have disconnected.
     pub server_rss_kib: Option<u64>,
+    /// Peak over the server's life (VmHWM), provisioning included.
+    pub server_rss_peak_kib: Option<u64>,
     pub extra: serde_json::Value,
     pub collected: Option<Collected>,
 }
@@ -38,7 +49,15 @@ impl Report {
         if let Some(c) = &self.collected {
             let l = &c.latency;
             let s = &c.span;
-            println!("   published     {}", self.published);
+            if self.publish_failures > 0 {
+                println!(
+                    "   published     {} ({} more failed or got no answer in time; any \
+                     deliveries of theirs still count)",
+                    self.published, self.publish_failures
+                );
+            } else {
+                println!("   published     {}", self.published);
+            }
             println!(
                 "   delivered     {} of {} expected ({:.2}%)",
                 self.delivered,
@@ -68,8 +87,32 @@ impl Report {
                 self.closed_by_server
             );
         }
-        if let Some(rss) = self.server_rss_kib {
-            println!("   server RSS    {rss} KiB");
+        if let Some(w) = &self.server_window {
+            let per = w
+                .cpu_us_per_delivery
+                .map_or("n/a".to_owned(), |us| format!("{us:.2} µs"));
+            println!(
+                "   server CPU    {per} per delivery   ({:.2} s CPU over {:.2} s: {:.2} cores)",
+                w.cpu_s, w.window_s, w.cores
+            );
+        }
+        if self.frames_received > 0 {
+            println!(
+                "   frames        {} WebSocket frames read, {:.2} deliveries per frame",
+                self.frames_received,
+                self.delivered as f64 / self.frames_received as f64
+            );
+        }
+        let rss = [
+            ("with clients", self.server_window.and_then(|w| w.rss_kib)),
+            ("at the end", self.server_rss_kib),
+            ("peak", self.server_rss_peak_kib),
+        ]
+        .iter()
+        .filter_map(|(what, kib)| kib.map(|k| format!("{k} KiB {what}")))
+        .collect::<Vec<_>>();
+        if !rss.is_empty() {
+            println!("   server RSS    {}", rss.join(", "));
         }
         if !self.extra.is_null() {
             println!("   more          {}", self.extra);

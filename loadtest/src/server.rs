@@ -82,12 +82,12 @@ impl Target {
 
     /// The server's resident set size in KiB, from /proc.
     pub fn rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid?)).ok()?;
-        status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
+        crate::procfs::status_kib(self.pid?, "VmRSS")
+    }
+
+    /// The server's peak resident set size so far in KiB, from /proc.
+    pub fn rss_peak_kib(&self) -> Option<u64> {
+        crate::procfs::status_kib(self.pid?, "VmHWM")
     }
 
     /// Waits until `/healthz` answers.

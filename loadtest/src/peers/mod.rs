@@ -1,32 +1,51 @@
 //! Peer servers that `group-fanout` can also drive, for comparison with Chorus: the NATS
-//! server over WebSocket and Socket.IO (Node). The harness starts each one on loopback with a
-//! config of its own in a temp dir, connects G x M receiving clients that join G
-//! groups (a NATS subject or a Socket.IO room per group), and drives them with
-//! [`scenarios::run_fanout`](crate::scenarios::run_fanout) exactly as it drives Chorus.
+//! server over WebSocket (Debian's 2.9 and the current one), Centrifugo v6 and Socket.IO
+//! (Node). The harness starts each one on loopback with a config of its own in a temp dir,
+//! connects G x M receiving clients that join G groups (a NATS subject, a Centrifugo channel
+//! or a Socket.IO room per group), and drives them with
+//! [`scenarios::run_fanout`](crate::scenarios::run_fanout) exactly as it drives Chorus,
+//! measuring the peer process's CPU as it does Chorus's.
+//!
+//! - `nats.rs`: the NATS text protocol over WebSocket; the publisher is plain TCP.
+//! - `centrifugo.rs`: Centrifugo's JSON protocol over WebSocket; publishing through its
+//!   server HTTP API.
+//! - `socketio.rs`: Engine.IO v4 / Socket.IO v5 over WebSocket against
+//!   `loadtest/peers/socketio-server.js`.
 
+pub mod centrifugo;
 pub mod nats;
 pub mod socketio;
 
 use std::fs::File;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Child;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, stream};
 use tokio::net::TcpSocket;
 use tokio_tungstenite::client_async;
+use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::Ws;
+use crate::client::{self, Ws};
 use crate::error::{Error, Result};
 use crate::report::Report;
-use crate::scenarios::{Common, bar};
+use crate::scenarios::{Common, Publish, SpawnReceivers, bar, run_fanout};
 
 /// Which server `group-fanout` runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
+    /// Chorus (the server under test).
     Chorus,
+    /// nats-server 2.9, Debian's package.
+    Nats29,
+    /// The current nats-server (2.15), built by loadtest/peers/setup.sh.
     Nats,
+    /// Centrifugo v6, built by loadtest/peers/setup.sh.
+    Centrifugo,
+    /// Socket.IO 4 on Node (loadtest/peers/socketio-server.js).
     Socketio,
 }
 
@@ -34,7 +53,9 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Chorus => "chorus",
+            Kind::Nats29 => "nats29",
             Kind::Nats => "nats",
+            Kind::Centrifugo => "centrifugo",
             Kind::Socketio => "socketio",
         }
     }
@@ -43,9 +64,13 @@ impl Kind {
 /// Where the peers' programs are.
 #[derive(Debug, Clone)]
 pub struct Peers {
-    /// `nats-server` binary (a bare name is looked up on PATH, then /usr/sbin, /usr/bin).
+    /// Debian's `nats-server` 2.9 (a bare name is looked up on PATH, then /usr/sbin, /usr/bin).
+    pub nats29_server: PathBuf,
+    /// The current `nats-server` (setup.sh builds it into `loadtest/peers/bin`).
     pub nats_server: PathBuf,
-    /// `node` binary (looked up the same way).
+    /// `centrifugo` v6 (setup.sh builds it into `loadtest/peers/bin`).
+    pub centrifugo: PathBuf,
+    /// `node` binary (looked up like nats29_server).
     pub node: PathBuf,
     /// `loadtest/peers`: `socketio-server.js` and its `node_modules`.
     pub dir: PathBuf,
@@ -54,13 +79,22 @@ pub struct Peers {
 /// A peer server started by the harness.
 pub enum Started {
     Nats(nats::Server),
+    Centrifugo(centrifugo::Server),
     Socketio(socketio::Server),
 }
 
 /// Starts the peer `kind` (not Chorus: that is [`crate::server::Target::spawn`]).
 pub async fn start(kind: Kind, peers: &Peers) -> Result<Started> {
     match kind {
-        Kind::Nats => Ok(Started::Nats(nats::Server::start(peers).await?)),
+        Kind::Nats29 => Ok(Started::Nats(
+            nats::Server::start(&peers.nats29_server, kind.name()).await?,
+        )),
+        Kind::Nats => Ok(Started::Nats(
+            nats::Server::start(&peers.nats_server, kind.name()).await?,
+        )),
+        Kind::Centrifugo => Ok(Started::Centrifugo(
+            centrifugo::Server::start(&peers.centrifugo).await?,
+        )),
         Kind::Socketio => Ok(Started::Socketio(socketio::Server::start(peers).await?)),
         Kind::Chorus => Err(Error::Unexpected(
             "chorus is not a peer: start it with Target::spawn".into(),
@@ -79,12 +113,13 @@ impl Started {
     ) -> Result<Report> {
         match self {
             Started::Nats(s) => s.group_fanout(groups, members, common).await,
+            Started::Centrifugo(s) => s.group_fanout(groups, members, common).await,
             Started::Socketio(s) => s.group_fanout(groups, members, common).await,
         }
     }
 }
 
-/// The subject / room of group `g`.
+/// The subject / channel / room of group `g`.
 pub fn group_name(g: usize) -> String {
     format!("group.{g}")
 }
@@ -231,6 +266,46 @@ pub async fn ws_connect(url: &str, server: SocketAddr, source: IpAddr) -> Result
     Ok(ws)
 }
 
+/// The next text or binary frame of a handshake, waiting 10 s at most; an error if the
+/// socket closes first. `what` names the peer and the step in errors.
+pub async fn handshake_frame(ws: &mut Ws, what: &str) -> Result<Message> {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .map_err(|_| Error::Unexpected(format!("{what}: no answer in 10 s")))?;
+        match frame {
+            Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => return Ok(m),
+            Some(Ok(Message::Close(c))) => {
+                return Err(Error::Unexpected(format!("{what}: closed: {c:?}")));
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(Error::Unexpected(format!("{what}: socket ended"))),
+        }
+    }
+}
+
+/// Opens `n` WebSockets to `url` at `server`, client i from loopback source i mod `sources`,
+/// and runs `handshake(ws, i)` on each (through [`open_all`]).
+pub async fn open_clients<T, F, Fut>(
+    url: &str,
+    server: SocketAddr,
+    n: usize,
+    sources: usize,
+    handshake: F,
+) -> (Vec<(usize, T)>, Vec<String>)
+where
+    F: Fn(Ws, usize) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let handshake = &handshake;
+    open_all(n, |i| async move {
+        let ws = ws_connect(url, server, client::source(i, sources)).await?;
+        handshake(ws, i).await
+    })
+    .await
+}
+
 /// Runs `open(i)` for i in 0..n, 256 at a time, each bounded by 30 s; answers the clients
 /// that made it (with their index) and the errors.
 pub async fn open_all<T, F, Fut>(n: usize, open: F) -> (Vec<(usize, T)>, Vec<String>)
@@ -284,30 +359,56 @@ pub fn check_clients(what: &str, ok: usize, errors: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The report of a peer's `group-fanout` run, in the same shape as Chorus's.
-pub fn peer_report(
-    name: &str,
-    pid: u32,
-    groups: usize,
-    members: usize,
-    common: &Common,
-    run: (u64, crate::stats::Collected, u64),
-    extra: serde_json::Value,
-) -> Report {
-    let (published, collected, closed) = run;
-    let target = crate::server::Target::attach(name.into(), Some(pid));
-    let params = serde_json::json!({"groups": groups, "members": members, "rate": common.rate,
-                                    "payload": common.payload, "duration_s": common.duration.as_secs()});
-    crate::scenarios::finish(
-        "group-fanout",
-        &target,
-        params,
-        published,
-        published * members as u64,
-        collected,
-        closed,
-        extra,
-    )
+/// The publisher of a peer's run: message i goes to group i mod `groups` with a
+/// `payload`-byte text carrying the load-test marker; `send(group, text)` publishes it.
+pub fn group_publish<F, Fut>(groups: usize, payload: usize, send: F) -> Publish
+where
+    F: Fn(String, String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    Arc::new(move |i, due| {
+        Box::pin(send(
+            group_name((i as usize) % groups),
+            client::payload(i, due, payload),
+        ))
+    })
+}
+
+/// A peer's `group-fanout` run, once its driver has connected the receivers.
+pub struct PeerRun<'a> {
+    /// The target's name in the report.
+    pub name: &'static str,
+    /// The peer's process, whose CPU and memory the report gives.
+    pub pid: u32,
+    pub groups: usize,
+    pub members: usize,
+    pub common: &'a Common,
+}
+
+impl PeerRun<'_> {
+    /// Runs [`run_fanout`] with these receivers and publisher and reports it in the same
+    /// shape as Chorus's.
+    pub async fn run(
+        &self,
+        spawn: SpawnReceivers,
+        publish: Publish,
+        extra: serde_json::Value,
+    ) -> Result<Report> {
+        let (groups, members, common) = (self.groups, self.members, self.common);
+        let run = run_fanout(spawn, common, members as u64, publish, Some(self.pid)).await?;
+        let target = crate::server::Target::attach(self.name.into(), Some(self.pid));
+        let params = serde_json::json!({"groups": groups, "members": members,
+            "rate": common.rate, "payload": common.payload,
+            "duration_s": common.duration.as_secs()});
+        Ok(crate::scenarios::finish(
+            "group-fanout",
+            &target,
+            params,
+            run.published * members as u64,
+            run,
+            extra,
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -315,10 +416,13 @@ mod tests {
     use super::*;
 
     fn peers() -> Peers {
+        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/peers"));
         Peers {
-            nats_server: PathBuf::from("nats-server"),
+            nats29_server: PathBuf::from("/usr/sbin/nats-server"),
+            nats_server: dir.join("bin/nats-server"),
+            centrifugo: dir.join("bin/centrifugo"),
             node: PathBuf::from("node"),
-            dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/peers")),
+            dir,
         }
     }
 
@@ -348,11 +452,24 @@ mod tests {
         assert_eq!(r.delivered, r.expected, "{r:?}");
         assert_eq!(r.target, kind.name());
         assert_eq!(r.closed_by_server, 0);
+        let w = r.server_window.unwrap();
+        assert!(w.cpu_s >= 0.0 && w.window_s > 0.5, "{w:?}");
+        assert!(w.rss_kib.unwrap() > 0);
+    }
+
+    #[tokio::test]
+    async fn nats29_smoke() {
+        smoke(Kind::Nats29).await;
     }
 
     #[tokio::test]
     async fn nats_smoke() {
         smoke(Kind::Nats).await;
+    }
+
+    #[tokio::test]
+    async fn centrifugo_smoke() {
+        smoke(Kind::Centrifugo).await;
     }
 
     #[tokio::test]

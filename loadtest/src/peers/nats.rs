@@ -1,13 +1,16 @@
-//! The NATS server as a fan-out peer: receivers are NATS clients over WebSocket (one per
-//! member, subscribed to `group.<g>`); the publisher is one plain-TCP NATS connection.
+//! The NATS server as a fan-out peer (two targets: Debian's nats-server 2.9 as `nats29`, the
+//! current one built by `loadtest/peers/setup.sh` as `nats`): receivers are NATS clients over
+//! WebSocket (one per member, subscribed to `group.<g>`); the publisher is one plain-TCP NATS
+//! connection.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
@@ -15,12 +18,15 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{Mutex, oneshot, watch};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{Peers, Process, check_clients, find_program, free_port, group_name, open_all};
-use crate::client::{self, Ws};
+use super::{
+    PeerRun, Process, check_clients, find_program, free_port, group_name, group_publish,
+    open_clients,
+};
+use crate::client::{self, Handled, Ws};
 use crate::error::{Error, Result};
 use crate::report::Report;
-use crate::scenarios::{Common, Publish, SpawnReceivers, run_fanout};
-use crate::stats::{Recorder, Tally};
+use crate::scenarios::{Common, SpawnReceivers};
+use crate::stats::Recorder;
 
 const CONNECT: &str = "CONNECT {\"verbose\":false,\"pedantic\":false,\"protocol\":1}\r\n";
 /// A control line longer than this without CRLF is a protocol error (NATS's own limit is 4 KiB).
@@ -102,18 +108,20 @@ pub fn parse_op(buf: &[u8]) -> Result<Option<(Op<'_>, usize)>, String> {
 /// A running nats-server with its client (TCP) and WebSocket ports.
 pub struct Server {
     process: Process,
+    /// The target's name in reports (`nats29`, `nats`).
+    name: &'static str,
     pub port: u16,
     pub ws_port: u16,
 }
 
 impl Server {
-    /// Starts nats-server with a generated config: client port and WebSocket port on
-    /// 127.0.0.1, no TLS, a write deadline long enough for a loaded 2-core machine.
-    pub async fn start(peers: &Peers) -> Result<Server> {
-        let bin = find_program(&peers.nats_server).ok_or_else(|| {
+    /// Starts the nats-server `bin` with a generated config: client port and WebSocket port
+    /// on 127.0.0.1, no TLS, a write deadline long enough for a loaded 2-core machine.
+    pub async fn start(bin: &Path, name: &'static str) -> Result<Server> {
+        let bin = find_program(bin).ok_or_else(|| {
             Error::Unexpected(format!(
                 "{} not found (install it: loadtest/peers/setup.sh)",
-                peers.nats_server.display()
+                bin.display()
             ))
         })?;
         let dir = tempfile::tempdir()?;
@@ -147,6 +155,7 @@ impl Server {
         .await?;
         Ok(Server {
             process,
+            name,
             port,
             ws_port,
         })
@@ -159,28 +168,19 @@ impl Server {
         members: usize,
         common: &Common,
     ) -> Result<Report> {
-        let url = format!("ws://127.0.0.1:{}", self.ws_port);
-        let server = SocketAddr::from(([127, 0, 0, 1], self.ws_port));
-        let sources = common.sources;
-        let (clients, errors) = open_all(groups * members, |i| {
-            let url = url.clone();
-            async move {
-                let ws = super::ws_connect(&url, server, client::source(i, sources)).await?;
-                subscribe(ws, &group_name(i / members)).await
-            }
-        })
+        let (clients, errors) = open_clients(
+            &format!("ws://127.0.0.1:{}", self.ws_port),
+            SocketAddr::from(([127, 0, 0, 1], self.ws_port)),
+            groups * members,
+            common.sources,
+            |ws, i| async move { subscribe(ws, &group_name(i / members)).await },
+        )
         .await;
-        check_clients("nats", clients.len(), &errors)?;
+        check_clients(self.name, clients.len(), &errors)?;
         let publisher = Publisher::connect(SocketAddr::from(([127, 0, 0, 1], self.port))).await?;
-        let payload = common.payload;
-        let publish: Publish = Arc::new(move |i, due| {
+        let publish = group_publish(groups, common.payload, move |subject, text| {
             let publisher = publisher.clone();
-            Box::pin(async move {
-                let subject = group_name((i as usize) % groups);
-                publisher
-                    .publish(&subject, client::payload(i, due, payload).as_bytes())
-                    .await
-            })
+            async move { publisher.publish(&subject, text.as_bytes()).await }
         });
         let spawn: SpawnReceivers = Box::new(move |rec, delivered, stop| {
             clients
@@ -196,18 +196,17 @@ impl Server {
                 })
                 .collect()
         });
-        let run = run_fanout(spawn, common, members as u64, publish).await?;
         let extra = json!({"connect_failures": errors.len(), "transport": "websocket",
                    "server_version": self.version()});
-        Ok(super::peer_report(
-            "nats",
-            self.process.pid,
+        PeerRun {
+            name: self.name,
+            pid: self.process.pid,
             groups,
             members,
             common,
-            run,
-            extra,
-        ))
+        }
+        .run(spawn, publish, extra)
+        .await
     }
 
     fn version(&self) -> Option<String> {
@@ -225,18 +224,10 @@ async fn subscribe(mut ws: Ws, subject: &str) -> Result<(Ws, Vec<u8>)> {
     ws.send(Message::binary(hello.into_bytes())).await?;
     let mut buf = Vec::new();
     loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .map_err(|_| Error::Unexpected("nats: no PONG in 10 s".into()))?;
-        match frame {
-            Some(Ok(Message::Binary(b))) => buf.extend_from_slice(&b),
-            Some(Ok(Message::Text(t))) => buf.extend_from_slice(t.as_bytes()),
-            Some(Ok(Message::Close(c))) => {
-                return Err(Error::Unexpected(format!("nats closed: {c:?}")));
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(e.into()),
-            None => return Err(Error::Unexpected("nats: socket ended".into())),
+        match super::handshake_frame(&mut ws, "nats: waiting for PONG").await? {
+            Message::Binary(b) => buf.extend_from_slice(&b),
+            Message::Text(t) => buf.extend_from_slice(t.as_bytes()),
+            _ => continue,
         }
         let mut pos = 0;
         let mut pong = false;
@@ -263,40 +254,22 @@ async fn subscribe(mut ws: Ws, subject: &str) -> Result<(Ws, Vec<u8>)> {
     }
 }
 
-/// Reads until `stop`, recording the marker of every MSG; answers PING with PONG.
+/// Reads until `stop`, recording the marker of every MSG; answers PING with PONG. `buf`
+/// holds what arrived after the handshake's PONG (an operation may span frames).
 async fn receive(
-    mut ws: Ws,
+    ws: Ws,
     mut buf: Vec<u8>,
     rec: Recorder,
     delivered: Arc<AtomicU64>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> (u64, Option<String>) {
-    let mut frames = 0u64;
-    let mut tally = Tally::new(rec, delivered);
-    let mut closed = None;
-    loop {
-        let data = tokio::select! {
-            _ = stop.changed() => break,
-            msg = ws.next() => match msg {
-                Some(Ok(Message::Binary(b))) => b,
-                Some(Ok(Message::Text(t))) => t.as_bytes().to_vec().into(),
-                Some(Ok(Message::Close(frame))) => {
-                    closed = Some(format!("{frame:?}"));
-                    break;
-                }
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => {
-                    closed = Some(e.to_string());
-                    break;
-                }
-                None => {
-                    closed = Some("ended".into());
-                    break;
-                }
-            }
-        };
-        frames += 1;
-        buf.extend_from_slice(&data);
+    client::receive_with(ws, rec, delivered, stop, move |frame, tally| {
+        let mut handled = Handled::default();
+        match frame {
+            Message::Binary(b) => buf.extend_from_slice(&b),
+            Message::Text(t) => buf.extend_from_slice(t.as_bytes()),
+            _ => return handled,
+        }
         let mut pos = 0;
         let mut pings = 0;
         loop {
@@ -310,28 +283,25 @@ async fn receive(
                             }
                         }
                         Op::Ping => pings += 1,
-                        Op::Err(e) => closed = Some(format!("-ERR {e}")),
+                        Op::Err(e) => handled.closed = Some(format!("-ERR {e}")),
                         _ => {}
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    closed = Some(format!("protocol: {e}"));
+                    handled.closed = Some(format!("protocol: {e}"));
+                    handled.stop = true;
                     break;
                 }
             }
         }
         buf.drain(..pos);
-        for _ in 0..pings {
-            let _ = ws.send(Message::binary(b"PONG\r\n".to_vec())).await;
+        if pings > 0 {
+            handled.reply = Some(Message::binary(b"PONG\r\n".repeat(pings)));
         }
-        if closed.as_deref().is_some_and(|c| c.starts_with("protocol")) {
-            break;
-        }
-    }
-    drop(tally);
-    let _ = ws.close(None).await;
-    (frames, closed)
+        handled
+    })
+    .await
 }
 
 /// One plain-TCP NATS connection shared by every publish. Each PUB is followed by a PING and

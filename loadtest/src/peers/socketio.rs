@@ -15,12 +15,14 @@ use serde_json::json;
 use tokio::sync::{Mutex, oneshot, watch};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{Peers, Process, check_clients, find_program, group_name, open_all};
-use crate::client::{self, Ws};
+use super::{
+    PeerRun, Peers, Process, check_clients, find_program, group_name, group_publish, open_clients,
+};
+use crate::client::{self, Handled, Ws};
 use crate::error::{Error, Result};
 use crate::report::Report;
-use crate::scenarios::{Common, Publish, SpawnReceivers, run_fanout};
-use crate::stats::{Recorder, Tally};
+use crate::scenarios::{Common, SpawnReceivers};
+use crate::stats::Recorder;
 
 /// A Socket.IO packet type (the digit after the Engine.IO `4`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,13 +220,13 @@ impl Server {
         let url = self.url();
         let server = SocketAddr::from(([127, 0, 0, 1], self.port));
         let sources = common.sources;
-        let (clients, errors) = open_all(groups * members, |i| {
-            let url = url.clone();
-            async move {
-                let ws = super::ws_connect(&url, server, client::source(i, sources)).await?;
-                join(ws, Some(&group_name(i / members))).await
-            }
-        })
+        let (clients, errors) = open_clients(
+            &url,
+            server,
+            groups * members,
+            sources,
+            |ws, i| async move { join(ws, Some(&group_name(i / members))).await },
+        )
         .await;
         check_clients("socketio", clients.len(), &errors)?;
         let publisher = {
@@ -236,17 +238,9 @@ impl Server {
                 })??;
             Publisher::new(ws)
         };
-        let payload = common.payload;
-        let publish: Publish = Arc::new(move |i, due| {
+        let publish = group_publish(groups, common.payload, move |room, text| {
             let publisher = publisher.clone();
-            Box::pin(async move {
-                publisher
-                    .publish(
-                        &group_name((i as usize) % groups),
-                        &client::payload(i, due, payload),
-                    )
-                    .await
-            })
+            async move { publisher.publish(&room, &text).await }
         });
         let spawn: SpawnReceivers = Box::new(move |rec, delivered, stop| {
             clients
@@ -256,18 +250,17 @@ impl Server {
                 })
                 .collect()
         });
-        let run = run_fanout(spawn, common, members as u64, publish).await?;
         let extra = json!({"connect_failures": errors.len(), "transport": "websocket",
                    "node_version": self.node_version});
-        Ok(super::peer_report(
-            "socketio",
-            self.process.pid,
+        PeerRun {
+            name: "socketio",
+            pid: self.process.pid,
             groups,
             members,
             common,
-            run,
-            extra,
-        ))
+        }
+        .run(spawn, publish, extra)
+        .await
     }
 }
 
@@ -275,17 +268,9 @@ impl Server {
 async fn join(mut ws: Ws, room: Option<&str>) -> Result<Ws> {
     let mut connected = false;
     loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .map_err(|_| Error::Unexpected("socketio: handshake timed out (10 s)".into()))?;
-        let text = match frame {
-            Some(Ok(Message::Text(t))) => t,
-            Some(Ok(Message::Close(c))) => {
-                return Err(Error::Unexpected(format!("socketio closed: {c:?}")));
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(e.into()),
-            None => return Err(Error::Unexpected("socketio: socket ended".into())),
+        let Message::Text(text) = super::handshake_frame(&mut ws, "socketio handshake").await?
+        else {
+            continue;
         };
         match parse_packet(&text).map_err(Error::Unexpected)? {
             Packet::Open(_) => ws.send(Message::text("40")).await?,
@@ -317,59 +302,45 @@ async fn join(mut ws: Ws, room: Option<&str>) -> Result<Ws> {
 
 /// Reads until `stop`, recording the marker of every `msg` event; answers pings.
 async fn receive(
-    mut ws: Ws,
+    ws: Ws,
     rec: Recorder,
     delivered: Arc<AtomicU64>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> (u64, Option<String>) {
-    let mut frames = 0u64;
-    let mut tally = Tally::new(rec, delivered);
-    let mut closed = None;
-    loop {
-        tokio::select! {
-            _ = stop.changed() => break,
-            msg = ws.next() => match msg {
-                Some(Ok(Message::Text(text))) => {
-                    frames += 1;
-                    match parse_packet(&text) {
-                        Ok(Packet::Message(Sio { kind: SioKind::Event, data, .. })) => {
-                            if data.starts_with("[\"msg\"") {
-                                tally.seen(data);
-                            }
-                        }
-                        Ok(Packet::Ping(p)) => {
-                            let _ = ws.send(Message::text(format!("3{p}"))).await;
-                        }
-                        Ok(Packet::Close) | Ok(Packet::Message(Sio { kind: SioKind::Disconnect, .. })) => {
-                            closed = Some("socket.io disconnect".into());
-                            break;
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            closed = Some(format!("protocol: {e}"));
-                            break;
-                        }
-                    }
+    client::receive_with(ws, rec, delivered, stop, |frame, tally| {
+        let Message::Text(text) = frame else {
+            return Handled::default();
+        };
+        let over = |why: String| Handled {
+            closed: Some(why),
+            stop: true,
+            ..Handled::default()
+        };
+        match parse_packet(&text) {
+            Ok(Packet::Message(Sio {
+                kind: SioKind::Event,
+                data,
+                ..
+            })) => {
+                if data.starts_with("[\"msg\"") {
+                    tally.seen(data);
                 }
-                Some(Ok(Message::Close(frame))) => {
-                    closed = Some(format!("{frame:?}"));
-                    break;
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    closed = Some(e.to_string());
-                    break;
-                }
-                None => {
-                    closed = Some("ended".into());
-                    break;
-                }
+                Handled::default()
             }
+            Ok(Packet::Ping(p)) => Handled {
+                reply: Some(Message::text(format!("3{p}"))),
+                ..Handled::default()
+            },
+            Ok(Packet::Close)
+            | Ok(Packet::Message(Sio {
+                kind: SioKind::Disconnect,
+                ..
+            })) => over("socket.io disconnect".into()),
+            Ok(_) => Handled::default(),
+            Err(e) => over(format!("protocol: {e}")),
         }
-    }
-    drop(tally);
-    let _ = ws.close(None).await;
-    (frames, closed)
+    })
+    .await
 }
 
 /// The publishing client. Every `publish` carries an ack id and completes when the server

@@ -78,18 +78,22 @@ pub async fn community_dynamics(
         })
     });
     let per_message = (groups * members) as u64;
-    let (published, collected, closed) =
-        run_fanout(chorus_receivers(clients), common, per_message, publish).await?;
+    let run = run_fanout(
+        chorus_receivers(clients),
+        common,
+        per_message,
+        publish,
+        target.pid,
+    )
+    .await?;
     let params = json!({"groups": groups, "members": members, "posters": poster_accounts.len(),
                         "rate": common.rate, "payload": payload, "duration_s": common.duration.as_secs()});
     Ok(finish(
         "community-dynamics",
         target,
         params,
-        published,
-        published * per_message,
-        collected,
-        closed,
+        run.published * per_message,
+        run,
         json!({"connect_failures": errors.len()}),
     ))
 }

@@ -55,18 +55,22 @@ pub async fn group_fanout(
             .map(|_| ())
         })
     });
-    let (published, collected, closed) =
-        run_fanout(chorus_receivers(clients), common, members as u64, publish).await?;
+    let run = run_fanout(
+        chorus_receivers(clients),
+        common,
+        members as u64,
+        publish,
+        target.pid,
+    )
+    .await?;
     let params = json!({"groups": groups, "members": members, "rate": common.rate, "payload": payload,
                         "duration_s": common.duration.as_secs()});
     Ok(finish(
         "group-fanout",
         target,
         params,
-        published,
-        published * members as u64,
-        collected,
-        closed,
+        run.published * members as u64,
+        run,
         json!({"connect_failures": errors.len()}),
     ))
 }

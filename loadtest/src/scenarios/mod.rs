@@ -27,7 +27,7 @@ pub use connect::{connect, connect_worker};
 pub use group_fanout::group_fanout;
 pub use profile_sync::profile_sync;
 pub use release::release;
-pub use run::run_fanout;
+pub use run::{Fanout, run_fanout};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -131,18 +131,17 @@ pub async fn connect_all(
     Ok((ok, errors))
 }
 
-/// Builds the report of a fan-out run from what [`run_fanout`] answered.
-#[allow(clippy::too_many_arguments)]
+/// Builds the report of a fan-out run from what [`run_fanout`] answered; `expected` is the
+/// deliveries if every recipient got every published message.
 pub fn finish(
     scenario: &str,
     target: &Target,
     params: serde_json::Value,
-    published: u64,
     expected: u64,
-    collected: stats::Collected,
-    closed: u64,
+    run: Fanout,
     extra: serde_json::Value,
 ) -> Report {
+    let collected = run.collected;
     let active_s = (collected
         .last_recv_ns
         .saturating_sub(collected.first_recv_ns)) as f64
@@ -151,7 +150,8 @@ pub fn finish(
         scenario: scenario.to_owned(),
         target: target.base.clone(),
         params,
-        published,
+        published: run.published,
+        publish_failures: run.publish_failures,
         expected,
         delivered: collected.deliveries,
         active_s,
@@ -160,8 +160,11 @@ pub fn finish(
         } else {
             0.0
         },
-        closed_by_server: closed,
+        frames_received: run.frames,
+        closed_by_server: run.closed,
+        server_window: run.server_window,
         server_rss_kib: target.rss_kib(),
+        server_rss_peak_kib: target.rss_peak_kib(),
         extra,
         collected: Some(collected),
     }

@@ -47,18 +47,22 @@ pub async fn profile_sync(
         })
     });
     let per_message = (friends * devices) as u64;
-    let (published, collected, closed) =
-        run_fanout(chorus_receivers(clients), common, per_message, publish).await?;
+    let run = run_fanout(
+        chorus_receivers(clients),
+        common,
+        per_message,
+        publish,
+        target.pid,
+    )
+    .await?;
     let params = json!({"friends": friends, "devices": devices, "rate": common.rate, "payload": payload,
                         "duration_s": common.duration.as_secs()});
     Ok(finish(
         "profile-sync",
         target,
         params,
-        published,
-        published * per_message,
-        collected,
-        closed,
+        run.published * per_message,
+        run,
         json!({"connect_failures": errors.len()}),
     ))
 }

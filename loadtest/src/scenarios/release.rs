@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use futures_util::{StreamExt, stream};
 use serde_json::json;
 
-use super::{Common, Publish, bar, finish, run_fanout};
+use super::{Common, Fanout, Publish, bar, finish, run_fanout};
 use crate::api::Api;
 use crate::client;
 use crate::error::Result;
@@ -66,8 +66,7 @@ pub async fn release(
         })
     });
     let per_message = sinks.urls.len() as u64;
-    let (published, collected, _) =
-        run_fanout(sinks.receivers(), common, per_message, publish).await?;
+    let run = run_fanout(sinks.receivers(), common, per_message, publish, target.pid).await?;
     let counts = &sinks.counts;
     let params = json!({"accounts": accounts, "platforms": platforms, "rate": common.rate,
                         "payload": payload, "duration_s": common.duration.as_secs()});
@@ -75,10 +74,9 @@ pub async fn release(
         "release",
         target,
         params,
-        published,
-        published * per_message,
-        collected,
-        0,
+        run.published * per_message,
+        // Sinks are not connections the server can close.
+        Fanout { closed: 0, ..run },
         json!({
             "sink_requests": counts.requests.load(Ordering::Relaxed),
             "bad_signatures": counts.bad_signatures.load(Ordering::Relaxed),

@@ -10,16 +10,36 @@ use tokio::sync::watch;
 
 use super::{Common, Publish, SpawnReceivers, bar};
 use crate::error::{Error, Result};
+use crate::procfs::{CpuMark, ServerWindow};
 use crate::stats::{self, now_ns};
 
+/// What one fan-out run found.
+pub struct Fanout {
+    /// Messages the server took.
+    pub published: u64,
+    /// Publishes that failed or got no answer in time. `expected` does not count them, but
+    /// the server may still have delivered them (so delivered can pass 100 %).
+    pub publish_failures: u64,
+    pub collected: stats::Collected,
+    /// Receivers whose connection the server closed.
+    pub closed: u64,
+    /// Frames the receivers read, all of them together.
+    pub frames: u64,
+    /// The server's CPU and memory over the publishing and drain window (None without a
+    /// readable PID).
+    pub server_window: Option<ServerWindow>,
+}
+
 /// Publishes on schedule for `common.duration`, then waits for what was published to arrive.
-/// Answers (published, what the collector found, connections closed by the server).
+/// `server_pid` is the process whose CPU time is measured over that window (and its memory at
+/// the end of it).
 pub async fn run_fanout(
     spawn: SpawnReceivers,
     common: &Common,
     recipients_per_message: u64,
     publish: Publish,
-) -> Result<(u64, stats::Collected, u64)> {
+    server_pid: Option<u32>,
+) -> Result<Fanout> {
     let start_ns = now_ns();
     let (rec, collector) = stats::collector(start_ns);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -29,6 +49,7 @@ pub async fn run_fanout(
     let failed = Arc::new(AtomicU64::new(0));
     let inflight = Arc::new(AtomicU64::new(0));
     let run = bar(common.duration.as_secs(), "publishing");
+    let cpu = CpuMark::now(server_pid);
     let started = Instant::now();
     let deadline = started + common.duration;
     if common.rate > 0.0 {
@@ -109,11 +130,13 @@ pub async fn run_fanout(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let server_window = cpu.and_then(|c| c.window(delivered.load(Ordering::Relaxed)));
     let _ = stop_tx.send(true);
-    let mut closed = 0;
+    let (mut closed, mut frames) = (0, 0);
     for r in receivers {
-        if let Ok((_, Some(_))) = r.await {
-            closed += 1;
+        if let Ok((read, why)) = r.await {
+            frames += read;
+            closed += u64::from(why.is_some());
         }
     }
     let collected = collector
@@ -123,5 +146,12 @@ pub async fn run_fanout(
     if failures > 0 {
         eprintln!("warning: {failures} publishes failed");
     }
-    Ok((published.load(Ordering::Relaxed), collected, closed))
+    Ok(Fanout {
+        published: published.load(Ordering::Relaxed),
+        publish_failures: failures,
+        collected,
+        closed,
+        frames,
+        server_window,
+    })
 }
