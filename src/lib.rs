@@ -7,8 +7,9 @@
 //! authenticated ([`http::auth`]), its input checked once with the domain's rules
 //! ([`chorus_actors::model::limits`]), handed to one facade method, and answered once the
 //! actors' change is durable. Events an actor emits are written to its log in the same atomic
-//! write, then pushed through the hub ([`chorus_actors::push`]) to each device's bounded
-//! mailbox ([`ws`]); group events go out on the fan-out workers, encoded once.
+//! write, then handed to the thread that owns each device's socket ([`ws`]): account events
+//! through the hub and the device's outlet, group events through the fan-out lanes
+//! ([`chorus_actors::push`]), encoded once and written many frames per `write`.
 //!
 //! # Code map
 //! - [`config`]: each setting defined once (`config/settings.rs`), filled by flags, `CHORUS_*`
@@ -18,10 +19,13 @@
 //!   authenticates (client token, community server key, either); the object-only JSON body
 //!   extractor, the page query, query/path error mapping, `/healthz`. No actor message and no
 //!   store call appears here.
-//! - [`ws`]: the WebSocket session: [`ws::WsOutlet`] is a device's bounded mailbox; the
-//!   response body (`ws/body.rs`) drains it straight into the socket, batching frames; the
-//!   reader task (`ws/mod.rs`, with `ws/reader.rs` decoding frames) handles `resume`, `ping`,
-//!   limits (1009/1007), heartbeats, 1013 for slow readers and 1001 at shutdown.
+//! - [`ws`]: WebSockets on the thread that owns the socket: [`ws::upgrade`] takes the socket
+//!   from actix-http after the handshake; [`ws::shard`], one per worker thread, writes every
+//!   live frame (group events from the thread's fan-out lane, account events from the
+//!   device's [`ws::WsOutlet`]), many per `write`; the session (`ws/session.rs`) reads client
+//!   frames (`resume`, `ping`), pings, replays, enforces the limits (1009/1007), the mailbox
+//!   (1013), the write timeout (a reset), and closes with 1001 at shutdown; [`ws::frames`]
+//!   encodes and decodes frames.
 //! - [`connectors`]: the platforms activities are released to (`webhook`, `mastodon`,
 //!   `email`), each validating its link config and making one attempt (`retry_after.rs` reads
 //!   a platform's `Retry-After`); the releaser in `chorus-actors` owns retries.
@@ -31,16 +35,21 @@
 //!   default (group commit), and [`store::scylla`] (`--store scylla`; schema in
 //!   `src/store/scylla/schema.cql`, printed and applied by `chorus schema print|apply`).
 //! - [`error`]: the crate's error enum and the contract's error shape.
-//! - [`run`]: wires it all together and shuts down gracefully. `main.rs` (the binary) only
-//!   reads the command line, sets up logging, and calls [`run`] or `chorus schema print|apply`.
+//! - [`run`]: wires it all together (the HTTP server is built from actix-server and
+//!   actix-http, so WebSocket upgrades get their socket) and shuts down gracefully. `main.rs`
+//!   (the binary) only sets the allocator's arenas, reads the command line, sets up logging,
+//!   and calls [`run`] or `chorus schema print|apply`.
 //!
 //! `docs/architecture.md` walks the rooms of both crates, their invariants, and the path of a
-//! request and of a fan-out through them.//!
+//! request and of a fan-out through them.
+//!
 //! # Invariants
 //! - One path in: HTTP and WebSocket reach the domain only through [`chorus_actors::Chorus`].
 //! - Acknowledged means durable: a 2xx or an event `seq` is given only after the store's
 //!   write is durable (fjall: group commit synced; ScyllaDB: its consistency level met).
-//! - Nobody waits for the slowest: a push to a device is a `try_send` into its mailbox.
+//! - Nobody waits for the slowest, and nothing queues without bound: a push is a `try_send`
+//!   into a bounded lane; publishing answers 503 while the fan-out budget is spent; a device
+//!   that stops reading is closed (1013) and, if it never reads, reset.
 //! - Bad input is data, not a crash: every failure leaves through [`error::Error`] in the
 //!   contract's shape; nothing is stored for a rejected request.
 

@@ -26,8 +26,9 @@
 //!   in `mod.rs`, the checks one file per area; each engine runs it with
 //!   `chorus_actors::conformance_tests!`, one test per check).
 //! - [`push`]: events to devices: frames encoded once (`event.rs`, whose [`push::StoredEvent`]
-//!   the store also keeps), connected devices per account (`hub.rs`), the group fan-out
-//!   workers (`fanout.rs`). Uses nothing else of the crate.
+//!   the store also keeps), connected devices per account (`hub.rs`), the lanes to the I/O
+//!   threads and the budget of group events in flight (`fanout.rs`). Uses nothing else of
+//!   the crate.
 //! - [`model`]: records as stored (accounts, groups, communities, activities and their
 //!   releases), views, the one page/cursor type, and every input limit with its rule
 //!   (`model/limits.rs`).

@@ -38,6 +38,13 @@ pub const MAX_PASS: usize = 256;
 /// Outbound buffers larger than this are let go once empty, so a burst does not pin memory.
 const KEEP_CAPACITY: usize = 16 * 1024;
 
+/// Written bytes kept at the front of a blocked socket's buffer before it is compacted
+/// (once they are also more than half of it).
+const COMPACT_AFTER: usize = 64 * 1024;
+
+/// Group member lists whose local connections a shard remembers.
+const CACHED_GROUPS: usize = 64;
+
 type IntMap<V> = HashMap<u64, V, BuildHasherDefault<NoHashHasher<u64>>>;
 
 /// The limits a shard enforces.
@@ -69,6 +76,9 @@ pub struct Conn {
     key: u64,
     stream: Rc<TcpStream>,
     out: Vec<u8>,
+    /// Bytes at the front of `out` already written (a partial write leaves the rest where it
+    /// is instead of moving it).
+    sent: usize,
     /// Frames in `out` (or partly written) since it was last empty.
     queued: usize,
     /// The highest account `seq` written (or announced in `hello`): older account events
@@ -152,7 +162,7 @@ impl Conn {
 
     /// Writes as much of `out` as the socket takes now. Answers whether all of it went.
     fn write_out(&mut self) -> bool {
-        let mut written = 0;
+        let mut written = self.sent;
         while written < self.out.len() {
             match self.stream.try_write(&self.out[written..]) {
                 Ok(0) => {
@@ -170,6 +180,7 @@ impl Conn {
         }
         if written == self.out.len() {
             self.out.clear();
+            self.sent = 0;
             self.queued = 0;
             if self.out.capacity() > KEEP_CAPACITY {
                 self.out = Vec::new();
@@ -177,7 +188,11 @@ impl Conn {
             self.blocked = None;
             true
         } else {
-            self.out.drain(..written);
+            self.sent = written;
+            if written > COMPACT_AFTER && written * 2 > self.out.len() {
+                self.out.drain(..written);
+                self.sent = 0;
+            }
             if self.blocked.is_none() {
                 self.blocked = Some(Instant::now());
                 self.wake.notify_one();
@@ -187,15 +202,77 @@ impl Conn {
     }
 }
 
+/// The sockets here of the accounts with one member key.
+#[derive(Default)]
+struct Sockets {
+    slots: Vec<usize>,
+    /// Two accounts here share the key (a 64-bit hash collision): compare ids too.
+    mixed: bool,
+}
+
+/// The local connections of one group's member list, valid while neither changes.
+struct Local {
+    /// Held so that the pointer compared stays this list's.
+    members: Members,
+    generation: u64,
+    slots: Vec<usize>,
+}
+
 /// The table of one thread.
 #[derive(Default)]
 struct Table {
     conns: Slab<Conn>,
     /// Connection id -> slot.
     by_id: IntMap<usize>,
-    /// Member key -> slots of that account's sockets here.
-    by_key: IntMap<Vec<usize>>,
+    /// Member key -> that account's sockets here.
+    by_key: IntMap<Sockets>,
     dirty: Vec<usize>,
+    /// Bumped whenever a connection comes or goes: it invalidates `locals`.
+    generation: u64,
+    /// Recently used member lists and their local connections, newest last.
+    locals: Vec<Local>,
+}
+
+impl Table {
+    /// The slots here of the members in `members`, from the cache or by walking the list.
+    fn local_slots(&mut self, members: &Members) -> usize {
+        if let Some(at) = self
+            .locals
+            .iter()
+            .position(|l| Arc::ptr_eq(&l.members, members) && l.generation == self.generation)
+        {
+            return at;
+        }
+        self.locals
+            .retain(|l| l.generation == self.generation && !Arc::ptr_eq(&l.members, members));
+        if self.locals.len() >= CACHED_GROUPS {
+            self.locals.remove(0);
+        }
+        let mut slots = Vec::new();
+        if !self.by_key.is_empty() {
+            for member in members.iter().flat_map(|part| part.iter()) {
+                let Some(here) = self.by_key.get(&member.key) else {
+                    continue;
+                };
+                for &slot in &here.slots {
+                    if !here.mixed
+                        || self
+                            .conns
+                            .get(slot)
+                            .is_some_and(|c| *c.account == *member.id)
+                    {
+                        slots.push(slot);
+                    }
+                }
+            }
+        }
+        self.locals.push(Local {
+            members: members.clone(),
+            generation: self.generation,
+            slots,
+        });
+        self.locals.len() - 1
+    }
 }
 
 /// One I/O thread's sockets and lane.
@@ -250,6 +327,9 @@ impl Shard {
     async fn drain(self: Rc<Self>, mut jobs: mpsc::Receiver<Job>) {
         while let Some(job) = jobs.recv().await {
             self.pass(job, &mut jobs);
+            // The thread also serves HTTP requests and its sessions: let them run between
+            // passes, however busy the lane is.
+            tokio::task::yield_now().await;
         }
     }
 
@@ -283,30 +363,28 @@ impl Shard {
         self.passes.get()
     }
 
+    /// A group event: the frame goes to each local socket of a member. The local sockets of
+    /// a member list are found once and remembered until the list or the table changes, so
+    /// an event to a group costs a walk of its local sockets, not of all its members.
     fn on_group(&self, members: &Members, frame: &ByteString) {
         let mut table = self.table.borrow_mut();
-        let Table {
-            conns,
-            by_key,
-            dirty,
-            ..
-        } = &mut *table;
-        if by_key.is_empty() {
+        if table.conns.is_empty() {
             return;
         }
+        let at = table.local_slots(members);
+        let Table {
+            conns,
+            dirty,
+            locals,
+            ..
+        } = &mut *table;
         let header = Header::new(Opcode::Text, frame.len());
-        for member in members.iter().flat_map(|part| part.iter()) {
-            let Some(slots) = by_key.get(&member.key) else {
-                continue;
-            };
-            for &slot in slots {
-                if let Some(conn) = conns.get_mut(slot)
-                    && *conn.account == *member.id
-                    && conn.queue_shared(&header, frame, &self.limits)
-                    && conn.mark_dirty()
-                {
-                    dirty.push(slot);
-                }
+        for &slot in &locals[at].slots {
+            if let Some(conn) = conns.get_mut(slot)
+                && conn.queue_shared(&header, frame, &self.limits)
+                && conn.mark_dirty()
+            {
+                dirty.push(slot);
             }
         }
     }
@@ -358,6 +436,7 @@ impl Shard {
             key,
             stream,
             out: Vec::new(),
+            sent: 0,
             queued: 0,
             last_sent: 0,
             latest: 0,
@@ -369,7 +448,17 @@ impl Shard {
             wake,
         });
         table.by_id.insert(id, slot);
-        table.by_key.entry(key).or_default().push(slot);
+        table.generation += 1;
+        let Table { conns, by_key, .. } = &mut *table;
+        let here = by_key.entry(key).or_default();
+        if let Some(&other) = here.slots.first()
+            && conns
+                .get(other)
+                .is_some_and(|c| c.account != conns[slot].account)
+        {
+            here.mixed = true;
+        }
+        here.slots.push(slot);
         slot
     }
 
@@ -381,9 +470,10 @@ impl Shard {
         }
         let conn = table.conns.remove(slot);
         table.by_id.remove(&conn.id);
-        if let Some(slots) = table.by_key.get_mut(&conn.key) {
-            slots.retain(|s| *s != slot);
-            if slots.is_empty() {
+        table.generation += 1;
+        if let Some(here) = table.by_key.get_mut(&conn.key) {
+            here.slots.retain(|s| *s != slot);
+            if here.slots.is_empty() {
                 table.by_key.remove(&conn.key);
             }
         }
@@ -395,7 +485,7 @@ impl Shard {
         let mut table = self.table.borrow_mut();
         let conn = table.conns.get_mut(slot)?;
         let result = f(conn);
-        if !conn.out.is_empty() && conn.blocked.is_none() {
+        if conn.out.len() > conn.sent && conn.blocked.is_none() {
             conn.write_out();
         }
         Some(result)
@@ -477,20 +567,7 @@ impl Conn {
     /// The socket is writable again: write what waits. Answers whether all of it went.
     pub fn unblock(&mut self) -> bool {
         self.blocked = None;
-        if self.out.is_empty() {
-            return true;
-        }
         self.write_out()
-    }
-
-    /// Nothing waits to be written.
-    pub fn drained(&self) -> bool {
-        self.out.is_empty()
-    }
-
-    /// Bytes waiting to be written.
-    pub fn waiting(&self) -> usize {
-        self.out.len()
     }
 
     /// Whether the connection is replaying (or waiting for `hello`).
