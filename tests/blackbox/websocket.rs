@@ -77,6 +77,23 @@ async fn bad_token_is_refused_before_upgrade() {
 }
 
 #[tokio::test]
+async fn an_upgrade_anywhere_but_v1_ws_is_not_found() {
+    let s = Server::start();
+    let a = new_acct(&s, "Lost").await;
+    for path in ["/v1/wss", "/", "/v1/ws/extra"] {
+        let url = format!("ws://{}{path}?token={}", s.addr, a.token);
+        assert_eq!(
+            connect_status(url.into_client_request().unwrap()).await,
+            404,
+            "{path}"
+        );
+    }
+    // the real path still upgrades, and plain HTTP is served as before
+    let (_ws, _) = ws_connect(&s, &a).await;
+    assert_healthy(&s).await;
+}
+
+#[tokio::test]
 async fn ping_and_error_frames_keep_the_connection() {
     let s = Server::start();
     let a = new_acct(&s, "Pinger").await;
