@@ -23,6 +23,7 @@
 use std::sync::{Arc, Weak};
 
 use dashmap::DashMap;
+use futures_util::{StreamExt, stream};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::env::Env;
@@ -128,10 +129,20 @@ async fn read_unknown(held: &mut [LogGuard], store: &dyn Store) -> Result<(), St
     Ok(())
 }
 
+/// How many accounts' appends one store call of [`notify_each`] carries. Each call's heads
+/// are let go when it is done, so a store that takes a while per account (ScyllaDB: a Paxos
+/// round each) does not hold thousands of heads for the whole fan-out, and the next fan-out
+/// to the same accounts can follow on behind; the embedded store's writer still commits the
+/// calls that are waiting together, with one sync.
+const APPENDS_PER_CALL: usize = 1024;
+
+/// How many of those calls are under way at once.
+const CALLS_IN_FLIGHT: usize = 4;
+
 /// Appends one event (`data` encoded once) to each account's log and pushes it to their
-/// devices: one store write for every head that is free, then one for those that were busy,
-/// and so on. Answers once every append is durable or has failed; a recipient whose append
-/// failed is logged and skipped, so one broken account does not keep the others from it.
+/// devices: store calls for every head that is free, then for those that were busy, and so
+/// on. Answers once every append is durable or has failed; a recipient whose append failed is
+/// logged and skipped, so one broken account does not keep the others from it.
 pub async fn notify_each(env: &Env, to: &[AccountId], kind: EventType, data: &str) {
     let mut waiting: Vec<LogHead> = to.iter().map(|id| env.logs.head(id)).collect();
     while !waiting.is_empty() {
@@ -149,18 +160,30 @@ pub async fn notify_each(env: &Env, to: &[AccountId], kind: EventType, data: &st
             let first = busy.swap_remove(0);
             held.push(first.lock_owned().await);
         }
-        append_round(env, held, kind, data).await;
+        if let Err(e) = read_unknown(&mut held, &*env.store).await {
+            tracing::warn!(kind = kind.0, accounts = held.len(), error = %e,
+                "event not appended: log heads unreadable");
+        } else {
+            let mut calls = Vec::with_capacity(held.len().div_ceil(APPENDS_PER_CALL));
+            while held.len() > APPENDS_PER_CALL {
+                let rest = held.split_off(APPENDS_PER_CALL);
+                calls.push(held);
+                held = rest;
+            }
+            calls.push(held);
+            stream::iter(calls)
+                .map(|heads| append_call(env, heads, kind, data))
+                .buffer_unordered(CALLS_IN_FLIGHT)
+                .collect::<()>()
+                .await;
+        }
         waiting = busy;
     }
 }
 
-/// One store write for the held heads; each head is let go once its event is pushed.
-async fn append_round(env: &Env, mut held: Vec<LogGuard>, kind: EventType, data: &str) {
-    if let Err(e) = read_unknown(&mut held, &*env.store).await {
-        tracing::warn!(kind = kind.0, accounts = held.len(), error = %e,
-            "event not appended: log heads unreadable");
-        return;
-    }
+/// One store call for the held heads (their seqs known); they are let go together once
+/// every event is pushed.
+async fn append_call(env: &Env, mut held: Vec<LogGuard>, kind: EventType, data: &str) {
     let events: Vec<StoredEvent> = held
         .iter()
         .map(|head| frame_with_data(kind, head.seq.unwrap_or_default() + 1, data))
@@ -174,7 +197,7 @@ async fn append_round(env: &Env, mut held: Vec<LogGuard>, kind: EventType, data:
         })
         .collect();
     let mut results = env.store.append_events(appends).await.into_iter();
-    for (mut head, event) in held.into_iter().zip(events) {
+    for (head, event) in held.iter_mut().zip(events) {
         match results.next() {
             Some(Ok(())) => {
                 head.advance(event.seq);
