@@ -16,9 +16,10 @@
 //!
 //! At most one head per account exists in a process: [`LogHeads`] hands out the live one and
 //! forgets it once nobody holds it. Across processes (the ScyllaDB store) the seq fence refuses
-//! a write numbered from a stale head. No holder waits for a head while it holds another (a
-//! fan-out takes the heads that are free, and waits for a busy one only holding none), so two
-//! fan-outs over overlapping friends cannot deadlock.
+//! a write numbered from a stale head. An account's actor holds only its own head, and waits
+//! for nothing else while it does; a fan-out takes heads in account order, waiting for a busy
+//! one only while it holds smaller ones. So no two holders can wait for each other (two
+//! fan-outs over overlapping friends follow one another in the same order).
 
 use std::sync::{Arc, Weak};
 
@@ -129,61 +130,68 @@ async fn read_unknown(held: &mut [LogGuard], store: &dyn Store) -> Result<(), St
     Ok(())
 }
 
-/// How many accounts' appends one store call of [`notify_each`] carries. Each call's heads
-/// are let go when it is done, so a store that takes a while per account (ScyllaDB: a Paxos
-/// round each) does not hold thousands of heads for the whole fan-out, and the next fan-out
-/// to the same accounts can follow on behind; the embedded store's writer still commits the
-/// calls that are waiting together, with one sync.
+/// Most accounts' appends one store call of [`notify_each`] carries. Each call's heads are
+/// let go when it is done, so a store that takes a while per account (ScyllaDB: a Paxos round
+/// each) does not hold thousands of heads for the whole fan-out, and the next fan-out to the
+/// same accounts follows on behind; the embedded store's writer still commits the calls that
+/// are waiting together, with one sync.
 const APPENDS_PER_CALL: usize = 1024;
 
 /// How many of those calls are under way at once.
 const CALLS_IN_FLIGHT: usize = 4;
 
 /// Appends one event (`data` encoded once) to each account's log and pushes it to their
-/// devices: store calls for every head that is free, then for those that were busy, and so
-/// on. Answers once every append is durable or has failed; a recipient whose append failed is
-/// logged and skipped, so one broken account does not keep the others from it.
+/// devices. Takes the heads in account order, handing them to store calls of up to
+/// [`APPENDS_PER_CALL`] as it goes (and at once when the next head is busy, so the heads it
+/// holds are not kept waiting); waits for a busy head only holding smaller ones, which is
+/// what keeps two fan-outs from waiting for each other. Answers once every append is durable
+/// or has failed; a recipient whose append failed is logged and skipped, so one broken account
+/// does not keep the others from it.
 pub async fn notify_each(env: &Env, to: &[AccountId], kind: EventType, data: &str) {
-    let mut waiting: Vec<LogHead> = to.iter().map(|id| env.logs.head(id)).collect();
-    while !waiting.is_empty() {
-        let mut held = Vec::with_capacity(waiting.len());
-        let mut busy = Vec::new();
-        for head in waiting {
-            match head.clone().try_lock_owned() {
-                Ok(guard) => held.push(guard),
-                Err(_) => busy.push(head),
+    let mut order: Vec<&AccountId> = to.iter().collect();
+    order.sort_unstable();
+    order.dedup();
+    let (calls, waiting) = tokio::sync::mpsc::channel::<Vec<LogGuard>>(1);
+    let take = async move {
+        let mut held = Vec::with_capacity(APPENDS_PER_CALL.min(order.len()));
+        for id in order {
+            let head = env.logs.head(id);
+            let guard = match head.clone().try_lock_owned() {
+                Ok(guard) => guard,
+                Err(_) => {
+                    if !held.is_empty() && calls.send(std::mem::take(&mut held)).await.is_err() {
+                        return;
+                    }
+                    head.lock_owned().await
+                }
+            };
+            held.push(guard);
+            if held.len() == APPENDS_PER_CALL
+                && calls.send(std::mem::take(&mut held)).await.is_err()
+            {
+                return;
             }
         }
-        if held.is_empty() {
-            // Every head is held (each by a write that is under way): wait for one, holding
-            // none, so no two waiters can wait for each other.
-            let first = busy.swap_remove(0);
-            held.push(first.lock_owned().await);
+        if !held.is_empty() {
+            let _ = calls.send(held).await;
         }
-        if let Err(e) = read_unknown(&mut held, &*env.store).await {
-            tracing::warn!(kind = kind.0, accounts = held.len(), error = %e,
-                "event not appended: log heads unreadable");
-        } else {
-            let mut calls = Vec::with_capacity(held.len().div_ceil(APPENDS_PER_CALL));
-            while held.len() > APPENDS_PER_CALL {
-                let rest = held.split_off(APPENDS_PER_CALL);
-                calls.push(held);
-                held = rest;
-            }
-            calls.push(held);
-            stream::iter(calls)
-                .map(|heads| append_call(env, heads, kind, data))
-                .buffer_unordered(CALLS_IN_FLIGHT)
-                .collect::<()>()
-                .await;
-        }
-        waiting = busy;
-    }
+    };
+    let append = stream::unfold(waiting, |mut waiting| async move {
+        waiting.recv().await.map(|held| (held, waiting))
+    })
+    .map(|held| append_call(env, held, kind, data))
+    .buffer_unordered(CALLS_IN_FLIGHT)
+    .collect::<()>();
+    futures_util::join!(take, append);
 }
 
-/// One store call for the held heads (their seqs known); they are let go together once
-/// every event is pushed.
+/// One store call for the held heads; they are let go together once every event is pushed.
 async fn append_call(env: &Env, mut held: Vec<LogGuard>, kind: EventType, data: &str) {
+    if let Err(e) = read_unknown(&mut held, &*env.store).await {
+        tracing::warn!(kind = kind.0, accounts = held.len(), error = %e,
+            "event not appended: log heads unreadable");
+        return;
+    }
     let events: Vec<StoredEvent> = held
         .iter()
         .map(|head| frame_with_data(kind, head.seq.unwrap_or_default() + 1, data))
