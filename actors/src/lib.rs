@@ -20,7 +20,7 @@
 //!   (persist, passivate when idle, leave the directory); `env.rs` what an actor is handed
 //!   (store, hub, fan-out, log heads, settings, the releaser); `logs.rs` the account log heads
 //!   (where an account's next `seq` comes from) and `notify_each`, one event appended to many
-//!   accounts' logs in one store write; `directory.rs` activates an actor on first
+//!   accounts' logs with a few store calls; `directory.rs` activates an actor on first
 //!   use and finds it again; `subscriber/` (profile, links, friends, activities, devices),
 //!   `group/` (members, bindings) and `community.rs`, each message beside its handler.
 //! - [`store`]: the storage traits the actors need (one change set per actor turn), and their

@@ -1,9 +1,9 @@
 //! Account log heads: the one place an account's next `seq` comes from.
 //!
 //! An account's log is appended to by the account's own actor (the events of its turns) and by
-//! fan-outs that append one event to many accounts' logs in one store write ([`notify_each`]:
-//! a friend's profile change or post reaches thousands of friends with one group commit, and
-//! without a message to each friend's actor). Both go through the log's [`LogHead`]: a lock
+//! fan-outs that append one event to many accounts' logs with a few store calls
+//! ([`notify_each`]: a friend's profile change or post reaches thousands of friends with one
+//! group commit on the embedded store, and without a message to each friend's actor). Both go through the log's [`LogHead`]: a lock
 //! per account, taken before the events are numbered and held until they are durable and
 //! pushed to the account's devices. So:
 //!

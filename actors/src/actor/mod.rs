@@ -8,8 +8,8 @@
 //! - [`directory`]: activates an actor from the store on first use and finds it again; each
 //!   actor holds a [`Lease`] on its entry and gives it up when it stops.
 //! - [`logs`]: account log heads, where an account's next `seq` comes from, shared by the
-//!   account's actor and by fan-outs that append to many accounts' logs in one store write
-//!   ([`logs::notify_each`]).
+//!   account's actor and by fan-outs that append to many accounts' logs with a few store
+//!   calls ([`logs::notify_each`]).
 //!
 //! Each actor's messages live beside their handlers, one documented struct per intent.
 //! Every write goes through [`Durable::persist`]: one change set per turn, committed before

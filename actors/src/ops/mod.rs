@@ -88,8 +88,9 @@ impl Chorus {
         &self.directory.env().store
     }
 
-    /// Appends one event (data encoded once) to each account's log, with one store write for
-    /// all of them, and pushes it to their devices; no message to their actors
+    /// Appends one event (data encoded once) to each account's log, with a few store calls for
+    /// all of them (one sync on the embedded store), and pushes it to their devices; no message
+    /// to their actors
     /// ([`notify_each`]). A recipient that fails is logged and skipped: one broken account must
     /// not stop the others from getting it.
     async fn notify_all(&self, to: Vec<AccountId>, kind: EventType, data: Arc<str>) {
