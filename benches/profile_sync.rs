@@ -5,6 +5,7 @@
 //! writes are the load test's business (`chorus-loadtest profile-sync`).
 //!
 //! `cargo bench --bench profile_sync`
+#![allow(clippy::expect_used)] // a benchmark: a failed setup step must stop it
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
