@@ -18,7 +18,9 @@
 //!   (`connector.rs`, implemented in the server crate).
 //! - `actor` (private): the actors. `actor/mod.rs` is the plumbing they share, written once
 //!   (persist, passivate when idle, leave the directory); `env.rs` what an actor is handed
-//!   (store, hub, fan-out, settings, the releaser); `directory.rs` activates an actor on first
+//!   (store, hub, fan-out, log heads, settings, the releaser); `logs.rs` the account log heads
+//!   (where an account's next `seq` comes from) and `notify_each`, one event appended to many
+//!   accounts' logs with a few store calls; `directory.rs` activates an actor on first
 //!   use and finds it again; `subscriber/` (profile, links, friends, activities, devices),
 //!   `group/` (members, bindings) and `community.rs`, each message beside its handler.
 //! - [`store`]: the storage traits the actors need (one change set per actor turn), and their
@@ -36,8 +38,11 @@
 //!
 //! # Invariants
 //! - An actor owns its state; only it changes it, and only after the change is durable.
-//! - An event gets its `seq` in the actor's turn and is written to the log in the same atomic
-//!   write as the state change that caused it, then pushed: acknowledged means durable.
+//! - An event gets its `seq` under its log's head (an account's: `actor::logs`, held by the
+//!   account's actor or by a fan-out, one at a time; a group's: the group actor's turn) and
+//!   is written to the log in the same atomic write as the state change that caused it, then
+//!   pushed before the head is let go: acknowledged means durable, and no gap, repeat or
+//!   reordering.
 //! - A push to a device never blocks the actor ([`push::Outlet::push`]).
 //! - An activity and one release per linked platform are written in one atomic write; a
 //!   release's every status change is durable before the next attempt is scheduled.

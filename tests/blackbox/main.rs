@@ -19,6 +19,7 @@ mod durability;
 mod friends;
 mod groups;
 mod platforms;
+mod profile_sync;
 mod release;
 mod release_crash;
 mod scylla_cli;

@@ -5,16 +5,16 @@
 //! beside their handlers.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use actix::prelude::*;
 use futures_util::future::BoxFuture;
 
-use super::{Change, Durable, Life, Turn, ready};
+use super::env::Env;
+use super::{Change, Committed, Durable, Life, Turn, ready};
 use crate::error::{Error, Result, StoreError};
 use crate::model::{AccountId, CommunityRecord, DynamicRecord, GroupId, new_id, now_ms};
 use crate::push::event::StoredEvent;
-use crate::store::{CommunitySnapshot, CommunityWrite, Store};
+use crate::store::{CommunitySnapshot, CommunityWrite};
 
 /// Read the community's record.
 #[derive(Debug, Clone, Message)]
@@ -75,12 +75,12 @@ impl Community {
 
 impl Change for CommunityWrite {
     /// A community keeps no event log: its dynamics reach devices through bound groups.
-    fn events(&self) -> &[StoredEvent] {
-        &[]
-    }
-
-    fn commit(self, store: Arc<dyn Store>) -> BoxFuture<'static, Result<(), StoreError>> {
-        Box::pin(async move { store.commit_community(self).await })
+    fn commit(self, env: &Env) -> BoxFuture<'static, Result<Committed, StoreError>> {
+        let store = env.store.clone();
+        Box::pin(async move {
+            store.commit_community(self).await?;
+            Ok(Committed::default())
+        })
     }
 }
 

@@ -1,10 +1,11 @@
 //! What an actor is handed to work with: the store it persists to, the devices it pushes to,
-//! the fan-out workers, its settings, and the one actor it sends to on its own (the
-//! releaser). Actors know nothing of the directory that activates them.
+//! the fan-out workers, the account log heads, its settings, and the one actor it sends to on
+//! its own (the releaser). Actors know nothing of the directory that activates them.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use super::logs::LogHeads;
 use crate::model::{ActivityRecord, ReleaseRecord};
 use crate::push::{Fanout, Hub};
 use crate::store::Store;
@@ -74,4 +75,6 @@ pub struct Env {
     pub fanout: Arc<Fanout>,
     pub config: Arc<ActorConfig>,
     pub releaser: ReleaserSlot,
+    /// Account log heads, shared by each account's actor and the fan-outs to many accounts.
+    pub logs: LogHeads,
 }

@@ -7,6 +7,9 @@
 //!   releaser. Actors depend on it, never on the directory.
 //! - [`directory`]: activates an actor from the store on first use and finds it again; each
 //!   actor holds a [`Lease`] on its entry and gives it up when it stops.
+//! - [`logs`]: account log heads, where an account's next `seq` comes from, shared by the
+//!   account's actor and by fan-outs that append to many accounts' logs with a few store
+//!   calls ([`logs::notify_each`]).
 //!
 //! Each actor's messages live beside their handlers, one documented struct per intent.
 //! Every write goes through [`Durable::persist`]: one change set per turn, committed before
@@ -36,9 +39,9 @@ pub mod community;
 pub mod directory;
 pub mod env;
 pub mod group;
+pub mod logs;
 pub mod subscriber;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -46,8 +49,8 @@ use futures_util::future::BoxFuture;
 
 use crate::error::{Result, StoreError};
 use crate::push::StoredEvent;
-use crate::store::Store;
 use env::Env;
+use logs::LogGuard;
 
 /// The answer of a handler that may write: it holds the actor's turn until the write is
 /// durable.
@@ -94,10 +97,23 @@ impl Life {
 
 /// One turn's change set, as the store takes it.
 pub trait Change: Send + 'static {
-    /// The events it appends to the actor's log, pushed once the change is durable.
-    fn events(&self) -> &[StoredEvent];
-    /// Writes it atomically; resolves once durable.
-    fn commit(self, store: Arc<dyn Store>) -> BoxFuture<'static, Result<(), StoreError>>;
+    /// Writes it atomically; resolves once durable, with what to publish.
+    fn commit(self, env: &Env) -> BoxFuture<'static, Result<Committed, StoreError>>;
+}
+
+/// A change that is durable: the events it appended, to publish, and the log head it holds
+/// until they are pushed (account logs: [`logs`]), so that pushes leave in `seq` order.
+#[derive(Default)]
+pub struct Committed {
+    pub events: Vec<StoredEvent>,
+    pub log: Option<LogGuard>,
+}
+
+impl Committed {
+    /// Events of a log that no one else appends to (a group's).
+    pub fn events(events: Vec<StoredEvent>) -> Self {
+        Committed { events, log: None }
+    }
 }
 
 /// The plumbing every actor shares: persist, passivate when idle, leave the directory.
@@ -114,7 +130,8 @@ pub trait Durable: Actor<Context = Context<Self>> + Sized {
     /// The actor's id, for logs.
     fn id(&self) -> &str;
 
-    /// A change is durable and applied: advance the log position and push its events.
+    /// A change is durable and applied: push its events (and, for a group, advance its log
+    /// position).
     fn published(&mut self, events: &[StoredEvent]);
 
     /// Whether the actor may passivate once idle (an account with devices online may not).
@@ -144,27 +161,30 @@ pub trait Durable: Actor<Context = Context<Self>> + Sized {
         apply: impl FnOnce(&mut Self) -> R + 'static,
     ) -> ResponseActFuture<Self, Result<R>> {
         self.touch();
-        let store = self.life().env.store.clone();
-        let events = change.events().to_vec();
         Box::pin(
             change
-                .commit(store)
+                .commit(&self.life().env)
                 .into_actor(self)
                 .map(move |res, act, ctx| {
-                    if let Err(e) = res {
-                        if !matches!(e, StoreError::ClaimTaken(_)) {
-                            // The outcome may be unknown (a timeout whose write lands later),
-                            // so memory may no longer match the log's head. Stop: the next
-                            // message activates the actor afresh from the store
-                            // (docs/scylla.md, "The seq fence").
-                            tracing::warn!(kind = Self::KIND, id = %act.id(), error = %e,
-                                "write failed; the actor reloads from the store on next use");
-                            ctx.stop();
+                    let Committed { events, log } = match res {
+                        Ok(committed) => committed,
+                        Err(e) => {
+                            if !matches!(e, StoreError::ClaimTaken(_)) {
+                                // The outcome may be unknown (a timeout whose write lands
+                                // later), so memory may no longer match the store. Stop: the
+                                // next message activates the actor afresh from the store
+                                // (docs/scylla.md, "The seq fence").
+                                tracing::warn!(kind = Self::KIND, id = %act.id(), error = %e,
+                                    "write failed; the actor reloads from the store on next use");
+                                ctx.stop();
+                            }
+                            return Err(e.into());
                         }
-                        return Err(e.into());
-                    }
+                    };
                     let out = apply(act);
                     act.published(&events);
+                    // The log head, if any, is let go only now, after the push.
+                    drop(log);
                     Ok(out)
                 }),
         )

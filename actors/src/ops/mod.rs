@@ -21,22 +21,16 @@ pub mod groups;
 use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
-use futures_util::{StreamExt, stream};
 
 use crate::actor::directory::Directory;
 use crate::actor::env::{ActorConfig, Env, ReleaserSlot};
-use crate::actor::subscriber::Notify;
+use crate::actor::logs::{LogHeads, notify_each};
 use crate::error::Result;
 use crate::model::AccountId;
 use crate::push::event::EventType;
 use crate::push::{Fanout, Hub};
 use crate::release::{self, Connector, ReleaseConfig};
 use crate::store::Store;
-
-/// How many friends' actors a fan-out talks to at once. Each friend's append is a durable
-/// write; with many in flight, one group commit (one fsync) covers hundreds of them instead of
-/// the fan-out waiting for one sync per small batch.
-const FANOUT_CONCURRENCY: usize = 1024;
 
 /// The domain facade. Cheap to clone; every clone is the same domain.
 #[derive(Clone)]
@@ -58,6 +52,7 @@ impl Chorus {
             fanout,
             config: Arc::new(config),
             releaser: ReleaserSlot::default(),
+            logs: LogHeads::default(),
         };
         Chorus {
             directory: Directory::new(env),
@@ -109,21 +104,12 @@ impl Chorus {
         &self.directory.env().store
     }
 
-    /// Appends one event (data encoded once) to each account's log, a bounded number at a
-    /// time. A recipient that fails is logged and skipped: one broken account must not stop
-    /// the others from getting it.
+    /// Appends one event (data encoded once) to each account's log, with a few store calls for
+    /// all of them (one sync on the embedded store), and pushes it to their devices; no message
+    /// to their actors
+    /// ([`notify_each`]). A recipient that fails is logged and skipped: one broken account must
+    /// not stop the others from getting it.
     async fn notify_all(&self, to: Vec<AccountId>, kind: EventType, data: Arc<str>) {
-        stream::iter(to)
-            .map(|id| {
-                let data = data.clone();
-                async move {
-                    if let Err(e) = self.directory.ask(&id, Notify { kind, data }).await {
-                        tracing::warn!(account = %id, kind = kind.0, error = %e, "event not pushed");
-                    }
-                }
-            })
-            .buffer_unordered(FANOUT_CONCURRENCY)
-            .collect::<()>()
-            .await;
+        notify_each(self.directory.env(), &to, kind, &data).await;
     }
 }

@@ -117,6 +117,14 @@ impl SubscriberWrite {
     }
 }
 
+/// Events to append to one account's log, in a write of many accounts' appends
+/// ([`SubscriberStore::append_events`]): `seq`s continue that log without gaps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogAppend {
+    pub account: AccountId,
+    pub events: Vec<StoredEvent>,
+}
+
 /// Everything an actor needs to activate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriberSnapshot {
@@ -144,6 +152,22 @@ pub trait SubscriberStore: Send + Sync + 'static {
     /// The account a token hash belongs to, if any. Implementations compare the stored hash
     /// with `hash` in constant time.
     async fn find_token(&self, hash: &[u8; 32]) -> Result<Option<AccountId>, StoreError>;
+
+    /// Appends events to many accounts' logs in one write: one event to each friend of an
+    /// account whose profile changed, with one group commit (one sync) for all of them instead
+    /// of one write per friend. Each append's `seq`s must continue its account's log. Answers
+    /// once every append is durable: one result per append, in order.
+    ///
+    /// The embedded store applies them all or none. ScyllaDB applies each account's append
+    /// atomically behind that log's seq fence, independently of the others (one logged batch
+    /// cannot hold thousands of partitions). An append whose result is an error may still land
+    /// when its outcome is unknown (a timeout), so its caller reads that log's head again
+    /// ([`SubscriberStore::last_seqs`]) before appending to it.
+    async fn append_events(&self, appends: Vec<LogAppend>) -> Vec<Result<(), StoreError>>;
+
+    /// The newest `seq` of each account's log (0 if it has none), in the order asked: the same
+    /// head [`SubscriberStore::load_subscriber`] answers as `last_seq`, without the rest.
+    async fn last_seqs(&self, accounts: &[AccountId]) -> Result<Vec<u64>, StoreError>;
 
     /// Events with `seq > after`, oldest first, at most `limit`.
     async fn read_events(

@@ -4,7 +4,7 @@
 
 use chorus_actors::StoreError;
 use chorus_actors::model::Claim;
-use chorus_actors::store::{CommunityWrite, EdgeChange, GroupWrite, SubscriberWrite};
+use chorus_actors::store::{CommunityWrite, EdgeChange, GroupWrite, LogAppend, SubscriberWrite};
 use fjall::Keyspace;
 use serde::Serialize;
 
@@ -117,6 +117,24 @@ impl EncodedWrite {
             }
         }
         Ok(out)
+    }
+
+    /// Many accounts' log appends as one write (one batch, one sync), without claims.
+    pub(super) fn appends(ks: &Keyspaces, appends: &[LogAppend]) -> Self {
+        let mut out = EncodedWrite {
+            claims: None,
+            ops: Vec::with_capacity(appends.iter().map(|a| a.events.len()).sum()),
+        };
+        for append in appends {
+            for event in &append.events {
+                out.put(
+                    &ks.events,
+                    event_key(&append.account, event.seq),
+                    event.frame.as_bytes().as_ref(),
+                );
+            }
+        }
+        out
     }
 
     /// A group's write: both sides of every binding change go in it.

@@ -9,7 +9,7 @@ use chorus_actors::model::{CommunityId, DynamicRecord, FeedPos, MessageRecord};
 use chorus_actors::push::event::StoredEvent;
 use chorus_actors::store::{
     CommunitySnapshot, CommunityStore, CommunityWrite, Edge, EdgeKind, GroupSnapshot, GroupStore,
-    GroupWrite, SubscriberSnapshot, SubscriberStore, SubscriberWrite,
+    GroupWrite, LogAppend, SubscriberSnapshot, SubscriberStore, SubscriberWrite,
 };
 
 use super::encode::EncodedWrite;
@@ -70,6 +70,28 @@ impl SubscriberStore for FjallStore {
 
     async fn find_token(&self, hash: &[u8; 32]) -> Result<Option<AccountId>, StoreError> {
         find_hash(&self.ks.tokens, hash)
+    }
+
+    /// One write for all of them: the writer commits it in one batch, with one sync.
+    async fn append_events(&self, appends: Vec<LogAppend>) -> Vec<Result<(), StoreError>> {
+        if appends.is_empty() {
+            return Vec::new();
+        }
+        let result = self.submit(EncodedWrite::appends(&self.ks, &appends)).await;
+        appends
+            .iter()
+            .map(|_| match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(StoreError::Backend(e.to_string())),
+            })
+            .collect()
+    }
+
+    async fn last_seqs(&self, accounts: &[AccountId]) -> Result<Vec<u64>, StoreError> {
+        accounts
+            .iter()
+            .map(|id| last_seq(&self.ks.events, id))
+            .collect()
     }
 
     async fn read_events(

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use chorus_actors::StoreError;
 use chorus_actors::model::Claim;
-use chorus_actors::store::SubscriberWrite;
+use chorus_actors::store::{LogAppend, SubscriberWrite};
+use futures_util::{StreamExt, stream};
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError, WriteType};
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::value::CqlValue;
@@ -20,6 +21,10 @@ use super::{ScyllaStore, backend};
 
 /// Attempts at a claim release before it is given up (and logged).
 const RELEASE_ATTEMPTS: usize = 3;
+
+/// How many accounts' appends of one [`ScyllaStore::append_logs`] are in flight at once:
+/// enough to keep the cluster busy, few enough not to queue thousands of Paxos rounds.
+const APPEND_CONCURRENCY: usize = 256;
 
 impl ScyllaStore {
     /// An account write, admitted through the gate. One that takes or gives up claims spans
@@ -45,6 +50,23 @@ impl ScyllaStore {
             })
             .await
             .map_err(|e| backend("account write task", e))?
+    }
+
+    /// Many accounts' log appends: each its own fenced write (`fence.rs`), as an account write
+    /// of events alone would be, [`APPEND_CONCURRENCY`] at a time. Not atomic across accounts:
+    /// a logged batch over thousands of partitions would pass the batch size limit and load
+    /// one coordinator with all of it; each account's append is atomic, which is what its log
+    /// needs (docs/scylla.md, "Appends to many logs").
+    pub(super) async fn append_logs(&self, appends: Vec<LogAppend>) -> Vec<Result<(), StoreError>> {
+        stream::iter(appends)
+            .map(|append| {
+                let mut write = SubscriberWrite::new(&append.account);
+                write.events = append.events;
+                self.commit_account(write)
+            })
+            .buffered(APPEND_CONCURRENCY)
+            .collect()
+            .await
     }
 
     /// One account write: claims, then the fenced batch, then claims given up (docs/scylla.md).

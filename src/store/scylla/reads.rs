@@ -7,6 +7,7 @@ use bytestring::ByteString;
 use chorus_actors::StoreError;
 use chorus_actors::model::FeedPos;
 use chorus_actors::push::event::StoredEvent;
+use futures_util::{StreamExt, TryStreamExt, stream};
 use scylla::deserialize::row::DeserializeRow;
 use scylla::response::PagingState;
 use scylla::serialize::row::SerializeRow;
@@ -20,6 +21,9 @@ use super::keys::{
 };
 use super::{ScyllaStore, backend, corrupt};
 use crate::store::json::decode;
+
+/// How many log heads [`ScyllaStore::last_seqs_of`] reads at once.
+const HEAD_READS: usize = 64;
 
 impl ScyllaStore {
     /// At most one row.
@@ -117,6 +121,15 @@ impl ScyllaStore {
             Some((seq,)) => from_bigint(seq, &format!("logs/{key}")),
             None => Ok(0),
         }
+    }
+
+    /// The heads of many accounts' logs, in order, a bounded number of reads at a time.
+    pub(super) async fn last_seqs_of(&self, accounts: &[String]) -> Result<Vec<u64>, StoreError> {
+        stream::iter(accounts.iter().cloned())
+            .map(|id| async move { self.last_seq(LogKind::Account, &id).await })
+            .buffered(HEAD_READS)
+            .try_collect()
+            .await
     }
 
     /// Events with `seq > after`, oldest first: the log's partitions from the one holding

@@ -8,7 +8,7 @@ use chorus_actors::model::{CommunityId, DynamicRecord, FeedPos, MessageRecord};
 use chorus_actors::push::event::StoredEvent;
 use chorus_actors::store::{
     CommunitySnapshot, CommunityStore, CommunityWrite, Edge, GroupSnapshot, GroupStore, GroupWrite,
-    SubscriberSnapshot, SubscriberStore, SubscriberWrite,
+    LogAppend, SubscriberSnapshot, SubscriberStore, SubscriberWrite,
 };
 
 use super::ScyllaStore;
@@ -62,6 +62,14 @@ impl SubscriberStore for ScyllaStore {
     async fn find_token(&self, hash: &[u8; 32]) -> Result<Option<AccountId>, StoreError> {
         self.find_hash(&self.st.get_token, hash, "reading tokens")
             .await
+    }
+
+    async fn append_events(&self, appends: Vec<LogAppend>) -> Vec<Result<(), StoreError>> {
+        self.append_logs(appends).await
+    }
+
+    async fn last_seqs(&self, accounts: &[AccountId]) -> Result<Vec<u64>, StoreError> {
+        self.last_seqs_of(accounts).await
     }
 
     async fn read_events(

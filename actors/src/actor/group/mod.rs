@@ -16,12 +16,13 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use super::{Change, Durable, Life};
+use super::env::Env;
+use super::{Change, Committed, Durable, Life};
 use crate::error::{Error, Result, StoreError};
 use crate::model::{Binding, BindingRequest, GroupRecord};
 use crate::push::event::{EventType, StoredEvent, encode_data, group_frame};
 use crate::push::fanout::MemberList;
-use crate::store::{GroupSnapshot, GroupWrite, Store};
+use crate::store::{GroupSnapshot, GroupWrite};
 
 pub use bindings::{
     ApproveBinding, ListBindingRequests, PushDynamic, ReceiveBindingRequest, RejectBinding,
@@ -115,12 +116,14 @@ impl Group {
 }
 
 impl Change for GroupWrite {
-    fn events(&self) -> &[StoredEvent] {
-        &self.events
-    }
-
-    fn commit(self, store: Arc<dyn Store>) -> BoxFuture<'static, Result<(), StoreError>> {
-        Box::pin(async move { store.commit_group(self).await })
+    /// The group actor is the only writer of its log: its turn is all the order it needs.
+    fn commit(self, env: &Env) -> BoxFuture<'static, Result<Committed, StoreError>> {
+        let store = env.store.clone();
+        Box::pin(async move {
+            let events = self.events.clone();
+            store.commit_group(self).await?;
+            Ok(Committed::events(events))
+        })
     }
 }
 

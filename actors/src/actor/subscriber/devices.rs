@@ -34,24 +34,31 @@ pub struct ReadEvents {
     pub limit: usize,
 }
 
-/// Append an event that happened elsewhere (a friend's profile change) to this account's log
-/// and push it to its devices. `data` is shared by every recipient.
+/// Append an event that happened elsewhere (a binding request or its rejection) to this
+/// account's log and push it to its devices. (An event for many accounts at once goes through
+/// `actor::logs::notify_each` instead, one store write for all of them.)
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<u64>")]
+#[rtype(result = "Result<()>")]
 pub struct Notify {
     pub kind: EventType,
     pub data: Arc<str>,
 }
 
 impl Handler<Attach> for Subscriber {
-    type Result = Result<u64>;
+    type Result = Turn<Self, u64>;
+    /// Under the log head, so no event is numbered between the `seq` answered and the device
+    /// joining: each later event is pushed to it, each earlier one is at or below that `seq`.
     fn handle(&mut self, msg: Attach, _: &mut Self::Context) -> Self::Result {
         self.touch();
-        self.life
-            .env
-            .hub
-            .attach(&self.record.account_id, msg.outlet);
-        Ok(self.seq)
+        let (log, env) = (self.log.clone(), self.life.env.clone());
+        let account = self.record.account_id.clone();
+        let attach = async move {
+            let mut head = log.lock_owned().await;
+            let seq = head.seq(&*env.store).await?;
+            env.hub.attach(&account, msg.outlet);
+            Ok(seq)
+        };
+        AtomicResponse::new(Box::pin(attach.into_actor(self)))
     }
 }
 
@@ -79,11 +86,10 @@ impl Handler<ReadEvents> for Subscriber {
 }
 
 impl Handler<Notify> for Subscriber {
-    type Result = Turn<Self, u64>;
+    type Result = Turn<Self, ()>;
     fn handle(&mut self, msg: Notify, _: &mut Self::Context) -> Self::Result {
         let mut write = self.write();
         self.push_event(&mut write, msg.kind, &msg.data);
-        let seq = self.seq + 1;
-        self.persist(write, move |_| seq)
+        self.persist(write, |_| ())
     }
 }

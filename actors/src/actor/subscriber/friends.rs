@@ -6,12 +6,12 @@ use std::collections::HashMap;
 
 use actix::prelude::*;
 
-use super::Subscriber;
+use super::{AccountChange, Subscriber};
 use crate::actor::{Durable, Turn, ready};
 use crate::error::{Error, Result};
 use crate::model::{AccountId, AccountView, FeedPos, Relation, now_ms};
 use crate::push::event::EventType;
-use crate::store::{Edge, EdgeChange, EdgeKind, SubscriberWrite};
+use crate::store::{Edge, EdgeChange, EdgeKind};
 
 /// The requester's side of a friend request (to another account): checks it may be sent. If
 /// the other account had already asked us, we become friends here and answer
@@ -99,7 +99,7 @@ impl Subscriber {
     }
 
     /// The write that makes `other` a friend (and clears a pending request from it).
-    fn befriend_write(&self, other: &str, now: u64) -> SubscriberWrite {
+    fn befriend_write(&self, other: &str, now: u64) -> AccountChange {
         let mut w = self.write();
         w.edges
             .push(Self::friend_edge(EdgeKind::Friend, other, now));

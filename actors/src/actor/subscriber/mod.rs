@@ -7,8 +7,10 @@
 //! matches, relation lists), [`activities`] (posting, release status, who may read) and
 //! [`devices`] (attaching devices, the event log).
 //!
-//! Every mutating handler builds one [`SubscriberWrite`] and persists it
-//! ([`Durable::persist`]): the change is durable before memory, `seq` and the devices see it.
+//! Every mutating handler builds one [`AccountChange`] (a [`SubscriberWrite`] and the events
+//! it appends) and persists it ([`Durable::persist`]): the change is durable before memory and
+//! the devices see it. Its events are numbered only once the account's log head is held
+//! (`actor::logs`), since a fan-out may have appended to the log since the handler ran.
 
 pub mod activities;
 pub mod devices;
@@ -17,15 +19,18 @@ pub mod links;
 pub mod profile;
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use super::{Change, Durable, Life};
+use super::env::Env;
+use super::logs::LogHead;
+use super::{Change, Committed, Durable, Life};
 use crate::error::StoreError;
 use crate::model::{AccountId, AccountRecord, AccountView, LinkRecord};
 use crate::push::event::{EventType, StoredEvent, encode_data, frame_with_data};
-use crate::store::{EdgeKind, Store, SubscriberSnapshot, SubscriberWrite};
+use crate::store::{EdgeKind, SubscriberSnapshot, SubscriberWrite};
 
 pub use activities::{CanSeeActivities, PostActivity, RecordRelease};
 pub use devices::{Attach, Detach, Notify, ReadEvents};
@@ -54,21 +59,24 @@ pub struct Subscriber {
     /// Account this one's contacts matched -> matched at (ms).
     matched: HashMap<AccountId, u64>,
     links: BTreeMap<String, LinkRecord>,
-    /// The newest event's seq.
-    seq: u64,
+    /// The account's log head: held while events are numbered, written and pushed.
+    log: LogHead,
     life: Life,
 }
 
 impl Subscriber {
     /// Builds the actor from what the store holds.
     pub(crate) fn new(snapshot: SubscriberSnapshot, life: Life) -> Self {
+        // The head's seq is read from the store under its lock, not taken from the snapshot:
+        // a fan-out may have appended since the snapshot was read.
+        let log = life.env.logs.head(&snapshot.record.account_id);
         let mut me = Subscriber {
             record: snapshot.record,
             friends: HashMap::new(),
             requests_in: HashMap::new(),
             matched: HashMap::new(),
             links: BTreeMap::new(),
-            seq: snapshot.last_seq,
+            log,
             life,
         };
         for edge in snapshot.edges {
@@ -102,22 +110,20 @@ impl Subscriber {
     }
 
     /// An empty change set of this account.
-    fn write(&self) -> SubscriberWrite {
-        SubscriberWrite::new(&self.record.account_id)
+    fn write(&self) -> AccountChange {
+        AccountChange {
+            write: SubscriberWrite::new(&self.record.account_id),
+            events: Vec::new(),
+            log: self.log.clone(),
+        }
     }
 
-    /// Adds an event to `write`, numbering it after the events already in it.
-    fn push_event(&self, write: &mut SubscriberWrite, kind: EventType, data: &str) {
-        let seq = self.seq + write.events.len() as u64 + 1;
-        write.events.push(frame_with_data(kind, seq, data));
+    /// Adds an event to `write`, after the events already in it.
+    fn push_event(&self, write: &mut AccountChange, kind: EventType, data: &Arc<str>) {
+        write.events.push((kind, data.clone()));
     }
 
-    fn push_event_json(
-        &self,
-        write: &mut SubscriberWrite,
-        kind: EventType,
-        data: serde_json::Value,
-    ) {
+    fn push_event_json(&self, write: &mut AccountChange, kind: EventType, data: serde_json::Value) {
         let data = encode_data(&data);
         self.push_event(write, kind, &data);
     }
@@ -136,24 +142,74 @@ fn decode_since(value: &[u8]) -> u64 {
     value.try_into().map(u64::from_be_bytes).unwrap_or_default()
 }
 
-impl Change for SubscriberWrite {
-    fn events(&self) -> &[StoredEvent] {
-        &self.events
-    }
+/// One turn's change set of an account: the store's write, and the events it appends, not
+/// yet numbered.
+pub struct AccountChange {
+    write: SubscriberWrite,
+    events: Vec<(EventType, Arc<str>)>,
+    log: LogHead,
+}
 
-    fn commit(self, store: Arc<dyn Store>) -> BoxFuture<'static, Result<(), StoreError>> {
+impl Deref for AccountChange {
+    type Target = SubscriberWrite;
+    fn deref(&self) -> &SubscriberWrite {
+        &self.write
+    }
+}
+
+impl DerefMut for AccountChange {
+    fn deref_mut(&mut self) -> &mut SubscriberWrite {
+        &mut self.write
+    }
+}
+
+impl Change for AccountChange {
+    /// Without events, one store write. With events: hold the log head, number the events
+    /// after it, write, advance the head, and keep holding it until the events are pushed.
+    fn commit(self, env: &Env) -> BoxFuture<'static, Result<Committed, StoreError>> {
+        let store = env.store.clone();
         Box::pin(async move {
-            if self.is_empty() {
-                Ok(())
-            } else {
-                store.commit(self).await
+            let AccountChange {
+                mut write,
+                events,
+                log,
+            } = self;
+            if events.is_empty() {
+                if !write.is_empty() {
+                    store.commit(write).await?;
+                }
+                return Ok(Committed::default());
+            }
+            let mut head = log.lock_owned().await;
+            let after = head.seq(&*store).await?;
+            write.events = events
+                .iter()
+                .zip(after + 1..)
+                .map(|((kind, data), seq)| frame_with_data(*kind, seq, data))
+                .collect();
+            let events = write.events.clone();
+            match store.commit(write).await {
+                Ok(()) => {
+                    head.advance(after + events.len() as u64);
+                    Ok(Committed {
+                        events,
+                        log: Some(head),
+                    })
+                }
+                Err(e) => {
+                    if !matches!(e, StoreError::ClaimTaken(_)) {
+                        // It may still land: read the head again next time.
+                        head.forget();
+                    }
+                    Err(e)
+                }
             }
         })
     }
 }
 
 impl Durable for Subscriber {
-    type Change = SubscriberWrite;
+    type Change = AccountChange;
     const KIND: &'static str = "subscriber";
 
     fn life(&self) -> &Life {
@@ -168,10 +224,9 @@ impl Durable for Subscriber {
         &self.record.account_id
     }
 
-    /// Advances `seq` and pushes the events to every device of this account.
+    /// Pushes the events to every device of this account (the log head is still held).
     fn published(&mut self, events: &[StoredEvent]) {
-        if let Some(last) = events.last() {
-            self.seq = last.seq;
+        if !events.is_empty() {
             self.life.env.hub.push(&self.record.account_id, events);
         }
     }

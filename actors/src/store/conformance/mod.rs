@@ -8,7 +8,7 @@
 //! the checks are independent of each other and of their order, and run in parallel.
 //!
 //! The checks, one file per area: `accounts.rs` (records, claims, edges, tokens, concurrent
-//! writes), `events.rs` (an account's log), `groups.rs` (groups, bindings, feeds),
+//! writes), `events.rs` (an account's log, appends to many logs), `groups.rs` (groups, bindings, feeds),
 //! `communities.rs` (server keys), `activities.rs` (activities, releases, the outbox),
 //! `durability.rs` (a close and a reopen), `ambiguous.rs` (a write that landed though its
 //! writer was told it failed). This file holds the [`Fixture`], the macro, and the record
@@ -47,7 +47,7 @@ pub use activities::{activities_and_outbox, activity_claim_conflict_stores_nothi
 pub use ambiguous::ambiguous_write_is_neither_lost_nor_overwritten;
 pub use communities::server_keys_resolve;
 pub use durability::durable_across_reopen;
-pub use events::events_page_in_order;
+pub use events::{appends_to_many_logs, events_page_in_order};
 pub use groups::{bindings_are_two_sided, feeds_page_newest_first, groups_round_trip};
 
 /// One check's engine: a fresh, empty store of its own.
@@ -83,6 +83,7 @@ macro_rules! conformance_tests {
             edges_put_and_delete,
             tokens_resolve,
             events_page_in_order,
+            appends_to_many_logs,
             concurrent_commits_all_land,
             groups_round_trip,
             bindings_are_two_sided,
