@@ -1,5 +1,5 @@
-//! The single writer thread: owns the order of all writes. It takes every write waiting in
-//! its queue, checks their uniqueness claims against the database and against each other,
+//! The single writer thread: owns the order of all writes. It takes the writes waiting in its
+//! queue (up to 1,024 writes or 4,096 keys past the first), checks their uniqueness claims against the database and against each other,
 //! commits them as one fjall batch, `fdatasync`s the journal once, and only then answers each
 //! caller: group commit, so a thousand concurrent writers cost one sync, and nothing is
 //! acknowledged before it is on disk.
@@ -18,6 +18,11 @@ use super::keys::Keyspaces;
 /// Most writes one batch takes from the queue.
 const MAX_BATCH_WRITES: usize = 1024;
 
+/// Most keys one batch takes from the queue, past its first write: a batch is answered only
+/// when all of it is in, so under a backlog of large writes (a fan-out's appends to 1,024
+/// friends each) batches stay a few milliseconds long instead of taking everything queued.
+const MAX_BATCH_OPS: usize = 4096;
+
 /// Where the writer answers one write.
 pub(super) type Reply = oneshot::Sender<Result<(), StoreError>>;
 
@@ -26,6 +31,16 @@ pub(super) enum Job {
     Write(Box<EncodedWrite>, Reply),
     /// Answered once everything queued before it is written and the journal is synced.
     Close(Reply),
+}
+
+impl Job {
+    /// How many keys it writes.
+    fn ops(&self) -> usize {
+        match self {
+            Job::Write(write, _) => write.ops.len(),
+            Job::Close(_) => 0,
+        }
+    }
 }
 
 /// Claim owners as the batch being built leaves them (`None`: released), so two writes in
@@ -41,10 +56,14 @@ impl Writer {
     /// Runs until the queue closes or a [`Job::Close`] arrives.
     pub(super) fn run(self, rx: mpsc::Receiver<Job>) {
         while let Ok(first) = rx.recv() {
+            let mut ops = first.ops();
             let mut jobs = vec![first];
-            while jobs.len() < MAX_BATCH_WRITES {
+            while jobs.len() < MAX_BATCH_WRITES && ops < MAX_BATCH_OPS {
                 match rx.try_recv() {
-                    Ok(job) => jobs.push(job),
+                    Ok(job) => {
+                        ops += job.ops();
+                        jobs.push(job);
+                    }
                     Err(_) => break,
                 }
             }
