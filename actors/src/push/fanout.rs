@@ -30,8 +30,12 @@ use super::event::StoredEvent;
 /// whole list.
 pub const PARTITIONS: usize = 64;
 
-/// Jobs one lane holds before it sheds (a backstop: the budget keeps it far from full).
-pub const LANE_CAPACITY: usize = 8192;
+/// Jobs one lane holds before it sheds. Group events are one job per lane and kept far below
+/// this by the budget; account events are one job per device, and a profile change to 5,000
+/// friends with two devices each is 10,000 of them at once, so a lane holds several such
+/// bursts (a job is about 60 bytes, and tokio allocates the queue as it fills). A device
+/// whose account event finds its lane full is closed with 1013 and resumes.
+pub const LANE_CAPACITY: usize = 64 * 1024;
 
 /// A member of a group as the I/O threads see it.
 #[derive(Debug, Clone)]
