@@ -224,6 +224,14 @@ pub async fn run(
         }
     }
     tracing::info!("shutting down: closing connections");
+    // Events already accepted reach the sockets before the sessions close (bounded: the
+    // grace period is 5 s).
+    if tokio::time::timeout(Duration::from_secs(2), chorus.fanout().flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!("fan-out lanes not drained in 2 s; closing anyway");
+    }
     let _ = shutdown_tx.send(true);
     handle.stop(true).await;
     if !server_ended {

@@ -131,7 +131,7 @@ pub enum Job {
     },
     /// Write an event of the account's own log to the device `device` of this thread.
     Account { device: u64, event: StoredEvent },
-    /// Answered once every job queued before it is done (benchmarks; tests).
+    /// Answered once every job queued before it is done (graceful shutdown).
     Barrier(oneshot::Sender<()>),
 }
 
@@ -226,7 +226,8 @@ impl Fanout {
         }
     }
 
-    /// Waits until every job handed to any lane before this call is done.
+    /// Waits until every job handed to any lane before this call is done (at shutdown,
+    /// before the sessions close).
     pub async fn flush(&self) {
         let waits: Vec<_> = match self.lanes.read() {
             Ok(lanes) => lanes
@@ -294,5 +295,30 @@ mod tests {
         drop(jb);
         assert!(!fanout.busy());
         assert_eq!(fanout.pending(), 0);
+    }
+
+    #[tokio::test]
+    async fn flush_waits_for_every_lane_to_reach_its_barrier() {
+        let fanout = std::sync::Arc::new(Fanout::new(10));
+        let (_, mut lane) = fanout.open_lane();
+        let waiting = tokio::spawn({
+            let fanout = fanout.clone();
+            async move { fanout.flush().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(
+            !waiting.is_finished(),
+            "nobody has answered the barrier yet"
+        );
+        match lane.recv().await {
+            Some(Job::Barrier(done)) => {
+                let _ = done.send(());
+            }
+            _ => panic!("a barrier job"),
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("flush returns once answered")
+            .expect("flush task");
     }
 }
