@@ -47,7 +47,8 @@
 //! - An activity and one release per linked platform are written in one atomic write; a
 //!   release's every status change is durable before the next attempt is scheduled.
 //! - A group event is stored once in the group's log and encoded once; every member's every
-//!   device gets the same buffer, from the fan-out workers, never from the group actor.
+//!   device gets the same bytes, written by the I/O thread that owns its socket (one job per
+//!   thread through the fan-out lanes), never by the group actor.
 //! - Actors know their `actor::env::Env`, never the directory or the facade: no import cycle
 //!   between them.
 //! - Input is checked once, where it enters (with [`model::limits`]); actors check only rules

@@ -1,5 +1,5 @@
 //! What an actor is handed to work with: the store it persists to, the devices it pushes to,
-//! the fan-out workers, the account log heads, its settings, and the one actor it sends to on
+//! the fan-out lanes, the account log heads, its settings, and the one actor it sends to on
 //! its own (the releaser). Actors know nothing of the directory that activates them.
 
 use std::sync::{Arc, OnceLock};

@@ -42,7 +42,7 @@ pub struct Chorus {
 
 impl Chorus {
     /// The actors over `store`, with no releaser yet. Must be called inside a running actix
-    /// `System` (it starts the actor threads and the fan-out workers).
+    /// `System` (it starts the actor threads; the I/O threads open their fan-out lanes).
     pub fn new(store: Arc<dyn Store>, config: ActorConfig) -> Self {
         let hub = Arc::new(Hub::default());
         let fanout = Arc::new(Fanout::new(config.fanout_budget));
