@@ -15,7 +15,7 @@
 //! more frames, and its session closes it with 1013 after what is queued (bounded by the same
 //! timeout).
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::io;
@@ -104,12 +104,8 @@ impl Conn {
         if self.closing {
             return false;
         }
-        if let Some(held) = self.held.as_mut() {
-            held.push(Held::Shared(frame.clone()));
-            if held.len() > limits.mailbox {
-                self.condemn(Verdict::TooSlow);
-            }
-            return false;
+        if self.held.is_some() {
+            return self.hold(Held::Shared(frame.clone()), limits);
         }
         self.out.extend_from_slice(header.as_bytes());
         self.out.extend_from_slice(frame.as_bytes());
@@ -122,12 +118,8 @@ impl Conn {
             return false;
         }
         self.latest = self.latest.max(event.seq);
-        if let Some(held) = self.held.as_mut() {
-            held.push(Held::Account(event));
-            if held.len() > limits.mailbox {
-                self.condemn(Verdict::TooSlow);
-            }
-            return false;
+        if self.held.is_some() {
+            return self.hold(Held::Account(event), limits);
         }
         if event.seq <= self.last_sent {
             return false;
@@ -135,6 +127,18 @@ impl Conn {
         self.last_sent = event.seq;
         put_frame(&mut self.out, Opcode::Text, event.frame.as_bytes());
         self.counted(limits)
+    }
+
+    /// Keeps a live frame until the connection goes live; more than the mailbox holds makes
+    /// it too slow. Answers false (nothing to write yet).
+    fn hold(&mut self, item: Held, limits: &Limits) -> bool {
+        if let Some(held) = self.held.as_mut() {
+            held.push(item);
+            if held.len() > limits.mailbox {
+                self.condemn(Verdict::TooSlow);
+            }
+        }
+        false
     }
 
     /// Counts a frame queued; answers true (something to write).
@@ -282,8 +286,6 @@ pub struct Shard {
     /// The sending end of this thread's own lane, for the connections' outlets.
     lane: Lane,
     limits: Limits,
-    /// Jobs done and frames written, for benchmarks.
-    passes: Cell<u64>,
 }
 
 thread_local! {
@@ -314,7 +316,6 @@ impl Shard {
             fanout: fanout.clone(),
             lane,
             limits,
-            passes: Cell::new(0),
         });
         (shard, jobs)
     }
@@ -352,15 +353,9 @@ impl Shard {
             };
         }
         self.flush();
-        self.passes.set(self.passes.get() + 1);
         for done in barriers {
             let _ = done.send(());
         }
-    }
-
-    /// Passes run so far.
-    pub fn passes(&self) -> u64 {
-        self.passes.get()
     }
 
     /// A group event: the frame goes to each local socket of a member. The local sockets of
