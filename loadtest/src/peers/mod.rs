@@ -24,7 +24,7 @@ use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{StreamExt, stream};
+use futures_util::StreamExt;
 use tokio::net::TcpSocket;
 use tokio_tungstenite::client_async;
 use tokio_tungstenite::tungstenite::Message;
@@ -32,7 +32,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::client::{self, Ws};
 use crate::error::{Error, Result};
 use crate::report::Report;
-use crate::scenarios::{Common, Publish, SpawnReceivers, bar, run_fanout};
+use crate::scenarios::{Common, Publish, SpawnReceivers, open_all, run_fanout};
 
 /// Which server `group-fanout` runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -286,7 +286,7 @@ pub async fn handshake_frame(ws: &mut Ws, what: &str) -> Result<Message> {
 }
 
 /// Opens `n` WebSockets to `url` at `server`, client i from loopback source i mod `sources`,
-/// and runs `handshake(ws, i)` on each (through [`open_all`]).
+/// and runs `handshake(ws, i)` on each (through [`open_all`](crate::scenarios::open_all)).
 pub async fn open_clients<T, F, Fut>(
     url: &str,
     server: SocketAddr,
@@ -304,42 +304,6 @@ where
         handshake(ws, i).await
     })
     .await
-}
-
-/// Runs `open(i)` for i in 0..n, 256 at a time, each bounded by 30 s; answers the clients
-/// that made it (with their index) and the errors.
-pub async fn open_all<T, F, Fut>(n: usize, open: F) -> (Vec<(usize, T)>, Vec<String>)
-where
-    F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    let b = bar(n as u64, "connecting");
-    let results: Vec<(usize, Result<T>)> = stream::iter(0..n)
-        .map(|i| {
-            let fut = open(i);
-            let b = b.clone();
-            async move {
-                let r = match tokio::time::timeout(Duration::from_secs(30), fut).await {
-                    Ok(r) => r,
-                    Err(_) => Err(Error::Unexpected("client setup timed out (30 s)".into())),
-                };
-                b.inc(1);
-                (i, r)
-            }
-        })
-        .buffer_unordered(256)
-        .collect()
-        .await;
-    b.finish_and_clear();
-    let mut ok = Vec::new();
-    let mut errors = Vec::new();
-    for (i, r) in results {
-        match r {
-            Ok(c) => ok.push((i, c)),
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    (ok, errors)
 }
 
 /// Warns about failed clients; an error if none made it.

@@ -40,7 +40,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 
 use crate::client::{self, Ws};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::report::Report;
 use crate::server::Target;
 use crate::stats;
@@ -105,15 +105,33 @@ pub async fn connect_all(
 ) -> Result<(Vec<Ws>, Vec<String>)> {
     let url = target.ws_url();
     let server = client::server_addr(&url)?;
-    let b = bar(tokens.len() as u64, "connecting");
-    let results: Vec<Result<Ws>> = stream::iter(tokens.iter().enumerate())
-        .map(|(i, token)| {
-            let url = format!("{url}?token={token}");
+    let (ok, errors) = open_all(tokens.len(), |i| {
+        let url = format!("{url}?token={}", tokens[i]);
+        async move { client::connect(&url, server, client::source(i, sources)).await }
+    })
+    .await;
+    Ok((ok.into_iter().map(|(_, ws)| ws).collect(), errors))
+}
+
+/// Runs `open(i)` for i in 0..n, 256 at a time, each bounded by 30 s; answers the clients
+/// that made it (with their index) and the errors.
+pub async fn open_all<T, F, Fut>(n: usize, open: F) -> (Vec<(usize, T)>, Vec<String>)
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let b = bar(n as u64, "connecting");
+    let results: Vec<(usize, Result<T>)> = stream::iter(0..n)
+        .map(|i| {
+            let fut = open(i);
             let b = b.clone();
             async move {
-                let r = client::connect(&url, server, client::source(i, sources)).await;
+                let r = match tokio::time::timeout(Duration::from_secs(30), fut).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::Unexpected("client setup timed out (30 s)".into())),
+                };
                 b.inc(1);
-                r
+                (i, r)
             }
         })
         .buffer_unordered(256)
@@ -122,13 +140,13 @@ pub async fn connect_all(
     b.finish_and_clear();
     let mut ok = Vec::new();
     let mut errors = Vec::new();
-    for r in results {
+    for (i, r) in results {
         match r {
-            Ok(ws) => ok.push(ws),
+            Ok(c) => ok.push((i, c)),
             Err(e) => errors.push(e.to_string()),
         }
     }
-    Ok((ok, errors))
+    (ok, errors)
 }
 
 /// Builds the report of a fan-out run from what [`run_fanout`] answered; `expected` is the
