@@ -162,6 +162,10 @@ pub async fn run(
             )
         }
     };
+    let armed = chorus_actors::faults::armed_points();
+    if !armed.is_empty() {
+        tracing::warn!(points = ?armed, "fault injection armed ({}): for tests only", chorus_actors::faults::ENV);
+    }
     let chorus = Chorus::new(
         store.clone(),
         ActorConfig {

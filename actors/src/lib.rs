@@ -34,6 +34,8 @@
 //! - [`model`]: records as stored (accounts, groups, communities, activities and their
 //!   releases), views, the one page/cursor type, and every input limit with its rule
 //!   (`model/limits.rs`).
+//! - [`faults`]: named fault points (crash as under `kill -9`, panic) that only tests arm,
+//!   through `CHORUS_FAULTS`.
 //! - [`error`]: the crate's error enum, [`Error`], and the stores' [`StoreError`] it carries.
 //!
 //! # Invariants
@@ -56,6 +58,7 @@
 
 mod actor;
 pub mod error;
+pub mod faults;
 pub mod model;
 mod ops;
 pub mod push;

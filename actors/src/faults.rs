@@ -1,0 +1,88 @@
+//! Fault injection for tests: named points in the code where a test can make the process die
+//! as under `kill -9`, or a request handler panic. Every point is off unless the environment
+//! variable `CHORUS_FAULTS` names it when the process starts (a comma-separated list), so a
+//! production server never takes these branches; the black-box tests switch them on to prove
+//! what happens after a crash between two steps, or after a panic.
+//!
+//! The points are listed in [`Point`], one constant each, so a test and the code agree on the
+//! name, and `docs/architecture.md` lists what each one proves.
+
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+/// The variable that arms fault points.
+pub const ENV: &str = "CHORUS_FAULTS";
+
+/// A named fault point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Point(pub &'static str);
+
+impl Point {
+    /// After the first step of a cross-actor operation is durable (its outbox entry with it),
+    /// before any remaining step runs.
+    pub const AFTER_FIRST_STEP: Point = Point("after_first_step");
+    /// Between two steps of an outbox entry that has more than one recipient (after the first
+    /// store call of a fan-out to friends, or the first bound group of a dynamic).
+    pub const MID_STEP: Point = Point("mid_step");
+    /// A request handler panics (to prove a panic becomes a 500 and the server stays whole).
+    pub const HANDLER_PANIC: Point = Point("handler_panic");
+    /// An actor's handler panics (to prove its thread is replaced and the next request works).
+    pub const ACTOR_PANIC: Point = Point("actor_panic");
+}
+
+fn armed_set() -> &'static HashSet<String> {
+    static ARMED: OnceLock<HashSet<String>> = OnceLock::new();
+    ARMED.get_or_init(|| {
+        std::env::var(ENV)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
+}
+
+/// Whether `point` is armed in this process.
+pub fn armed(point: Point) -> bool {
+    let set = armed_set();
+    !set.is_empty() && set.contains(point.0)
+}
+
+/// Dies at once, as `kill -9` would (no destructor runs, nothing is flushed), if `point` is
+/// armed.
+pub fn crash_at(point: Point) {
+    if armed(point) {
+        tracing::error!(point = point.0, "fault injected: the process dies here");
+        std::process::abort();
+    }
+}
+
+/// Panics if `point` is armed.
+pub fn panic_at(point: Point) {
+    if armed(point) {
+        panic!("fault injected at {}", point.0);
+    }
+}
+
+/// Names of the armed points, for the start-up log (so a server never runs armed unnoticed).
+pub fn armed_points() -> Vec<String> {
+    let mut names: Vec<String> = armed_set().iter().cloned().collect();
+    names.sort();
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_is_armed_by_default() {
+        // The test environment does not set the variable.
+        if std::env::var(ENV).is_err() {
+            assert!(!armed(Point::AFTER_FIRST_STEP));
+            crash_at(Point::AFTER_FIRST_STEP);
+            panic_at(Point::HANDLER_PANIC);
+        }
+    }
+}
