@@ -10,12 +10,14 @@ pub mod group;
 pub mod ids;
 pub mod limits;
 pub mod page;
+pub mod step;
 
 pub use account::*;
 pub use activity::*;
 pub use group::*;
 pub use ids::new_id;
 pub use page::*;
+pub use step::{Step, StepRecord};
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 pub fn now_ms() -> u64 {

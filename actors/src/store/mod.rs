@@ -13,6 +13,7 @@ use crate::error::StoreError;
 use crate::model::{
     AccountId, AccountRecord, ActivityRecord, Binding, BindingRequest, Claim, CommunityId,
     CommunityRecord, DynamicRecord, FeedPos, GroupId, GroupRecord, MessageRecord, ReleaseRecord,
+    StepRecord,
 };
 use crate::push::event::StoredEvent;
 
@@ -93,6 +94,8 @@ pub struct SubscriberWrite {
     /// Releases to create or update (the outbox). The store keeps an index of those not
     /// final, so [`SubscriberStore::pending_releases`] finds them after a restart.
     pub outbox: Vec<ReleaseRecord>,
+    /// The remaining steps of the operation this write starts ([`StepStore`]).
+    pub steps: Vec<StepRecord>,
 }
 
 impl SubscriberWrite {
@@ -114,6 +117,7 @@ impl SubscriberWrite {
             && self.events.is_empty()
             && self.activities.is_empty()
             && self.outbox.is_empty()
+            && self.steps.is_empty()
     }
 }
 
@@ -224,6 +228,8 @@ pub struct GroupWrite {
     pub messages: Vec<MessageRecord>,
     /// Group events (frames shared by every member); `seq`s continue the group's log.
     pub events: Vec<StoredEvent>,
+    /// The remaining steps of the operation this write starts ([`StepStore`]).
+    pub steps: Vec<StepRecord>,
 }
 
 impl GroupWrite {
@@ -275,6 +281,8 @@ pub struct CommunityWrite {
     pub server_key_hash: Option<[u8; 32]>,
     pub members_add: Vec<AccountId>,
     pub dynamics: Vec<DynamicRecord>,
+    /// The remaining steps of the operation this write starts ([`StepStore`]).
+    pub steps: Vec<StepRecord>,
 }
 
 impl CommunityWrite {
@@ -312,10 +320,24 @@ pub trait CommunityStore: Send + Sync + 'static {
     ) -> Result<Vec<DynamicRecord>, StoreError>;
 }
 
-/// Every store the actors need, as one object.
-pub trait Store: SubscriberStore + GroupStore + CommunityStore {}
+/// The outbox of cross-actor steps ([`crate::model::step`]): a step is written in the same
+/// atomic write as the first step of its operation (the `steps` of [`SubscriberWrite`],
+/// [`GroupWrite`] and [`CommunityWrite`]), and settled here once carried out.
+#[async_trait]
+pub trait StepStore: Send + Sync + 'static {
+    /// Up to `limit` steps not settled yet, oldest first (by `step_id`).
+    async fn pending_steps(&self, limit: usize) -> Result<Vec<StepRecord>, StoreError>;
 
-impl<T: SubscriberStore + GroupStore + CommunityStore> Store for T {}
+    /// Removes the step `step_id` (`rest` is `None`: it is done), or replaces it with what is
+    /// left of it; durable when it answers. Settling a step that is not stored stores `rest`
+    /// (or nothing).
+    async fn settle_step(&self, step_id: &str, rest: Option<StepRecord>) -> Result<(), StoreError>;
+}
+
+/// Every store the actors need, as one object.
+pub trait Store: SubscriberStore + GroupStore + CommunityStore + StepStore {}
+
+impl<T: SubscriberStore + GroupStore + CommunityStore + StepStore> Store for T {}
 
 /// The conformance suite every [`Store`] must pass. An engine runs it with
 /// `chorus_actors::conformance_tests!(module, fixture())`, one `#[tokio::test]` per check, each

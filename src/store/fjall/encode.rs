@@ -3,7 +3,7 @@
 //! writes it can apply whole.
 
 use chorus_actors::StoreError;
-use chorus_actors::model::Claim;
+use chorus_actors::model::{Claim, StepRecord};
 use chorus_actors::store::{CommunityWrite, EdgeChange, GroupWrite, LogAppend, SubscriberWrite};
 use fjall::Keyspace;
 use serde::Serialize;
@@ -116,6 +116,36 @@ impl EncodedWrite {
                 out.put(&ks.outbox, key, b"".as_slice());
             }
         }
+        out.put_steps(ks, &w.steps)?;
+        Ok(out)
+    }
+
+    /// Steps of the operation a write starts, stored under their ids.
+    fn put_steps(&mut self, ks: &Keyspaces, steps: &[StepRecord]) -> Result<(), StoreError> {
+        for step in steps {
+            self.put_json(&ks.steps, step.step_id.as_bytes().to_vec(), step)?;
+        }
+        Ok(())
+    }
+
+    /// A step settled: removed, or replaced by what is left of it.
+    pub(super) fn settle(
+        ks: &Keyspaces,
+        step_id: &str,
+        rest: Option<&StepRecord>,
+    ) -> Result<Self, StoreError> {
+        let mut out = EncodedWrite::default();
+        match rest {
+            Some(rest) if rest.step_id == step_id => {
+                out.put_steps(ks, std::slice::from_ref(rest))?;
+            }
+            rest => {
+                out.remove(&ks.steps, step_id.as_bytes());
+                if let Some(rest) = rest {
+                    out.put_steps(ks, std::slice::from_ref(rest))?;
+                }
+            }
+        }
         Ok(out)
     }
 
@@ -174,6 +204,7 @@ impl EncodedWrite {
                 e.frame.as_bytes().as_ref(),
             );
         }
+        out.put_steps(ks, &w.steps)?;
         Ok(out)
     }
 
@@ -194,6 +225,7 @@ impl EncodedWrite {
         for d in &w.dynamics {
             out.put_json(&ks.dynamics, feed_key(cid, d.created_ms, &d.dynamic_id), d)?;
         }
+        out.put_steps(ks, &w.steps)?;
         Ok(out)
     }
 }

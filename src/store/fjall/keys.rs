@@ -21,6 +21,7 @@
 //! - `deliveries` (the releases; the name is the stored one): `activity id \0 link id` -> JSON
 //!   `ReleaseRecord`; `outbox`: the same keys, present exactly while the release is not final
 //!   (what a restart carries on with)
+//! - `steps`: step id (time-ordered) -> JSON `StepRecord`, the outbox of cross-actor steps
 
 use chorus_actors::StoreError;
 use chorus_actors::store::EdgeKind;
@@ -72,6 +73,7 @@ keyspaces!(
     activity_keys,
     deliveries,
     outbox,
+    steps,
 );
 
 /// `id \0`: the prefix of every key an owner has in a keyspace.

@@ -3,13 +3,14 @@
 
 use async_trait::async_trait;
 use chorus_actors::StoreError;
+use chorus_actors::model::StepRecord;
 use chorus_actors::model::{AccountId, AccountRecord, Claim};
 use chorus_actors::model::{ActivityRecord, ReleaseRecord};
 use chorus_actors::model::{CommunityId, DynamicRecord, FeedPos, MessageRecord};
 use chorus_actors::push::event::StoredEvent;
 use chorus_actors::store::{
     CommunitySnapshot, CommunityStore, CommunityWrite, Edge, EdgeKind, GroupSnapshot, GroupStore,
-    GroupWrite, LogAppend, SubscriberSnapshot, SubscriberStore, SubscriberWrite,
+    GroupWrite, LogAppend, StepStore, SubscriberSnapshot, SubscriberStore, SubscriberWrite,
 };
 
 use super::encode::EncodedWrite;
@@ -226,5 +227,22 @@ impl CommunityStore for FjallStore {
         limit: usize,
     ) -> Result<Vec<DynamicRecord>, StoreError> {
         feed_page(&self.ks.dynamics, id, since_ms, before, limit)
+    }
+}
+
+#[async_trait]
+impl StepStore for FjallStore {
+    async fn pending_steps(&self, limit: usize) -> Result<Vec<StepRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.ks.steps.iter().take(limit) {
+            let (key, value) = item.into_inner().map_err(backend)?;
+            out.push(decode(&String::from_utf8_lossy(&key), &value)?);
+        }
+        Ok(out)
+    }
+
+    async fn settle_step(&self, step_id: &str, rest: Option<StepRecord>) -> Result<(), StoreError> {
+        self.submit(EncodedWrite::settle(&self.ks, step_id, rest.as_ref())?)
+            .await
     }
 }

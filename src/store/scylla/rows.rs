@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use chorus_actors::StoreError;
+use chorus_actors::model::StepRecord;
 use chorus_actors::push::event::StoredEvent;
 use chorus_actors::store::{CommunityWrite, EdgeChange, GroupWrite, SubscriberWrite};
 use scylla::statement::prepared::PreparedStatement;
@@ -113,6 +114,48 @@ impl ScyllaStore {
                 );
             }
         }
+        self.add_steps(&mut rows, &w.steps)?;
+        Ok(rows)
+    }
+
+    /// The steps of the operation a write starts, in its batch.
+    pub(super) fn add_steps<'a>(
+        &'a self,
+        rows: &mut BatchRows<'a>,
+        steps: &[StepRecord],
+    ) -> Result<(), StoreError> {
+        for step in steps {
+            let id = step.step_id.as_str();
+            rows.put(
+                format!("steps\0{id}"),
+                &self.st.put_step,
+                vec![
+                    CqlValue::Int(outbox_shard(id)),
+                    text(id),
+                    blob(encode(id, step)?),
+                ],
+            );
+        }
+        Ok(())
+    }
+
+    /// A step settled: removed, or replaced by what is left of it.
+    pub(super) fn settle_rows<'a>(
+        &'a self,
+        step_id: &str,
+        rest: Option<&StepRecord>,
+    ) -> Result<BatchRows<'a>, StoreError> {
+        let mut rows = BatchRows::default();
+        if rest.is_none_or(|r| r.step_id != step_id) {
+            rows.put(
+                format!("steps\0{step_id}"),
+                &self.st.delete_step,
+                vec![CqlValue::Int(outbox_shard(step_id)), text(step_id)],
+            );
+        }
+        if let Some(rest) = rest {
+            self.add_steps(&mut rows, std::slice::from_ref(rest))?;
+        }
         Ok(rows)
     }
 
@@ -205,6 +248,7 @@ impl ScyllaStore {
             gid,
             &w.events,
         )?;
+        self.add_steps(&mut rows, &w.steps)?;
         Ok(rows)
     }
 
@@ -250,6 +294,7 @@ impl ScyllaStore {
                 st,
             )?;
         }
+        self.add_steps(&mut rows, &w.steps)?;
         Ok(rows)
     }
 }

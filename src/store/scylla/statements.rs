@@ -182,6 +182,10 @@ statements! {
     delete_outbox: Write =
         "DELETE FROM outbox WHERE shard = ? AND activity_id = ? AND link_id = ?";
     list_outbox: Read = "SELECT record FROM outbox WHERE shard = ?";
+
+    put_step: Write = "INSERT INTO steps (shard, step_id, record) VALUES (?, ?, ?)";
+    delete_step: Write = "DELETE FROM steps WHERE shard = ? AND step_id = ?";
+    list_steps: Read = "SELECT record FROM steps WHERE shard = ?";
 }
 
 /// `text` with its table qualified by `keyspace` (validated: `[a-z][a-z0-9_]*`): the table
@@ -250,7 +254,7 @@ mod tests {
             "feed_buckets" => &["feed"],
             "activities" | "deliveries" => &["activity_id"],
             "activity_keys" => &["account", "idempotency_key"],
-            "outbox" => &["shard"],
+            "outbox" | "steps" => &["shard"],
             other => panic!("statement on unknown table {other}"),
         }
     }

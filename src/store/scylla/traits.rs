@@ -3,13 +3,15 @@
 use async_trait::async_trait;
 use chorus_actors::StoreError;
 use chorus_actors::model::{AccountId, AccountRecord, Claim};
-use chorus_actors::model::{ActivityRecord, ReleaseRecord};
+use chorus_actors::model::{ActivityRecord, ReleaseRecord, StepRecord};
 use chorus_actors::model::{CommunityId, DynamicRecord, FeedPos, MessageRecord};
 use chorus_actors::push::event::StoredEvent;
 use chorus_actors::store::{
     CommunitySnapshot, CommunityStore, CommunityWrite, Edge, GroupSnapshot, GroupStore, GroupWrite,
-    LogAppend, SubscriberSnapshot, SubscriberStore, SubscriberWrite,
+    LogAppend, StepStore, SubscriberSnapshot, SubscriberStore, SubscriberWrite,
 };
+
+use crate::store::json::decode;
 
 use super::ScyllaStore;
 use super::keys::{FeedKind, LogKind, OUTBOX_SHARDS, edge_kind_of};
@@ -273,5 +275,31 @@ impl CommunityStore for ScyllaStore {
             limit,
         )
         .await
+    }
+}
+
+#[async_trait]
+impl StepStore for ScyllaStore {
+    /// Each shard's oldest `limit` (a shard is ordered by step id), merged.
+    async fn pending_steps(&self, limit: usize) -> Result<Vec<StepRecord>, StoreError> {
+        let mut out: Vec<StepRecord> = Vec::new();
+        for shard in 0..OUTBOX_SHARDS {
+            let what = format!("steps/{shard}");
+            let rows: Vec<(Vec<u8>,)> = self
+                .all_rows(&self.st.list_steps, (shard,), limit, &what)
+                .await?;
+            for (bytes,) in rows {
+                out.push(decode(&what, &bytes)?);
+            }
+        }
+        out.sort_by(|a, b| a.step_id.cmp(&b.step_id));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn settle_step(&self, step_id: &str, rest: Option<StepRecord>) -> Result<(), StoreError> {
+        let _admitted = self.gate.enter().await?;
+        let rows = self.settle_rows(step_id, rest.as_ref())?;
+        self.write_rows(rows, &[], step_id).await
     }
 }

@@ -37,6 +37,7 @@ mod communities;
 mod durability;
 mod events;
 mod groups;
+mod steps;
 
 // The checks, at the paths `conformance_tests!` calls them by.
 pub use accounts::{
@@ -49,6 +50,7 @@ pub use communities::server_keys_resolve;
 pub use durability::durable_across_reopen;
 pub use events::{appends_to_many_logs, events_page_in_order};
 pub use groups::{bindings_are_two_sided, feeds_page_newest_first, groups_round_trip};
+pub use steps::{a_refused_write_stores_no_step, steps_ride_with_their_first_write};
 
 /// One check's engine: a fresh, empty store of its own.
 #[async_trait]
@@ -93,6 +95,8 @@ macro_rules! conformance_tests {
             activity_claim_conflict_stores_nothing,
             durable_across_reopen,
             ambiguous_write_is_neither_lost_nor_overwritten,
+            steps_ride_with_their_first_write,
+            a_refused_write_stores_no_step,
         );
     };
     (@module $name:ident, $fixture:expr; $($check:ident),* $(,)?) => {
