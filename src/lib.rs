@@ -191,6 +191,19 @@ pub async fn run(
             "carrying on with unfinished platform releases"
         );
     }
+    // Steps a previous run left (it crashed or stopped between an operation's first write
+    // and its last step) are carried on with in the background while the server serves.
+    let recovering = chorus.clone();
+    actix_web::rt::spawn(async move {
+        match recovering.recover_steps().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(steps = n, "carried on with unfinished cross-actor steps"),
+            Err(e) => {
+                tracing::error!(error = %e, "unfinished steps unreadable; the sweeper retries")
+            }
+        }
+        recovering.drive_steps();
+    });
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let login_limits = LoginLimits::new(&config);
     let state = AppState {

@@ -121,6 +121,13 @@ async fn handshake_end_to_end() {
         approved.push(v);
     }
     expect_no_event(&mut x1, QUIET).await;
+    // approving again (a retry after a lost answer) answers the same, and nobody hears of it
+    // twice
+    approve_ok(&srv, &owner, &gid, &rid).await;
+    approve(&srv, &member, &gid, &rid)
+        .await
+        .expect_error(403, "forbidden");
+    expect_no_event(&mut o1, QUIET).await;
     assert_eq!(
         get_group(&srv, &member, &gid).await["bindings"],
         json!([c.id])

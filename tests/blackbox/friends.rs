@@ -120,9 +120,13 @@ async fn request_and_accept() {
     request(&s, &b, &a.id)
         .await
         .expect_error(409, "already_friends");
-    // accepting again: there is no pending request any more
-    accept(&s, &b, &a.id).await.expect_error(404, "not_found");
+    // accepting again (a retry after a lost answer) succeeds and changes nothing
+    accept(&s, &b, &a.id).await.expect(200);
     assert_eq!(friend_ids(&s, &a).await, vec![b.id.clone()]);
+    assert_eq!(friend_ids(&s, &b).await, vec![a.id.clone()]);
+    // accepting a request nobody made is still 404
+    let c = new_acct(&s, "Carol").await;
+    accept(&s, &b, &c.id).await.expect_error(404, "not_found");
 }
 
 #[tokio::test]

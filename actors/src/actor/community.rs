@@ -12,7 +12,9 @@ use futures_util::future::BoxFuture;
 use super::env::Env;
 use super::{Change, Committed, Durable, Life, Turn, ready};
 use crate::error::{Error, Result, StoreError};
-use crate::model::{AccountId, CommunityRecord, DynamicRecord, GroupId, new_id, now_ms};
+use crate::model::{
+    AccountId, CommunityRecord, DynamicRecord, GroupId, Step, StepRecord, new_id, now_ms,
+};
 use crate::push::event::StoredEvent;
 use crate::store::{CommunitySnapshot, CommunityWrite};
 
@@ -29,10 +31,11 @@ pub struct AddMember {
 }
 
 /// The community server posts a member's dynamic (checked by
-/// [`crate::model::limits::check_kind`] and `check_text`): stored once in the community feed.
-/// Answers it and the groups bound now, for the caller to push to.
+/// [`crate::model::limits::check_kind`] and `check_text`): stored once in the community feed,
+/// with the step that pushes it to every group bound now ([`Step::PushDynamic`]; `None`
+/// when none is). Answers both, for the caller to carry the step out.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<(DynamicRecord, Vec<GroupId>)>")]
+#[rtype(result = "Result<(DynamicRecord, Option<StepRecord>)>")]
 pub struct PostDynamic {
     pub account_id: AccountId,
     pub kind: String,
@@ -128,7 +131,7 @@ impl Handler<AddMember> for Community {
 }
 
 impl Handler<PostDynamic> for Community {
-    type Result = Turn<Self, (DynamicRecord, Vec<GroupId>)>;
+    type Result = Turn<Self, (DynamicRecord, Option<StepRecord>)>;
     fn handle(&mut self, msg: PostDynamic, _: &mut Self::Context) -> Self::Result {
         if !self.members.contains(&msg.account_id) {
             return ready(Err(Error::Forbidden(
@@ -145,11 +148,16 @@ impl Handler<PostDynamic> for Community {
         };
         let mut write = CommunityWrite::new(&self.record.community_id);
         write.dynamics.push(dynamic.clone());
-        self.persist(write, move |act| {
-            let mut groups: Vec<GroupId> = act.bound.iter().cloned().collect();
-            groups.sort();
-            (dynamic, groups)
-        })
+        let mut groups: Vec<GroupId> = self.bound.iter().cloned().collect();
+        groups.sort();
+        let step = (!groups.is_empty()).then(|| {
+            StepRecord::new(Step::PushDynamic {
+                dynamic: dynamic.clone(),
+                groups,
+            })
+        });
+        write.steps.extend(step.clone());
+        self.persist(write, move |_| (dynamic, step))
     }
 }
 

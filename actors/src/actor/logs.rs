@@ -146,8 +146,13 @@ const CALLS_IN_FLIGHT: usize = 4;
 /// holds are not kept waiting); waits for a busy head only holding smaller ones, which is
 /// what keeps two fan-outs from waiting for each other. Answers once every append is durable
 /// or has failed; a recipient whose append failed is logged and skipped, so one broken account
-/// does not keep the others from it.
-pub async fn notify_each(env: &Env, to: &[AccountId], kind: EventType, data: &str) {
+/// does not keep the others from it, and answered (the caller's step keeps them to retry).
+pub async fn notify_each(
+    env: &Env,
+    to: &[AccountId],
+    kind: EventType,
+    data: &str,
+) -> Vec<AccountId> {
     let mut order: Vec<&AccountId> = to.iter().collect();
     order.sort_unstable();
     order.dedup();
@@ -181,16 +186,23 @@ pub async fn notify_each(env: &Env, to: &[AccountId], kind: EventType, data: &st
     })
     .map(|held| append_call(env, held, kind, data))
     .buffer_unordered(CALLS_IN_FLIGHT)
-    .collect::<()>();
-    futures_util::join!(take, append);
+    .concat();
+    let ((), failed) = futures_util::join!(take, append);
+    failed
 }
 
 /// One store call for the held heads; they are let go together once every event is pushed.
-async fn append_call(env: &Env, mut held: Vec<LogGuard>, kind: EventType, data: &str) {
+/// Answers the accounts whose append failed.
+async fn append_call(
+    env: &Env,
+    mut held: Vec<LogGuard>,
+    kind: EventType,
+    data: &str,
+) -> Vec<AccountId> {
     if let Err(e) = read_unknown(&mut held, &*env.store).await {
         tracing::warn!(kind = kind.0, accounts = held.len(), error = %e,
             "event not appended: log heads unreadable");
-        return;
+        return held.iter().map(|h| h.account.clone()).collect();
     }
     let events: Vec<StoredEvent> = held
         .iter()
@@ -205,6 +217,7 @@ async fn append_call(env: &Env, mut held: Vec<LogGuard>, kind: EventType, data: 
         })
         .collect();
     let mut results = env.store.append_events(appends).await.into_iter();
+    let mut failed = Vec::new();
     for (head, event) in held.iter_mut().zip(events) {
         match results.next() {
             Some(Ok(())) => {
@@ -218,9 +231,11 @@ async fn append_call(env: &Env, mut held: Vec<LogGuard>, kind: EventType, data: 
                     _ => "no answer from the store".to_owned(),
                 };
                 tracing::warn!(account = %head.account, kind = kind.0, %error, "event not appended");
+                failed.push(head.account.clone());
             }
         }
     }
+    failed
 }
 
 #[cfg(test)]

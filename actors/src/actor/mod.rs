@@ -56,6 +56,9 @@ use logs::LogGuard;
 /// durable.
 pub type Turn<A, R> = AtomicResponse<A, Result<R>>;
 
+/// The future inside a [`Turn`], for handlers that build one in steps.
+pub type TurnFuture<A, R> = ResponseActFuture<A, Result<R>>;
+
 /// A [`Turn`] whose answer is known at once (a rule said no, or nothing needs writing).
 pub fn ready<A: Actor, T: 'static>(value: Result<T>) -> Turn<A, T> {
     AtomicResponse::new(Box::pin(actix::fut::ready(value)))

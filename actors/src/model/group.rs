@@ -36,6 +36,10 @@ pub struct Binding {
     pub community_id: CommunityId,
     /// Dynamics from this time on show in the group.
     pub since_ms: u64,
+    /// The request it was approved from, so that approving it again (a retry after a lost
+    /// answer) answers the same binding instead of 404. Absent in bindings stored before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// A chat message of a group.

@@ -15,7 +15,7 @@ use crate::model::{
     AccountId, AccountRecord, AccountView, Claim, LinkRecord, MeView, normalize_email,
     normalize_phone,
 };
-use crate::push::event::{EventType, Outlet, StoredEvent};
+use crate::push::event::{Outlet, StoredEvent};
 use crate::store::SubscriberWrite;
 
 /// Longest login that is looked up as an account id.
@@ -83,19 +83,17 @@ impl Chorus {
     }
 
     /// Applies a profile patch (checked by [`crate::model::limits::normalize_patch`]) and,
-    /// once it is durable, appends `profile.updated` to every friend's log and pushes it to
-    /// their devices. Answers the new profile version after every friend's copy is durable
-    /// too, so an acknowledged change reaches offline devices.
+    /// once it is durable (with the step that tells the friends), appends `profile.updated`
+    /// to every friend's log and pushes it to their devices. Answers the new profile version
+    /// after the friends' copies are durable too (normally), and in any case once they are
+    /// sure to follow: an acknowledged change reaches offline devices, after a crash too.
     pub async fn update_profile(
         &self,
         me: &str,
         changes: BTreeMap<String, Option<String>>,
     ) -> Result<u64> {
-        let (version, notice) = self.directory.ask(me, UpdateProfile { changes }).await?;
-        if let Some(notice) = notice {
-            self.notify_all(notice.friends, EventType::PROFILE_UPDATED, notice.data)
-                .await;
-        }
+        let (version, step) = self.directory.ask(me, UpdateProfile { changes }).await?;
+        self.carry(step).await;
         Ok(version)
     }
 

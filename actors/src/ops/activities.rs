@@ -6,20 +6,20 @@ use super::Chorus;
 use crate::actor::subscriber::{CanSeeActivities, PostActivity};
 use crate::error::{Error, Result};
 use crate::model::{ActivityView, FeedPos, Page, PageRequest, Posted, ReleaseView};
-use crate::push::event::EventType;
 
 impl Chorus {
     /// Posts an activity for `me` (checked by [`crate::model::limits::check_post`]): stored
     /// with one release per linked platform (the releaser starts them as soon as the write is
-    /// durable), then appended to every friend's log as `activity.posted`, a bounded number
-    /// at a time. A replay (same idempotency key) tells nobody again.
+    /// durable), then appended to every friend's log as `activity.posted` (a step stored with
+    /// the post, so it happens after a crash too). A replay (same idempotency key) tells
+    /// nobody again.
     pub async fn post_activity(
         &self,
         me: &str,
         text: String,
         idempotency_key: Option<String>,
     ) -> Result<Posted> {
-        let (posted, notice) = self
+        let (posted, step) = self
             .directory
             .ask(
                 me,
@@ -29,10 +29,7 @@ impl Chorus {
                 },
             )
             .await?;
-        if let Some(notice) = notice {
-            self.notify_all(notice.friends, EventType::ACTIVITY_POSTED, notice.data)
-                .await;
-        }
+        self.carry(step).await;
         Ok(posted)
     }
 

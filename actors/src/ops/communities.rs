@@ -1,15 +1,11 @@
 //! Communities: creation by a client, then the community server's side: members, dynamics
 //! (stored once, pushed to every bound group) and binding requests.
 
-use std::sync::Arc;
-
 use super::Chorus;
 use crate::actor::community::{AddMember, GetCommunity, PostDynamic};
-use crate::actor::group::{PushDynamic, ReceiveBindingRequest};
-use crate::actor::subscriber::Notify;
+use crate::actor::group::ReceiveBindingRequest;
 use crate::error::{Error, Result};
 use crate::model::{CommunityId, CommunityRecord, DynamicRecord, new_id, now_ms};
-use crate::push::event::{EventType, encode_data};
 use crate::store::CommunityWrite;
 
 impl Chorus {
@@ -54,9 +50,10 @@ impl Chorus {
             .await
     }
 
-    /// Stores a dynamic once (kind and text checked by [`crate::model::limits`]), then pushes
-    /// it through every group bound now. Answers after every bound group has stored it and
-    /// handed it to fan-out.
+    /// Stores a dynamic once (kind and text checked by [`crate::model::limits`]) with the step
+    /// that pushes it through every group bound now, then carries that out. Answers after
+    /// every bound group has stored it and handed it to fan-out (normally), and in any case
+    /// once they are sure to.
     pub async fn post_dynamic(
         &self,
         community_id: &str,
@@ -65,7 +62,7 @@ impl Chorus {
         text: String,
     ) -> Result<DynamicRecord> {
         self.admit_publish()?;
-        let (dynamic, groups) = self
+        let (dynamic, step) = self
             .directory
             .ask_community(
                 community_id,
@@ -76,15 +73,7 @@ impl Chorus {
                 },
             )
             .await?;
-        let shared = Arc::new(dynamic.clone());
-        for group_id in groups {
-            let msg = PushDynamic {
-                dynamic: shared.clone(),
-            };
-            if let Err(e) = self.directory.ask_group(&group_id, msg).await {
-                tracing::warn!(group = %group_id, community = %community_id, error = %e, "dynamic not pushed");
-            }
-        }
+        self.carry(step).await;
         Ok(dynamic)
     }
 
@@ -101,7 +90,7 @@ impl Chorus {
             .directory
             .ask_community(community_id, GetCommunity)
             .await?;
-        let (request, owner) = self
+        let (request, step) = self
             .directory
             .ask_group(
                 group_id,
@@ -112,16 +101,7 @@ impl Chorus {
                 },
             )
             .await?;
-        let data = encode_data(&request);
-        self.directory
-            .ask(
-                &owner,
-                Notify {
-                    kind: EventType::BINDING_REQUESTED,
-                    data,
-                },
-            )
-            .await?;
+        self.carry(Some(step)).await;
         Ok(request.request_id)
     }
 }

@@ -1,10 +1,11 @@
 //! Friends: requests, accepting, ending, contact matching and the relation lists. Each side
-//! is its own actor's turn; the side whose state decides writes first.
+//! is its own actor's turn; the side whose state decides writes first, with the step that
+//! brings the other side along (`ops::steps`).
 
 use super::Chorus;
 use crate::actor::subscriber::{
-    AcceptFriend, BecomeFriends, DropFriend, ListRelation, MatchedBy, ReceiveFriendRequest,
-    RecordMatches, RequestOutcome, StartFriendRequest, Unfriend,
+    AcceptFriend, ListRelation, MatchedBy, ReceiveFriendRequest, RecordMatches, RequestOutcome,
+    StartFriendRequest, Unfriend,
 };
 use crate::error::{Error, Result};
 use crate::model::{AccountId, AccountView, Claim, Page, PageRequest, Relation, RequestStatus};
@@ -28,23 +29,18 @@ impl Chorus {
                     .await?;
                 Ok(RequestStatus::Pending)
             }
-            RequestOutcome::Mutual => {
-                self.directory
-                    .ask(
-                        to,
-                        BecomeFriends {
-                            with: from.to_owned(),
-                        },
-                    )
-                    .await?;
+            RequestOutcome::Mutual(step) => {
+                self.carry(Some(step)).await;
                 Ok(RequestStatus::Friends)
             }
         }
     }
 
-    /// `me` accepts the pending request from `from`.
+    /// `me` accepts the pending request from `from`: `me`'s side and the step that makes
+    /// `from`'s side follow are one write. Accepting again once friends succeeds.
     pub async fn accept_friend(&self, me: &str, from: &str) -> Result<()> {
-        self.directory
+        let step = self
+            .directory
             .ask(
                 me,
                 AcceptFriend {
@@ -52,19 +48,15 @@ impl Chorus {
                 },
             )
             .await?;
-        self.directory
-            .ask(
-                from,
-                BecomeFriends {
-                    with: me.to_owned(),
-                },
-            )
-            .await
+        self.carry(step).await;
+        Ok(())
     }
 
-    /// `me` ends the friendship with `other`; both get `friend.removed`.
+    /// `me` ends the friendship with `other`; both get `friend.removed` (`other`'s side is a
+    /// step stored with `me`'s).
     pub async fn remove_friend(&self, me: &str, other: &str) -> Result<()> {
-        self.directory
+        let step = self
+            .directory
             .ask(
                 me,
                 Unfriend {
@@ -72,19 +64,8 @@ impl Chorus {
                 },
             )
             .await?;
-        match self
-            .directory
-            .ask(
-                other,
-                DropFriend {
-                    other: me.to_owned(),
-                },
-            )
-            .await
-        {
-            Err(Error::NotFound(_)) => Ok(()),
-            other => other,
-        }
+        self.carry(step).await;
+        Ok(())
     }
 
     /// `me` uploaded contacts that normalise to `claims`. Answers every other account they
@@ -109,7 +90,8 @@ impl Chorus {
             )
             .await?;
         for other in candidates {
-            if self
+            // A mutual match: `other` becomes a friend, with the step that makes `me` one.
+            let step = self
                 .directory
                 .ask(
                     &other,
@@ -117,12 +99,8 @@ impl Chorus {
                         other: me.to_owned(),
                     },
                 )
-                .await?
-            {
-                self.directory
-                    .ask(me, BecomeFriends { with: other })
-                    .await?;
-            }
+                .await?;
+            self.carry(step).await;
         }
         Ok(matched)
     }

@@ -7,13 +7,12 @@ use crate::actor::group::{
     AddMember, ApproveBinding, GetGroup, ListBindingRequests, MemberAccess, PostMessage,
     ReadEvents, RejectBinding, RemoveMember, RevokeBinding,
 };
-use crate::actor::subscriber::Notify;
 use crate::error::{Error, Result};
 use crate::model::{
     BindingRequest, DynamicRecord, FeedPos, GroupId, GroupRecord, GroupView, MessageRecord, Page,
     PageRequest, Revoker, new_id, now_ms,
 };
-use crate::push::event::{EventType, StoredEvent, encode_data};
+use crate::push::event::StoredEvent;
 use crate::store::GroupWrite;
 
 impl Chorus {
@@ -153,8 +152,10 @@ impl Chorus {
             .await
     }
 
-    /// The owner approves a request: stored on both sides at once, members get
-    /// `binding.approved`, and the community starts pushing its dynamics to the group.
+    /// The owner approves a request: stored on both sides at once (one atomic write, so no
+    /// step is left for the community's side), members get `binding.approved`, and the
+    /// community's live actor learns of it. Approving the same request again while its
+    /// binding stands succeeds.
     pub async fn approve_binding(&self, by: &str, group_id: &str, request_id: &str) -> Result<()> {
         let binding = self
             .directory
@@ -176,9 +177,10 @@ impl Chorus {
             .await
     }
 
-    /// The owner rejects a request; the owner's devices get `binding.rejected`.
+    /// The owner rejects a request; the owner's devices get `binding.rejected` (a step stored
+    /// with the rejection).
     pub async fn reject_binding(&self, by: &str, group_id: &str, request_id: &str) -> Result<()> {
-        let request = self
+        let step = self
             .directory
             .ask_group(
                 group_id,
@@ -188,20 +190,7 @@ impl Chorus {
                 },
             )
             .await?;
-        let data = encode_data(&serde_json::json!({
-            "group_id": &request.group_id,
-            "community_id": &request.community_id,
-            "request_id": &request.request_id,
-        }));
-        self.directory
-            .ask(
-                by,
-                Notify {
-                    kind: EventType::BINDING_REJECTED,
-                    data,
-                },
-            )
-            .await?;
+        self.carry(Some(step)).await;
         Ok(())
     }
 

@@ -7,7 +7,8 @@
 //! that the actor whose state is the source of truth writes first. By concern: [`accounts`]
 //! (accounts, logins, profiles, links, devices), [`friends`], [`groups`] (members, chat,
 //! the owner's side of bindings, merged feeds), [`communities`] (the community server's
-//! side) and [`activities`].
+//! side) and [`activities`]. Whatever an operation leaves for other actors after its first
+//! write is a durable step, stored with that write and carried out by [`steps`].
 //!
 //! Input reaches these methods already checked by the rules in [`crate::model::limits`] (and
 //! pages as a [`crate::model::PageRequest`]); rules that need an actor's state are the actor's.
@@ -17,6 +18,7 @@ pub mod activities;
 pub mod communities;
 pub mod friends;
 pub mod groups;
+pub mod steps;
 
 use std::sync::{Arc, Mutex};
 
@@ -24,10 +26,8 @@ use actix::prelude::*;
 
 use crate::actor::directory::Directory;
 use crate::actor::env::{ActorConfig, Env, ReleaserSlot};
-use crate::actor::logs::{LogHeads, notify_each};
+use crate::actor::logs::LogHeads;
 use crate::error::Result;
-use crate::model::AccountId;
-use crate::push::event::EventType;
 use crate::push::{Fanout, Hub};
 use crate::release::{self, Connector, ReleaseConfig};
 use crate::store::Store;
@@ -38,6 +38,8 @@ pub struct Chorus {
     directory: Directory,
     /// The releaser's own thread, stopped at shutdown.
     releaser: Arc<Mutex<Option<Arbiter>>>,
+    /// The driver of cross-actor steps ([`steps`]).
+    steps: Arc<steps::Steps>,
 }
 
 impl Chorus {
@@ -57,6 +59,7 @@ impl Chorus {
         Chorus {
             directory: Directory::new(env),
             releaser: Arc::new(Mutex::new(None)),
+            steps: Arc::default(),
         }
     }
 
@@ -102,14 +105,5 @@ impl Chorus {
 
     fn store(&self) -> &Arc<dyn Store> {
         &self.directory.env().store
-    }
-
-    /// Appends one event (data encoded once) to each account's log, with a few store calls for
-    /// all of them (one sync on the embedded store), and pushes it to their devices; no message
-    /// to their actors
-    /// ([`notify_each`]). A recipient that fails is logged and skipped: one broken account must
-    /// not stop the others from getting it.
-    async fn notify_all(&self, to: Vec<AccountId>, kind: EventType, data: Arc<str>) {
-        notify_each(self.directory.env(), &to, kind, &data).await;
     }
 }

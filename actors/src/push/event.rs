@@ -34,6 +34,27 @@ impl EventType {
     pub const BINDING_APPROVED: Self = Self("binding.approved");
     pub const BINDING_REJECTED: Self = Self("binding.rejected");
     pub const BINDING_REVOKED: Self = Self("binding.revoked");
+
+    /// Every event name, for [`EventType::named`].
+    pub const ALL: [Self; 12] = [
+        Self::FRIEND_REQUESTED,
+        Self::FRIEND_ADDED,
+        Self::FRIEND_REMOVED,
+        Self::PROFILE_UPDATED,
+        Self::ACTIVITY_POSTED,
+        Self::RELEASE_STATUS,
+        Self::GROUP_MESSAGE,
+        Self::GROUP_DYNAMIC,
+        Self::BINDING_REQUESTED,
+        Self::BINDING_APPROVED,
+        Self::BINDING_REJECTED,
+        Self::BINDING_REVOKED,
+    ];
+
+    /// The event called `name` (as a stored step names it), if there is one.
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.0 == name)
+    }
 }
 
 /// Serialises an event's `data` once, for [`frame_with_data`] to reuse for every recipient.

@@ -22,6 +22,8 @@ pub struct Server {
     /// given back after the process is gone (fields drop after [`Drop::drop`]).
     store: StoreLease,
     extra_args: Vec<String>,
+    /// `CHORUS_FAULTS` for the next start (fault points armed: `chorus_actors::faults`).
+    faults: Option<String>,
     child: Option<Child>,
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -40,6 +42,7 @@ impl Server {
             data_dir,
             store: StoreLease::take(),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            faults: None,
             child: None,
             log: Arc::new(Mutex::new(Vec::new())),
         };
@@ -61,9 +64,13 @@ impl Server {
             .args(self.store.args())
             .args(&self.extra_args)
             .env("RUST_LOG", "info")
+            .env_remove("CHORUS_FAULTS")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(points) = &self.faults {
+            cmd.env("CHORUS_FAULTS", points);
+        }
         let mut child = cmd.spawn().expect("spawn chorus binary");
         let stdout = child.stdout.take().expect("child stdout");
         let stderr = child.stderr.take().expect("child stderr");
@@ -172,6 +179,12 @@ impl Server {
     pub fn terminate(&mut self) -> ExitStatus {
         self.sigterm();
         self.wait_exit(Duration::from_secs(20))
+    }
+
+    /// Arms fault points (`CHORUS_FAULTS`, e.g. `"after_first_step"`) for the next start, or
+    /// none; a running server keeps what it started with.
+    pub fn set_faults(&mut self, points: Option<&str>) {
+        self.faults = points.map(str::to_owned);
     }
 
     /// Start the server again on the same data directory (kills it first if running).

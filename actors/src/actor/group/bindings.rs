@@ -7,15 +7,18 @@ use actix::prelude::*;
 
 use super::{Group, forbidden};
 use crate::actor::{Durable, Turn, ready};
+use crate::error::StoreError;
 use crate::error::{Error, Result};
 use crate::model::{
-    AccountId, Binding, BindingRequest, CommunityId, DynamicRecord, Revoker, new_id, now_ms,
+    AccountId, Binding, BindingRequest, CommunityId, DynamicRecord, Revoker, Step, StepRecord,
+    new_id, now_ms,
 };
-use crate::push::event::EventType;
+use crate::push::event::{EventType, StoredEvent, encode_data};
 
-/// A community asks to bind. Answers the stored request and the owner to notify.
+/// A community asks to bind. Stores the request with the step that tells the owner
+/// (`binding.requested`); answers both.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<(BindingRequest, AccountId)>")]
+#[rtype(result = "Result<(BindingRequest, StepRecord)>")]
 pub struct ReceiveBindingRequest {
     pub community_id: CommunityId,
     pub community_name: String,
@@ -30,7 +33,8 @@ pub struct ListBindingRequests {
 }
 
 /// The owner approves: the binding is stored on both sides at once and members get
-/// `binding.approved`.
+/// `binding.approved`. Approving a request again while its binding stands answers that
+/// binding (a retry after a lost answer).
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<Binding>")]
 pub struct ApproveBinding {
@@ -38,9 +42,10 @@ pub struct ApproveBinding {
     pub request_id: String,
 }
 
-/// The owner rejects; answers the request (the caller tells the owner's devices).
+/// The owner rejects; the request goes with the step that tells the owner's devices
+/// (`binding.rejected`), which the turn answers.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<BindingRequest>")]
+#[rtype(result = "Result<StepRecord>")]
 pub struct RejectBinding {
     pub by: AccountId,
     pub request_id: String,
@@ -55,12 +60,18 @@ pub struct RevokeBinding {
 }
 
 /// A bound community's member posted a dynamic: push it to every member as `group.dynamic`
-/// (ignored if the binding ended meanwhile).
+/// (ignored if the binding ended meanwhile). With `recheck` (a step run again, after a crash
+/// or a failure whose outcome is unknown), the group's newest events are read first and a
+/// dynamic already among them is not written twice.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<()>")]
 pub struct PushDynamic {
     pub dynamic: Arc<DynamicRecord>,
+    pub recheck: bool,
 }
+
+/// How many of a group's newest events a rechecked [`PushDynamic`] looks through.
+const RECHECK_TAIL: usize = 256;
 
 impl Group {
     fn expired(&self, now: u64) -> Vec<String> {
@@ -89,7 +100,7 @@ impl Group {
 }
 
 impl Handler<ReceiveBindingRequest> for Group {
-    type Result = Turn<Self, (BindingRequest, AccountId)>;
+    type Result = Turn<Self, (BindingRequest, StepRecord)>;
     fn handle(&mut self, msg: ReceiveBindingRequest, _: &mut Self::Context) -> Self::Result {
         if self.bindings.contains_key(&msg.community_id) {
             return ready(Err(Error::conflict(
@@ -124,14 +135,19 @@ impl Handler<ReceiveBindingRequest> for Group {
         let expired = self.expired(now);
         write.requests_remove = expired.clone();
         write.requests_put.push(request.clone());
-        let owner = self.record.owner.clone();
+        let step = StepRecord::new(Step::Notify {
+            to: vec![self.record.owner.clone()],
+            event: EventType::BINDING_REQUESTED.0.to_owned(),
+            data: encode_data(&request).to_string(),
+        });
+        write.steps.push(step.clone());
         self.persist(write, move |act| {
             for id in expired {
                 act.requests.remove(&id);
             }
             act.requests
                 .insert(request.request_id.clone(), request.clone());
-            (request, owner)
+            (request, step)
         })
     }
 }
@@ -156,6 +172,17 @@ impl Handler<ListBindingRequests> for Group {
 impl Handler<ApproveBinding> for Group {
     type Result = Turn<Self, Binding>;
     fn handle(&mut self, msg: ApproveBinding, _: &mut Self::Context) -> Self::Result {
+        let approved = self
+            .bindings
+            .values()
+            .find(|b| b.request_id.as_deref() == Some(msg.request_id.as_str()))
+            .cloned();
+        if let Some(bound) = approved
+            && self.record.owner == msg.by
+        {
+            self.touch();
+            return ready(Ok(bound));
+        }
         let request = match self.answerable(&msg.by, &msg.request_id) {
             Ok(r) => r,
             Err(e) => return ready(Err(e)),
@@ -164,6 +191,7 @@ impl Handler<ApproveBinding> for Group {
             group_id: self.record.group_id.clone(),
             community_id: request.community_id.clone(),
             since_ms: now_ms(),
+            request_id: Some(request.request_id.clone()),
         };
         let mut write = self.write();
         write.requests_remove.push(request.request_id.clone());
@@ -188,7 +216,7 @@ impl Handler<ApproveBinding> for Group {
 }
 
 impl Handler<RejectBinding> for Group {
-    type Result = Turn<Self, BindingRequest>;
+    type Result = Turn<Self, StepRecord>;
     fn handle(&mut self, msg: RejectBinding, _: &mut Self::Context) -> Self::Result {
         let request = match self.answerable(&msg.by, &msg.request_id) {
             Ok(r) => r,
@@ -196,9 +224,20 @@ impl Handler<RejectBinding> for Group {
         };
         let mut write = self.write();
         write.requests_remove.push(request.request_id.clone());
+        let step = StepRecord::new(Step::Notify {
+            to: vec![msg.by],
+            event: EventType::BINDING_REJECTED.0.to_owned(),
+            data: encode_data(&serde_json::json!({
+                "group_id": &request.group_id,
+                "community_id": &request.community_id,
+                "request_id": &request.request_id,
+            }))
+            .to_string(),
+        });
+        write.steps.push(step.clone());
         self.persist(write, move |act| {
             act.requests.remove(&request.request_id);
-            request
+            step
         })
     }
 }
@@ -245,11 +284,50 @@ impl Handler<RevokeBinding> for Group {
 impl Handler<PushDynamic> for Group {
     type Result = Turn<Self, ()>;
     fn handle(&mut self, msg: PushDynamic, _: &mut Self::Context) -> Self::Result {
-        let d = &msg.dynamic;
-        if !self.bindings.contains_key(&d.community_id) {
+        if !self.bindings.contains_key(&msg.dynamic.community_id) {
             // Revoked meanwhile: nothing more of that community arrives.
             return ready(Ok(()));
         }
+        if !msg.recheck {
+            return AtomicResponse::new(self.push_dynamic(&msg.dynamic));
+        }
+        // Inside this atomic turn, so nothing is appended between the read and the write.
+        self.touch();
+        let store = self.life.env.store.clone();
+        let (gid, after) = (
+            self.id().to_owned(),
+            self.seq.saturating_sub(RECHECK_TAIL as u64),
+        );
+        AtomicResponse::new(Box::pin(
+            async move { store.read_group_events(&gid, after, RECHECK_TAIL).await }
+                .into_actor(self)
+                .then(
+                    move |tail: std::result::Result<Vec<StoredEvent>, StoreError>, act, _| {
+                        match tail {
+                            Err(e) => Box::pin(actix::fut::ready(Err(e.into()))),
+                            Ok(tail) if holds_dynamic(&tail, &msg.dynamic.dynamic_id) => {
+                                Box::pin(actix::fut::ready(Ok(())))
+                            }
+                            Ok(_) => act.push_dynamic(&msg.dynamic),
+                        }
+                    },
+                ),
+        ))
+    }
+}
+
+/// Whether one of `events` is the `group.dynamic` of `dynamic_id` (ids are unique, so the
+/// id in the frame is enough).
+fn holds_dynamic(events: &[StoredEvent], dynamic_id: &str) -> bool {
+    let needle = format!(r#""dynamic_id":"{dynamic_id}""#);
+    events.iter().any(|e| {
+        e.frame.starts_with(r#"{"type":"group.dynamic""#) && e.frame.contains(needle.as_str())
+    })
+}
+
+impl Group {
+    /// Writes `group.dynamic` for `d` and hands it to fan-out.
+    fn push_dynamic(&mut self, d: &DynamicRecord) -> crate::actor::TurnFuture<Self, ()> {
         let mut write = self.write();
         self.push_event(
             &mut write,
@@ -264,6 +342,6 @@ impl Handler<PushDynamic> for Group {
                 "created_ms": d.created_ms,
             }),
         );
-        self.persist(write, |_| ())
+        self.persist_fut(write, |_| ())
     }
 }

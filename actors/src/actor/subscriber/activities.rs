@@ -6,21 +6,21 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::{Notice, Subscriber};
+use super::Subscriber;
 use crate::actor::{Durable, Turn, ready};
 use crate::error::{Error, Result, StoreError};
 use crate::model::{
-    AccountId, ActivityRecord, ActivityView, Posted, ReleaseRecord, new_id, now_ms,
+    AccountId, ActivityRecord, ActivityView, Posted, ReleaseRecord, StepRecord, new_id, now_ms,
 };
 use crate::push::event::{EventType, encode_data};
 
 /// Post an activity, checked by [`crate::model::limits::check_post`]. Stores it, one release
 /// per linked platform and `activity.posted` in the author's log in one atomic write, then
-/// hands the releases to the releaser; answers the notice for the caller to fan out to
-/// friends. With an `idempotency_key` seen before, answers the first activity and changes
+/// hands the releases to the releaser; the write carries the step that tells the friends,
+/// which the answer hands back for the caller to carry out. With an `idempotency_key` seen before, answers the first activity and changes
 /// nothing.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<(Posted, Option<Notice>)>")]
+#[rtype(result = "Result<(Posted, Option<StepRecord>)>")]
 pub struct PostActivity {
     pub text: String,
     pub idempotency_key: Option<String>,
@@ -48,7 +48,7 @@ impl Subscriber {
         &mut self,
         text: String,
         idempotency_key: Option<String>,
-    ) -> ResponseActFuture<Self, Result<(Posted, Option<Notice>)>> {
+    ) -> ResponseActFuture<Self, Result<(Posted, Option<StepRecord>)>> {
         let activity = ActivityRecord {
             activity_id: new_id(),
             account_id: self.id().to_owned(),
@@ -72,7 +72,9 @@ impl Subscriber {
         write.outbox = releases.clone();
         let data = encode_data(&ActivityView::from(&activity));
         self.push_event(&mut write, EventType::ACTIVITY_POSTED, &data);
-        let notice = self.notice(data);
+        let step = self.tell_friends(EventType::ACTIVITY_POSTED, &data);
+        let friends_told = self.friends.len();
+        write.steps.extend(step.clone());
         self.persist_fut(write, move |act| {
             let views = releases.iter().map(ReleaseRecord::view).collect();
             if !releases.is_empty() {
@@ -88,15 +90,15 @@ impl Subscriber {
                 activity,
                 releases: views,
                 replayed: false,
-                friends_told: notice.friends.len(),
+                friends_told,
             };
-            (posted, Some(notice))
+            (posted, step)
         })
     }
 }
 
 impl Handler<PostActivity> for Subscriber {
-    type Result = Turn<Self, (Posted, Option<Notice>)>;
+    type Result = Turn<Self, (Posted, Option<StepRecord>)>;
     fn handle(&mut self, msg: PostActivity, _: &mut Self::Context) -> Self::Result {
         self.touch();
         let Some(key) = msg.idempotency_key.clone() else {
@@ -119,7 +121,7 @@ impl Handler<PostActivity> for Subscriber {
                 move |found,
                       act,
                       _ctx|
-                      -> ResponseActFuture<Self, Result<(Posted, Option<Notice>)>> {
+                      -> ResponseActFuture<Self, Result<(Posted, Option<StepRecord>)>> {
                     let replay = match found {
                         Err(e) => Err(e.into()),
                         Ok(Some((first, _))) if first.text != msg.text => Err(Error::conflict(

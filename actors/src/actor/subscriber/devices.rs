@@ -8,7 +8,7 @@ use actix::prelude::*;
 use super::Subscriber;
 use crate::actor::{Durable, Turn};
 use crate::error::Result;
-use crate::push::event::{EventType, Outlet, StoredEvent};
+use crate::push::event::{Outlet, StoredEvent};
 
 /// A device connected: push this account's events to it from now on. Answers the newest
 /// seq, for the `hello` frame.
@@ -32,16 +32,6 @@ pub struct Detach {
 pub struct ReadEvents {
     pub after: u64,
     pub limit: usize,
-}
-
-/// Append an event that happened elsewhere (a binding request or its rejection) to this
-/// account's log and push it to its devices. (An event for many accounts at once goes through
-/// `actor::logs::notify_each` instead, one store write for all of them.)
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<()>")]
-pub struct Notify {
-    pub kind: EventType,
-    pub data: Arc<str>,
 }
 
 impl Handler<Attach> for Subscriber {
@@ -82,14 +72,5 @@ impl Handler<ReadEvents> for Subscriber {
         let store = self.life.env.store.clone();
         let id = self.record.account_id.clone();
         Box::pin(async move { Ok(store.read_events(&id, msg.after, msg.limit).await?) })
-    }
-}
-
-impl Handler<Notify> for Subscriber {
-    type Result = Turn<Self, ()>;
-    fn handle(&mut self, msg: Notify, _: &mut Self::Context) -> Self::Result {
-        let mut write = self.write();
-        self.push_event(&mut write, msg.kind, &msg.data);
-        self.persist(write, |_| ())
     }
 }

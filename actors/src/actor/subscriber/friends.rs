@@ -1,6 +1,9 @@
 //! Friendships: requests (either side), accepting, ending, contact matches (a mutual match
 //! makes friends at once) and the relation lists. Each side is its own actor's turn; the
-//! operations in `crate::ops::friends` drive both sides.
+//! operations in `crate::ops::friends` drive both sides. The side that decides writes first,
+//! and in the same write the step that brings the other side along
+//! ([`Step::BecomeFriends`], [`Step::DropFriend`]): it answers that step for the caller to
+//! carry out, and a restart carries it out if the caller could not.
 
 use std::collections::HashMap;
 
@@ -9,13 +12,13 @@ use actix::prelude::*;
 use super::{AccountChange, Subscriber};
 use crate::actor::{Durable, Turn, ready};
 use crate::error::{Error, Result};
-use crate::model::{AccountId, AccountView, FeedPos, Relation, now_ms};
+use crate::model::{AccountId, AccountView, FeedPos, Relation, Step, StepRecord, now_ms};
 use crate::push::event::EventType;
 use crate::store::{Edge, EdgeChange, EdgeKind};
 
 /// The requester's side of a friend request (to another account): checks it may be sent. If
 /// the other account had already asked us, we become friends here and answer
-/// [`RequestOutcome::Mutual`].
+/// [`RequestOutcome::Mutual`] with the step that makes the other side a friend too.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<RequestOutcome>")]
 pub struct StartFriendRequest {
@@ -27,8 +30,9 @@ pub struct StartFriendRequest {
 pub enum RequestOutcome {
     /// Hand the request to the recipient; carries the requester's public view.
     Pending(AccountView),
-    /// The recipient had asked first: we are friends now; tell the recipient.
-    Mutual,
+    /// The recipient had asked first: we are friends now; the step makes the recipient a
+    /// friend too.
+    Mutual(StepRecord),
 }
 
 /// The recipient's side: record a pending request and emit `friend.requested`.
@@ -39,8 +43,10 @@ pub struct ReceiveFriendRequest {
 }
 
 /// The recipient accepts a pending request from `from`: becomes friends, emits `friend.added`.
+/// Answers the step that makes `from` a friend too; accepting again once friends answers
+/// `None` (a retry after a lost answer succeeds, and the stored step finishes the rest).
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<()>")]
+#[rtype(result = "Result<Option<StepRecord>>")]
 pub struct AcceptFriend {
     pub from: AccountId,
 }
@@ -52,16 +58,17 @@ pub struct BecomeFriends {
     pub with: AccountId,
 }
 
-/// End a friendship from this side; `NotFound` if there is none.
+/// End a friendship from this side; `NotFound` if there is none. Answers the step that ends
+/// it on the other side.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<()>")]
+#[rtype(result = "Result<Option<StepRecord>>")]
 pub struct Unfriend {
     pub other: AccountId,
 }
 
-/// The other side of [`Unfriend`] (idempotent).
+/// The other side of [`Unfriend`] (idempotent; answers `None`).
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<()>")]
+#[rtype(result = "Result<Option<StepRecord>>")]
 pub struct DropFriend {
     pub other: AccountId,
 }
@@ -75,9 +82,10 @@ pub struct RecordMatches {
 }
 
 /// `other`'s contacts matched this account. If this account had matched `other` too, they
-/// become friends here and the answer is `true`.
+/// become friends here and the answer is the step that makes `other` a friend too (`None`:
+/// no mutual match, or friends already).
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<bool>")]
+#[rtype(result = "Result<Option<StepRecord>>")]
 pub struct MatchedBy {
     pub other: AccountId,
 }
@@ -117,19 +125,41 @@ impl Subscriber {
         w
     }
 
-    /// Makes `other` a friend; answers `out` once durable.
-    fn befriend<R: 'static>(&mut self, other: AccountId, out: R) -> Turn<Self, R> {
+    /// Makes `other` a friend; with `tell`, the same write stores the step that makes this
+    /// account `other`'s friend too, and the turn answers it once durable.
+    fn befriend<R: 'static>(
+        &mut self,
+        other: AccountId,
+        tell: bool,
+        out: impl FnOnce(Option<StepRecord>) -> R + 'static,
+    ) -> Turn<Self, R> {
         let now = now_ms();
-        let write = self.befriend_write(&other, now);
+        let mut write = self.befriend_write(&other, now);
+        let step = tell.then(|| {
+            StepRecord::new(Step::BecomeFriends {
+                account: other.clone(),
+                with: self.id().to_owned(),
+            })
+        });
+        write.steps.extend(step.clone());
         self.persist(write, move |act| {
             act.requests_in.remove(&other);
             act.friends.insert(other, now);
-            out
+            out(step)
         })
     }
 
-    fn end_friendship(&mut self, other: AccountId) -> Turn<Self, ()> {
+    /// Ends the friendship with `other`; with `tell`, the same write stores the step that
+    /// ends it on `other`'s side, and the turn answers it.
+    fn end_friendship(&mut self, other: AccountId, tell: bool) -> Turn<Self, Option<StepRecord>> {
         let mut write = self.write();
+        let step = tell.then(|| {
+            StepRecord::new(Step::DropFriend {
+                account: other.clone(),
+                other: self.id().to_owned(),
+            })
+        });
+        write.steps.extend(step.clone());
         write.edges.push(EdgeChange::Delete {
             kind: EdgeKind::Friend,
             other: other.clone(),
@@ -141,6 +171,7 @@ impl Subscriber {
         );
         self.persist(write, move |act| {
             act.friends.remove(&other);
+            step
         })
     }
 }
@@ -156,7 +187,16 @@ impl Handler<StartFriendRequest> for Subscriber {
         }
         if self.requests_in.contains_key(&msg.to) {
             // They asked first: this request accepts theirs.
-            return self.befriend(msg.to, RequestOutcome::Mutual);
+            let to = msg.to.clone();
+            let me = self.id().to_owned();
+            return self.befriend(msg.to, true, move |step| {
+                RequestOutcome::Mutual(step.unwrap_or_else(|| {
+                    StepRecord::new(Step::BecomeFriends {
+                        account: to,
+                        with: me,
+                    })
+                }))
+            });
         }
         self.touch();
         ready(Ok(RequestOutcome::Pending(self.view(false))))
@@ -196,12 +236,17 @@ impl Handler<ReceiveFriendRequest> for Subscriber {
 }
 
 impl Handler<AcceptFriend> for Subscriber {
-    type Result = Turn<Self, ()>;
+    type Result = Turn<Self, Option<StepRecord>>;
     fn handle(&mut self, msg: AcceptFriend, _: &mut Self::Context) -> Self::Result {
+        if self.friends.contains_key(&msg.from) {
+            // Accepted before (the answer may have been lost): nothing more to do here.
+            self.touch();
+            return ready(Ok(None));
+        }
         if !self.requests_in.contains_key(&msg.from) {
             return ready(Err(Error::NotFound("friend request")));
         }
-        self.befriend(msg.from, ())
+        self.befriend(msg.from, true, |step| step)
     }
 }
 
@@ -211,27 +256,27 @@ impl Handler<BecomeFriends> for Subscriber {
         if self.friends.contains_key(&msg.with) {
             return ready(Ok(()));
         }
-        self.befriend(msg.with, ())
+        self.befriend(msg.with, false, |_| ())
     }
 }
 
 impl Handler<Unfriend> for Subscriber {
-    type Result = Turn<Self, ()>;
+    type Result = Turn<Self, Option<StepRecord>>;
     fn handle(&mut self, msg: Unfriend, _: &mut Self::Context) -> Self::Result {
         if !self.friends.contains_key(&msg.other) {
             return ready(Err(Error::NotFound("friend")));
         }
-        self.end_friendship(msg.other)
+        self.end_friendship(msg.other, true)
     }
 }
 
 impl Handler<DropFriend> for Subscriber {
-    type Result = Turn<Self, ()>;
+    type Result = Turn<Self, Option<StepRecord>>;
     fn handle(&mut self, msg: DropFriend, _: &mut Self::Context) -> Self::Result {
         if !self.friends.contains_key(&msg.other) {
-            return ready(Ok(()));
+            return ready(Ok(None));
         }
-        self.end_friendship(msg.other)
+        self.end_friendship(msg.other, false)
     }
 }
 
@@ -267,16 +312,13 @@ impl Handler<RecordMatches> for Subscriber {
 }
 
 impl Handler<MatchedBy> for Subscriber {
-    type Result = Turn<Self, bool>;
+    type Result = Turn<Self, Option<StepRecord>>;
     fn handle(&mut self, msg: MatchedBy, _: &mut Self::Context) -> Self::Result {
-        if self.friends.contains_key(&msg.other) {
-            return ready(Ok(true));
-        }
-        if !self.matched.contains_key(&msg.other) {
+        if self.friends.contains_key(&msg.other) || !self.matched.contains_key(&msg.other) {
             self.touch();
-            return ready(Ok(false));
+            return ready(Ok(None));
         }
-        self.befriend(msg.other, true)
+        self.befriend(msg.other, true, |step| step)
     }
 }
 

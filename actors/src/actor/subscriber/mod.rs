@@ -28,26 +28,18 @@ use super::env::Env;
 use super::logs::LogHead;
 use super::{Change, Committed, Durable, Life};
 use crate::error::StoreError;
-use crate::model::{AccountId, AccountRecord, AccountView, LinkRecord};
+use crate::model::{AccountId, AccountRecord, AccountView, LinkRecord, Step, StepRecord};
 use crate::push::event::{EventType, StoredEvent, encode_data, frame_with_data};
 use crate::store::{EdgeKind, SubscriberSnapshot, SubscriberWrite};
 
 pub use activities::{CanSeeActivities, PostActivity, RecordRelease};
-pub use devices::{Attach, Detach, Notify, ReadEvents};
+pub use devices::{Attach, Detach, ReadEvents};
 pub use friends::{
     AcceptFriend, BecomeFriends, DropFriend, ListRelation, MatchedBy, ReceiveFriendRequest,
     RecordMatches, RequestOutcome, StartFriendRequest, Unfriend,
 };
 pub use links::{LinkPlatform, UnlinkPlatform};
 pub use profile::{AddToken, GetAccount, GetMe, UpdateProfile};
-
-/// An event for the account's friends, encoded once: the caller appends it to each friend's
-/// log once the account's own write is durable.
-#[derive(Debug, Clone)]
-pub struct Notice {
-    pub friends: Vec<AccountId>,
-    pub data: Arc<str>,
-}
 
 /// The actor.
 pub struct Subscriber {
@@ -128,12 +120,19 @@ impl Subscriber {
         self.push_event(write, kind, &data);
     }
 
-    /// The friends to tell about `data`.
-    fn notice(&self, data: Arc<str>) -> Notice {
-        Notice {
-            friends: self.friends.keys().cloned().collect(),
-            data,
+    /// The step that tells every friend about `data` (`None` without friends), written with
+    /// the turn's own change: a friend's copy is then sure to follow (`crate::ops::steps`).
+    fn tell_friends(&self, kind: EventType, data: &str) -> Option<StepRecord> {
+        if self.friends.is_empty() {
+            return None;
         }
+        let mut to: Vec<AccountId> = self.friends.keys().cloned().collect();
+        to.sort_unstable();
+        Some(StepRecord::new(Step::Notify {
+            to,
+            event: kind.0.to_owned(),
+            data: data.to_owned(),
+        }))
     }
 }
 

@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 
 use actix::prelude::*;
 
-use super::{Notice, Subscriber};
+use super::Subscriber;
 use crate::actor::{Durable, Turn, ready};
 use crate::error::Result;
 use crate::model::limits::check_profile_size;
-use crate::model::{AccountId, AccountView, LinkView, MeView, login_claims_of};
+use crate::model::{AccountId, AccountView, LinkView, MeView, StepRecord, login_claims_of};
 use crate::push::event::{EventType, encode_data};
 
 /// Read the account as `viewer` may see it (email/phone only for itself and friends).
@@ -28,7 +28,7 @@ pub struct GetMe;
 /// devices; answers the new profile version and, if anything changed, the notice for the
 /// caller to fan out to friends.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<(u64, Option<Notice>)>")]
+#[rtype(result = "Result<(u64, Option<StepRecord>)>")]
 pub struct UpdateProfile {
     pub changes: BTreeMap<String, Option<String>>,
 }
@@ -68,7 +68,7 @@ impl Handler<GetMe> for Subscriber {
 }
 
 impl Handler<UpdateProfile> for Subscriber {
-    type Result = Turn<Self, (u64, Option<Notice>)>;
+    type Result = Turn<Self, (u64, Option<StepRecord>)>;
     fn handle(&mut self, msg: UpdateProfile, _: &mut Self::Context) -> Self::Result {
         let mut profile = self.record.profile.clone();
         for (name, value) in &msg.changes {
@@ -122,10 +122,11 @@ impl Handler<UpdateProfile> for Subscriber {
         }));
         self.push_event(&mut write, EventType::PROFILE_UPDATED, &data);
         write.record = Some(record.clone());
-        let notice = self.notice(data);
+        let step = self.tell_friends(EventType::PROFILE_UPDATED, &data);
+        write.steps.extend(step.clone());
         self.persist(write, move |act| {
             act.record = record;
-            (version, Some(notice))
+            (version, step)
         })
     }
 }

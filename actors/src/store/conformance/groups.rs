@@ -71,6 +71,7 @@ pub async fn bindings_are_two_sided<F: Fixture>(fx: &F) {
         group_id: "g1".into(),
         community_id: "c1".into(),
         since_ms: 50,
+        request_id: None,
     };
     let mut w = GroupWrite::new("g1");
     w.bindings_put.push(binding.clone());

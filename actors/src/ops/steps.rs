@@ -1,0 +1,350 @@
+//! The driver of cross-actor steps ([`crate::model::step`]): what makes a 2xx mean that every
+//! part of an operation will happen.
+//!
+//! An operation's first write stores, atomically with it, the step that is left (its
+//! outbox entry). Then:
+//!
+//! - **Live**: the operation carries the step out at once ([`Chorus::carry`]) on a task of its
+//!   own (so a client that hangs up cannot cut it short), and settles it: removed when done,
+//!   or replaced by what is left (the recipients or groups that failed) and handed to the
+//!   sweeper. The answer waits for that first run, so normally everything has happened when
+//!   the client hears 2xx.
+//! - **Sweeper** ([`Chorus::drive_steps`]): runs what a failed run left, with a backoff (1 s
+//!   doubling to 60 s), and looks at the outbox once a minute besides.
+//! - **Recovery** ([`Chorus::recover_steps`]): at start-up, every step a previous process left
+//!   (it crashed, or shut down, between the first write and the settle) is run again.
+//!
+//! A run that is not the first one *rechecks*: an event may have been appended, or a dynamic
+//! pushed, by a run whose settle never happened. So a recipient whose log already holds the
+//! event (the same frame, found among its newest events) is skipped, and a group that already
+//! holds the dynamic does not get it twice; a friendship made or ended twice changes nothing.
+//! Within one process a step runs once at a time (the `running` set).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{StreamExt, stream};
+
+use super::Chorus;
+use crate::actor::group::PushDynamic;
+use crate::actor::logs::notify_each;
+use crate::actor::subscriber::{BecomeFriends, DropFriend};
+use crate::error::{Error, Result, StoreError};
+use crate::faults::{self, Point};
+use crate::model::{AccountId, DynamicRecord, GroupId, Step, StepRecord, now_ms};
+use crate::push::event::{EventType, frame_with_data};
+
+/// Steps one sweep (or one page of recovery) reads.
+const PAGE: usize = 256;
+/// Steps run at once by a sweep or recovery.
+const IN_FLIGHT: usize = 8;
+/// A recipient's newest events a recheck looks through for the event.
+const RECHECK_TAIL: usize = 256;
+/// Reads of recipients' logs under way at once during a recheck.
+const RECHECK_READS: usize = 16;
+/// Groups a dynamic is pushed to at once.
+const GROUPS_AT_ONCE: usize = 8;
+/// First wait of the sweeper after a failed run, doubled up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The sweeper looks at the outbox this often even when nothing failed here (a step left by
+/// a run cut short, or, in a cluster, by another node).
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// A sweep leaves alone a step this young that no run has failed: its own operation is
+/// about to carry it out.
+const FRESH_MS: u64 = 5_000;
+
+/// The driver's state, shared by every clone of [`Chorus`].
+#[derive(Default)]
+pub(super) struct Steps {
+    /// Steps being run in this process.
+    running: Mutex<HashSet<String>>,
+    /// Wakes the sweeper after a failed run.
+    wake: tokio::sync::Notify,
+}
+
+/// A step this process is running; let go when dropped.
+struct Running<'a> {
+    steps: &'a Steps,
+    id: String,
+}
+
+impl Steps {
+    fn claim(&self, id: &str) -> Option<Running<'_>> {
+        let mut running = self.running.lock().ok()?;
+        running.insert(id.to_owned()).then(|| Running {
+            steps: self,
+            id: id.to_owned(),
+        })
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.steps.running.lock() {
+            running.remove(&self.id);
+        }
+    }
+}
+
+impl Chorus {
+    /// Carries out the step an operation's first write just stored, then settles it. Never
+    /// fails the operation: the step is durable, so what does not happen now is left to the
+    /// sweeper.
+    pub(super) async fn carry(&self, step: Option<StepRecord>) {
+        let Some(step) = step else {
+            return;
+        };
+        faults::crash_at(Point::AFTER_FIRST_STEP);
+        let me = self.clone();
+        // A task of its own: the request's future may be dropped (the client hung up); the
+        // step goes on.
+        if let Err(e) = actix::spawn(async move { me.run_and_settle(step, false).await }).await {
+            tracing::error!(error = %e, "a step's run panicked; the sweeper retries it");
+            self.steps.wake.notify_one();
+        }
+    }
+
+    /// Carries on with every step a previous process left (run before or while the server
+    /// starts taking requests). Answers how many it finished; those it could not finish are
+    /// left to the sweeper.
+    pub async fn recover_steps(&self) -> Result<usize> {
+        let mut finished = 0;
+        loop {
+            let page = self.store().pending_steps(PAGE).await?;
+            let full = page.len() == PAGE;
+            let (done, left) = self.run_page(page, true).await;
+            finished += done;
+            if left > 0 {
+                self.steps.wake.notify_one();
+                return Ok(finished);
+            }
+            if !full {
+                return Ok(finished);
+            }
+        }
+    }
+
+    /// The sweeper: runs until the actor system stops. Start once, after
+    /// [`Chorus::recover_steps`] (or beside it).
+    pub fn drive_steps(&self) {
+        let me = self.clone();
+        actix::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = me.steps.wake.notified() => {}
+                    _ = tokio::time::sleep(SWEEP_EVERY) => {}
+                }
+                let mut backoff = MIN_BACKOFF;
+                loop {
+                    tokio::time::sleep(backoff).await;
+                    match me.sweep().await {
+                        Ok(true) => break,
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, retry_in = ?backoff,
+                            "outbox of steps unreadable"),
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        });
+    }
+
+    /// One page of the outbox, each step not running and not fresh run again. Answers whether
+    /// the outbox is clear (nothing left, nothing more to read).
+    async fn sweep(&self) -> Result<bool> {
+        let now = now_ms();
+        let page = self.store().pending_steps(PAGE).await?;
+        let full = page.len() == PAGE;
+        let due: Vec<StepRecord> = page
+            .into_iter()
+            .filter(|s| s.attempts > 0 || now.saturating_sub(s.created_ms) >= FRESH_MS)
+            .collect();
+        let fresh_left = !full && due.is_empty();
+        let (_, left) = self.run_page(due, true).await;
+        Ok(left == 0 && !full && !fresh_left)
+    }
+
+    /// Runs `page`, [`IN_FLIGHT`] at a time; answers how many finished and how many did not.
+    async fn run_page(&self, page: Vec<StepRecord>, recheck: bool) -> (usize, usize) {
+        let outcomes: Vec<bool> = stream::iter(page)
+            .map(|step| self.run_and_settle(step, recheck))
+            .buffer_unordered(IN_FLIGHT)
+            .collect()
+            .await;
+        let done = outcomes.iter().filter(|d| **d).count();
+        (done, outcomes.len() - done)
+    }
+
+    /// Runs one step (unless this process is running it already) and settles it; answers
+    /// whether it is done.
+    async fn run_and_settle(&self, step: StepRecord, recheck: bool) -> bool {
+        let Some(_running) = self.steps.claim(&step.step_id) else {
+            return false;
+        };
+        let left = self.run_step(&step, recheck).await;
+        let done = left.is_none();
+        let rest = left.map(|left| step.rest(left));
+        if let Some(rest) = &rest {
+            tracing::warn!(step = %step.step_id, kind = step.kind(), attempts = rest.attempts,
+                "step not finished; the sweeper carries on with what is left");
+        }
+        match self.store().settle_step(&step.step_id, rest).await {
+            Ok(()) if done => return true,
+            Ok(()) => {}
+            Err(e) => tracing::warn!(step = %step.step_id, error = %e,
+                "step not settled; it runs again (rechecked)"),
+        }
+        self.steps.wake.notify_one();
+        false
+    }
+
+    /// Runs `step`; answers what is left of it (`None`: all done).
+    async fn run_step(&self, record: &StepRecord, recheck: bool) -> Option<Step> {
+        match &record.step {
+            Step::Notify { to, event, data } => {
+                let Some(kind) = EventType::named(event) else {
+                    tracing::error!(step = %record.step_id, %event, "step names no known event; dropped");
+                    return None;
+                };
+                let left = self.notify(to, kind, data, recheck).await;
+                (!left.is_empty()).then(|| Step::Notify {
+                    to: left,
+                    event: event.clone(),
+                    data: data.clone(),
+                })
+            }
+            Step::BecomeFriends { account, with } => {
+                let msg = BecomeFriends { with: with.clone() };
+                let outcome = self.directory.ask(account, msg).await;
+                self.settled(outcome, record)
+            }
+            Step::DropFriend { account, other } => {
+                let msg = DropFriend {
+                    other: other.clone(),
+                };
+                let outcome = self.directory.ask(account, msg).await.map(|_| ());
+                self.settled(outcome, record)
+            }
+            Step::PushDynamic { dynamic, groups } => {
+                let left = self.push_dynamic(dynamic, groups, recheck).await;
+                (!left.is_empty()).then(|| Step::PushDynamic {
+                    dynamic: dynamic.clone(),
+                    groups: left,
+                })
+            }
+        }
+    }
+
+    /// A one-actor step's outcome: done, or all of it left. An actor that does not exist
+    /// (any more) has nothing left to do.
+    fn settled(&self, outcome: Result<()>, record: &StepRecord) -> Option<Step> {
+        match outcome {
+            Ok(()) | Err(Error::NotFound(_)) => None,
+            Err(e) => {
+                tracing::warn!(step = %record.step_id, kind = record.kind(), error = %e, "step failed");
+                Some(record.step.clone())
+            }
+        }
+    }
+
+    /// Appends the event to each account's log; answers those it could not.
+    async fn notify(
+        &self,
+        to: &[AccountId],
+        kind: EventType,
+        data: &str,
+        recheck: bool,
+    ) -> Vec<AccountId> {
+        let to = if recheck {
+            match self.not_yet_told(to, kind, data).await {
+                Ok(left) => left,
+                Err(e) => {
+                    tracing::warn!(kind = kind.0, error = %e, "recipients' logs unreadable");
+                    return to.to_vec();
+                }
+            }
+        } else {
+            to.to_vec()
+        };
+        let env = self.directory.env();
+        if to.len() > 1 && faults::armed(Point::MID_STEP) {
+            let mut failed = notify_each(env, &to[..1], kind, data).await;
+            faults::crash_at(Point::MID_STEP);
+            failed.extend(notify_each(env, &to[1..], kind, data).await);
+            return failed;
+        }
+        notify_each(env, &to, kind, data).await
+    }
+
+    /// The accounts of `to` whose newest events do not hold this event yet.
+    async fn not_yet_told(
+        &self,
+        to: &[AccountId],
+        kind: EventType,
+        data: &str,
+    ) -> std::result::Result<Vec<AccountId>, StoreError> {
+        let store = self.store();
+        let heads = store.last_seqs(to).await?;
+        let told: Vec<std::result::Result<Option<AccountId>, StoreError>> =
+            stream::iter(to.iter().zip(heads))
+                .map(|(account, head)| async move {
+                    let after = head.saturating_sub(RECHECK_TAIL as u64);
+                    let tail = store.read_events(account, after, RECHECK_TAIL).await?;
+                    let held = tail
+                        .iter()
+                        .any(|e| e.frame == frame_with_data(kind, e.seq, data).frame);
+                    Ok((!held).then(|| account.clone()))
+                })
+                .buffered(RECHECK_READS)
+                .collect()
+                .await;
+        let mut left = Vec::new();
+        for account in told {
+            left.extend(account?);
+        }
+        Ok(left)
+    }
+
+    /// Pushes the dynamic through each group; answers those it could not.
+    async fn push_dynamic(
+        &self,
+        dynamic: &DynamicRecord,
+        groups: &[GroupId],
+        recheck: bool,
+    ) -> Vec<GroupId> {
+        let dynamic = Arc::new(dynamic.clone());
+        let one = |group: GroupId| {
+            let msg = PushDynamic {
+                dynamic: dynamic.clone(),
+                recheck,
+            };
+            let dynamic_id = dynamic.dynamic_id.clone();
+            async move {
+                match self.directory.ask_group(&group, msg).await {
+                    Ok(()) | Err(Error::NotFound(_)) => None,
+                    Err(e) => {
+                        tracing::warn!(%group, dynamic = %dynamic_id, error = %e,
+                            "dynamic not pushed to a bound group yet");
+                        Some(group)
+                    }
+                }
+            }
+        };
+        let mut left = Vec::new();
+        let mut groups = groups.to_vec();
+        if groups.len() > 1 && faults::armed(Point::MID_STEP) {
+            let first = groups.remove(0);
+            left.extend(one(first).await);
+            faults::crash_at(Point::MID_STEP);
+        }
+        let rest: Vec<Option<GroupId>> = stream::iter(groups)
+            .map(one)
+            .buffer_unordered(GROUPS_AT_ONCE)
+            .collect()
+            .await;
+        left.extend(rest.into_iter().flatten());
+        left
+    }
+}
