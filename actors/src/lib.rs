@@ -11,7 +11,9 @@
 //!   Operations spanning actors (friend requests, contact matching, profile fan-out, the
 //!   binding handshake, dynamics to bound groups, merged feeds, posting an activity) are
 //!   orchestrated here, so that no actor waits for another. `ops/{accounts, friends, groups,
-//!   communities, activities}.rs`.
+//!   communities, activities}.rs`; `ops/steps.rs` carries out what such an operation left
+//!   after its first write (stored in that write: the outbox of cross-actor steps), now, after
+//!   a failure, and after a crash.
 //! - [`release`]: activities to linked platforms. The Releaser actor (`releaser.rs`), its
 //!   policy (`policy.rs`: backoff with jitter, `Retry-After`, giving up, concurrency caps),
 //!   recovery of the outbox at start-up (`recovery.rs`) and the seam to the platforms
@@ -32,7 +34,7 @@
 //!   threads and the budget of group events in flight (`fanout.rs`). Uses nothing else of
 //!   the crate.
 //! - [`model`]: records as stored (accounts, groups, communities, activities and their
-//!   releases), views, the one page/cursor type, and every input limit with its rule
+//!   releases, cross-actor steps), views, the one page/cursor type, and every input limit with its rule
 //!   (`model/limits.rs`).
 //! - [`faults`]: named fault points (crash as under `kill -9`, panic) that only tests arm,
 //!   through `CHORUS_FAULTS`.
@@ -46,6 +48,8 @@
 //!   pushed before the head is let go: acknowledged means durable, and no gap, repeat or
 //!   reordering.
 //! - A push to a device never blocks the actor ([`push::Outlet::push`]).
+//! - An operation that spans actors writes what is left of it with its first step: a 2xx
+//!   means every part will happen, each once, after a crash too.
 //! - An activity and one release per linked platform are written in one atomic write; a
 //!   release's every status change is durable before the next attempt is scheduled.
 //! - A group event is stored once in the group's log and encoded once; every member's every
