@@ -24,6 +24,9 @@ impl Point {
     /// Between two steps of an outbox entry that has more than one recipient (after the first
     /// store call of a fan-out to friends, or the first bound group of a dynamic).
     pub const MID_STEP: Point = Point("mid_step");
+    /// The first run of every cross-actor step fails as if the store had refused its writes,
+    /// leaving the whole step to the sweeper (to prove a 2xx still means it happens).
+    pub const STEP_FAILS: Point = Point("step_fails");
     /// A request handler panics (to prove a panic becomes a 500 and the server stays whole).
     pub const HANDLER_PANIC: Point = Point("handler_panic");
     /// An actor's handler panics (to prove its thread is replaced and the next request works).

@@ -31,10 +31,12 @@ fn restart_unarmed(s: &mut Server) {
         !status.success(),
         "the fault point ended the process: {status}"
     );
-    assert!(
-        s.log_text().contains("fault injected"),
-        "it died at the fault point"
-    );
+    // The output is read on threads of their own: give them a moment to catch up.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !s.log_text().contains("fault injected") {
+        assert!(Instant::now() < deadline, "it died at the fault point");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     s.set_faults(None);
     s.restart();
 }
@@ -261,4 +263,50 @@ async fn a_dynamic_reaches_every_bound_group_once_after_a_crash_mid_step() {
         assert_eq!(got.len(), 1, "group {gid} has it once: {got:?}");
         assert_eq!(got[0]["data"]["text"], "10k today");
     }
+}
+
+#[tokio::test]
+async fn a_step_whose_first_run_fails_is_carried_out_by_the_sweeper() {
+    let mut s = Server::start();
+    let a = new_acct(&s, "Ann").await;
+    let b = new_acct(&s, "Bob").await;
+    let c = new_acct(&s, "Cid").await;
+    make_friends(&s, &a, &b).await;
+    post(&s, "/v1/friends/requests", c.tok(), &json!({"to": a.id}))
+        .await
+        .expect(201);
+    restart_armed(&mut s, "step_fails");
+    // Each answers 2xx: the first write and its step are durable, the rest only failed.
+    patch(
+        &s,
+        "/v1/me/profile",
+        a.tok(),
+        &json!({"display_name": "Ann B."}),
+    )
+    .await
+    .expect(200);
+    post_empty(
+        &s,
+        &format!("/v1/friends/requests/{}/accept", c.id),
+        a.tok(),
+    )
+    .await
+    .expect(200);
+    assert!(
+        events_of(&s, &b, "profile.updated").await.is_empty(),
+        "the first run failed"
+    );
+    eventually(
+        "the sweeper tells the friend and makes the other side",
+        || async {
+            events_of(&s, &b, "profile.updated").await.len() == 1
+                && friend_ids(&s, &c).await == vec![a.id.clone()]
+        },
+    )
+    .await;
+    assert!(
+        s.log_text()
+            .contains("fault injected: the step's first run fails")
+    );
+    assert_eq!(events_of(&s, &c, "friend.added").await.len(), 1);
 }

@@ -202,6 +202,10 @@ impl Chorus {
 
     /// Runs `step`; answers what is left of it (`None`: all done).
     async fn run_step(&self, record: &StepRecord, recheck: bool) -> Option<Step> {
+        if !recheck && faults::armed(Point::STEP_FAILS) {
+            tracing::warn!(step = %record.step_id, "fault injected: the step's first run fails");
+            return Some(record.step.clone());
+        }
         match &record.step {
             Step::Notify { to, event, data } => {
                 let Some(kind) = EventType::named(event) else {
