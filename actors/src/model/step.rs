@@ -20,12 +20,22 @@ use super::{AccountId, GroupId, now_ms};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum Step {
-    /// Append one event to each account's log and push it to their devices: friends' copies
-    /// of `profile.updated` and `activity.posted`; `binding.requested` and `binding.rejected`
-    /// to a group's owner. `data` is the event's data, encoded once; it carries the ids that
-    /// tell one such event from another (profile version, activity id, request id).
+    /// Append one event to each account's log and push it to their devices:
+    /// `binding.requested` and `binding.rejected` to a group's owner, and what is left of a
+    /// [`Step::NotifyFriends`] that did not reach everyone. `data` is the event's data,
+    /// encoded once; it carries the ids that tell one such event from another (profile
+    /// version, activity id, request id).
     Notify {
         to: Vec<AccountId>,
+        event: String,
+        data: String,
+    },
+    /// The same, to every friend of `account` when the step runs: friends' copies of
+    /// `profile.updated` and `activity.posted`. The friends are not listed in the record, so
+    /// its size does not grow with them (it rides in the account's own write, one batch on
+    /// ScyllaDB, whose size the cluster caps).
+    NotifyFriends {
+        account: AccountId,
         event: String,
         data: String,
     },
@@ -86,6 +96,7 @@ impl StepRecord {
     pub fn kind(&self) -> &'static str {
         match self.step {
             Step::Notify { .. } => "notify",
+            Step::NotifyFriends { .. } => "notify_friends",
             Step::BecomeFriends { .. } => "become_friends",
             Step::DropFriend { .. } => "drop_friend",
             Step::PushDynamic { .. } => "push_dynamic",

@@ -29,10 +29,10 @@ use futures_util::{StreamExt, stream};
 use super::Chorus;
 use crate::actor::group::PushDynamic;
 use crate::actor::logs::notify_each;
-use crate::actor::subscriber::{BecomeFriends, DropFriend};
+use crate::actor::subscriber::{BecomeFriends, DropFriend, ListRelation};
 use crate::error::{Error, Result, StoreError};
 use crate::faults::{self, Point};
-use crate::model::{AccountId, DynamicRecord, GroupId, Step, StepRecord, now_ms};
+use crate::model::{AccountId, DynamicRecord, GroupId, Relation, Step, StepRecord, now_ms};
 use crate::push::event::{EventType, frame_with_data};
 
 /// Steps one sweep (or one page of recovery) reads.
@@ -161,9 +161,10 @@ impl Chorus {
             .into_iter()
             .filter(|s| s.attempts > 0 || now.saturating_sub(s.created_ms) >= FRESH_MS)
             .collect();
-        let fresh_left = !full && due.is_empty();
+        // A fresh step left alone is its own operation's to run; if that run fails, it wakes
+        // the sweeper again.
         let (_, left) = self.run_page(due, true).await;
-        Ok(left == 0 && !full && !fresh_left)
+        Ok(left == 0 && !full)
     }
 
     /// Runs `page`, [`IN_FLIGHT`] at a time; answers how many finished and how many did not.
@@ -213,6 +214,35 @@ impl Chorus {
                     return None;
                 };
                 let left = self.notify(to, kind, data, recheck).await;
+                (!left.is_empty()).then(|| Step::Notify {
+                    to: left,
+                    event: event.clone(),
+                    data: data.clone(),
+                })
+            }
+            Step::NotifyFriends {
+                account,
+                event,
+                data,
+            } => {
+                let Some(kind) = EventType::named(event) else {
+                    tracing::error!(step = %record.step_id, %event, "step names no known event; dropped");
+                    return None;
+                };
+                // The friends as the account's actor has them now (live after the turn that
+                // wrote this step; activated from the store after a crash).
+                let relation = ListRelation {
+                    relation: Relation::Friends,
+                };
+                let friends: Vec<AccountId> = match self.directory.ask(account, relation).await {
+                    Ok(positions) => positions.into_iter().map(|p| p.id).collect(),
+                    Err(Error::NotFound(_)) => return None,
+                    Err(e) => {
+                        tracing::warn!(step = %record.step_id, error = %e, "friends unreadable");
+                        return Some(record.step.clone());
+                    }
+                };
+                let left = self.notify(&friends, kind, data, recheck).await;
                 (!left.is_empty()).then(|| Step::Notify {
                     to: left,
                     event: event.clone(),

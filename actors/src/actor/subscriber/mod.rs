@@ -123,16 +123,13 @@ impl Subscriber {
     /// The step that tells every friend about `data` (`None` without friends), written with
     /// the turn's own change: a friend's copy is then sure to follow (`crate::ops::steps`).
     fn tell_friends(&self, kind: EventType, data: &str) -> Option<StepRecord> {
-        if self.friends.is_empty() {
-            return None;
-        }
-        let mut to: Vec<AccountId> = self.friends.keys().cloned().collect();
-        to.sort_unstable();
-        Some(StepRecord::new(Step::Notify {
-            to,
-            event: kind.0.to_owned(),
-            data: data.to_owned(),
-        }))
+        (!self.friends.is_empty()).then(|| {
+            StepRecord::new(Step::NotifyFriends {
+                account: self.record.account_id.clone(),
+                event: kind.0.to_owned(),
+                data: data.to_owned(),
+            })
+        })
     }
 }
 

@@ -23,7 +23,11 @@ pub async fn steps_ride_with_their_first_write<F: Fixture>(fx: &F) {
     let store = fx.open().await;
     assert!(store.pending_steps(100).await.expect("empty").is_empty());
 
-    let first = StepRecord::new(notify(&["b1", "b2", "b3"]));
+    let first = StepRecord::new(Step::NotifyFriends {
+        account: "a1".into(),
+        event: "profile.updated".into(),
+        data: r#"{"account_id":"a1","profile_version":2}"#.into(),
+    });
     let mut w = SubscriberWrite::new("a1");
     w.record = Some(record("a1", "Ann"));
     w.events = vec![event(1)];
