@@ -84,3 +84,61 @@ async fn scylla() -> Option<ScyllaFixture> {
 }
 
 chorus_actors::conformance_tests!(conformance, scylla());
+
+/// A key over what the cluster takes (a claim of 22,000 × "İ" lower-cased, 66 KB) is refused
+/// as [`chorus_actors::StoreError::KeyTooLong`] before any statement carries it: no claim is
+/// taken, nothing of the write lands, reads of it are refused alike, and the store goes on.
+#[tokio::test]
+async fn a_key_over_the_cluster_limit_is_refused_before_it_is_sent() {
+    use chorus_actors::StoreError;
+    use chorus_actors::model::{AccountRecord, Claim, Profile};
+    use chorus_actors::store::{SubscriberStore, SubscriberWrite};
+
+    on_keyspace(|settings| async move {
+        let store = ScyllaStore::connect(&settings).await.expect("connect");
+        let record = |id: &str| AccountRecord {
+            account_id: id.into(),
+            password_hash: "$argon2id$test".into(),
+            profile: Profile::new(),
+            profile_version: 1,
+            created_ms: 1,
+        };
+        let huge = Claim::handle("webhook", &"İ".repeat(22_000));
+        let mut write = SubscriberWrite::new("a1");
+        write.record = Some(record("a1"));
+        write.claims.push(Claim::email("a1@example.com"));
+        write.claims.push(huge.clone());
+        assert!(matches!(
+            store.commit(write).await,
+            Err(StoreError::KeyTooLong { .. })
+        ));
+        assert!(store.load_account("a1").await.expect("load").is_none());
+        assert!(
+            store
+                .find_claim(&Claim::email("a1@example.com"))
+                .await
+                .expect("find")
+                .is_none(),
+            "no claim of the refused write is held"
+        );
+        assert!(matches!(
+            store.find_claim(&huge).await,
+            Err(StoreError::KeyTooLong { .. })
+        ));
+        let mut edge = SubscriberWrite::new("a1");
+        edge.record = Some(record("a1"));
+        edge.edges.push(chorus_actors::store::EdgeChange::Delete {
+            kind: chorus_actors::store::EdgeKind::Friend,
+            other: "b".repeat(70_000),
+        });
+        assert!(matches!(
+            store.commit(edge).await,
+            Err(StoreError::KeyTooLong { .. })
+        ));
+        let mut fine = SubscriberWrite::new("a2");
+        fine.record = Some(record("a2"));
+        store.commit(fine).await.expect("a later write lands");
+        assert!(store.load_account("a2").await.expect("load").is_some());
+    })
+    .await;
+}

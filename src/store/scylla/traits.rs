@@ -12,7 +12,7 @@ use chorus_actors::store::{
 };
 
 use super::ScyllaStore;
-use super::keys::{FeedKind, LogKind, OUTBOX_SHARDS, edge_kind_of};
+use super::keys::{FeedKind, LogKind, OUTBOX_SHARDS, edge_kind_of, fits};
 
 #[async_trait]
 impl SubscriberStore for ScyllaStore {
@@ -21,6 +21,7 @@ impl SubscriberStore for ScyllaStore {
     }
 
     async fn load_account(&self, id: &str) -> Result<Option<AccountRecord>, StoreError> {
+        fits("accounts", id)?;
         self.record(&self.st.get_account, (id,), &format!("accounts/{id}"))
             .await
     }
@@ -53,6 +54,7 @@ impl SubscriberStore for ScyllaStore {
     }
 
     async fn find_claim(&self, claim: &Claim) -> Result<Option<AccountId>, StoreError> {
+        fits("claims", &claim.0)?;
         let row: Option<(String,)> = self
             .get_one(&self.st.get_claim, (claim.0.as_str(),), "reading claims")
             .await?;
@@ -83,6 +85,7 @@ impl SubscriberStore for ScyllaStore {
     }
 
     async fn load_activity(&self, id: &str) -> Result<Option<ActivityRecord>, StoreError> {
+        fits("activities", id)?;
         self.record(&self.st.get_activity, (id,), &format!("activities/{id}"))
             .await
     }
@@ -92,6 +95,8 @@ impl SubscriberStore for ScyllaStore {
         account: &str,
         key: &str,
     ) -> Result<Option<ActivityRecord>, StoreError> {
+        fits("activity_keys", account)?;
+        fits("activity_keys", key)?;
         let row: Option<(String,)> = self
             .get_one(
                 &self.st.get_activity_key,
@@ -124,6 +129,7 @@ impl SubscriberStore for ScyllaStore {
     }
 
     async fn list_releases(&self, activity_id: &str) -> Result<Vec<ReleaseRecord>, StoreError> {
+        fits("deliveries", activity_id)?;
         self.records(
             &self.st.list_releases,
             (activity_id,),
@@ -166,6 +172,7 @@ impl GroupStore for ScyllaStore {
     }
 
     async fn load_group(&self, id: &str) -> Result<Option<GroupSnapshot>, StoreError> {
+        fits("groups", id)?;
         let Some(record) = self
             .record(&self.st.get_group, (id,), &format!("groups/{id}"))
             .await?
@@ -229,6 +236,7 @@ impl CommunityStore for ScyllaStore {
     }
 
     async fn load_community(&self, id: &str) -> Result<Option<CommunitySnapshot>, StoreError> {
+        fits("communities", id)?;
         let Some(record) = self
             .record(&self.st.get_community, (id,), &format!("communities/{id}"))
             .await?
