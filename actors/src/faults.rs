@@ -24,9 +24,13 @@ impl Point {
     /// Between two steps of an outbox entry that has more than one recipient (after the first
     /// store call of a fan-out to friends, or the first bound group of a dynamic).
     pub const MID_STEP: Point = Point("mid_step");
-    /// A request handler panics (to prove a panic becomes a 500 and the server stays whole).
+    /// A request handler panics (to prove a panic becomes a 500 and the server stays whole):
+    /// the HTTP handler of `GET /v1/me` (`src/http/accounts.rs`), before it asks anything.
     pub const HANDLER_PANIC: Point = Point("handler_panic");
-    /// An actor's handler panics (to prove its thread is replaced and the next request works).
+    /// An actor's handler panics (to prove the actor's task alone dies, the request gets a
+    /// 500, and the next message activates the actor afresh on a thread that still runs): the
+    /// account actor's `GetMe` handler (`actor/subscriber/profile.rs`), which `GET /v1/me`
+    /// and `GET /v1/me/platforms` ask.
     pub const ACTOR_PANIC: Point = Point("actor_panic");
 }
 

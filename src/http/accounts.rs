@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use chorus_actors::faults::{self, Point};
 use chorus_actors::model::limits::{check_id, check_login, normalize_patch, normalize_profile};
 use chorus_actors::model::{AccountRecord, Profile, new_id, now_ms};
 use serde::Deserialize;
@@ -107,6 +108,7 @@ async fn login(
 }
 
 async fn me(state: web::Data<AppState>, who: Authed) -> Result<HttpResponse> {
+    faults::panic_at(Point::HANDLER_PANIC);
     let me = state.chorus.me(&who.0).await?;
     Ok(HttpResponse::Ok().json(me))
 }
