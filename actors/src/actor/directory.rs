@@ -6,11 +6,12 @@
 //! directory knows the actor types (it builds them); they know only their [`Env`].
 //!
 //! An actor whose handler panics dies alone: the arbiter's runtime catches the panic of the
-//! actor's task, so the thread and the other actors on it go on, but the dead actor never
-//! gives its lease back. [`Directory::ask_with`] tells that from a passivation (which gives
-//! the lease back before its mailbox closes): the message that killed it is answered
-//! [`Error::Internal`] (not retried, it would kill the next one too), its entry is dropped,
-//! and the next message activates a fresh actor from the store.
+//! actor's task, so the thread and the other actors on it go on, but the dead actor does not
+//! give its lease back (it did not choose to stop: [`Lease`]). [`Directory::ask_with`] tells
+//! that from a passivation (which gives the lease back before its mailbox closes): the
+//! message that killed it is answered [`Error::Internal`] (not retried, it would kill the
+//! next one too), its entry is dropped, and the next message activates a fresh actor from the
+//! store.
 
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
@@ -80,7 +81,7 @@ impl<A: Actor> Table<A> {
     }
 
     /// Drops the entry of `id` if it still names `addr`, and says whether it did. An actor
-    /// that stopped normally has given its entry back before its mailbox closed, so a closed
+    /// that chose to stop has given its entry back before its mailbox closed, so a closed
     /// mailbox whose entry is still there is an actor that died in a handler (a panic).
     fn forget_failed(&self, id: &str, addr: &Addr<A>) -> bool {
         self.actors
