@@ -100,6 +100,7 @@ fn serve(listener: TcpListener, state: AppState, config: &Config) -> Result<acti
             let app = App::new()
                 .app_data(web::Data::new(app_state))
                 .configure(|cfg| http::configure(cfg, body_limit))
+                .wrap_fn(http::panics::catch_panics)
                 .into_factory()
                 .map_err(|err| err.error_response());
             HttpService::build()

@@ -25,6 +25,10 @@ pub enum Error {
     /// An actor could not be reached (shutting down, or it stopped twice in a row).
     #[error("actor unavailable: {0}")]
     Unavailable(String),
+    /// A bug: the actor handling the request panicked (it is replaced on the next message).
+    /// The server's fault, so the client is told no more than that.
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -72,6 +76,16 @@ pub enum StoreError {
     /// A stored record could not be decoded.
     #[error("corrupt record {key}: {reason}")]
     Corrupt { key: String, reason: String },
+    /// A key (or, in ScyllaDB, a key column) longer than the engine takes. Checked before
+    /// anything of the write is stored (or the read sent), so the engine never sees it: the
+    /// embedded engine asserts on a key over 65,535 bytes (a panic), a cluster refuses one.
+    /// The edge's limits keep every client input far below this; reaching it is a bug.
+    #[error("a key of {len} bytes in {table} is over the engine's limit of {max} bytes")]
+    KeyTooLong {
+        table: String,
+        len: usize,
+        max: usize,
+    },
 }
 
 /// Shorthand used across the crate.

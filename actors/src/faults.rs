@@ -27,9 +27,13 @@ impl Point {
     /// The first run of every cross-actor step fails as if the store had refused its writes,
     /// leaving the whole step to the sweeper (to prove a 2xx still means it happens).
     pub const STEP_FAILS: Point = Point("step_fails");
-    /// A request handler panics (to prove a panic becomes a 500 and the server stays whole).
+    /// A request handler panics (to prove a panic becomes a 500 and the server stays whole):
+    /// the HTTP handler of `GET /v1/me` (`src/http/accounts.rs`), before it asks anything.
     pub const HANDLER_PANIC: Point = Point("handler_panic");
-    /// An actor's handler panics (to prove its thread is replaced and the next request works).
+    /// An actor's handler panics (to prove the actor's task alone dies, the request gets a
+    /// 500, and the next message activates the actor afresh on a thread that still runs): the
+    /// account actor's `GetMe` handler (`actor/subscriber/profile.rs`), which `GET /v1/me`
+    /// and `GET /v1/me/platforms` ask.
     pub const ACTOR_PANIC: Point = Point("actor_panic");
 }
 

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chorus_actors::model::LinkRecord;
+use chorus_actors::model::limits::check_handle;
 use chorus_actors::release::{AttemptOutcome, Connector, Outgoing};
 use serde_json::Value;
 
@@ -25,8 +26,7 @@ use crate::error::{Error, Result};
 /// Sent with every HTTP request so receivers can tell Chorus traffic apart in their logs.
 pub const USER_AGENT: &str = concat!("chorus/", env!("CARGO_PKG_VERSION"));
 
-/// Longest handle, in characters (after trimming).
-pub const MAX_HANDLE: usize = 128;
+pub use chorus_actors::model::limits::MAX_HANDLE;
 
 /// Longest secret or token in a link's config, in characters.
 pub const MAX_SECRET: usize = 1024;
@@ -108,18 +108,13 @@ impl Connectors {
                 ),
             }));
         }
-        let handle = handle.trim();
-        if handle.is_empty() || handle.chars().count() > MAX_HANDLE {
-            return Err(Error::invalid(format!(
-                "handle must have 1 to {MAX_HANDLE} characters"
-            )));
-        }
+        let handle = check_handle(platform, handle)?;
         let config = match platform {
             webhook::PLATFORM => webhook::validate_config(config)?,
             mastodon::PLATFORM => mastodon::validate_config(config)?,
-            _ => email::validate(handle, config)?,
+            _ => email::validate(&handle, config)?,
         };
-        Ok((handle.to_owned(), config))
+        Ok((handle, config))
     }
 }
 
@@ -484,7 +479,13 @@ mod tests {
         let (handle, _) = c.validate("webhook", "  me  ", &cfg).unwrap();
         assert_eq!(handle, "me");
         assert!(c.validate("webhook", &"é".repeat(128), &cfg).is_ok());
-        for bad in ["", "   ", "é".repeat(129).as_str()] {
+        // 100 × "İ" lower-cases to 200 characters: over the limit once normalised.
+        for bad in [
+            "",
+            "   ",
+            "é".repeat(129).as_str(),
+            "İ".repeat(100).as_str(),
+        ] {
             let err = c.validate("webhook", bad, &cfg).unwrap_err();
             assert_eq!(err.code(), "invalid_input");
             assert_eq!(err.to_string(), "handle must have 1 to 128 characters");

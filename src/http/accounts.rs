@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use chorus_actors::model::limits::{normalize_patch, normalize_profile};
+use chorus_actors::faults::{self, Point};
+use chorus_actors::model::limits::{check_id, check_login, normalize_patch, normalize_profile};
 use chorus_actors::model::{AccountRecord, Profile, new_id, now_ms};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -88,6 +89,7 @@ async fn login(
     body: Body<Login>,
 ) -> Result<HttpResponse> {
     let Login { login, password } = body.into_inner();
+    check_login(&login)?;
     let address = req.peer_addr().map(|a| a.ip());
     state.login_limits.check(&login, address)?;
     let record = state.chorus.find_login(&login).await?;
@@ -106,6 +108,7 @@ async fn login(
 }
 
 async fn me(state: web::Data<AppState>, who: Authed) -> Result<HttpResponse> {
+    faults::panic_at(Point::HANDLER_PANIC);
     let me = state.chorus.me(&who.0).await?;
     Ok(HttpResponse::Ok().json(me))
 }
@@ -138,6 +141,7 @@ async fn get_account(
     who: Authed,
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
+    check_id("account", &id)?;
     let view = state.chorus.account(&who.0, &id).await?;
     Ok(HttpResponse::Ok().json(view))
 }

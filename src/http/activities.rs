@@ -3,7 +3,7 @@
 //! and its friends).
 
 use actix_web::{HttpResponse, web};
-use chorus_actors::model::limits::check_post;
+use chorus_actors::model::limits::{check_id, check_post};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -67,6 +67,7 @@ async fn releases(
     who: Authed,
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
+    check_id("activity", &id)?;
     let items = state.chorus.list_releases(&who.0, &id).await?;
     Ok(HttpResponse::Ok().json(json!({"items": items, "next": null})))
 }
@@ -77,6 +78,7 @@ async fn feed(
     id: web::Path<String>,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse> {
+    check_id("account", &id)?;
     let page = state
         .chorus
         .list_activities(&who.0, &id, &q.page()?)

@@ -2,7 +2,8 @@
 //! its `server_key` (shown once, stored only as a hash): members, dynamics, binding requests.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use chorus_actors::model::limits::{check_kind, check_name, check_note, check_text};
+use chorus_actors::model::ids::is_id;
+use chorus_actors::model::limits::{check_id, check_kind, check_name, check_note, check_text};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -51,6 +52,7 @@ async fn add_member(
     body: Body<NewMember>,
 ) -> Result<HttpResponse> {
     community_server(&state, &req, &cid).await?;
+    check_id("account", &body.account_id)?;
     state
         .chorus
         .add_community_member(&cid, &body.account_id)
@@ -77,6 +79,13 @@ async fn post_dynamic(
         kind,
         text,
     } = body.into_inner();
+    // No account of another shape is a member: the contract's 403, as the actor would say.
+    if !is_id(&account_id) {
+        return Err(chorus_actors::Error::Forbidden(
+            "the account is not a member of this community".into(),
+        )
+        .into());
+    }
     check_kind(&kind)?;
     check_text(&text)?;
     let dynamic = state
@@ -100,6 +109,7 @@ async fn request_binding(
 ) -> Result<HttpResponse> {
     community_server(&state, &req, &cid).await?;
     let NewBindingRequest { group_id, note } = body.into_inner();
+    check_id("group", &group_id)?;
     check_note(note.as_deref())?;
     let request_id = state.chorus.request_binding(&cid, &group_id, note).await?;
     Ok(HttpResponse::Created().json(json!({"request_id": request_id})))

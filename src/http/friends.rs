@@ -1,7 +1,7 @@
 //! Friends: requests, accept, removal, lists, and contact matching.
 
 use actix_web::{HttpResponse, web};
-use chorus_actors::model::limits::{check_contacts, contact_claim};
+use chorus_actors::model::limits::{check_contacts, check_id, contact_claim};
 use chorus_actors::model::{Relation, RequestStatus};
 use serde::Deserialize;
 use serde_json::json;
@@ -29,6 +29,7 @@ async fn request(
     who: Authed,
     body: Body<NewRequest>,
 ) -> Result<HttpResponse> {
+    check_id("account", &body.to)?;
     let status = state.chorus.request_friend(&who.0, &body.to).await?;
     let status = match status {
         RequestStatus::Pending => "pending",
@@ -42,6 +43,7 @@ async fn accept(
     who: Authed,
     from: web::Path<String>,
 ) -> Result<HttpResponse> {
+    check_id("friend request", &from)?;
     state.chorus.accept_friend(&who.0, &from).await?;
     Ok(HttpResponse::Ok().json(json!({"account_id": from.into_inner()})))
 }
@@ -51,6 +53,7 @@ async fn remove(
     who: Authed,
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
+    check_id("friend", &id)?;
     state.chorus.remove_friend(&who.0, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

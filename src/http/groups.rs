@@ -2,7 +2,7 @@
 //! the merged dynamics feed.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use chorus_actors::model::limits::{check_name, check_text, events_limit};
+use chorus_actors::model::limits::{check_id, check_name, check_text, events_limit};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -58,6 +58,7 @@ async fn get(
     who: Authed,
     gid: web::Path<String>,
 ) -> Result<HttpResponse> {
+    check_id("group", &gid)?;
     let view = state.chorus.group(&who.0, &gid).await?;
     Ok(HttpResponse::Ok().json(view))
 }
@@ -73,6 +74,8 @@ async fn add_member(
     gid: web::Path<String>,
     body: Body<NewMember>,
 ) -> Result<HttpResponse> {
+    check_id("group", &gid)?;
+    check_id("account", &body.account_id)?;
     state
         .chorus
         .add_group_member(&who.0, &gid, &body.account_id)
@@ -86,6 +89,9 @@ async fn remove_member(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
     let (gid, account) = path.into_inner();
+    // The member id is only looked up in the group's memory (the actor answers 403 or 404
+    // as the contract says), never used as a store key unless it is a member's.
+    check_id("group", &gid)?;
     state
         .chorus
         .remove_group_member(&who.0, &gid, account)
@@ -104,6 +110,7 @@ async fn post_message(
     gid: web::Path<String>,
     body: Body<NewMessage>,
 ) -> Result<HttpResponse> {
+    check_id("group", &gid)?;
     let NewMessage { text } = body.into_inner();
     check_text(&text)?;
     let message = state.chorus.post_message(&who.0, &gid, text).await?;
@@ -116,6 +123,7 @@ async fn list_messages(
     gid: web::Path<String>,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse> {
+    check_id("group", &gid)?;
     let page = state.chorus.list_messages(&who.0, &gid, &q.page()?).await?;
     Ok(HttpResponse::Ok().json(page))
 }
@@ -134,6 +142,7 @@ async fn events(
     gid: web::Path<String>,
     q: web::Query<EventsQuery>,
 ) -> Result<HttpResponse> {
+    check_id("group", &gid)?;
     let limit = events_limit(q.limit)?;
     let events = state
         .chorus
@@ -158,6 +167,7 @@ async fn list_requests(
     who: Authed,
     gid: web::Path<String>,
 ) -> Result<HttpResponse> {
+    check_id("group", &gid)?;
     let items = state.chorus.binding_requests(&who.0, &gid).await?;
     Ok(HttpResponse::Ok().json(json!({"items": items, "next": null})))
 }
@@ -168,6 +178,8 @@ async fn approve(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
     let (gid, rid) = path.into_inner();
+    check_id("group", &gid)?;
+    check_id("binding request", &rid)?;
     state.chorus.approve_binding(&who.0, &gid, &rid).await?;
     Ok(HttpResponse::Ok().json(json!({"group_id": gid, "request_id": rid, "status": "approved"})))
 }
@@ -178,6 +190,8 @@ async fn reject(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
     let (gid, rid) = path.into_inner();
+    check_id("group", &gid)?;
+    check_id("binding request", &rid)?;
     state.chorus.reject_binding(&who.0, &gid, &rid).await?;
     Ok(HttpResponse::Ok().json(json!({"group_id": gid, "request_id": rid, "status": "rejected"})))
 }
@@ -189,6 +203,8 @@ async fn revoke(
 ) -> Result<HttpResponse> {
     let by = owner_or_community(&state, &req).await?;
     let (gid, cid) = path.into_inner();
+    check_id("group", &gid)?;
+    check_id("binding", &cid)?;
     state.chorus.revoke_binding(&gid, &cid, by).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -199,6 +215,7 @@ async fn dynamics(
     gid: web::Path<String>,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse> {
+    check_id("group", &gid)?;
     let page = state
         .chorus
         .list_group_dynamics(&who.0, &gid, &q.page()?)

@@ -1,7 +1,8 @@
 //! HTTP routes of the contract. A handler reads its input, checks it once with the rules of
 //! [`chorus_actors::model::limits`], calls one method of the domain facade
 //! ([`chorus_actors::Chorus`]) and turns every failure into the contract's error shape via
-//! [`crate::error::Error`]. Who is calling is read in [`auth`].
+//! [`crate::error::Error`]. Who is calling is read in [`auth`]; a panic anywhere in a request
+//! becomes a 500 in [`panics`].
 
 pub mod accounts;
 pub mod activities;
@@ -9,6 +10,7 @@ pub mod auth;
 pub mod communities;
 pub mod friends;
 pub mod groups;
+pub mod panics;
 pub mod platforms;
 
 use std::pin::Pin;

@@ -3,6 +3,7 @@
 //! ([`crate::connectors`]) when linked and never echoed (they hold secrets).
 
 use actix_web::{HttpResponse, web};
+use chorus_actors::model::limits::check_id;
 use chorus_actors::model::{LinkRecord, new_id, now_ms};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -59,6 +60,7 @@ async fn unlink(
     who: Authed,
     link_id: web::Path<String>,
 ) -> Result<HttpResponse> {
+    check_id("link", &link_id)?;
     state
         .chorus
         .unlink_platform(&who.0, link_id.into_inner())

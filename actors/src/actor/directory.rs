@@ -4,6 +4,14 @@
 //!
 //! Actors are spread over a fixed pool of arbiters (threads) by a hash of their id. The
 //! directory knows the actor types (it builds them); they know only their [`Env`].
+//!
+//! An actor whose handler panics dies alone: the arbiter's runtime catches the panic of the
+//! actor's task, so the thread and the other actors on it go on, but the dead actor does not
+//! give its lease back (it did not choose to stop: [`Lease`]). [`Directory::ask_with`] tells
+//! that from a passivation (which gives the lease back before its mailbox closes): the
+//! message that killed it is answered [`Error::Internal`] (not retried, it would kill the
+//! next one too), its entry is dropped, and the next message activates a fresh actor from the
+//! store.
 
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
@@ -70,6 +78,15 @@ impl<A: Actor> Table<A> {
 
     fn forget_dead(&self, id: &str) {
         self.actors.remove_if(id, |_, slot| !slot.addr.connected());
+    }
+
+    /// Drops the entry of `id` if it still names `addr`, and says whether it did. An actor
+    /// that chose to stop has given its entry back before its mailbox closed, so a closed
+    /// mailbox whose entry is still there is an actor that died in a handler (a panic).
+    fn forget_failed(&self, id: &str, addr: &Addr<A>) -> bool {
+        self.actors
+            .remove_if(id, |_, slot| slot.addr == *addr)
+            .is_some()
     }
 }
 
@@ -216,12 +233,13 @@ impl Directory {
 
     /// Sends `msg` to an actor found by `find` and waits for its answer. If the actor stopped
     /// (passivated) between the lookup and the message's arrival, it is activated again and
-    /// asked once more.
+    /// asked once more. If it died handling the message (a panic: its entry is still there,
+    /// see the module doc), the entry is dropped and the answer is [`Error::Internal`].
     async fn ask_with<A, M, R, F, Fut>(
         &self,
         id: &str,
         find: F,
-        forget: impl Fn(&str),
+        table: fn(&Inner) -> &Table<A>,
         msg: M,
     ) -> Result<R>
     where
@@ -236,7 +254,15 @@ impl Directory {
             let addr = find().await?;
             match addr.send(msg.clone()).await {
                 Ok(answer) => return answer,
-                Err(MailboxError::Closed) => forget(id),
+                Err(MailboxError::Closed) => {
+                    let table = table(&self.inner);
+                    if table.forget_failed(id, &addr) {
+                        tracing::error!(%id, "actor died handling a message (a panic); \
+                            the next message activates it afresh");
+                        return Err(Error::Internal(format!("actor {id} failed")));
+                    }
+                    table.forget_dead(id);
+                }
                 Err(MailboxError::Timeout) => break,
             }
         }
@@ -251,13 +277,8 @@ impl Directory {
         Subscriber: Handler<M>,
         <Subscriber as Actor>::Context: ToEnvelope<Subscriber, M>,
     {
-        self.ask_with(
-            id,
-            || self.subscriber(id),
-            |id| self.inner.subscribers.forget_dead(id),
-            msg,
-        )
-        .await
+        self.ask_with(id, || self.subscriber(id), |i| &i.subscribers, msg)
+            .await
     }
 
     /// Asks the group's actor.
@@ -268,13 +289,8 @@ impl Directory {
         Group: Handler<M>,
         <Group as Actor>::Context: ToEnvelope<Group, M>,
     {
-        self.ask_with(
-            id,
-            || self.group(id),
-            |id| self.inner.groups.forget_dead(id),
-            msg,
-        )
-        .await
+        self.ask_with(id, || self.group(id), |i| &i.groups, msg)
+            .await
     }
 
     /// Asks the community's actor.
@@ -285,22 +301,19 @@ impl Directory {
         Community: Handler<M>,
         <Community as Actor>::Context: ToEnvelope<Community, M>,
     {
-        self.ask_with(
-            id,
-            || self.community(id),
-            |id| self.inner.communities.forget_dead(id),
-            msg,
-        )
-        .await
+        self.ask_with(id, || self.community(id), |i| &i.communities, msg)
+            .await
     }
 
     /// Stops every actor thread and forgets every actor (graceful shutdown).
     pub fn shutdown(&self) {
-        for arbiter in &self.inner.arbiters {
-            arbiter.stop();
-        }
+        // Entries first: a message that then finds its actor's mailbox closed is retried
+        // (and answered unavailable), not taken for an actor that died of a panic.
         self.inner.subscribers.actors.clear();
         self.inner.groups.actors.clear();
         self.inner.communities.actors.clear();
+        for arbiter in &self.inner.arbiters {
+            arbiter.stop();
+        }
     }
 }

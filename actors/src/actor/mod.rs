@@ -74,8 +74,15 @@ impl Lease {
         Lease(Some(Box::new(forget)))
     }
 
-    fn release(&mut self) {
-        if let Some(forget) = self.0.take() {
+    /// Gives the entry up (`forget`) if the actor chose to stop. An actor that stops without
+    /// having chosen to (its task dropped after a panic in a handler: actix then runs
+    /// `stopped` from the context's `Drop`) keeps its entry, pointing at a closed mailbox, so
+    /// the directory can tell its death from a passivation and does not retry the message
+    /// that killed it; the directory drops the entry then, or on the next activation.
+    fn release(&mut self, chosen: bool) {
+        if let Some(forget) = self.0.take()
+            && chosen
+        {
             forget();
         }
     }
@@ -86,6 +93,8 @@ pub struct Life {
     pub env: Env,
     lease: Lease,
     last_active: Instant,
+    /// Set when the actor stops itself ([`Durable::stop`]); a stop without it is a death.
+    stopping: bool,
 }
 
 impl Life {
@@ -94,6 +103,7 @@ impl Life {
             env,
             lease,
             last_active: Instant::now(),
+            stopping: false,
         }
     }
 }
@@ -179,7 +189,7 @@ pub trait Durable: Actor<Context = Context<Self>> + Sized {
                                 // (docs/scylla.md, "The seq fence").
                                 tracing::warn!(kind = Self::KIND, id = %act.id(), error = %e,
                                     "write failed; the actor reloads from the store on next use");
-                                ctx.stop();
+                                act.stop(ctx);
                             }
                             return Err(e.into());
                         }
@@ -201,13 +211,22 @@ pub trait Durable: Actor<Context = Context<Self>> + Sized {
         ctx.run_interval(every, move |act, ctx| {
             if act.may_passivate() && act.life().last_active.elapsed() >= timeout {
                 tracing::debug!(kind = Self::KIND, id = %act.id(), "passivating idle actor");
-                ctx.stop();
+                act.stop(ctx);
             }
         });
     }
 
-    /// From `Actor::stopped`: gives up the directory entry.
+    /// Stops the actor by its own choice (idle, or memory no longer known to match the
+    /// store): its entry is given up as it stops. Every deliberate stop goes through here.
+    fn stop(&mut self, ctx: &mut Context<Self>) {
+        self.life_mut().stopping = true;
+        ctx.stop();
+    }
+
+    /// From `Actor::stopped`: gives up the directory entry if the actor chose to stop (see
+    /// [`Lease`]).
     fn leave(&mut self) {
-        self.life_mut().lease.release();
+        let life = self.life_mut();
+        life.lease.release(life.stopping);
     }
 }

@@ -2,6 +2,15 @@
 
 use rand::RngCore;
 
+/// Length of every id [`new_id`] makes.
+pub const ID_LEN: usize = 32;
+
+/// Whether `id` has the shape of an id this server makes ([`new_id`]). Every id ever handed
+/// out has it, so an id without it names nothing and never needs a store lookup.
+pub fn is_id(id: &str) -> bool {
+    id.len() == ID_LEN && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// A new id.
 pub fn new_id() -> String {
     let mut raw = [0u8; 16];
@@ -25,5 +34,10 @@ mod tests {
                 .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
         );
         assert_ne!(id, super::new_id());
+        assert!(super::is_id(&id));
+        assert!(!super::is_id(&id.to_uppercase()));
+        assert!(!super::is_id(&id[1..]));
+        assert!(!super::is_id(&format!("{id}0")));
+        assert!(!super::is_id(&"g".repeat(32)));
     }
 }

@@ -4,10 +4,18 @@
 //! session that parsed it), with the rule here; the facade ([`crate::Chorus`]) and the actors
 //! take it as checked. Actors check only rules that need their state (a member, a friend, the
 //! size of a merged profile, an account's number of links).
+//!
+//! Every value a store key is built from (ids, cursors, handles, contact values, logins) has
+//! a bound here, measured after normalisation (lower-casing can grow a string: "İ" is two
+//! bytes and lower-cases to three), and independent of the body limit: a server started with
+//! a larger `--body-limit` builds no longer keys. The stores refuse an over-long key on their
+//! own as well ([`crate::StoreError::KeyTooLong`]), but that is a 500; these rules make it a
+//! 400 or a 404 before any lookup.
 
 use std::collections::BTreeMap;
 
-use super::account::{Claim, Profile, normalize_email, normalize_phone};
+use super::account::{Claim, Profile, normalize_email, normalize_handle, normalize_phone};
+use super::ids::{ID_LEN, is_id};
 use crate::error::{Error, Result};
 
 /// Most fields of a profile, so one account cannot make every friend's fan-out heavy.
@@ -40,6 +48,67 @@ pub const MAX_EVENTS_PAGE: usize = 1000;
 pub const DEFAULT_EVENTS_PAGE: usize = 100;
 /// Most contacts one upload may carry.
 pub const MAX_CONTACTS: usize = 1000;
+/// Longest platform handle, in characters, as given (trimmed) and once normalised.
+pub const MAX_HANDLE: usize = 128;
+/// Longest email or phone contact value, in characters; longer than any login (an email has
+/// at most 254 bytes) so a longer one is a client's mistake, not an address book entry.
+pub const MAX_CONTACT_VALUE: usize = 256;
+/// Longest `login` of `POST /v1/sessions`, in characters (an email, a phone or an id).
+pub const MAX_LOGIN: usize = 256;
+/// Longest list cursor: the ms (at most 20 digits), a dot and an id.
+pub const MAX_CURSOR: usize = 20 + 1 + ID_LEN;
+
+/// An id the client names (in a path or a body): one this server could have made, or it
+/// names nothing (404 `not_found`, the contract's answer for an unknown id, with `what`
+/// saying what was not found). Checked before any lookup, so an ill-shaped id, however long,
+/// never becomes a store key.
+pub fn check_id(what: &'static str, id: &str) -> Result<()> {
+    if is_id(id) {
+        Ok(())
+    } else {
+        Err(Error::NotFound(what))
+    }
+}
+
+/// A list's `before` cursor: at most [`MAX_CURSOR`] bytes, `{ms}.{id}` with an id of the
+/// server's shape. Anything else was not handed out by a list (400 `invalid_input`).
+pub fn check_cursor(cursor: &str) -> Result<()> {
+    let ok = cursor.len() <= MAX_CURSOR
+        && cursor
+            .split_once('.')
+            .is_some_and(|(ms, id)| ms.parse::<u64>().is_ok() && is_id(id));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid("before is not a cursor this list returned"))
+    }
+}
+
+/// A platform handle: trimmed, 1 to [`MAX_HANDLE`] characters both as given and once
+/// normalised (lower-casing may add characters). Answers the trimmed handle.
+pub fn check_handle(platform: &str, handle: &str) -> Result<String> {
+    let handle = handle.trim();
+    let ok = !handle.is_empty()
+        && handle.chars().count() <= MAX_HANDLE
+        && normalize_handle(platform, handle).chars().count() <= MAX_HANDLE;
+    if !ok {
+        return Err(Error::invalid(format!(
+            "handle must have 1 to {MAX_HANDLE} characters"
+        )));
+    }
+    Ok(handle.to_owned())
+}
+
+/// A login of `POST /v1/sessions`: at most [`MAX_LOGIN`] characters (a longer one is no
+/// email, phone or id, and would only fill the login rate limiter's table).
+pub fn check_login(login: &str) -> Result<()> {
+    if login.chars().count() > MAX_LOGIN {
+        return Err(Error::invalid(format!(
+            "login has at most {MAX_LOGIN} characters"
+        )));
+    }
+    Ok(())
+}
 
 /// A profile field name and value against the limits.
 pub fn check_field(name: &str, value: &str) -> Result<()> {
@@ -207,13 +276,20 @@ pub fn check_contacts(count: usize) -> Result<()> {
 /// The claim an uploaded contact would match, if its value normalises: `kind` is `email`,
 /// `phone` or `platform` (then `platform` must be one of `platforms`, the ones this server
 /// knows). A value that does not normalise (a malformed number in someone's address book)
-/// simply matches nobody.
+/// simply matches nobody. A value over its limit (an email or phone over
+/// [`MAX_CONTACT_VALUE`] characters, a handle over [`MAX_HANDLE`] as given or normalised) is
+/// `invalid_input`: it is no one's, and must never become a lookup key.
 pub fn contact_claim(
     kind: &str,
     value: &str,
     platform: Option<&str>,
     platforms: &[&str],
 ) -> Result<Option<Claim>> {
+    if matches!(kind, "email" | "phone") && value.chars().count() > MAX_CONTACT_VALUE {
+        return Err(Error::invalid(format!(
+            "a contact value has at most {MAX_CONTACT_VALUE} characters"
+        )));
+    }
     Ok(match kind {
         "email" => normalize_email(value).ok().map(|e| Claim::email(&e)),
         "phone" => normalize_phone(value).ok().map(|p| Claim::phone(&p)),
@@ -226,7 +302,15 @@ pub fn contact_claim(
                     message: format!("no connector for platform {platform:?}"),
                 });
             }
-            (!value.trim().is_empty()).then(|| Claim::handle(platform, value))
+            if value.trim().is_empty() {
+                return Ok(None);
+            }
+            let handle = check_handle(platform, value).map_err(|_| {
+                Error::invalid(format!(
+                    "a platform contact has at most {MAX_HANDLE} characters"
+                ))
+            })?;
+            Some(Claim::handle(platform, &handle))
         }
         other => {
             return Err(Error::invalid(format!(
@@ -285,5 +369,36 @@ mod tests {
             Ok(Some(_))
         ));
         assert_eq!(events_limit(None).ok(), Some(DEFAULT_EVENTS_PAGE));
+    }
+
+    /// The reproduction of issue 13: 22,000 × "İ" is 44 KB as sent and 66 KB lower-cased.
+    #[test]
+    fn key_inputs_are_bounded_after_normalisation() {
+        let known = ["webhook"];
+        let huge = "İ".repeat(22_000);
+        assert!(contact_claim("platform", &huge, Some("webhook"), &known).is_err());
+        assert!(contact_claim("email", &huge, None, &known).is_err());
+        assert!(contact_claim("phone", &"1".repeat(MAX_CONTACT_VALUE + 1), None, &known).is_err());
+        // 100 × "İ" is 100 characters as given but 200 once lower-cased.
+        assert!(check_handle("webhook", &"İ".repeat(100)).is_err());
+        assert!(check_handle("webhook", &"é".repeat(MAX_HANDLE)).is_ok());
+        assert!(check_handle("webhook", "  ").is_err());
+        assert!(check_login(&"a".repeat(MAX_LOGIN + 1)).is_err());
+        assert!(check_login("ann@example.com").is_ok());
+    }
+
+    #[test]
+    fn ids_and_cursors_have_the_servers_shape() {
+        let id = crate::model::new_id();
+        assert!(check_id("account", &id).is_ok());
+        assert!(matches!(
+            check_id("account", &"a".repeat(70_000)),
+            Err(Error::NotFound("account"))
+        ));
+        assert!(check_id("group", "nope").is_err());
+        assert!(check_cursor(&format!("{}.{id}", u64::MAX)).is_ok());
+        assert!(check_cursor(&format!("12.{}", "a".repeat(70_000))).is_err());
+        assert!(check_cursor("12.x").is_err());
+        assert!(check_cursor(&format!("x.{id}")).is_err());
     }
 }

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use super::limits::{DEFAULT_PAGE, MAX_PAGE};
+use super::limits::{DEFAULT_PAGE, MAX_PAGE, check_cursor};
 use crate::error::{Error, Result};
 
 /// A position in a time-ordered list: `(ms, id)`, compared newest first. As a cursor it
@@ -48,7 +48,7 @@ pub struct PageRequest {
 
 impl PageRequest {
     /// From the query's text: `limit` (default [`DEFAULT_PAGE`]) must be a number from 1 to
-    /// [`MAX_PAGE`], `before` a cursor of this list.
+    /// [`MAX_PAGE`], `before` a cursor of this list ([`check_cursor`]).
     pub fn parse(limit: Option<&str>, before: Option<&str>) -> Result<Self> {
         let limit = match limit {
             None => DEFAULT_PAGE,
@@ -61,7 +61,9 @@ impl PageRequest {
                 }
             },
         };
-        let before = before.map(FeedPos::parse).transpose()?;
+        let before = before
+            .map(|cursor| check_cursor(cursor).and_then(|()| FeedPos::parse(cursor)))
+            .transpose()?;
         Ok(PageRequest { limit, before })
     }
 }

@@ -8,7 +8,7 @@ use chorus_actors::store::{CommunityWrite, EdgeChange, GroupWrite, LogAppend, Su
 use fjall::Keyspace;
 use serde::Serialize;
 
-use super::keys::{Keyspaces, edge_key, event_key, feed_key, hash_entry, pair_key};
+use super::keys::{Keyspaces, edge_key, event_key, feed_key, fits, hash_entry, pair_key};
 use crate::store::json;
 
 /// One key of one keyspace, set or removed.
@@ -35,6 +35,22 @@ pub(super) struct EncodedWrite {
 }
 
 impl EncodedWrite {
+    /// Every key of the write, its claims too, within what the engine takes
+    /// ([`super::keys::MAX_KEY`]); [`StoreError::KeyTooLong`] for the first that is not.
+    pub(super) fn check_keys(&self, ks: &Keyspaces) -> Result<(), StoreError> {
+        for op in &self.ops {
+            match op {
+                Op::Put(space, key, _) | Op::Remove(space, key) => fits(space, key)?,
+            };
+        }
+        if let Some(claims) = &self.claims {
+            for claim in claims.take.iter().chain(&claims.give_up) {
+                fits(&ks.claims, claim.0.as_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
     fn put(&mut self, ks: &Keyspace, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
         self.ops.push(Op::Put(ks.clone(), key.into(), value.into()));
     }

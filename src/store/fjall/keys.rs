@@ -29,6 +29,25 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
 use super::backend;
 
+/// Longest key the engine takes. lsm-tree asserts `u16::try_from(key.len())` wherever it
+/// builds an internal key (a write, and each bound of a range or prefix scan), and fjall's
+/// write batch asserts the same: a longer key panics the thread that passes it (the writer
+/// thread, or an actor's). Every key is checked against it before it reaches the engine.
+pub(super) const MAX_KEY: usize = u16::MAX as usize;
+
+/// `key`, if the engine takes it; [`StoreError::KeyTooLong`] naming `ks` otherwise.
+pub(super) fn fits<'k>(ks: &Keyspace, key: &'k [u8]) -> Result<&'k [u8], StoreError> {
+    if key.len() <= MAX_KEY {
+        Ok(key)
+    } else {
+        Err(StoreError::KeyTooLong {
+            table: ks.name().to_string(),
+            len: key.len(),
+            max: MAX_KEY,
+        })
+    }
+}
+
 /// Declares the keyspaces once: the struct and the names they are opened under.
 macro_rules! keyspaces {
     ($($name:ident),* $(,)?) => {

@@ -71,8 +71,10 @@ impl FjallStore {
         }
     }
 
-    /// Queues an encoded write and waits until it is on disk (or refused).
+    /// Queues an encoded write and waits until it is on disk (or refused). A write with a key
+    /// the engine would assert on is refused here whole, before the writer sees any of it.
     async fn submit(&self, write: EncodedWrite) -> Result<(), StoreError> {
+        write.check_keys(&self.ks)?;
         let (tx, rx) = oneshot::channel();
         self.send(Job::Write(Box::new(write), tx))?;
         rx.await

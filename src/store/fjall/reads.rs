@@ -10,12 +10,12 @@ use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
 use super::backend;
-use super::keys::{event_key, feed_key, id_prefix, seq_of};
+use super::keys::{event_key, feed_key, fits, id_prefix, seq_of};
 use crate::store::json::decode;
 
 /// The value under `key`, decoded.
 pub(super) fn get<T: DeserializeOwned>(ks: &Keyspace, key: &str) -> Result<Option<T>, StoreError> {
-    match ks.get(key).map_err(backend)? {
+    match ks.get(fits(ks, key.as_bytes())?).map_err(backend)? {
         Some(bytes) => Ok(Some(decode(key, &bytes)?)),
         None => Ok(None),
     }
@@ -27,7 +27,7 @@ pub(super) fn scan<T: DeserializeOwned>(
     prefix: &[u8],
 ) -> Result<Vec<T>, StoreError> {
     let mut out = Vec::new();
-    for item in ks.prefix(prefix) {
+    for item in ks.prefix(fits(ks, prefix)?) {
         let (key, value) = item.into_inner().map_err(backend)?;
         out.push(decode(&String::from_utf8_lossy(&key), &value)?);
     }
@@ -37,7 +37,7 @@ pub(super) fn scan<T: DeserializeOwned>(
 /// The ids after `prefix` of every key under it (member lists).
 pub(super) fn scan_ids(ks: &Keyspace, prefix: &[u8]) -> Result<Vec<String>, StoreError> {
     let mut out = Vec::new();
-    for item in ks.prefix(prefix) {
+    for item in ks.prefix(fits(ks, prefix)?) {
         let key = item.key().map_err(backend)?;
         let rest = key.get(prefix.len()..).unwrap_or_default();
         out.push(String::from_utf8_lossy(rest).into_owned());
@@ -59,6 +59,8 @@ pub(super) fn feed_page<T: DeserializeOwned>(
         Some(pos) => feed_key(id, pos.ms, &pos.id),
         None => feed_key(id, u64::MAX, ""),
     };
+    fits(ks, &start)?;
+    fits(ks, &end)?;
     let mut out = Vec::new();
     for item in ks.range(start..end).rev().take(limit) {
         let (key, value) = item.into_inner().map_err(backend)?;
@@ -76,6 +78,7 @@ pub(super) fn read_log(
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let start = event_key(id, after.saturating_add(1));
     let end = event_key(id, u64::MAX);
+    fits(ks, &end)?;
     let mut out = Vec::new();
     for item in ks.range(start..=end).take(limit) {
         let (key, value) = item.into_inner().map_err(backend)?;
@@ -96,7 +99,7 @@ pub(super) fn read_log(
 
 /// The newest seq of `id`'s log (0 when empty).
 pub(super) fn last_seq(ks: &Keyspace, id: &str) -> Result<u64, StoreError> {
-    Ok(match ks.prefix(id_prefix(id)).next_back() {
+    Ok(match ks.prefix(fits(ks, &id_prefix(id))?).next_back() {
         Some(item) => seq_of(&item.key().map_err(backend)?).unwrap_or(0),
         None => 0,
     })

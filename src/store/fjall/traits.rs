@@ -14,7 +14,7 @@ use chorus_actors::store::{
 };
 
 use super::encode::EncodedWrite;
-use super::keys::{id_prefix, pair_key};
+use super::keys::{fits, id_prefix, pair_key};
 use super::reads::{feed_page, find_hash, get, last_seq, read_log, scan, scan_ids};
 use super::{FjallStore, backend};
 use crate::store::json::decode;
@@ -36,7 +36,7 @@ impl SubscriberStore for FjallStore {
         };
         let prefix = id_prefix(id);
         let mut edges = Vec::new();
-        for item in self.ks.edges.prefix(&prefix) {
+        for item in self.ks.edges.prefix(fits(&self.ks.edges, &prefix)?) {
             let (key, value) = item.into_inner().map_err(backend)?;
             let rest = key.get(prefix.len()..).unwrap_or_default();
             let Some((&tag, other)) = rest.split_first() else {
@@ -64,7 +64,7 @@ impl SubscriberStore for FjallStore {
         Ok(self
             .ks
             .claims
-            .get(claim.0.as_bytes())
+            .get(fits(&self.ks.claims, claim.0.as_bytes())?)
             .map_err(backend)?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
@@ -113,10 +113,11 @@ impl SubscriberStore for FjallStore {
         account: &str,
         key: &str,
     ) -> Result<Option<ActivityRecord>, StoreError> {
+        let key = pair_key(account, key);
         match self
             .ks
             .activity_keys
-            .get(pair_key(account, key))
+            .get(fits(&self.ks.activity_keys, &key)?)
             .map_err(backend)?
         {
             Some(id) => self.load_activity(&String::from_utf8_lossy(&id)).await,

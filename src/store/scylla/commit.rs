@@ -15,6 +15,7 @@ use scylla::statement::batch::{Batch, BatchType};
 use scylla::value::CqlValue;
 
 use super::fence::Reservation;
+use super::keys::fits;
 use super::lwt::LwtAnswer;
 use super::rows::BatchRows;
 use super::{ScyllaStore, backend};
@@ -72,9 +73,12 @@ impl ScyllaStore {
     /// One account write: claims, then the fenced batch, then claims given up (docs/scylla.md).
     async fn apply_account_write(&self, write: SubscriberWrite) -> Result<(), StoreError> {
         let account = write.account.as_str();
-        // Encode everything before taking any claim: a record that fails to encode must not
-        // leave claims behind.
+        // Encode everything before taking any claim: a record that fails to encode, or a key
+        // the cluster would refuse, must not leave claims behind.
         let rows = self.subscriber_rows(&write)?;
+        for Claim(claim) in write.claims.iter().chain(&write.unclaims) {
+            fits("claims", claim)?;
+        }
         let taken = self.take_claims(&write).await?;
         self.write_rows(rows, &taken, account).await?;
         for Claim(claim) in &write.unclaims {

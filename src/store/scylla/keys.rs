@@ -17,6 +17,25 @@ pub const EVENT_BUCKET: u64 = 4096;
 /// each shard's partition small while a listing stays a fixed number of queries.
 pub const OUTBOX_SHARDS: i32 = 16;
 
+/// Longest key the cluster takes: Cassandra and ScyllaDB refuse a partition key (all its
+/// components together) or a clustering column value over 65,535 bytes with `InvalidRequest`.
+/// Every key is checked against it before a statement carrying it is sent.
+pub const MAX_KEY: usize = u16::MAX as usize;
+
+/// `key`'s length, if the cluster takes it; [`StoreError::KeyTooLong`] naming `table`
+/// otherwise.
+pub fn fits(table: &str, key: &str) -> Result<(), StoreError> {
+    if key.len() <= MAX_KEY {
+        Ok(())
+    } else {
+        Err(StoreError::KeyTooLong {
+            table: table.to_owned(),
+            len: key.len(),
+            max: MAX_KEY,
+        })
+    }
+}
+
 /// The day bucket of a feed item created at `ms`.
 pub fn feed_bucket(ms: u64) -> i64 {
     // u64::MAX / FEED_BUCKET_MS fits in i64 with room to spare.
@@ -139,6 +158,15 @@ pub fn split_hash(hash: &[u8; 32]) -> (Vec<u8>, Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_over_the_cluster_limit_are_refused() {
+        assert!(fits("claims", &"a".repeat(MAX_KEY)).is_ok());
+        assert!(matches!(
+            fits("claims", &"a".repeat(MAX_KEY + 1)),
+            Err(StoreError::KeyTooLong { len: 65_536, .. })
+        ));
+    }
 
     #[test]
     fn day_buckets_split_at_midnight_utc() {

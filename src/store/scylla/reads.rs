@@ -16,8 +16,8 @@ use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
 use super::keys::{
-    FeedKind, LogKind, bound_ms, event_bucket, feed_bucket, from_bigint, limit_value, split_hash,
-    to_bigint,
+    FeedKind, LogKind, bound_ms, event_bucket, feed_bucket, fits, from_bigint, limit_value,
+    split_hash, to_bigint,
 };
 use super::{ScyllaStore, backend, corrupt};
 use crate::store::json::decode;
@@ -114,6 +114,7 @@ impl ScyllaStore {
 
     pub(super) async fn last_seq(&self, kind: LogKind, id: &str) -> Result<u64, StoreError> {
         let key = kind.key(id);
+        fits("logs", &key)?;
         match self
             .get_one::<(i64,)>(&self.st.get_last_seq, (key.as_str(),), "reading logs")
             .await?
@@ -189,6 +190,10 @@ impl ScyllaStore {
         limit: usize,
     ) -> Result<Vec<T>, StoreError> {
         let feed = kind.key(owner);
+        fits("feeds", &feed)?;
+        if let Some(pos) = before {
+            fits("feeds", &pos.id)?;
+        }
         let top = before.map_or(i64::MAX, |pos| feed_bucket(pos.ms));
         let low = feed_bucket(since_ms);
         let since = bound_ms(since_ms);

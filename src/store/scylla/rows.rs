@@ -13,8 +13,8 @@ use scylla::value::CqlValue;
 use super::ScyllaStore;
 use super::fence::Fence;
 use super::keys::{
-    FeedKind, LogKind, edge_kind_text, event_bucket, feed_bucket, outbox_shard, split_hash,
-    to_bigint,
+    FeedKind, LogKind, MAX_KEY, edge_kind_text, event_bucket, feed_bucket, outbox_shard,
+    split_hash, to_bigint,
 };
 use super::statements::Statements;
 use crate::store::json::encode;
@@ -115,7 +115,7 @@ impl ScyllaStore {
             }
         }
         self.add_steps(&mut rows, &w.steps)?;
-        Ok(rows)
+        rows.checked()
     }
 
     /// The steps of the operation a write starts, in its batch.
@@ -156,7 +156,7 @@ impl ScyllaStore {
         if let Some(rest) = rest {
             self.add_steps(&mut rows, std::slice::from_ref(rest))?;
         }
-        Ok(rows)
+        rows.checked()
     }
 
     /// A group's change set: both sides of every binding change are in it.
@@ -249,7 +249,7 @@ impl ScyllaStore {
             &w.events,
         )?;
         self.add_steps(&mut rows, &w.steps)?;
-        Ok(rows)
+        rows.checked()
     }
 
     /// A community's change set.
@@ -295,7 +295,7 @@ impl ScyllaStore {
             )?;
         }
         self.add_steps(&mut rows, &w.steps)?;
-        Ok(rows)
+        rows.checked()
     }
 }
 
@@ -308,6 +308,8 @@ pub(super) struct Rows<S> {
     index: HashMap<String, usize>,
     /// The log position the rows' events take, if they carry any.
     pub(super) fence: Option<Fence>,
+    /// The first row whose key the cluster would refuse (its table and key length).
+    too_long: Option<(String, usize)>,
 }
 
 impl<S> Default for Rows<S> {
@@ -316,12 +318,20 @@ impl<S> Default for Rows<S> {
             rows: Vec::new(),
             index: HashMap::new(),
             fence: None,
+            too_long: None,
         }
     }
 }
 
 impl<S> Rows<S> {
+    /// Adds a row, or replaces the earlier change of the same row. `key` is the table and
+    /// the row's key columns: one over [`MAX_KEY`] bytes (a bound stricter than the cluster's,
+    /// which is per column) makes the rows refused by [`Rows::checked`].
     pub(super) fn put(&mut self, key: String, statement: S, values: Vec<CqlValue>) {
+        if key.len() > MAX_KEY && self.too_long.is_none() {
+            let table = key.split('\0').next().unwrap_or_default().to_owned();
+            self.too_long = Some((table, key.len()));
+        }
         match self.index.get(&key) {
             Some(&at) => {
                 if let Some(slot) = self.rows.get_mut(at) {
@@ -332,6 +342,21 @@ impl<S> Rows<S> {
                 self.index.insert(key, self.rows.len());
                 self.rows.push((statement, values));
             }
+        }
+    }
+}
+
+impl<S> Rows<S> {
+    /// The rows, unless a key is over what the cluster takes: then
+    /// [`StoreError::KeyTooLong`], before any claim is taken or statement sent.
+    pub(super) fn checked(self) -> Result<Self, StoreError> {
+        match self.too_long {
+            Some((table, len)) => Err(StoreError::KeyTooLong {
+                table,
+                len,
+                max: MAX_KEY,
+            }),
+            None => Ok(self),
         }
     }
 }
@@ -426,5 +451,18 @@ mod tests {
             "last change of a row wins"
         );
         assert_eq!(rows.rows.len(), 2);
+        assert!(rows.checked().is_ok());
+    }
+
+    #[test]
+    fn a_row_key_over_the_cluster_limit_refuses_the_rows() {
+        let mut rows: Rows<&str> = Rows::default();
+        rows.put("members\0g\0a".into(), "put_member", vec![text("a")]);
+        let huge = "İ".repeat(22_000).to_lowercase();
+        rows.put(format!("claims\0{huge}"), "put_claim", vec![text(&huge)]);
+        match rows.checked() {
+            Err(StoreError::KeyTooLong { table, .. }) => assert_eq!(table, "claims"),
+            other => panic!("expected KeyTooLong, got {:?}", other.map(|r| r.rows.len())),
+        }
     }
 }

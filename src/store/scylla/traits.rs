@@ -14,7 +14,7 @@ use chorus_actors::store::{
 use crate::store::json::decode;
 
 use super::ScyllaStore;
-use super::keys::{FeedKind, LogKind, OUTBOX_SHARDS, edge_kind_of};
+use super::keys::{FeedKind, LogKind, OUTBOX_SHARDS, edge_kind_of, fits};
 
 #[async_trait]
 impl SubscriberStore for ScyllaStore {
@@ -23,6 +23,7 @@ impl SubscriberStore for ScyllaStore {
     }
 
     async fn load_account(&self, id: &str) -> Result<Option<AccountRecord>, StoreError> {
+        fits("accounts", id)?;
         self.record(&self.st.get_account, (id,), &format!("accounts/{id}"))
             .await
     }
@@ -55,6 +56,7 @@ impl SubscriberStore for ScyllaStore {
     }
 
     async fn find_claim(&self, claim: &Claim) -> Result<Option<AccountId>, StoreError> {
+        fits("claims", &claim.0)?;
         let row: Option<(String,)> = self
             .get_one(&self.st.get_claim, (claim.0.as_str(),), "reading claims")
             .await?;
@@ -85,6 +87,7 @@ impl SubscriberStore for ScyllaStore {
     }
 
     async fn load_activity(&self, id: &str) -> Result<Option<ActivityRecord>, StoreError> {
+        fits("activities", id)?;
         self.record(&self.st.get_activity, (id,), &format!("activities/{id}"))
             .await
     }
@@ -94,6 +97,8 @@ impl SubscriberStore for ScyllaStore {
         account: &str,
         key: &str,
     ) -> Result<Option<ActivityRecord>, StoreError> {
+        fits("activity_keys", account)?;
+        fits("activity_keys", key)?;
         let row: Option<(String,)> = self
             .get_one(
                 &self.st.get_activity_key,
@@ -126,6 +131,7 @@ impl SubscriberStore for ScyllaStore {
     }
 
     async fn list_releases(&self, activity_id: &str) -> Result<Vec<ReleaseRecord>, StoreError> {
+        fits("deliveries", activity_id)?;
         self.records(
             &self.st.list_releases,
             (activity_id,),
@@ -168,6 +174,7 @@ impl GroupStore for ScyllaStore {
     }
 
     async fn load_group(&self, id: &str) -> Result<Option<GroupSnapshot>, StoreError> {
+        fits("groups", id)?;
         let Some(record) = self
             .record(&self.st.get_group, (id,), &format!("groups/{id}"))
             .await?
@@ -231,6 +238,7 @@ impl CommunityStore for ScyllaStore {
     }
 
     async fn load_community(&self, id: &str) -> Result<Option<CommunitySnapshot>, StoreError> {
+        fits("communities", id)?;
         let Some(record) = self
             .record(&self.st.get_community, (id,), &format!("communities/{id}"))
             .await?

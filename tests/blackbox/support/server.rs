@@ -24,6 +24,9 @@ pub struct Server {
     extra_args: Vec<String>,
     /// `CHORUS_FAULTS` for the next start (fault points armed: `chorus_actors::faults`).
     faults: Option<String>,
+    /// Environment of the process besides `RUST_LOG` (e.g. `CHORUS_FAULTS`), kept across
+    /// restarts.
+    extra_env: Vec<(String, String)>,
     child: Option<Child>,
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -36,6 +39,12 @@ impl Server {
 
     /// Start a server with the standard test flags plus `extra` arguments.
     pub fn start_with(extra: &[&str]) -> Server {
+        Server::start_with_env(extra, &[])
+    }
+
+    /// Start a server with the standard test flags plus `extra` arguments and `env`
+    /// variables (the fault points of `CHORUS_FAULTS`, for one).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
         let data_dir = tempfile::tempdir().expect("create temp data dir");
         let mut server = Server {
             addr: String::new(),
@@ -43,6 +52,10 @@ impl Server {
             store: StoreLease::take(),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             faults: None,
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
             log: Arc::new(Mutex::new(Vec::new())),
         };
@@ -65,6 +78,7 @@ impl Server {
             .args(&self.extra_args)
             .env("RUST_LOG", "info")
             .env_remove("CHORUS_FAULTS")
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -55,6 +55,7 @@ impl Handler<GetAccount> for Subscriber {
 impl Handler<GetMe> for Subscriber {
     type Result = Result<MeView>;
     fn handle(&mut self, _: GetMe, _: &mut Self::Context) -> Self::Result {
+        crate::faults::panic_at(crate::faults::Point::ACTOR_PANIC);
         self.touch();
         let mut platforms: Vec<LinkView> = self.links.values().map(LinkView::from).collect();
         platforms.sort_by(|a, b| a.link_id.cmp(&b.link_id));

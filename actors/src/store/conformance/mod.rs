@@ -11,7 +11,7 @@
 //! writes), `events.rs` (an account's log, appends to many logs), `groups.rs` (groups, bindings, feeds),
 //! `communities.rs` (server keys), `activities.rs` (activities, releases, the outbox),
 //! `durability.rs` (a close and a reopen), `ambiguous.rs` (a write that landed though its
-//! writer was told it failed). This file holds the [`Fixture`], the macro, and the record
+//! writer was told it failed), `keys.rs` (a key over the engine's limit). This file holds the [`Fixture`], the macro, and the record
 //! builders the checks share.
 //!
 //! [`Fixture`]: crate::store::conformance::Fixture
@@ -37,6 +37,7 @@ mod communities;
 mod durability;
 mod events;
 mod groups;
+mod keys;
 mod steps;
 
 // The checks, at the paths `conformance_tests!` calls them by.
@@ -50,6 +51,7 @@ pub use communities::server_keys_resolve;
 pub use durability::durable_across_reopen;
 pub use events::{appends_to_many_logs, events_page_in_order};
 pub use groups::{bindings_are_two_sided, feeds_page_newest_first, groups_round_trip};
+pub use keys::keys_over_the_engine_limit_are_refused;
 pub use steps::{a_refused_write_stores_no_step, steps_ride_with_their_first_write};
 
 /// One check's engine: a fresh, empty store of its own.
@@ -97,6 +99,7 @@ macro_rules! conformance_tests {
             ambiguous_write_is_neither_lost_nor_overwritten,
             steps_ride_with_their_first_write,
             a_refused_write_stores_no_step,
+            keys_over_the_engine_limit_are_refused,
         );
     };
     (@module $name:ident, $fixture:expr; $($check:ident),* $(,)?) => {
