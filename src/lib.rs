@@ -35,6 +35,8 @@
 //!   default (group commit), and [`store::scylla`] (`--store scylla`; schema in
 //!   `src/store/scylla/schema.cql`, printed and applied by `chorus schema print|apply`).
 //! - [`error`]: the crate's error enum and the contract's error shape.
+//! - [`health`]: what `/readyz` answers: the store's health and the recoveries running
+//!   ([`health::Readiness`]).
 //! - [`run`]: wires it all together (the HTTP server is built from actix-server and
 //!   actix-http, so WebSocket upgrades get their socket) and shuts down gracefully. `main.rs`
 //!   (the binary) only sets the allocator's arenas, reads the command line, sets up logging,
@@ -57,6 +59,7 @@ pub mod auth;
 pub mod config;
 pub mod connectors;
 pub mod error;
+pub mod health;
 pub mod http;
 pub mod store;
 pub mod ws;
@@ -80,6 +83,7 @@ use crate::auth::{LoginLimits, Passwords};
 use crate::config::{Config, StoreKind};
 use crate::connectors::{ConnectorSettings, Connectors};
 use crate::error::{Error, Result};
+use crate::health::{Readiness, StoreHealth};
 use crate::http::AppState;
 use crate::store::{FjallStore, ScyllaStore};
 
@@ -133,35 +137,41 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let (store, store_desc): (Arc<dyn Store>, String) = match config.store {
-        StoreKind::Fjall => {
-            let store = FjallStore::open(&config.data_dir).map_err(|e| {
-                Error::Internal(format!(
-                    "opening store at {}: {e}",
-                    config.data_dir.display()
-                ))
-            })?;
-            (
-                Arc::new(store),
-                format!("embedded fjall at {}", config.data_dir.display()),
-            )
-        }
-        StoreKind::Scylla => {
-            let s = &config.scylla;
-            let store = ScyllaStore::connect(s)
-                .await
-                .map_err(|e| Error::Internal(format!("connecting to ScyllaDB: {e}")))?;
-            (
-                Arc::new(store),
-                format!(
-                    "scylla keyspace {} at {} ({})",
-                    s.keyspace,
-                    s.nodes.join(","),
-                    s.consistency
-                ),
-            )
-        }
-    };
+    let (store, store_desc, store_health): (Arc<dyn Store>, String, StoreHealth) =
+        match config.store {
+            StoreKind::Fjall => {
+                let store = FjallStore::open(&config.data_dir).map_err(|e| {
+                    Error::Internal(format!(
+                        "opening store at {}: {e}",
+                        config.data_dir.display()
+                    ))
+                })?;
+                let health = store.health();
+                (
+                    Arc::new(store),
+                    format!("embedded fjall at {}", config.data_dir.display()),
+                    health,
+                )
+            }
+            StoreKind::Scylla => {
+                let s = &config.scylla;
+                let store = ScyllaStore::connect(s)
+                    .await
+                    .map_err(|e| Error::Internal(format!("connecting to ScyllaDB: {e}")))?;
+                (
+                    Arc::new(store),
+                    format!(
+                        "scylla keyspace {} at {} ({})",
+                        s.keyspace,
+                        s.nodes.join(","),
+                        s.consistency
+                    ),
+                    // A cluster has no sick state to wait out: each write that finds it
+                    // unavailable answers 503 on its own.
+                    StoreHealth::default(),
+                )
+            }
+        };
     let armed = chorus_actors::faults::armed_points();
     if !armed.is_empty() {
         tracing::warn!(points = ?armed, "fault injection armed ({}): for tests only", chorus_actors::faults::ENV);
@@ -180,11 +190,14 @@ pub async fn run(
         smtp_url: config.smtp_url.clone(),
         smtp_from: config.smtp_from.clone(),
     })?);
+    let readiness = Readiness::new(store_health);
     // Before any request: the outbox is read while nothing new can be posted.
+    let recovering = readiness.recovering("releases");
     let resumed = chorus
         .start_releaser(connectors.clone(), config.release.clone())
         .await
         .map_err(|e| Error::Internal(format!("starting the releaser: {e}")))?;
+    drop(recovering);
     if resumed > 0 {
         tracing::info!(
             releases = resumed,
@@ -200,6 +213,7 @@ pub async fn run(
         login_limits: login_limits.clone(),
         shutdown: shutdown_rx,
         connectors,
+        readiness,
     };
     let state_platforms = state.connectors.platforms();
     let addr = listener

@@ -28,6 +28,11 @@ impl Point {
     pub const HANDLER_PANIC: Point = Point("handler_panic");
     /// An actor's handler panics (to prove its thread is replaced and the next request works).
     pub const ACTOR_PANIC: Point = Point("actor_panic");
+    /// The embedded store's writer fails each commit as a full or failing disk would (an I/O
+    /// error, nothing written), and its recovery probe fails too, while a file named after
+    /// the point exists in the data directory: a test creates it to make the disk "fail" and
+    /// removes it to "free" it (for machines where a small filesystem cannot be mounted).
+    pub const STORE_WRITE_ERROR: Point = Point("store_write_error");
 }
 
 fn armed_set() -> &'static HashSet<String> {

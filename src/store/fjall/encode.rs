@@ -5,16 +5,15 @@
 use chorus_actors::StoreError;
 use chorus_actors::model::Claim;
 use chorus_actors::store::{CommunityWrite, EdgeChange, GroupWrite, LogAppend, SubscriberWrite};
-use fjall::Keyspace;
 use serde::Serialize;
 
-use super::keys::{Keyspaces, edge_key, event_key, feed_key, hash_entry, pair_key};
+use super::keys::{KsId, KsIds, edge_key, event_key, feed_key, hash_entry, pair_key};
 use crate::store::json;
 
 /// One key of one keyspace, set or removed.
 pub(super) enum Op {
-    Put(Keyspace, Vec<u8>, Vec<u8>),
-    Remove(Keyspace, Vec<u8>),
+    Put(KsId, Vec<u8>, Vec<u8>),
+    Remove(KsId, Vec<u8>),
 }
 
 /// The claims a subscriber write takes and gives up; the writer decides them against every
@@ -35,18 +34,18 @@ pub(super) struct EncodedWrite {
 }
 
 impl EncodedWrite {
-    fn put(&mut self, ks: &Keyspace, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        self.ops.push(Op::Put(ks.clone(), key.into(), value.into()));
+    fn put(&mut self, ks: &KsId, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Put(*ks, key.into(), value.into()));
     }
 
-    fn remove(&mut self, ks: &Keyspace, key: impl Into<Vec<u8>>) {
-        self.ops.push(Op::Remove(ks.clone(), key.into()));
+    fn remove(&mut self, ks: &KsId, key: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Remove(*ks, key.into()));
     }
 
     /// Puts `value` as JSON; an encode failure fails the whole write.
     pub(super) fn put_json<T: Serialize>(
         &mut self,
-        ks: &Keyspace,
+        ks: &KsId,
         key: Vec<u8>,
         value: &T,
     ) -> Result<(), StoreError> {
@@ -56,7 +55,7 @@ impl EncodedWrite {
     }
 
     /// An account's write (its claims are left to the writer).
-    pub(super) fn subscriber(ks: &Keyspaces, w: &SubscriberWrite) -> Result<Self, StoreError> {
+    pub(super) fn subscriber(ks: &KsIds, w: &SubscriberWrite) -> Result<Self, StoreError> {
         let id = w.account.as_str();
         let mut out = EncodedWrite {
             claims: Some(ClaimChanges {
@@ -120,7 +119,7 @@ impl EncodedWrite {
     }
 
     /// Many accounts' log appends as one write (one batch, one sync), without claims.
-    pub(super) fn appends(ks: &Keyspaces, appends: &[LogAppend]) -> Self {
+    pub(super) fn appends(ks: &KsIds, appends: &[LogAppend]) -> Self {
         let mut out = EncodedWrite {
             claims: None,
             ops: Vec::with_capacity(appends.iter().map(|a| a.events.len()).sum()),
@@ -138,7 +137,7 @@ impl EncodedWrite {
     }
 
     /// A group's write: both sides of every binding change go in it.
-    pub(super) fn group(ks: &Keyspaces, w: &GroupWrite) -> Result<Self, StoreError> {
+    pub(super) fn group(ks: &KsIds, w: &GroupWrite) -> Result<Self, StoreError> {
         let gid = w.group_id.as_str();
         let mut out = EncodedWrite::default();
         if let Some(record) = &w.record {
@@ -178,7 +177,7 @@ impl EncodedWrite {
     }
 
     /// A community's write.
-    pub(super) fn community(ks: &Keyspaces, w: &CommunityWrite) -> Result<Self, StoreError> {
+    pub(super) fn community(ks: &KsIds, w: &CommunityWrite) -> Result<Self, StoreError> {
         let cid = w.community_id.as_str();
         let mut out = EncodedWrite::default();
         if let Some(record) = &w.record {

@@ -1,5 +1,7 @@
 //! The actors' storage traits on the embedded store: writes are encoded here and queued for
-//! the writer, reads go to [`super::reads`].
+//! the writer, reads go to [`super::reads`]. A read of one key runs where it is asked; every
+//! read of more than one key (snapshots, logs, pages, scans) runs on the blocking pool
+//! through [`FjallStore::read`], its arguments moved in.
 
 use async_trait::async_trait;
 use chorus_actors::StoreError;
@@ -8,60 +10,36 @@ use chorus_actors::model::{ActivityRecord, ReleaseRecord};
 use chorus_actors::model::{CommunityId, DynamicRecord, FeedPos, MessageRecord};
 use chorus_actors::push::event::StoredEvent;
 use chorus_actors::store::{
-    CommunitySnapshot, CommunityStore, CommunityWrite, Edge, EdgeKind, GroupSnapshot, GroupStore,
-    GroupWrite, LogAppend, SubscriberSnapshot, SubscriberStore, SubscriberWrite,
+    CommunitySnapshot, CommunityStore, CommunityWrite, GroupSnapshot, GroupStore, GroupWrite,
+    LogAppend, SubscriberSnapshot, SubscriberStore, SubscriberWrite,
 };
 
 use super::encode::EncodedWrite;
-use super::keys::{id_prefix, pair_key};
-use super::reads::{feed_page, find_hash, get, last_seq, read_log, scan, scan_ids};
+use super::keys::{IDS, id_prefix, pair_key};
+use super::reads::{
+    feed_page, find_hash, get, last_seq, load_subscriber, pending_releases, read_log, scan,
+    scan_ids,
+};
 use super::{FjallStore, backend};
-use crate::store::json::decode;
 
 #[async_trait]
 impl SubscriberStore for FjallStore {
     async fn commit(&self, write: SubscriberWrite) -> Result<(), StoreError> {
-        self.submit(EncodedWrite::subscriber(&self.ks, &write)?)
-            .await
+        self.submit(EncodedWrite::subscriber(&IDS, &write)?).await
     }
 
     async fn load_account(&self, id: &str) -> Result<Option<AccountRecord>, StoreError> {
-        get(&self.ks.accounts, id)
+        get(&self.keyspaces()?.accounts, id)
     }
 
     async fn load_subscriber(&self, id: &str) -> Result<Option<SubscriberSnapshot>, StoreError> {
-        let Some(record) = self.load_account(id).await? else {
-            return Ok(None);
-        };
-        let prefix = id_prefix(id);
-        let mut edges = Vec::new();
-        for item in self.ks.edges.prefix(&prefix) {
-            let (key, value) = item.into_inner().map_err(backend)?;
-            let rest = key.get(prefix.len()..).unwrap_or_default();
-            let Some((&tag, other)) = rest.split_first() else {
-                continue;
-            };
-            let (Some(kind), Ok(other)) = (EdgeKind::from_tag(tag), std::str::from_utf8(other))
-            else {
-                tracing::error!(account = %id, "skipping undecodable edge key");
-                continue;
-            };
-            edges.push(Edge {
-                kind,
-                other: other.to_owned(),
-                value: value.to_vec(),
-            });
-        }
-        Ok(Some(SubscriberSnapshot {
-            record,
-            edges,
-            last_seq: last_seq(&self.ks.events, id)?,
-        }))
+        let id = id.to_owned();
+        self.read(move |ks| load_subscriber(ks, &id)).await
     }
 
     async fn find_claim(&self, claim: &Claim) -> Result<Option<AccountId>, StoreError> {
         Ok(self
-            .ks
+            .keyspaces()?
             .claims
             .get(claim.0.as_bytes())
             .map_err(backend)?
@@ -69,7 +47,7 @@ impl SubscriberStore for FjallStore {
     }
 
     async fn find_token(&self, hash: &[u8; 32]) -> Result<Option<AccountId>, StoreError> {
-        find_hash(&self.ks.tokens, hash)
+        find_hash(&self.keyspaces()?.tokens, hash)
     }
 
     /// One write for all of them: the writer commits it in one batch, with one sync.
@@ -77,7 +55,7 @@ impl SubscriberStore for FjallStore {
         if appends.is_empty() {
             return Vec::new();
         }
-        let result = self.submit(EncodedWrite::appends(&self.ks, &appends)).await;
+        let result = self.submit(EncodedWrite::appends(&IDS, &appends)).await;
         appends
             .iter()
             .map(|_| match &result {
@@ -88,10 +66,9 @@ impl SubscriberStore for FjallStore {
     }
 
     async fn last_seqs(&self, accounts: &[AccountId]) -> Result<Vec<u64>, StoreError> {
-        accounts
-            .iter()
-            .map(|id| last_seq(&self.ks.events, id))
-            .collect()
+        let accounts = accounts.to_vec();
+        self.read(move |ks| accounts.iter().map(|id| last_seq(&ks.events, id)).collect())
+            .await
     }
 
     async fn read_events(
@@ -100,11 +77,13 @@ impl SubscriberStore for FjallStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        read_log(&self.ks.events, id, after, limit)
+        let id = id.to_owned();
+        self.read(move |ks| read_log(&ks.events, &id, after, limit))
+            .await
     }
 
     async fn load_activity(&self, id: &str) -> Result<Option<ActivityRecord>, StoreError> {
-        get(&self.ks.activities, id)
+        get(&self.keyspaces()?.activities, id)
     }
 
     async fn find_activity_by_key(
@@ -113,7 +92,7 @@ impl SubscriberStore for FjallStore {
         key: &str,
     ) -> Result<Option<ActivityRecord>, StoreError> {
         match self
-            .ks
+            .keyspaces()?
             .activity_keys
             .get(pair_key(account, key))
             .map_err(backend)?
@@ -129,26 +108,18 @@ impl SubscriberStore for FjallStore {
         before: Option<&FeedPos>,
         limit: usize,
     ) -> Result<Vec<ActivityRecord>, StoreError> {
-        feed_page(&self.ks.activity_feed, account, 0, before, limit)
+        let (account, before) = (account.to_owned(), before.cloned());
+        self.read(move |ks| feed_page(&ks.activity_feed, &account, 0, before.as_ref(), limit))
+            .await
     }
 
     async fn list_releases(&self, activity_id: &str) -> Result<Vec<ReleaseRecord>, StoreError> {
-        scan(&self.ks.deliveries, &id_prefix(activity_id))
+        let prefix = id_prefix(activity_id);
+        self.read(move |ks| scan(&ks.deliveries, &prefix)).await
     }
 
     async fn pending_releases(&self) -> Result<Vec<ReleaseRecord>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.ks.outbox.iter() {
-            let key = item.key().map_err(backend)?;
-            match self.ks.deliveries.get(&key).map_err(backend)? {
-                Some(bytes) => out.push(decode(&String::from_utf8_lossy(&key), &bytes)?),
-                None => tracing::error!(
-                    key = %String::from_utf8_lossy(&key),
-                    "outbox entry without its delivery; skipped"
-                ),
-            }
-        }
-        Ok(out)
+        self.read(pending_releases).await
     }
 
     async fn close(&self) -> Result<(), StoreError> {
@@ -159,21 +130,25 @@ impl SubscriberStore for FjallStore {
 #[async_trait]
 impl GroupStore for FjallStore {
     async fn commit_group(&self, write: GroupWrite) -> Result<(), StoreError> {
-        self.submit(EncodedWrite::group(&self.ks, &write)?).await
+        self.submit(EncodedWrite::group(&IDS, &write)?).await
     }
 
     async fn load_group(&self, id: &str) -> Result<Option<GroupSnapshot>, StoreError> {
-        let Some(record) = get(&self.ks.groups, id)? else {
-            return Ok(None);
-        };
-        let prefix = id_prefix(id);
-        Ok(Some(GroupSnapshot {
-            record,
-            members: scan_ids(&self.ks.group_members, &prefix)?,
-            requests: scan(&self.ks.binding_requests, &prefix)?,
-            bindings: scan(&self.ks.bindings_by_group, &prefix)?,
-            last_seq: last_seq(&self.ks.group_events, id)?,
-        }))
+        let id = id.to_owned();
+        self.read(move |ks| {
+            let Some(record) = get(&ks.groups, &id)? else {
+                return Ok(None);
+            };
+            let prefix = id_prefix(&id);
+            Ok(Some(GroupSnapshot {
+                record,
+                members: scan_ids(&ks.group_members, &prefix)?,
+                requests: scan(&ks.binding_requests, &prefix)?,
+                bindings: scan(&ks.bindings_by_group, &prefix)?,
+                last_seq: last_seq(&ks.group_events, &id)?,
+            }))
+        })
+        .await
     }
 
     async fn read_group_events(
@@ -182,7 +157,9 @@ impl GroupStore for FjallStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        read_log(&self.ks.group_events, id, after, limit)
+        let id = id.to_owned();
+        self.read(move |ks| read_log(&ks.group_events, &id, after, limit))
+            .await
     }
 
     async fn list_messages(
@@ -191,31 +168,36 @@ impl GroupStore for FjallStore {
         before: Option<&FeedPos>,
         limit: usize,
     ) -> Result<Vec<MessageRecord>, StoreError> {
-        feed_page(&self.ks.messages, id, 0, before, limit)
+        let (id, before) = (id.to_owned(), before.cloned());
+        self.read(move |ks| feed_page(&ks.messages, &id, 0, before.as_ref(), limit))
+            .await
     }
 }
 
 #[async_trait]
 impl CommunityStore for FjallStore {
     async fn commit_community(&self, write: CommunityWrite) -> Result<(), StoreError> {
-        self.submit(EncodedWrite::community(&self.ks, &write)?)
-            .await
+        self.submit(EncodedWrite::community(&IDS, &write)?).await
     }
 
     async fn load_community(&self, id: &str) -> Result<Option<CommunitySnapshot>, StoreError> {
-        let Some(record) = get(&self.ks.communities, id)? else {
-            return Ok(None);
-        };
-        let prefix = id_prefix(id);
-        Ok(Some(CommunitySnapshot {
-            record,
-            members: scan_ids(&self.ks.community_members, &prefix)?,
-            bindings: scan(&self.ks.bindings_by_community, &prefix)?,
-        }))
+        let id = id.to_owned();
+        self.read(move |ks| {
+            let Some(record) = get(&ks.communities, &id)? else {
+                return Ok(None);
+            };
+            let prefix = id_prefix(&id);
+            Ok(Some(CommunitySnapshot {
+                record,
+                members: scan_ids(&ks.community_members, &prefix)?,
+                bindings: scan(&ks.bindings_by_community, &prefix)?,
+            }))
+        })
+        .await
     }
 
     async fn find_server_key(&self, hash: &[u8; 32]) -> Result<Option<CommunityId>, StoreError> {
-        find_hash(&self.ks.server_keys, hash)
+        find_hash(&self.keyspaces()?.server_keys, hash)
     }
 
     async fn list_dynamics(
@@ -225,6 +207,8 @@ impl CommunityStore for FjallStore {
         before: Option<&FeedPos>,
         limit: usize,
     ) -> Result<Vec<DynamicRecord>, StoreError> {
-        feed_page(&self.ks.dynamics, id, since_ms, before, limit)
+        let (id, before) = (id.to_owned(), before.cloned());
+        self.read(move |ks| feed_page(&ks.dynamics, &id, since_ms, before.as_ref(), limit))
+            .await
     }
 }
