@@ -15,6 +15,7 @@ mod ambiguous;
 mod backpressure;
 mod bindings;
 mod conventions;
+mod disk;
 mod durability;
 mod friends;
 mod groups;

@@ -5,6 +5,7 @@
 //! port or environment.
 
 use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,8 @@ pub struct Server {
     /// given back after the process is gone (fields drop after [`Drop::drop`]).
     store: StoreLease,
     extra_args: Vec<String>,
+    /// Environment variables set for the process (besides `RUST_LOG`).
+    env: Vec<(String, String)>,
     child: Option<Child>,
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -34,12 +37,27 @@ impl Server {
 
     /// Start a server with the standard test flags plus `extra` arguments.
     pub fn start_with(extra: &[&str]) -> Server {
+        Server::start_prepared(extra, &[], |_| {})
+    }
+
+    /// Start a server with `extra` arguments and `env` variables, after `prepare` has run
+    /// on its (empty) data directory (to mount a small filesystem there, say).
+    pub fn start_prepared(
+        extra: &[&str],
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&Path),
+    ) -> Server {
         let data_dir = tempfile::tempdir().expect("create temp data dir");
+        prepare(data_dir.path());
         let mut server = Server {
             addr: String::new(),
             data_dir,
             store: StoreLease::take(),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
             log: Arc::new(Mutex::new(Vec::new())),
         };
@@ -61,6 +79,7 @@ impl Server {
             .args(self.store.args())
             .args(&self.extra_args)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
