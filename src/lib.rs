@@ -226,7 +226,7 @@ pub async fn run(
         state_platforms.join(", ")
     );
     let pruner = actix_web::rt::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(60));
+        let mut every = tokio::time::interval(Duration::from_secs(auth::LOGIN_PRUNE_EVERY_SECS));
         loop {
             every.tick().await;
             login_limits.prune();
