@@ -60,6 +60,8 @@ impl SubscriberStore for FjallStore {
             .iter()
             .map(|_| match &result {
                 Ok(()) => Ok(()),
+                // Each gets the same failure, of the same kind (503 for a sick disk).
+                Err(StoreError::Unavailable(why)) => Err(StoreError::Unavailable(why.clone())),
                 Err(e) => Err(StoreError::Backend(e.to_string())),
             })
             .collect()
