@@ -1,12 +1,14 @@
 //! Liveness and readiness. `/healthz` answers while the process can answer at all;
 //! `/readyz` answers 200 only while the server can serve *and* store: it fails while the
 //! store refuses writes ([`StoreHealth`], set by the store when its disk fails and cleared
-//! when writes work again) and while any start-up recovery runs ([`Readiness::recovering`]).
+//! when writes work again), while any start-up recovery runs ([`Readiness::recovering`]), and
+//! once the server is shutting down ([`Readiness::shutting_down`]).
 //! A load balancer or an orchestrator takes a server out of rotation on a failing `/readyz`,
 //! and restarts it only on a failing `/healthz`, which a sick disk never causes: reads are
 //! still served.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Whether the store takes writes. The store sets it; `/readyz` reads it. Cheap to clone.
@@ -40,6 +42,8 @@ pub enum NotReady {
     Store(String),
     /// Start-up recovery is running (the names of what is being recovered).
     Recovering(Vec<&'static str>),
+    /// The server is shutting down.
+    ShuttingDown,
 }
 
 impl NotReady {
@@ -48,6 +52,7 @@ impl NotReady {
         match self {
             NotReady::Store(why) => format!("the store refuses writes: {why}"),
             NotReady::Recovering(what) => format!("recovering: {}", what.join(", ")),
+            NotReady::ShuttingDown => "shutting down".to_owned(),
         }
     }
 
@@ -56,7 +61,7 @@ impl NotReady {
     pub fn retry_after(&self) -> u64 {
         match self {
             NotReady::Store(_) => crate::error::STORE_RETRY_AFTER_SECS,
-            NotReady::Recovering(_) => 1,
+            NotReady::Recovering(_) | NotReady::ShuttingDown => 1,
         }
     }
 }
@@ -68,6 +73,7 @@ pub struct Readiness {
     store: StoreHealth,
     /// How many guards of each recovery are alive.
     recovering: Arc<Mutex<BTreeMap<&'static str, usize>>>,
+    stopping: Arc<AtomicBool>,
 }
 
 impl Readiness {
@@ -77,7 +83,14 @@ impl Readiness {
         Readiness {
             store,
             recovering: Arc::default(),
+            stopping: Arc::default(),
         }
+    }
+
+    /// The server is shutting down: not ready from now on, so a load balancer stops sending
+    /// before the listener closes.
+    pub fn shutting_down(&self) {
+        self.stopping.store(true, Ordering::Release);
     }
 
     /// Marks `what` as recovering until the returned guard is dropped; the server is not
@@ -98,8 +111,12 @@ impl Readiness {
         }
     }
 
-    /// `Ok` when ready; otherwise why not (a store that refuses writes first).
+    /// `Ok` when ready; otherwise why not (shutting down first, then a store that refuses
+    /// writes).
     pub fn check(&self) -> Result<(), NotReady> {
+        if self.stopping.load(Ordering::Acquire) {
+            return Err(NotReady::ShuttingDown);
+        }
         if let Some(why) = self.store.refusal() {
             return Err(NotReady::Store(why));
         }
@@ -174,5 +191,7 @@ mod tests {
         );
         store.writable();
         assert_eq!(readiness.check(), Ok(()));
+        readiness.clone().shutting_down();
+        assert_eq!(readiness.check(), Err(NotReady::ShuttingDown));
     }
 }

@@ -213,7 +213,7 @@ pub async fn run(
         login_limits: login_limits.clone(),
         shutdown: shutdown_rx,
         connectors,
-        readiness,
+        readiness: readiness.clone(),
     };
     let state_platforms = state.connectors.platforms();
     let addr = listener
@@ -242,6 +242,7 @@ pub async fn run(
         }
     }
     tracing::info!("shutting down: closing connections");
+    readiness.shutting_down();
     // Events already accepted reach the sockets before the sessions close (bounded: the
     // grace period is 5 s).
     if tokio::time::timeout(Duration::from_secs(2), chorus.fanout().flush())
