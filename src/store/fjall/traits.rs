@@ -1,7 +1,8 @@
 //! The actors' storage traits on the embedded store: writes are encoded here and queued for
-//! the writer, reads go to [`super::reads`]. A read of one key runs where it is asked; every
-//! read of more than one key (snapshots, logs, pages, scans) runs on the blocking pool
-//! through [`FjallStore::read`], its arguments moved in.
+//! the writer, reads go to [`super::reads`]. A read of one key, or of a page of at most
+//! [`super::INLINE_READ_KEYS`], runs where it is asked ([`FjallStore::read_up_to`]); every
+//! read that can be larger (snapshots, long logs and pages, scans) runs on the blocking pool
+//! ([`FjallStore::read`]), its arguments moved in.
 
 use async_trait::async_trait;
 use chorus_actors::StoreError;
@@ -69,8 +70,10 @@ impl SubscriberStore for FjallStore {
 
     async fn last_seqs(&self, accounts: &[AccountId]) -> Result<Vec<u64>, StoreError> {
         let accounts = accounts.to_vec();
-        self.read(move |ks| accounts.iter().map(|id| last_seq(&ks.events, id)).collect())
-            .await
+        self.read_up_to(accounts.len(), move |ks| {
+            accounts.iter().map(|id| last_seq(&ks.events, id)).collect()
+        })
+        .await
     }
 
     async fn read_events(
@@ -80,7 +83,7 @@ impl SubscriberStore for FjallStore {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let id = id.to_owned();
-        self.read(move |ks| read_log(&ks.events, &id, after, limit))
+        self.read_up_to(limit, move |ks| read_log(&ks.events, &id, after, limit))
             .await
     }
 
@@ -111,8 +114,10 @@ impl SubscriberStore for FjallStore {
         limit: usize,
     ) -> Result<Vec<ActivityRecord>, StoreError> {
         let (account, before) = (account.to_owned(), before.cloned());
-        self.read(move |ks| feed_page(&ks.activity_feed, &account, 0, before.as_ref(), limit))
-            .await
+        self.read_up_to(limit, move |ks| {
+            feed_page(&ks.activity_feed, &account, 0, before.as_ref(), limit)
+        })
+        .await
     }
 
     async fn list_releases(&self, activity_id: &str) -> Result<Vec<ReleaseRecord>, StoreError> {
@@ -160,8 +165,10 @@ impl GroupStore for FjallStore {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let id = id.to_owned();
-        self.read(move |ks| read_log(&ks.group_events, &id, after, limit))
-            .await
+        self.read_up_to(limit, move |ks| {
+            read_log(&ks.group_events, &id, after, limit)
+        })
+        .await
     }
 
     async fn list_messages(
@@ -171,8 +178,10 @@ impl GroupStore for FjallStore {
         limit: usize,
     ) -> Result<Vec<MessageRecord>, StoreError> {
         let (id, before) = (id.to_owned(), before.cloned());
-        self.read(move |ks| feed_page(&ks.messages, &id, 0, before.as_ref(), limit))
-            .await
+        self.read_up_to(limit, move |ks| {
+            feed_page(&ks.messages, &id, 0, before.as_ref(), limit)
+        })
+        .await
     }
 }
 
@@ -210,7 +219,9 @@ impl CommunityStore for FjallStore {
         limit: usize,
     ) -> Result<Vec<DynamicRecord>, StoreError> {
         let (id, before) = (id.to_owned(), before.cloned());
-        self.read(move |ks| feed_page(&ks.dynamics, &id, since_ms, before.as_ref(), limit))
-            .await
+        self.read_up_to(limit, move |ks| {
+            feed_page(&ks.dynamics, &id, since_ms, before.as_ref(), limit)
+        })
+        .await
     }
 }
