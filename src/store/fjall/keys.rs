@@ -169,7 +169,7 @@ mod tests {
         let db = Database::builder(dir.path()).open().expect("open");
         let ks = Keyspaces::open(&db).expect("keyspaces");
         let (accounts, outbox): (&str, &str) =
-            (&ks.get(IDS.accounts).name(), &ks.get(IDS.outbox).name());
+            (ks.get(IDS.accounts).name(), ks.get(IDS.outbox).name());
         assert_eq!((accounts, outbox), ("accounts", "outbox"));
     }
 
