@@ -52,6 +52,10 @@
 //! - Nobody waits for the slowest, and nothing queues without bound: a push is a `try_send`
 //!   into a bounded lane; publishing answers 503 while the fan-out budget is spent; a device
 //!   that stops reading is closed (1013) and, if it never reads, reset.
+//! - A sick disk is visible, not fatal: a write the store cannot take now answers 503
+//!   `unavailable` with `Retry-After`, reads go on, `/readyz` fails until the store takes
+//!   writes again ([`health`]); every internal queue has a bound (docs/architecture.md,
+//!   "Queues and their bounds").
 //! - Bad input is data, not a crash: every failure leaves through [`error::Error`] in the
 //!   contract's shape; nothing is stored for a rejected request.
 

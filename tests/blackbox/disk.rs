@@ -174,10 +174,15 @@ async fn sick_disk_round(mut s: Server, sickness: Sickness) {
     }
     let refused = refused.expect("a write on the full disk was refused");
     if let Sickness::Full = sickness {
-        assert!(
-            s.log_text().contains("No space left on device"),
-            "the refusal came from a full disk"
-        );
+        // The server's output is read on a thread of its own: give the line a moment.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !s.log_text().contains("No space left on device") {
+            assert!(
+                Instant::now() < deadline,
+                "the refusal came from a full disk"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     assert_unavailable(&refused, "the write that found the disk full");
     let last_ok = note_of(&s, &ann).await;
