@@ -91,10 +91,20 @@ pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Login attempt limits per login name and per client address.
+/// Most login names, and most client addresses, whose recent attempts are tracked. An entry
+/// is recent for at most a minute and [`LoginLimits::prune`] runs every
+/// [`LOGIN_PRUNE_EVERY_SECS`], so only a flood of distinct names or addresses reaches it;
+/// then a login whose name or address is not tracked yet answers 429 until the next prune
+/// (failing closed: the limit is never skipped; tokens already given keep working).
+pub const MAX_TRACKED_LOGINS: usize = 100_000;
+/// How often the server drops the limiters' entries that are back at full quota.
+pub const LOGIN_PRUNE_EVERY_SECS: u64 = 10;
+
+/// Login attempt limits per login name and per client address. A login name is tracked by
+/// a 128-bit hash of its lower-cased text, so an entry is small whatever was sent.
 #[derive(Clone)]
 pub struct LoginLimits {
-    per_login: Arc<DefaultKeyedRateLimiter<String>>,
+    per_login: Arc<DefaultKeyedRateLimiter<u128>>,
     per_address: Arc<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
@@ -119,11 +129,26 @@ impl LoginLimits {
             Error::RateLimited(secs)
         };
         if let Some(ip) = address {
+            Self::room_for(&self.per_address)?;
             self.per_address.check_key(&ip).map_err(wait)?;
         }
+        let digest = Sha256::digest(login.to_lowercase().as_bytes());
+        let mut key = [0u8; 16];
+        key.copy_from_slice(digest.get(..16).unwrap_or_default());
+        Self::room_for(&self.per_login)?;
         self.per_login
-            .check_key(&login.to_lowercase())
+            .check_key(&u128::from_be_bytes(key))
             .map_err(wait)?;
+        Ok(())
+    }
+
+    /// Refuses (429, until the next prune) while a limiter tracks [`MAX_TRACKED_LOGINS`].
+    fn room_for<K: std::hash::Hash + Eq + Clone>(
+        limiter: &DefaultKeyedRateLimiter<K>,
+    ) -> Result<()> {
+        if limiter.len() >= MAX_TRACKED_LOGINS {
+            return Err(Error::RateLimited(LOGIN_PRUNE_EVERY_SECS));
+        }
         Ok(())
     }
 
@@ -175,5 +200,20 @@ mod tests {
             Err(Error::RateLimited(_))
         ));
         assert!(limits.check("bob", None).is_ok());
+    }
+
+    #[test]
+    fn a_flood_of_names_is_bounded_and_refused_past_the_bound() {
+        let limits = LoginLimits::new(&Config::default());
+        for i in 0..MAX_TRACKED_LOGINS {
+            limits
+                .check(&format!("user{i}"), None)
+                .expect("under the bound");
+        }
+        assert!(matches!(
+            limits.check("one-more", None),
+            Err(Error::RateLimited(LOGIN_PRUNE_EVERY_SECS))
+        ));
+        assert_eq!(limits.per_login.len(), MAX_TRACKED_LOGINS);
     }
 }

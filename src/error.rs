@@ -3,8 +3,13 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use chorus_actors::Error as Domain;
+use chorus_actors::{Error as Domain, StoreError};
 use serde_json::json;
+
+/// `Retry-After` of a write the store refused because it cannot take writes now (a full or
+/// failing disk, an unreachable cluster): long enough for an operator's fix or a cluster's
+/// recovery not to be hammered, short enough for a client to notice it soon.
+pub const STORE_RETRY_AFTER_SECS: u64 = 5;
 
 /// Everything the server can answer with, besides success.
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +53,10 @@ impl Error {
                 Domain::Invalid { code, .. } | Domain::Conflict { code, .. } => code,
                 Domain::NotFound(_) => "not_found",
                 Domain::Forbidden(_) => "forbidden",
+                Domain::Storage(StoreError::Unavailable(_)) | Domain::Unavailable(_) => {
+                    "unavailable"
+                }
                 Domain::Storage(_) => "storage_error",
-                Domain::Unavailable(_) => "unavailable",
                 Domain::Internal(_) => "internal",
             },
             Error::BadJson(_) => "bad_json",
@@ -70,8 +77,10 @@ impl ResponseError for Error {
                 Domain::NotFound(_) => StatusCode::NOT_FOUND,
                 Domain::Forbidden(_) => StatusCode::FORBIDDEN,
                 Domain::Conflict { .. } => StatusCode::CONFLICT,
+                Domain::Storage(StoreError::Unavailable(_)) | Domain::Unavailable(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
                 Domain::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
-                Domain::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
                 Domain::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             Error::BadJson(_) => StatusCode::BAD_REQUEST,
@@ -98,9 +107,15 @@ impl ResponseError for Error {
             builder.insert_header(("Retry-After", secs.to_string()));
         }
         // Overload (the fan-out budget spent) or an actor briefly out of reach: come back
-        // in a second.
-        if let Error::Domain(Domain::Unavailable(_)) = self {
-            builder.insert_header(("Retry-After", "1"));
+        // in a second. A store that cannot take writes (full or failing disk) needs longer.
+        match self {
+            Error::Domain(Domain::Unavailable(_)) => {
+                builder.insert_header(("Retry-After", "1"));
+            }
+            Error::Domain(Domain::Storage(StoreError::Unavailable(_))) => {
+                builder.insert_header(("Retry-After", STORE_RETRY_AFTER_SECS.to_string()));
+            }
+            _ => {}
         }
         if let Error::Unauthorized = self {
             builder.insert_header(("WWW-Authenticate", "Bearer"));

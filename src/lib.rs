@@ -35,6 +35,8 @@
 //!   default (group commit), and [`store::scylla`] (`--store scylla`; schema in
 //!   `src/store/scylla/schema.cql`, printed and applied by `chorus schema print|apply`).
 //! - [`error`]: the crate's error enum and the contract's error shape.
+//! - [`health`]: what `/readyz` answers: the store's health and the recoveries running
+//!   ([`health::Readiness`]).
 //! - [`run`]: wires it all together (the HTTP server is built from actix-server and
 //!   actix-http, so WebSocket upgrades get their socket) and shuts down gracefully. `main.rs`
 //!   (the binary) only sets the allocator's arenas, reads the command line, sets up logging,
@@ -50,6 +52,10 @@
 //! - Nobody waits for the slowest, and nothing queues without bound: a push is a `try_send`
 //!   into a bounded lane; publishing answers 503 while the fan-out budget is spent; a device
 //!   that stops reading is closed (1013) and, if it never reads, reset.
+//! - A sick disk is visible, not fatal: a write the store cannot take now answers 503
+//!   `unavailable` with `Retry-After`, reads go on, `/readyz` fails until the store takes
+//!   writes again ([`health`]); every internal queue has a bound (docs/architecture.md,
+//!   "Queues and their bounds").
 //! - Bad input is data, not a crash: every failure leaves through [`error::Error`] in the
 //!   contract's shape; nothing is stored for a rejected request.
 
@@ -57,6 +63,7 @@ pub mod auth;
 pub mod config;
 pub mod connectors;
 pub mod error;
+pub mod health;
 pub mod http;
 pub mod store;
 pub mod ws;
@@ -80,6 +87,7 @@ use crate::auth::{LoginLimits, Passwords};
 use crate::config::{Config, StoreKind};
 use crate::connectors::{ConnectorSettings, Connectors};
 use crate::error::{Error, Result};
+use crate::health::{Readiness, StoreHealth};
 use crate::http::AppState;
 use crate::store::{FjallStore, ScyllaStore};
 
@@ -134,35 +142,41 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let (store, store_desc): (Arc<dyn Store>, String) = match config.store {
-        StoreKind::Fjall => {
-            let store = FjallStore::open(&config.data_dir).map_err(|e| {
-                Error::Internal(format!(
-                    "opening store at {}: {e}",
-                    config.data_dir.display()
-                ))
-            })?;
-            (
-                Arc::new(store),
-                format!("embedded fjall at {}", config.data_dir.display()),
-            )
-        }
-        StoreKind::Scylla => {
-            let s = &config.scylla;
-            let store = ScyllaStore::connect(s)
-                .await
-                .map_err(|e| Error::Internal(format!("connecting to ScyllaDB: {e}")))?;
-            (
-                Arc::new(store),
-                format!(
-                    "scylla keyspace {} at {} ({})",
-                    s.keyspace,
-                    s.nodes.join(","),
-                    s.consistency
-                ),
-            )
-        }
-    };
+    let (store, store_desc, store_health): (Arc<dyn Store>, String, StoreHealth) =
+        match config.store {
+            StoreKind::Fjall => {
+                let store = FjallStore::open(&config.data_dir).map_err(|e| {
+                    Error::Internal(format!(
+                        "opening store at {}: {e}",
+                        config.data_dir.display()
+                    ))
+                })?;
+                let health = store.health();
+                (
+                    Arc::new(store),
+                    format!("embedded fjall at {}", config.data_dir.display()),
+                    health,
+                )
+            }
+            StoreKind::Scylla => {
+                let s = &config.scylla;
+                let store = ScyllaStore::connect(s)
+                    .await
+                    .map_err(|e| Error::Internal(format!("connecting to ScyllaDB: {e}")))?;
+                (
+                    Arc::new(store),
+                    format!(
+                        "scylla keyspace {} at {} ({})",
+                        s.keyspace,
+                        s.nodes.join(","),
+                        s.consistency
+                    ),
+                    // A cluster has no sick state to wait out: each write that finds it
+                    // unavailable answers 503 on its own.
+                    StoreHealth::default(),
+                )
+            }
+        };
     let armed = chorus_actors::faults::armed_points();
     if !armed.is_empty() {
         tracing::warn!(points = ?armed, "fault injection armed ({}): for tests only", chorus_actors::faults::ENV);
@@ -181,11 +195,14 @@ pub async fn run(
         smtp_url: config.smtp_url.clone(),
         smtp_from: config.smtp_from.clone(),
     })?);
+    let readiness = Readiness::new(store_health);
     // Before any request: the outbox is read while nothing new can be posted.
+    let recovering = readiness.recovering("releases");
     let resumed = chorus
         .start_releaser(connectors.clone(), config.release.clone())
         .await
         .map_err(|e| Error::Internal(format!("starting the releaser: {e}")))?;
+    drop(recovering);
     if resumed > 0 {
         tracing::info!(
             releases = resumed,
@@ -195,7 +212,10 @@ pub async fn run(
     // Steps a previous run left (it crashed or stopped between an operation's first write
     // and its last step) are carried on with in the background while the server serves.
     let recovering = chorus.clone();
+    // `/readyz` answers 503 until they are carried out (or left to the sweeper).
+    let steps_guard = readiness.recovering("steps");
     actix_web::rt::spawn(async move {
+        let _recovering = steps_guard;
         match recovering.recover_steps().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(steps = n, "carried on with unfinished cross-actor steps"),
@@ -214,6 +234,7 @@ pub async fn run(
         login_limits: login_limits.clone(),
         shutdown: shutdown_rx,
         connectors,
+        readiness: readiness.clone(),
     };
     let state_platforms = state.connectors.platforms();
     let addr = listener
@@ -226,7 +247,7 @@ pub async fn run(
         state_platforms.join(", ")
     );
     let pruner = actix_web::rt::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(60));
+        let mut every = tokio::time::interval(Duration::from_secs(auth::LOGIN_PRUNE_EVERY_SECS));
         loop {
             every.tick().await;
             login_limits.prune();
@@ -242,6 +263,7 @@ pub async fn run(
         }
     }
     tracing::info!("shutting down: closing connections");
+    readiness.shutting_down();
     // Events already accepted reach the sockets before the sessions close (bounded: the
     // grace period is 5 s).
     if tokio::time::timeout(Duration::from_secs(2), chorus.fanout().flush())

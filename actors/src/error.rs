@@ -57,9 +57,15 @@ pub enum StoreError {
     /// A uniqueness claim in the write is held by someone else; nothing was written.
     #[error("claim {0:?} is held by another owner")]
     ClaimTaken(String),
-    /// The engine failed (I/O, corruption, closed). The write did not happen.
+    /// The engine failed (corruption, closed, a bug). The write did not happen.
     #[error("{0}")]
     Backend(String),
+    /// The engine cannot take writes for now: its disk is full or failing (fjall), or the
+    /// cluster did not answer in time or has too few replicas up (ScyllaDB). The write did
+    /// not happen (fjall), or may have happened (ScyllaDB timeout); either way it may be
+    /// retried later. The server answers 503 `unavailable` with `Retry-After`.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
     /// The actor's log is not where its write expected it: an earlier write whose answer was
     /// lost (a timeout) landed after all, or another writer moved it. Nothing of this write
     /// was stored; the actor must reload its state from the store before writing again.

@@ -35,6 +35,11 @@ impl Point {
     /// account actor's `GetMe` handler (`actor/subscriber/profile.rs`), which `GET /v1/me`
     /// and `GET /v1/me/platforms` ask.
     pub const ACTOR_PANIC: Point = Point("actor_panic");
+    /// The embedded store's writer fails each commit as a full or failing disk would (an I/O
+    /// error, nothing written), and its recovery probe fails too, while a file named after
+    /// the point exists in the data directory: a test creates it to make the disk "fail" and
+    /// removes it to "free" it (for machines where a small filesystem cannot be mounted).
+    pub const STORE_WRITE_ERROR: Point = Point("store_write_error");
 }
 
 fn armed_set() -> &'static HashSet<String> {

@@ -36,6 +36,8 @@
 //! - [`model`]: records as stored (accounts, groups, communities, activities and their
 //!   releases, cross-actor steps), views, the one page/cursor type, and every input limit with its rule
 //!   (`model/limits.rs`).
+//! - [`backoff`]: waits that double up to a cap, and which failures and recoveries to log
+//!   (the releaser's store retries; the embedded store's writer).
 //! - [`faults`]: named fault points (crash as under `kill -9`, panic) that only tests arm,
 //!   through `CHORUS_FAULTS`.
 //! - [`error`]: the crate's error enum, [`Error`], and the stores' [`StoreError`] it carries.
@@ -61,6 +63,7 @@
 //!   that need their state.
 
 mod actor;
+pub mod backoff;
 pub mod error;
 pub mod faults;
 pub mod model;

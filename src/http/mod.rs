@@ -29,6 +29,7 @@ use crate::auth::{LoginLimits, Passwords};
 use crate::config::Config;
 use crate::connectors::Connectors;
 use crate::error::{Error, Result};
+use crate::health::Readiness;
 
 /// Everything handlers share; cheap to clone.
 #[derive(Clone)]
@@ -42,6 +43,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// The platforms this server releases activities to; links are validated against them.
     pub connectors: Arc<Connectors>,
+    /// What `/readyz` answers: the store's health and the recoveries running.
+    pub readiness: Readiness,
 }
 
 /// `?limit=N&before=CURSOR` of every list. `limit` is read as text so a bad value answers
@@ -130,9 +133,25 @@ fn query_config() -> web::QueryConfig {
     })
 }
 
-/// `GET /healthz`.
+/// `GET /healthz`: liveness. 200 while the process answers at all, whatever the store does
+/// (restarting a server whose disk is full would not free the disk).
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: readiness. 200 `{"status":"ok"}` while the server can serve and store; 503
+/// `unavailable` in the contract's error shape, with `Retry-After` and the reason in the
+/// message, while the store refuses writes or a start-up recovery runs.
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    match state.readiness.check() {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
+        Err(not_ready) => HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", not_ready.retry_after().to_string()))
+            .json(serde_json::json!({"error": {
+                "code": "unavailable",
+                "message": format!("not ready: {}", not_ready.reason()),
+            }})),
+    }
 }
 
 /// Anything unrouted.
@@ -147,6 +166,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
         .app_data(path_config())
         .app_data(query_config())
         .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
         .service(
             web::scope("/v1")
                 .configure(accounts::routes)

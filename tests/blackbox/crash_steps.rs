@@ -41,6 +41,14 @@ fn restart_unarmed(s: &mut Server) {
     s.restart();
 }
 
+/// Waits until `/readyz` answers 200: start-up recovery, the steps' included, is over.
+async fn ready(s: &Server) {
+    eventually("the restarted server is ready", || async {
+        get(s, "/readyz", None).await.status.as_u16() == 200
+    })
+    .await;
+}
+
 /// Restarts `s` with `points` armed.
 fn restart_armed(s: &mut Server, points: &str) {
     s.set_faults(Some(points));
@@ -95,6 +103,7 @@ async fn an_accepted_request_makes_both_sides_friends_after_a_crash_between_them
     let path = format!("/v1/friends/requests/{}/accept", a.id);
     cut_short(&s, Method::POST, &path, b.tok(), json!({})).await;
     restart_unarmed(&mut s);
+    ready(&s).await;
 
     eventually("both sides are friends", || async {
         friend_ids(&s, &a).await == vec![b.id.clone()]
@@ -125,6 +134,7 @@ async fn an_ended_friendship_ends_on_both_sides_after_a_crash_between_them() {
     let path = format!("/v1/friends/{}", b.id);
     cut_short(&s, Method::DELETE, &path, a.tok(), json!({})).await;
     restart_unarmed(&mut s);
+    ready(&s).await;
 
     eventually("neither side is a friend", || async {
         friend_ids(&s, &a).await.is_empty() && friend_ids(&s, &b).await.is_empty()
@@ -151,20 +161,14 @@ async fn a_profile_change_reaches_every_friend_once_after_a_crash_mid_fan_out() 
     let body = json!({"display_name": "Ann B."});
     cut_short(&s, Method::PATCH, "/v1/me/profile", a.tok(), body).await;
     restart_unarmed(&mut s);
+    ready(&s).await;
 
     assert_eq!(
         me(&s, &a).await["profile_version"],
         2,
         "the change was durable"
     );
-    for f in &friends {
-        eventually("every friend has the change", || async {
-            !events_of(&s, f, "profile.updated").await.is_empty()
-        })
-        .await;
-    }
-    // Let the recovery finish whatever it does, then count.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Ready means the recovery is over: every friend has it now, once.
     for f in &friends {
         let updates = events_of(&s, f, "profile.updated").await;
         assert_eq!(updates.len(), 1, "{} is told once: {updates:?}", f.id);
@@ -183,6 +187,7 @@ async fn a_posted_activity_reaches_the_friends_after_a_crash_before_it_did() {
     let body = json!({"text": "ran 5k"});
     cut_short(&s, Method::POST, "/v1/me/activities", a.tok(), body).await;
     restart_unarmed(&mut s);
+    ready(&s).await;
 
     eventually("the friend hears of the post", || async {
         !events_of(&s, &b, "activity.posted").await.is_empty()
@@ -205,6 +210,7 @@ async fn a_binding_request_reaches_the_owner_after_a_crash_before_it_did() {
     let path = format!("/v1/communities/{}/binding-requests", c.id);
     cut_short(&s, Method::POST, &path, c.key(), json!({"group_id": gid})).await;
     restart_unarmed(&mut s);
+    ready(&s).await;
 
     eventually("the owner is told", || async {
         !events_of(&s, &owner, "binding.requested").await.is_empty()
@@ -237,6 +243,7 @@ async fn a_dynamic_reaches_every_bound_group_once_after_a_crash_mid_step() {
     let body = json!({"account_id": poster.id, "kind": "run", "text": "10k today"});
     cut_short(&s, Method::POST, &path, c.key(), body).await;
     restart_unarmed(&mut s);
+    ready(&s).await;
 
     let dynamics_of = |gid: String| {
         let (s, owner) = (&s, &owner);

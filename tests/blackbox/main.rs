@@ -17,6 +17,7 @@ mod bindings;
 mod bounded;
 mod conventions;
 mod crash_steps;
+mod disk;
 mod durability;
 mod faults;
 mod friends;

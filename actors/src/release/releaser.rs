@@ -24,6 +24,7 @@ use super::policy::ReleaseConfig;
 use crate::actor::directory::WeakDirectory;
 use crate::actor::env::ReleaseQueue;
 use crate::actor::subscriber::RecordRelease;
+use crate::backoff::Backoff;
 use crate::error::Error;
 use crate::model::{ActivityRecord, ReleaseKey, ReleaseRecord, ReleaseStatus, now_ms};
 use crate::store::Store;
@@ -102,9 +103,19 @@ pub struct Releaser {
     running: HashMap<Gate, usize>,
     /// The timer for the soonest due time, and that time.
     wake: Option<(u64, SpawnHandle)>,
-    /// Links unlinked while this releaser ran: nothing more is attempted to them.
+    /// Links unlinked while this releaser ran and that still have a release in `jobs`
+    /// (running or being recorded): nothing more is attempted to them. A link leaves it with
+    /// its last release, so it is never larger than `jobs`.
     cancelled: HashSet<String>,
+    /// Failed recordings of a status (the store refusing writes): retried after waits that
+    /// double from 1 s to 30 s, logged when it starts and when it ends, not on every retry.
+    store_backoff: Backoff,
 }
+
+/// First wait before recording a status again after the store refused it.
+pub(super) const RECORD_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between two tries (the embedded store probes a sick disk as often).
+pub(super) const RECORD_RETRY_CAP: Duration = Duration::from_secs(30);
 
 impl Releaser {
     pub(crate) fn new(
@@ -126,6 +137,7 @@ impl Releaser {
             running: HashMap::new(),
             wake: None,
             cancelled: HashSet::new(),
+            store_backoff: Backoff::new(RECORD_RETRY_FIRST, RECORD_RETRY_CAP),
         }
     }
 
@@ -307,20 +319,35 @@ impl Releaser {
             async move { directory.ask(&author, msg).await }
                 .into_actor(self)
                 .map(move |res, act, ctx| match res {
-                    Ok(()) => act.recorded(key, next, ctx),
+                    Ok(()) => {
+                        if act.store_backoff.succeeded() {
+                            tracing::info!("recording release statuses works again");
+                        }
+                        act.recorded(key, next, ctx);
+                    }
                     Err(Error::NotFound(_)) => {
                         tracing::error!(
                             activity = %key.activity_id, link = %key.link_id,
                             "author of a release is gone; dropping it"
                         );
-                        act.jobs.remove(&key);
+                        act.forget(&key);
                     }
                     Err(e) => {
-                        tracing::warn!(
-                            activity = %key.activity_id, link = %key.link_id, error = %e,
-                            "recording a release status failed; retrying in 1 s"
-                        );
-                        ctx.run_later(Duration::from_secs(1), move |act, ctx| {
+                        let (wait, first) = act.store_backoff.failed();
+                        if first {
+                            tracing::warn!(
+                                activity = %key.activity_id, link = %key.link_id, error = %e,
+                                "recording a release status failed; retrying every release \
+                                 after waits of {}-{} s until it works (logged then)",
+                                RECORD_RETRY_FIRST.as_secs(), RECORD_RETRY_CAP.as_secs()
+                            );
+                        } else {
+                            tracing::debug!(
+                                activity = %key.activity_id, link = %key.link_id, error = %e,
+                                retry_in_s = wait.as_secs(), "recording a release status failed"
+                            );
+                        }
+                        ctx.run_later(wait, move |act, ctx| {
                             act.record(key, next, ctx);
                         });
                     }
@@ -358,12 +385,26 @@ impl Releaser {
                 self.record(key, failed, ctx);
             }
         }
-        self.cancelled.insert(link);
+        // Only releases still held can come back to find it.
+        if self.jobs.keys().any(|k| k.link_id == link) {
+            self.cancelled.insert(link);
+        }
+    }
+
+    /// A release is done with (final, or its author gone): it leaves `jobs`, and its link
+    /// leaves `cancelled` with the link's last release.
+    fn forget(&mut self, key: &ReleaseKey) {
+        self.jobs.remove(key);
+        if self.cancelled.contains(&key.link_id)
+            && !self.jobs.keys().any(|k| k.link_id == key.link_id)
+        {
+            self.cancelled.remove(&key.link_id);
+        }
     }
 
     fn recorded(&mut self, key: ReleaseKey, next: ReleaseRecord, ctx: &mut Context<Self>) {
         if next.status.is_final() {
-            self.jobs.remove(&key);
+            self.forget(&key);
             return;
         }
         if self.cancelled.contains(&key.link_id) {
@@ -413,5 +454,24 @@ impl Handler<CancelLink> for Releaser {
     type Result = ();
     fn handle(&mut self, msg: CancelLink, ctx: &mut Self::Context) {
         self.cancel_link(msg.link_id, ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The releaser's schedule for a status the store refused: 1, 2, 4, … s up to 30 s, the
+    /// first failure and the recovery reported (logged) once each, not every retry.
+    #[test]
+    fn a_refused_status_is_retried_after_doubling_waits_up_to_the_cap() {
+        let mut b = Backoff::new(RECORD_RETRY_FIRST, RECORD_RETRY_CAP);
+        let waits: Vec<u64> = (0..8).map(|_| b.failed().0.as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert!(b.succeeded());
+        let (wait, first) = b.failed();
+        assert_eq!((wait, first), (RECORD_RETRY_FIRST, true));
+        let reported = (0..100).filter(|_| b.failed().1).count();
+        assert_eq!(reported, 0, "one report per run of failures");
     }
 }

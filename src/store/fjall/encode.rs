@@ -5,16 +5,17 @@
 use chorus_actors::StoreError;
 use chorus_actors::model::{Claim, StepRecord};
 use chorus_actors::store::{CommunityWrite, EdgeChange, GroupWrite, LogAppend, SubscriberWrite};
-use fjall::Keyspace;
 use serde::Serialize;
 
-use super::keys::{Keyspaces, edge_key, event_key, feed_key, fits, hash_entry, pair_key};
+use super::keys::{
+    Keyspaces, KsId, KsIds, edge_key, event_key, feed_key, fits, hash_entry, pair_key,
+};
 use crate::store::json;
 
 /// One key of one keyspace, set or removed.
 pub(super) enum Op {
-    Put(Keyspace, Vec<u8>, Vec<u8>),
-    Remove(Keyspace, Vec<u8>),
+    Put(KsId, Vec<u8>, Vec<u8>),
+    Remove(KsId, Vec<u8>),
 }
 
 /// The claims a subscriber write takes and gives up; the writer decides them against every
@@ -40,7 +41,7 @@ impl EncodedWrite {
     pub(super) fn check_keys(&self, ks: &Keyspaces) -> Result<(), StoreError> {
         for op in &self.ops {
             match op {
-                Op::Put(space, key, _) | Op::Remove(space, key) => fits(space, key)?,
+                Op::Put(id, key, _) | Op::Remove(id, key) => fits(ks.get(*id), key)?,
             };
         }
         if let Some(claims) = &self.claims {
@@ -51,18 +52,18 @@ impl EncodedWrite {
         Ok(())
     }
 
-    fn put(&mut self, ks: &Keyspace, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        self.ops.push(Op::Put(ks.clone(), key.into(), value.into()));
+    fn put(&mut self, ks: &KsId, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Put(*ks, key.into(), value.into()));
     }
 
-    fn remove(&mut self, ks: &Keyspace, key: impl Into<Vec<u8>>) {
-        self.ops.push(Op::Remove(ks.clone(), key.into()));
+    fn remove(&mut self, ks: &KsId, key: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Remove(*ks, key.into()));
     }
 
     /// Puts `value` as JSON; an encode failure fails the whole write.
     pub(super) fn put_json<T: Serialize>(
         &mut self,
-        ks: &Keyspace,
+        ks: &KsId,
         key: Vec<u8>,
         value: &T,
     ) -> Result<(), StoreError> {
@@ -72,7 +73,7 @@ impl EncodedWrite {
     }
 
     /// An account's write (its claims are left to the writer).
-    pub(super) fn subscriber(ks: &Keyspaces, w: &SubscriberWrite) -> Result<Self, StoreError> {
+    pub(super) fn subscriber(ks: &KsIds, w: &SubscriberWrite) -> Result<Self, StoreError> {
         let id = w.account.as_str();
         let mut out = EncodedWrite {
             claims: Some(ClaimChanges {
@@ -137,7 +138,7 @@ impl EncodedWrite {
     }
 
     /// Steps of the operation a write starts, stored under their ids.
-    fn put_steps(&mut self, ks: &Keyspaces, steps: &[StepRecord]) -> Result<(), StoreError> {
+    fn put_steps(&mut self, ks: &KsIds, steps: &[StepRecord]) -> Result<(), StoreError> {
         for step in steps {
             self.put_json(&ks.steps, step.step_id.as_bytes().to_vec(), step)?;
         }
@@ -146,7 +147,7 @@ impl EncodedWrite {
 
     /// A step settled: removed, or replaced by what is left of it.
     pub(super) fn settle(
-        ks: &Keyspaces,
+        ks: &KsIds,
         step_id: &str,
         rest: Option<&StepRecord>,
     ) -> Result<Self, StoreError> {
@@ -166,7 +167,7 @@ impl EncodedWrite {
     }
 
     /// Many accounts' log appends as one write (one batch, one sync), without claims.
-    pub(super) fn appends(ks: &Keyspaces, appends: &[LogAppend]) -> Self {
+    pub(super) fn appends(ks: &KsIds, appends: &[LogAppend]) -> Self {
         let mut out = EncodedWrite {
             claims: None,
             ops: Vec::with_capacity(appends.iter().map(|a| a.events.len()).sum()),
@@ -184,7 +185,7 @@ impl EncodedWrite {
     }
 
     /// A group's write: both sides of every binding change go in it.
-    pub(super) fn group(ks: &Keyspaces, w: &GroupWrite) -> Result<Self, StoreError> {
+    pub(super) fn group(ks: &KsIds, w: &GroupWrite) -> Result<Self, StoreError> {
         let gid = w.group_id.as_str();
         let mut out = EncodedWrite::default();
         if let Some(record) = &w.record {
@@ -225,7 +226,7 @@ impl EncodedWrite {
     }
 
     /// A community's write.
-    pub(super) fn community(ks: &Keyspaces, w: &CommunityWrite) -> Result<Self, StoreError> {
+    pub(super) fn community(ks: &KsIds, w: &CommunityWrite) -> Result<Self, StoreError> {
         let cid = w.community_id.as_str();
         let mut out = EncodedWrite::default();
         if let Some(record) = &w.record {

@@ -48,7 +48,10 @@ pub(super) fn fits<'k>(ks: &Keyspace, key: &'k [u8]) -> Result<&'k [u8], StoreEr
     }
 }
 
-/// Declares the keyspaces once: the struct and the names they are opened under.
+/// Declares the keyspaces once: the struct of handles, the names they are opened under, and
+/// the ids a write names them by ([`KsId`], [`IDS`]). A queued write carries ids, not
+/// handles, so the writer applies it to the keyspaces it has open now, even if it reopened
+/// the database after a disk failure while the write waited.
 macro_rules! keyspaces {
     ($($name:ident),* $(,)?) => {
         /// Handles on every keyspace (cheap to clone: each is an `Arc`).
@@ -56,6 +59,26 @@ macro_rules! keyspaces {
         pub(super) struct Keyspaces {
             $(pub(super) $name: Keyspace,)*
         }
+
+        /// The id of every keyspace, by the same field names as [`Keyspaces`] (some, like
+        /// `claims`, only the writer writes, by handle).
+        #[allow(dead_code)]
+        pub(super) struct KsIds {
+            $(pub(super) $name: KsId,)*
+        }
+
+        /// The ids, numbered in declaration order.
+        #[allow(unused_assignments)]
+        pub(super) const IDS: KsIds = {
+            let mut next = 0;
+            KsIds {
+                $($name: {
+                    let id = KsId(next);
+                    next += 1;
+                    id
+                },)*
+            }
+        };
 
         impl Keyspaces {
             /// Opens (or creates) every keyspace of `db`, each under its field's name.
@@ -66,9 +89,18 @@ macro_rules! keyspaces {
                         .map_err(backend)?,)*
                 })
             }
+
+            /// The keyspace `id` names.
+            pub(super) fn get(&self, id: KsId) -> &Keyspace {
+                [$(&self.$name),*][id.0]
+            }
         }
     };
 }
+
+/// A keyspace, named by its place in [`keyspaces!`] (only [`IDS`] makes them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct KsId(usize);
 
 keyspaces!(
     accounts,
@@ -151,6 +183,16 @@ pub(super) fn hash_entry(hash: &[u8; 32], owner: &str) -> (Vec<u8>, Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_name_their_own_keyspace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::builder(dir.path()).open().expect("open");
+        let ks = Keyspaces::open(&db).expect("keyspaces");
+        let (accounts, outbox): (&str, &str) =
+            (ks.get(IDS.accounts).name(), ks.get(IDS.outbox).name());
+        assert_eq!((accounts, outbox), ("accounts", "outbox"));
+    }
 
     #[test]
     fn event_keys_sort_numerically() {

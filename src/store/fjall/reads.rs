@@ -3,14 +3,15 @@
 
 use bytestring::ByteString;
 use chorus_actors::StoreError;
-use chorus_actors::model::FeedPos;
+use chorus_actors::model::{FeedPos, ReleaseRecord, StepRecord};
 use chorus_actors::push::event::StoredEvent;
+use chorus_actors::store::{Edge, EdgeKind, SubscriberSnapshot};
 use fjall::Keyspace;
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
 use super::backend;
-use super::keys::{event_key, feed_key, fits, id_prefix, seq_of};
+use super::keys::{Keyspaces, event_key, feed_key, fits, id_prefix, seq_of};
 use crate::store::json::decode;
 
 /// The value under `key`, decoded.
@@ -118,4 +119,63 @@ pub(super) fn find_hash(ks: &Keyspace, hash: &[u8; 32]) -> Result<Option<String>
     } else {
         Ok(None)
     }
+}
+
+/// An account's record, every edge it has, and its log's newest seq.
+pub(super) fn load_subscriber(
+    ks: &Keyspaces,
+    id: &str,
+) -> Result<Option<SubscriberSnapshot>, StoreError> {
+    let Some(record) = get(&ks.accounts, id)? else {
+        return Ok(None);
+    };
+    let prefix = id_prefix(id);
+    let mut edges = Vec::new();
+    for item in ks.edges.prefix(fits(&ks.edges, &prefix)?) {
+        let (key, value) = item.into_inner().map_err(backend)?;
+        let rest = key.get(prefix.len()..).unwrap_or_default();
+        let Some((&tag, other)) = rest.split_first() else {
+            continue;
+        };
+        let (Some(kind), Ok(other)) = (EdgeKind::from_tag(tag), std::str::from_utf8(other)) else {
+            tracing::error!(account = %id, "skipping undecodable edge key");
+            continue;
+        };
+        edges.push(Edge {
+            kind,
+            other: other.to_owned(),
+            value: value.to_vec(),
+        });
+    }
+    Ok(Some(SubscriberSnapshot {
+        record,
+        edges,
+        last_seq: last_seq(&ks.events, id)?,
+    }))
+}
+
+/// Every release in the outbox (not final), read from `deliveries`.
+pub(super) fn pending_releases(ks: &Keyspaces) -> Result<Vec<ReleaseRecord>, StoreError> {
+    let mut out = Vec::new();
+    for item in ks.outbox.iter() {
+        let key = item.key().map_err(backend)?;
+        match ks.deliveries.get(&key).map_err(backend)? {
+            Some(bytes) => out.push(decode(&String::from_utf8_lossy(&key), &bytes)?),
+            None => tracing::error!(
+                key = %String::from_utf8_lossy(&key),
+                "outbox entry without its delivery; skipped"
+            ),
+        }
+    }
+    Ok(out)
+}
+
+/// The oldest `limit` steps of the outbox of cross-actor steps (keys are time-ordered ids).
+pub(super) fn pending_steps(ks: &Keyspaces, limit: usize) -> Result<Vec<StepRecord>, StoreError> {
+    let mut out = Vec::new();
+    for item in ks.steps.iter().take(limit) {
+        let (key, value) = item.into_inner().map_err(backend)?;
+        out.push(decode(&String::from_utf8_lossy(&key), &value)?);
+    }
+    Ok(out)
 }

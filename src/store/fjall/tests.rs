@@ -10,6 +10,7 @@ use chorus_actors::store::{SubscriberStore, SubscriberWrite};
 
 use super::FjallStore;
 use super::encode::EncodedWrite;
+use super::keys::IDS;
 
 /// The shared conformance suite, each check on a store in a fresh directory.
 struct FjallFixture {
@@ -56,8 +57,8 @@ async fn a_record_that_fails_to_encode_fails_its_write_and_stores_nothing() {
 
     let unencodable: BTreeMap<(u8, u8), u8> = [((1, 2), 3)].into();
     let result = async {
-        let mut encoded = EncodedWrite::subscriber(&store.ks, &write)?;
-        encoded.put_json(&store.ks.activities, b"odd".to_vec(), &unencodable)?;
+        let mut encoded = EncodedWrite::subscriber(&IDS, &write)?;
+        encoded.put_json(&IDS.activities, b"odd".to_vec(), &unencodable)?;
         store.submit(encoded).await
     }
     .await;

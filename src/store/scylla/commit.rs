@@ -193,6 +193,7 @@ impl ScyllaStore {
             Ok(_) => Ok(()),
             Err(e) => Err(BatchFailure {
                 outcome: batch_outcome(&e),
+                unavailable: unavailable(&e),
                 message: format!("scylla write failed: {e}"),
             }),
         }
@@ -248,7 +249,11 @@ impl ScyllaStore {
         }
         tracing::error!(%owner, outcome = ?failure.outcome, error = %failure.message,
             "write failed");
-        Err(StoreError::Backend(failure.message))
+        Err(if failure.unavailable {
+            StoreError::Unavailable(failure.message)
+        } else {
+            StoreError::Backend(failure.message)
+        })
     }
 }
 
@@ -307,7 +312,33 @@ pub(super) enum BatchOutcome {
 
 pub(super) struct BatchFailure {
     pub(super) outcome: BatchOutcome,
+    /// The cluster could not serve it for now ([`unavailable`]).
+    pub(super) unavailable: bool,
     pub(super) message: String,
+}
+
+/// Whether a failed request is the cluster's passing state rather than a bug or bad data:
+/// too few replicas, a timeout, an overloaded or bootstrapping node, no connection. A client
+/// is told to come back (503 `unavailable`, `Retry-After`); whether a timed-out write landed
+/// is the caller's business ([`batch_outcome`]).
+pub(super) fn unavailable(e: &ExecutionError) -> bool {
+    match e {
+        ExecutionError::ConnectionPoolError(_) | ExecutionError::RequestTimeout(_) => true,
+        ExecutionError::LastAttemptError(attempt) => match attempt {
+            RequestAttemptError::DbError(db, _) => matches!(
+                db,
+                DbError::Unavailable { .. }
+                    | DbError::ReadTimeout { .. }
+                    | DbError::WriteTimeout { .. }
+                    | DbError::Overloaded
+                    | DbError::IsBootstrapping
+            ),
+            RequestAttemptError::BrokenConnectionError(_)
+            | RequestAttemptError::UnableToAllocStreamId => true,
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 /// Reads a batch error. Only the last attempt's error is visible, which is why a batch whose
@@ -424,5 +455,50 @@ mod tests {
             batch_outcome(&ExecutionError::EmptyPlan),
             BatchOutcome::NotApplied
         );
+    }
+
+    /// Too few replicas, timeouts and overload answer 503 (`StoreError::Unavailable`); a bad
+    /// statement stays a 500.
+    #[test]
+    fn the_clusters_passing_states_are_unavailable_not_backend_failures() {
+        let db = |e: DbError| {
+            ExecutionError::LastAttemptError(RequestAttemptError::DbError(e, "x".into()))
+        };
+        let unavailable_now = [
+            db(DbError::Unavailable {
+                consistency: Consistency::LocalQuorum,
+                required: 2,
+                alive: 1,
+            }),
+            db(DbError::WriteTimeout {
+                consistency: Consistency::LocalQuorum,
+                received: 1,
+                required: 2,
+                write_type: WriteType::Batch,
+            }),
+            db(DbError::Overloaded),
+            ExecutionError::RequestTimeout(Duration::from_secs(1)),
+        ];
+        for e in &unavailable_now {
+            assert!(unavailable(e), "{e}");
+        }
+        for e in [
+            db(DbError::SyntaxError),
+            db(DbError::Invalid),
+            ExecutionError::EmptyPlan,
+        ] {
+            assert!(!unavailable(&e), "{e}");
+        }
+        assert!(matches!(
+            super::super::backend(
+                "writing",
+                ExecutionError::RequestTimeout(Duration::from_secs(1))
+            ),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            super::super::backend("writing", "something else"),
+            StoreError::Backend(_)
+        ));
     }
 }

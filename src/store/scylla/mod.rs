@@ -35,6 +35,7 @@ use std::sync::Arc;
 
 use chorus_actors::StoreError;
 use scylla::client::session::Session;
+use scylla::errors::ExecutionError;
 use scylla::statement::Consistency;
 
 use self::commit::WriteGate;
@@ -121,8 +122,17 @@ impl ScyllaStore {
     }
 }
 
-fn backend(context: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(format!("scylla {context}: {e}"))
+/// A failed call to the cluster. One the cluster could not serve for now (too few replicas
+/// up, a timeout, an overloaded or bootstrapping node, no connection) is
+/// [`StoreError::Unavailable`] (503 with `Retry-After` for clients); anything else is
+/// [`StoreError::Backend`] (500).
+fn backend<E: std::fmt::Display + 'static>(context: &str, e: E) -> StoreError {
+    let message = format!("scylla {context}: {e}");
+    let any: &dyn std::any::Any = &e;
+    match any.downcast_ref::<ExecutionError>() {
+        Some(e) if commit::unavailable(e) => StoreError::Unavailable(message),
+        _ => StoreError::Backend(message),
+    }
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {

@@ -5,6 +5,7 @@
 //! port or environment.
 
 use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -39,13 +40,24 @@ impl Server {
 
     /// Start a server with the standard test flags plus `extra` arguments.
     pub fn start_with(extra: &[&str]) -> Server {
-        Server::start_with_env(extra, &[])
+        Server::start_prepared(extra, &[], |_| {})
     }
 
     /// Start a server with the standard test flags plus `extra` arguments and `env`
     /// variables (the fault points of `CHORUS_FAULTS`, for one).
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_prepared(extra, env, |_| {})
+    }
+
+    /// Start a server with `extra` arguments and `env` variables, after `prepare` has run
+    /// on its (empty) data directory (to mount a small filesystem there, say).
+    pub fn start_prepared(
+        extra: &[&str],
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&Path),
+    ) -> Server {
         let data_dir = tempfile::tempdir().expect("create temp data dir");
+        prepare(data_dir.path());
         let mut server = Server {
             addr: String::new(),
             data_dir,
