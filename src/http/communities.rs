@@ -22,7 +22,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 #[derive(Deserialize)]
-struct NewCommunity {
+pub struct NewCommunity {
     name: String,
 }
 
@@ -40,7 +40,7 @@ async fn create(
 }
 
 #[derive(Deserialize)]
-struct NewMember {
+pub struct NewMember {
     account_id: String,
 }
 
@@ -59,7 +59,7 @@ async fn add_member(
 }
 
 #[derive(Deserialize)]
-struct NewDynamic {
+pub struct NewDynamic {
     account_id: String,
     kind: String,
     text: String,
@@ -87,7 +87,7 @@ async fn post_dynamic(
 }
 
 #[derive(Deserialize)]
-struct NewBindingRequest {
+pub struct NewBindingRequest {
     group_id: String,
     note: Option<String>,
 }
