@@ -152,9 +152,16 @@ fn profile(args: &[&str]) {
     }
 }
 
+/// A contact, and the same value repeated to [`MAX_EXPANDED`] bytes: a request may carry a
+/// value that long once `--body-limit` is raised, and the claim must still fit a key (the
+/// default 64 KiB limit already let 22,000 × "İ" through, 66 KB once lower-cased).
 fn contact(kind: &str, raw: &str, platform: Option<&str>) {
     if let Ok(Some(claim)) = limits::contact_claim(kind, raw, platform, &PLATFORMS) {
         claim_fits(&claim);
+        let stretched = raw.repeat(MAX_EXPANDED / raw.len().max(1));
+        if let Ok(Some(claim)) = limits::contact_claim(kind, &stretched, platform, &PLATFORMS) {
+            claim_fits(&claim);
+        }
     }
 }
 
