@@ -27,7 +27,8 @@ if [ "$(cargo fuzz --version 2>/dev/null | awk '{print $2}')" != "$CARGO_FUZZ_VE
   cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --quiet
 fi
 
-if cargo +nightly --version >/dev/null 2>&1; then
+# Asked of rustup's list, not by running `cargo +nightly`, which may try to download it.
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
   fuzz=(cargo +nightly fuzz)
   flags=(--dev --sanitizer address)
   echo "== toolchain: nightly, AddressSanitizer"
@@ -80,7 +81,8 @@ flush() {
       echo "== $t: ok ($(grep -h "stat::number_of_executed_units" "$scratch/$t.log" | tail -1 | awk '{print $2}') runs)"
     else
       echo "== $t: FAILED"
-      tail -60 "$scratch/$t.log"
+      # The panic, the input and how to reproduce it, without the stack frames.
+      grep -v -E '^\s+(#?[0-9]+:? |at )' "$scratch/$t.log" | tail -40
       failed+=("$t")
     fi
   done
