@@ -23,7 +23,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 #[derive(Deserialize)]
-struct NewAccount {
+pub struct NewAccount {
     password: String,
     profile: Map<String, Value>,
 }
@@ -74,7 +74,7 @@ async fn create(state: web::Data<AppState>, body: Body<NewAccount>) -> Result<Ht
 }
 
 #[derive(Deserialize)]
-struct Login {
+pub struct Login {
     login: String,
     password: String,
 }

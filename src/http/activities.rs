@@ -17,7 +17,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 #[derive(Deserialize)]
-struct NewActivity {
+pub struct NewActivity {
     text: String,
     #[serde(default)]
     idempotency_key: Option<String>,

@@ -23,7 +23,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 #[derive(Deserialize)]
-struct NewCommunity {
+pub struct NewCommunity {
     name: String,
 }
 
@@ -41,7 +41,7 @@ async fn create(
 }
 
 #[derive(Deserialize)]
-struct NewMember {
+pub struct NewMember {
     account_id: String,
 }
 
@@ -61,7 +61,7 @@ async fn add_member(
 }
 
 #[derive(Deserialize)]
-struct NewDynamic {
+pub struct NewDynamic {
     account_id: String,
     kind: String,
     text: String,
@@ -96,7 +96,7 @@ async fn post_dynamic(
 }
 
 #[derive(Deserialize)]
-struct NewBindingRequest {
+pub struct NewBindingRequest {
     group_id: String,
     note: Option<String>,
 }

@@ -20,7 +20,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 #[derive(Deserialize)]
-struct NewRequest {
+pub struct NewRequest {
     to: String,
 }
 
@@ -100,7 +100,7 @@ struct Contact {
 }
 
 #[derive(Deserialize)]
-struct Contacts {
+pub struct Contacts {
     contacts: Vec<Contact>,
 }
 

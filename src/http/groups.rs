@@ -38,7 +38,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 #[derive(Deserialize)]
-struct NewGroup {
+pub struct NewGroup {
     name: String,
 }
 
@@ -64,7 +64,7 @@ async fn get(
 }
 
 #[derive(Deserialize)]
-struct NewMember {
+pub struct NewMember {
     account_id: String,
 }
 
@@ -100,7 +100,7 @@ async fn remove_member(
 }
 
 #[derive(Deserialize)]
-struct NewMessage {
+pub struct NewMessage {
     text: String,
 }
 

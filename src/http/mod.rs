@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use actix_web::dev::Payload;
-use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::error::{PathError, PayloadError, QueryPayloadError};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use chorus_actors::Chorus;
 use chorus_actors::model::PageRequest;
@@ -65,9 +65,8 @@ impl ListQuery {
     }
 }
 
-/// A JSON request body that must be an object. `web::Json<T>` alone would also take an array
-/// for a struct (serde fills fields by position, so `["x"]` reads as `{"name":"x"}`); the
-/// contract says wrong types are `bad_json`, so the body is read as an object first.
+/// A JSON request body that must be an object, read by [`parse_body`]: any content type, the
+/// configured size limit ([`BodyLimit`]), errors in the contract's shape.
 pub struct Body<T>(pub T);
 
 impl<T> Body<T> {
@@ -83,41 +82,40 @@ impl<T> std::ops::Deref for Body<T> {
     }
 }
 
+/// The most bytes a request body may have (`--body-limit`), as app data for [`Body`].
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// The one parser of request bodies: `bytes` must be a JSON object, then read as `T`.
+/// `serde_json` alone would also take an array for a struct (it fills fields by position, so
+/// `["x"]` reads as `{"name":"x"}`); the contract says wrong types are `bad_json`, so the body
+/// is read as an object first. Public for the fuzz targets (fuzz/), which call it with
+/// arbitrary bytes.
+pub fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    let bad = |e: serde_json::Error| Error::BadJson(format!("invalid JSON body: {e}"));
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(bytes).map_err(bad)?;
+    serde_json::from_value(serde_json::Value::Object(object)).map_err(bad)
+}
+
 impl<T: serde::de::DeserializeOwned + 'static> FromRequest for Body<T> {
     type Error = actix_web::Error;
     type Future = Pin<Box<dyn std::future::Future<Output = Result<Self, actix_web::Error>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let object =
-            web::Json::<serde_json::Map<String, serde_json::Value>>::from_request(req, payload);
+        // The bytes, within `web::PayloadConfig`'s limit (set to the same `--body-limit`).
+        let limit = req.app_data::<BodyLimit>().map_or(0, |l| l.0);
+        let bytes = web::Bytes::from_request(req, payload);
         Box::pin(async move {
-            let object = object.await?.into_inner();
-            serde_json::from_value(serde_json::Value::Object(object))
-                .map(Body)
-                .map_err(|e| Error::BadJson(format!("invalid JSON body: {e}")).into())
+            let bytes = bytes
+                .await
+                .map_err(|e| match e.as_error::<PayloadError>() {
+                    Some(PayloadError::Overflow) => Error::BodyTooLarge(limit),
+                    _ => Error::BadJson(format!("invalid JSON body: {e}")),
+                })?;
+            Ok(Body(parse_body(&bytes)?))
         })
     }
-}
-
-/// JSON bodies: any content type, the configured size limit, errors in the contract's shape.
-pub fn json_config(limit: usize) -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(limit)
-        .content_type_required(false)
-        .error_handler(move |err, _req| {
-            match err {
-                JsonPayloadError::Overflow { .. }
-                | JsonPayloadError::OverflowKnownLength { .. } => Error::BodyTooLarge(limit),
-                JsonPayloadError::Deserialize(e) => {
-                    Error::BadJson(format!("invalid JSON body: {e}"))
-                }
-                JsonPayloadError::Payload(actix_web::error::PayloadError::Overflow) => {
-                    Error::BodyTooLarge(limit)
-                }
-                other => Error::BadJson(format!("invalid JSON body: {other}")),
-            }
-            .into()
-        })
 }
 
 fn path_config() -> web::PathConfig {
@@ -161,7 +159,7 @@ async fn not_found() -> Result<HttpResponse> {
 
 /// Registers every route and the extractor configs.
 pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
-    cfg.app_data(json_config(body_limit))
+    cfg.app_data(BodyLimit(body_limit))
         .app_data(web::PayloadConfig::new(body_limit))
         .app_data(path_config())
         .app_data(query_config())

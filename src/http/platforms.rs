@@ -18,7 +18,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 #[derive(Deserialize)]
-struct NewLink {
+pub struct NewLink {
     platform: String,
     handle: String,
     #[serde(default)]

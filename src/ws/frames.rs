@@ -105,6 +105,12 @@ impl FrameReader {
         }
     }
 
+    /// Bytes held: those fed but not yet decoded, and a fragmented message so far. Public for
+    /// the fuzz targets (fuzz/), which check it stays within the frame limit.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() + self.partial.as_ref().map_or(0, |(_, b)| b.len())
+    }
+
     /// Takes bytes read off the socket.
     pub fn feed(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
@@ -119,6 +125,12 @@ impl FrameReader {
                     if let Some(message) = self.on_frame(frame) {
                         return Some(message);
                     }
+                }
+                // actix-http's parser checks the limit only once the whole frame is in, so a
+                // client declaring a huge frame would be buffered for as long as it sends:
+                // refuse it as soon as its (otherwise valid) header is in.
+                Ok(None) if declared_len(&self.buf).is_some_and(|len| len > self.max as u64) => {
+                    return Some(Err(ReadError::TooLarge));
                 }
                 Ok(None) => {
                     if self.buf.is_empty() && self.buf.capacity() > 0 {
@@ -174,6 +186,16 @@ impl FrameReader {
     }
 }
 
+/// The payload length the frame at the start of `buf` declares, once its header has come.
+fn declared_len(buf: &[u8]) -> Option<u64> {
+    let len = buf.get(1)? & 0x7F;
+    match len {
+        126 => Some(u64::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]))),
+        127 => Some(u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?)),
+        short => Some(u64::from(short)),
+    }
+}
+
 fn text(bytes: Vec<u8>) -> Result<Incoming, ReadError> {
     String::from_utf8(bytes)
         .map(Incoming::Text)
@@ -217,5 +239,32 @@ mod tests {
         assert!(matches!(reader.next_message(), Some(Ok(Incoming::Text(t))) if t == "hi"));
         assert!(reader.next_message().is_none());
         assert_eq!(reader.buf.capacity(), 0);
+    }
+
+    #[test]
+    fn a_frame_over_the_limit_is_refused_from_its_header() {
+        // Found by fuzz/ws_frames: a text frame declaring 1 TiB, its header and 4 KiB of
+        // payload sent; actix-http's parser alone would buffer it all and wait for the rest.
+        let mut reader = FrameReader::new(1024);
+        let mut frame = vec![0x81, 0x80 | 127];
+        frame.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        frame.extend_from_slice(&[1, 2, 3, 4]);
+        reader.feed(&frame);
+        reader.feed(&[0; 4096]);
+        assert_eq!(
+            reader.next_message().map(|m| m.err()),
+            Some(Some(ReadError::TooLarge))
+        );
+        // A 16-bit length over the limit, the header alone.
+        let mut reader = FrameReader::new(100);
+        reader.feed(&[0x82, 0x80 | 126, 0, 200]);
+        assert_eq!(
+            reader.next_message().map(|m| m.err()),
+            Some(Some(ReadError::TooLarge))
+        );
+        // Within the limit it waits for the payload.
+        let mut reader = FrameReader::new(200);
+        reader.feed(&[0x82, 0x80 | 126, 0, 200, 1, 2, 3, 4]);
+        assert!(reader.next_message().is_none());
     }
 }

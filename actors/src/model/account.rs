@@ -162,9 +162,14 @@ pub fn normalize_phone(raw: &str) -> Result<String> {
 }
 
 /// Platform handles compare case-insensitively and without a leading `@`, on every platform
-/// the server knows today (webhook ids, fediverse handles, email addresses).
+/// the server knows today (webhook ids, fediverse handles, email addresses). White space
+/// around or after the `@`s goes too, so a normal form normalises to itself (fuzz/normalize
+/// found `"@ x"` -> `" x"` -> `"x"`).
 pub fn normalize_handle(_platform: &str, handle: &str) -> String {
-    handle.trim().trim_start_matches('@').to_lowercase()
+    handle
+        .trim_start_matches(|c: char| c == '@' || c.is_whitespace())
+        .trim_end()
+        .to_lowercase()
 }
 
 /// An account as another account (or itself) sees it.
@@ -242,6 +247,15 @@ mod tests {
         assert!(normalize_phone("5550100000").is_err());
         assert!(normalize_phone("+12").is_err());
         assert!(normalize_phone("+1555abc0000").is_err());
+    }
+
+    #[test]
+    fn handles_normalise_once_and_for_all() {
+        for raw in ["@ x", " @@Bob ", "@ @x", "\u{a0}@Ann"] {
+            let once = normalize_handle("webhook", raw);
+            assert_eq!(normalize_handle("webhook", &once), once, "{raw:?}");
+        }
+        assert_eq!(normalize_handle("webhook", "@ x"), "x");
     }
 
     #[test]
