@@ -65,22 +65,22 @@ pub(super) struct Steps {
 }
 
 /// A step this process is running; let go when dropped.
-struct Running<'a> {
-    steps: &'a Steps,
+struct Running {
+    steps: Arc<Steps>,
     id: String,
 }
 
 impl Steps {
-    fn claim(&self, id: &str) -> Option<Running<'_>> {
+    fn claim(self: &Arc<Self>, id: &str) -> Option<Running> {
         let mut running = self.running.lock().ok()?;
         running.insert(id.to_owned()).then(|| Running {
-            steps: self,
+            steps: self.clone(),
             id: id.to_owned(),
         })
     }
 }
 
-impl Drop for Running<'_> {
+impl Drop for Running {
     fn drop(&mut self) {
         if let Ok(mut running) = self.steps.running.lock() {
             running.remove(&self.id);
@@ -180,23 +180,34 @@ impl Chorus {
 
     /// Runs one step (unless this process is running it already) and settles it; answers
     /// whether it is done.
+    ///
+    /// A finished step is removed without waiting for that write: nobody needs it durable
+    /// (lost in a crash, the step only runs again, rechecked, and finds everything done), so
+    /// the operation's answer does not wait for one more sync. The step stays claimed until
+    /// the removal is in, so no sweep here runs it meanwhile.
     async fn run_and_settle(&self, step: StepRecord, recheck: bool) -> bool {
-        let Some(_running) = self.steps.claim(&step.step_id) else {
+        let Some(running) = self.steps.claim(&step.step_id) else {
             return false;
         };
-        let left = self.run_step(&step, recheck).await;
-        let done = left.is_none();
-        let rest = left.map(|left| step.rest(left));
-        if let Some(rest) = &rest {
-            tracing::warn!(step = %step.step_id, kind = step.kind(), attempts = rest.attempts,
-                "step not finished; the sweeper carries on with what is left");
+        let Some(left) = self.run_step(&step, recheck).await else {
+            let store = self.store().clone();
+            actix::spawn(async move {
+                if let Err(e) = store.settle_step(&running.id, None).await {
+                    tracing::warn!(step = %running.id, error = %e,
+                        "finished step not removed; it runs again (rechecked) and finds it done");
+                    running.steps.wake.notify_one();
+                }
+            });
+            return true;
+        };
+        let rest = step.rest(left);
+        tracing::warn!(step = %step.step_id, kind = step.kind(), attempts = rest.attempts,
+            "step not finished; the sweeper carries on with what is left");
+        if let Err(e) = self.store().settle_step(&step.step_id, Some(rest)).await {
+            tracing::warn!(step = %step.step_id, error = %e,
+                "step not settled; it runs again (rechecked)");
         }
-        match self.store().settle_step(&step.step_id, rest).await {
-            Ok(()) if done => return true,
-            Ok(()) => {}
-            Err(e) => tracing::warn!(step = %step.step_id, error = %e,
-                "step not settled; it runs again (rechecked)"),
-        }
+        drop(running);
         self.steps.wake.notify_one();
         false
     }
