@@ -220,26 +220,13 @@ impl Chorus {
         }
         match &record.step {
             Step::Notify { to, event, data } => {
-                let Some(kind) = EventType::named(event) else {
-                    tracing::error!(step = %record.step_id, %event, "step names no known event; dropped");
-                    return None;
-                };
-                let left = self.notify(to, kind, data, recheck).await;
-                (!left.is_empty()).then(|| Step::Notify {
-                    to: left,
-                    event: event.clone(),
-                    data: data.clone(),
-                })
+                self.notify_step(record, to, event, data, recheck).await
             }
             Step::NotifyFriends {
                 account,
                 event,
                 data,
             } => {
-                let Some(kind) = EventType::named(event) else {
-                    tracing::error!(step = %record.step_id, %event, "step names no known event; dropped");
-                    return None;
-                };
                 // The friends as the account's actor has them now (live after the turn that
                 // wrote this step; activated from the store after a crash).
                 let relation = ListRelation {
@@ -253,12 +240,8 @@ impl Chorus {
                         return Some(record.step.clone());
                     }
                 };
-                let left = self.notify(&friends, kind, data, recheck).await;
-                (!left.is_empty()).then(|| Step::Notify {
-                    to: left,
-                    event: event.clone(),
-                    data: data.clone(),
-                })
+                self.notify_step(record, &friends, event, data, recheck)
+                    .await
             }
             Step::BecomeFriends { account, with } => {
                 let msg = BecomeFriends { with: with.clone() };
@@ -292,6 +275,28 @@ impl Chorus {
                 Some(record.step.clone())
             }
         }
+    }
+
+    /// A notify step to `to`: the event appended to each account's log; answers what is left
+    /// (the accounts it could not reach, as a [`Step::Notify`]).
+    async fn notify_step(
+        &self,
+        record: &StepRecord,
+        to: &[AccountId],
+        event: &str,
+        data: &str,
+        recheck: bool,
+    ) -> Option<Step> {
+        let Some(kind) = EventType::named(event) else {
+            tracing::error!(step = %record.step_id, %event, "step names no known event; dropped");
+            return None;
+        };
+        let left = self.notify(to, kind, data, recheck).await;
+        (!left.is_empty()).then(|| Step::Notify {
+            to: left,
+            event: event.to_owned(),
+            data: data.to_owned(),
+        })
     }
 
     /// Appends the event to each account's log; answers those it could not.
