@@ -30,7 +30,7 @@ impl Chorus {
                 Ok(RequestStatus::Pending)
             }
             RequestOutcome::Mutual(step) => {
-                self.carry(Some(step)).await;
+                self.carry(step).await;
                 Ok(RequestStatus::Friends)
             }
         }

@@ -30,9 +30,9 @@ pub struct StartFriendRequest {
 pub enum RequestOutcome {
     /// Hand the request to the recipient; carries the requester's public view.
     Pending(AccountView),
-    /// The recipient had asked first: we are friends now; the step makes the recipient a
-    /// friend too.
-    Mutual(StepRecord),
+    /// The recipient had asked first: we are friends now; the step (stored with this side,
+    /// so always there) makes the recipient a friend too.
+    Mutual(Option<StepRecord>),
 }
 
 /// The recipient's side: record a pending request and emit `friend.requested`.
@@ -187,16 +187,7 @@ impl Handler<StartFriendRequest> for Subscriber {
         }
         if self.requests_in.contains_key(&msg.to) {
             // They asked first: this request accepts theirs.
-            let to = msg.to.clone();
-            let me = self.id().to_owned();
-            return self.befriend(msg.to, true, move |step| {
-                RequestOutcome::Mutual(step.unwrap_or_else(|| {
-                    StepRecord::new(Step::BecomeFriends {
-                        account: to,
-                        with: me,
-                    })
-                }))
-            });
+            return self.befriend(msg.to, true, RequestOutcome::Mutual);
         }
         self.touch();
         ready(Ok(RequestOutcome::Pending(self.view(false))))
