@@ -16,6 +16,11 @@ use super::group::DynamicRecord;
 use super::ids::new_id;
 use super::{AccountId, GroupId, now_ms};
 
+/// How many of a log's newest events a rerun of a step looks through for the event it
+/// would append (an account's log for a notify, a group's for a dynamic): found there, it is
+/// not appended twice.
+pub const RECHECK_TAIL: usize = 256;
+
 /// What is left of one cross-actor operation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "snake_case")]

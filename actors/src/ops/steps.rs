@@ -32,6 +32,7 @@ use crate::actor::logs::notify_each;
 use crate::actor::subscriber::{BecomeFriends, DropFriend, ListRelation};
 use crate::error::{Error, Result, StoreError};
 use crate::faults::{self, Point};
+use crate::model::step::RECHECK_TAIL;
 use crate::model::{AccountId, DynamicRecord, GroupId, Relation, Step, StepRecord, now_ms};
 use crate::push::event::{EventType, frame_with_data};
 
@@ -39,8 +40,6 @@ use crate::push::event::{EventType, frame_with_data};
 const PAGE: usize = 256;
 /// Steps run at once by a sweep or recovery.
 const IN_FLIGHT: usize = 8;
-/// A recipient's newest events a recheck looks through for the event.
-const RECHECK_TAIL: usize = 256;
 /// Reads of recipients' logs under way at once during a recheck.
 const RECHECK_READS: usize = 16;
 /// Groups a dynamic is pushed to at once.

@@ -9,6 +9,7 @@ use super::{Group, forbidden};
 use crate::actor::{Durable, Turn, ready};
 use crate::error::StoreError;
 use crate::error::{Error, Result};
+use crate::model::step::RECHECK_TAIL;
 use crate::model::{
     AccountId, Binding, BindingRequest, CommunityId, DynamicRecord, Revoker, Step, StepRecord,
     new_id, now_ms,
@@ -69,9 +70,6 @@ pub struct PushDynamic {
     pub dynamic: Arc<DynamicRecord>,
     pub recheck: bool,
 }
-
-/// How many of a group's newest events a rechecked [`PushDynamic`] looks through.
-const RECHECK_TAIL: usize = 256;
 
 impl Group {
     fn expired(&self, now: u64) -> Vec<String> {
