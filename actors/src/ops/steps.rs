@@ -30,6 +30,7 @@ use super::Chorus;
 use crate::actor::group::PushDynamic;
 use crate::actor::logs::notify_each;
 use crate::actor::subscriber::{BecomeFriends, DropFriend, ListRelation};
+use crate::backoff::Backoff;
 use crate::error::{Error, Result, StoreError};
 use crate::faults::{self, Point};
 use crate::model::step::RECHECK_TAIL;
@@ -135,16 +136,16 @@ impl Chorus {
                     _ = me.steps.wake.notified() => {}
                     _ = tokio::time::sleep(SWEEP_EVERY) => {}
                 }
-                let mut backoff = MIN_BACKOFF;
+                // Each sweep that leaves something waits longer before the next.
+                let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
                 loop {
-                    tokio::time::sleep(backoff).await;
+                    let (wait, _) = backoff.failed();
+                    tokio::time::sleep(wait).await;
                     match me.sweep().await {
                         Ok(true) => break,
                         Ok(false) => {}
-                        Err(e) => tracing::warn!(error = %e, retry_in = ?backoff,
-                            "outbox of steps unreadable"),
+                        Err(e) => tracing::warn!(error = %e, "outbox of steps unreadable"),
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         });
