@@ -1,7 +1,7 @@
-//! Backing off from a failing dependency (the store's disk, for the releaser and the
-//! embedded store's writer): waits that double from `first` up to `cap`, and the two moments
-//! worth a log line, the first failure of a run and the success that ends it, so a dependency
-//! that stays down costs one line, not one per second.
+//! Backing off from a failing dependency (the store's disk, for the releaser, the embedded
+//! store's writer and the sweeper of cross-actor steps): waits that double from `first` up to
+//! `cap`, and the two moments worth a log line, the first failure of a run and the success
+//! that ends it, so a dependency that stays down costs one line, not one per second.
 
 use std::time::Duration;
 
