@@ -53,9 +53,8 @@ impl Error {
                 Domain::Invalid { code, .. } | Domain::Conflict { code, .. } => code,
                 Domain::NotFound(_) => "not_found",
                 Domain::Forbidden(_) => "forbidden",
-                Domain::Storage(StoreError::Unavailable(_)) | Domain::Unavailable(_) => {
-                    "unavailable"
-                }
+                Domain::Storage(StoreError::Unavailable(_) | StoreError::Fenced { .. })
+                | Domain::Unavailable(_) => "unavailable",
                 Domain::Storage(_) => "storage_error",
                 Domain::Internal(_) => "internal",
             },
@@ -77,9 +76,8 @@ impl ResponseError for Error {
                 Domain::NotFound(_) => StatusCode::NOT_FOUND,
                 Domain::Forbidden(_) => StatusCode::FORBIDDEN,
                 Domain::Conflict { .. } => StatusCode::CONFLICT,
-                Domain::Storage(StoreError::Unavailable(_)) | Domain::Unavailable(_) => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
+                Domain::Storage(StoreError::Unavailable(_) | StoreError::Fenced { .. })
+                | Domain::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
                 Domain::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 Domain::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
@@ -107,9 +105,11 @@ impl ResponseError for Error {
             builder.insert_header(("Retry-After", secs.to_string()));
         }
         // Overload (the fan-out budget spent) or an actor briefly out of reach: come back
-        // in a second. A store that cannot take writes (full or failing disk) needs longer.
+        // in a second; so is an actor that moved to another node under a write (fenced: the
+        // retry reaches its new owner). A store that cannot take writes (full or failing
+        // disk) needs longer.
         match self {
-            Error::Domain(Domain::Unavailable(_)) => {
+            Error::Domain(Domain::Unavailable(_) | Domain::Storage(StoreError::Fenced { .. })) => {
                 builder.insert_header(("Retry-After", "1"));
             }
             Error::Domain(Domain::Storage(StoreError::Unavailable(_))) => {

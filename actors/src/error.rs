@@ -79,6 +79,12 @@ pub enum StoreError {
         expected: u64,
         head: Option<u64>,
     },
+    /// The write named an epoch of its actor that is no longer the newest: another node took
+    /// the actor over (cluster mode, [`crate::actor::place`]). Nothing of this write was
+    /// stored. The writer must drop the actor; the client retries and reaches the new owner
+    /// (503 `unavailable` with `Retry-After`).
+    #[error("write fenced: {log} is held at epoch {now}, this write had epoch {epoch}")]
+    Fenced { log: String, epoch: u64, now: u64 },
     /// A stored record could not be decoded.
     #[error("corrupt record {key}: {reason}")]
     Corrupt { key: String, reason: String },

@@ -73,5 +73,6 @@ pub mod release;
 pub mod store;
 
 pub use actor::env::{ActorConfig, DEFAULT_FANOUT_BUDGET};
+pub use actor::place;
 pub use error::{Error, Result, StoreError};
-pub use ops::Chorus;
+pub use ops::{Chorus, Seams};

@@ -6,8 +6,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::logs::LogHeads;
+use super::place::Placement;
 use crate::model::{ActivityRecord, ReleaseRecord};
-use crate::push::{Fanout, Hub};
+use crate::push::{Fanout, Hub, Relay};
 use crate::store::Store;
 
 /// The default of [`ActorConfig::fanout_budget`]: about a quarter of a second of deliveries
@@ -77,4 +78,9 @@ pub struct Env {
     pub releaser: ReleaserSlot,
     /// Account log heads, shared by each account's actor and the fan-outs to many accounts.
     pub logs: LogHeads,
+    /// Where actors live ([`super::place::SingleNode`] unless in cluster mode).
+    #[expect(dead_code, reason = "the directory routes by it once cluster mode is built")]
+    pub placement: Arc<dyn Placement>,
+    /// Events to devices on other nodes ([`crate::push::NoRelay`] unless in cluster mode).
+    pub relay: Arc<dyn Relay>,
 }

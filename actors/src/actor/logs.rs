@@ -214,6 +214,7 @@ async fn append_call(
         .map(|(head, event)| LogAppend {
             account: head.account.clone(),
             events: vec![event.clone()],
+            epoch: None,
         })
         .collect();
     let mut results = env.store.append_events(appends).await.into_iter();
@@ -223,6 +224,7 @@ async fn append_call(
             Some(Ok(())) => {
                 head.advance(event.seq);
                 env.hub.push(&head.account, std::slice::from_ref(&event));
+                env.relay.account_events(&head.account, std::slice::from_ref(&event));
             }
             outcome => {
                 head.forget();

@@ -11,6 +11,9 @@
 //!   account's actor and by fan-outs that append to many accounts' logs with a few store
 //!   calls ([`logs::notify_each`]).
 //!
+//! - [`place`]: where an actor lives (this node, or its owner in a cluster), and the epoch
+//!   its writes carry so that two nodes never both write it.
+//!
 //! Each actor's messages live beside their handlers, one documented struct per intent.
 //! Every write goes through [`Durable::persist`]: one change set per turn, committed before
 //! anything in memory changes, then its events pushed. Handlers that write answer a [`Turn`]
@@ -40,6 +43,7 @@ pub mod directory;
 pub mod env;
 pub mod group;
 pub mod logs;
+pub mod place;
 pub mod subscriber;
 
 use std::time::{Duration, Instant};

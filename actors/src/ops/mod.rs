@@ -27,8 +27,9 @@ use actix::prelude::*;
 use crate::actor::directory::Directory;
 use crate::actor::env::{ActorConfig, Env, ReleaserSlot};
 use crate::actor::logs::LogHeads;
+use crate::actor::place::{Placement, SingleNode};
 use crate::error::Result;
-use crate::push::{Fanout, Hub};
+use crate::push::{Fanout, Hub, NoRelay, Relay};
 use crate::release::{self, Connector, ReleaseConfig};
 use crate::store::Store;
 
@@ -42,10 +43,32 @@ pub struct Chorus {
     steps: Arc<steps::Steps>,
 }
 
+/// What cluster mode plugs into the domain (docs/cluster.md); a single node by default.
+#[derive(Clone)]
+pub struct Seams {
+    pub placement: Arc<dyn Placement>,
+    pub relay: Arc<dyn Relay>,
+}
+
+impl Default for Seams {
+    fn default() -> Self {
+        Seams {
+            placement: Arc::new(SingleNode),
+            relay: Arc::new(NoRelay),
+        }
+    }
+}
+
 impl Chorus {
-    /// The actors over `store`, with no releaser yet. Must be called inside a running actix
-    /// `System` (it starts the actor threads; the I/O threads open their fan-out lanes).
+    /// The actors over `store` on a single node, with no releaser yet. Must be called inside
+    /// a running actix `System` (it starts the actor threads; the I/O threads open their
+    /// fan-out lanes).
     pub fn new(store: Arc<dyn Store>, config: ActorConfig) -> Self {
+        Self::with_seams(store, config, Seams::default())
+    }
+
+    /// [`Chorus::new`] with the placement and relay of a cluster.
+    pub fn with_seams(store: Arc<dyn Store>, config: ActorConfig, seams: Seams) -> Self {
         let hub = Arc::new(Hub::default());
         let fanout = Arc::new(Fanout::new(config.fanout_budget));
         let env = Env {
@@ -55,6 +78,8 @@ impl Chorus {
             config: Arc::new(config),
             releaser: ReleaserSlot::default(),
             logs: LogHeads::default(),
+            placement: seams.placement,
+            relay: seams.relay,
         };
         Chorus {
             directory: Directory::new(env),

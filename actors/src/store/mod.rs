@@ -9,6 +9,7 @@
 
 use async_trait::async_trait;
 
+use crate::actor::place::ActorKind;
 use crate::error::StoreError;
 use crate::model::{
     AccountId, AccountRecord, ActivityRecord, Binding, BindingRequest, Claim, CommunityId,
@@ -96,6 +97,10 @@ pub struct SubscriberWrite {
     pub outbox: Vec<ReleaseRecord>,
     /// The remaining steps of the operation this write starts ([`StepStore`]).
     pub steps: Vec<StepRecord>,
+    /// The writer's epoch of this actor in cluster mode ([`crate::actor::place`]): the store
+    /// refuses the write ([`StoreError::Fenced`]) unless it is still the newest. `None` on a
+    /// single node.
+    pub epoch: Option<u64>,
 }
 
 impl SubscriberWrite {
@@ -127,6 +132,10 @@ impl SubscriberWrite {
 pub struct LogAppend {
     pub account: AccountId,
     pub events: Vec<StoredEvent>,
+    /// The writer's epoch of this actor in cluster mode ([`crate::actor::place`]): the store
+    /// refuses the write ([`StoreError::Fenced`]) unless it is still the newest. `None` on a
+    /// single node.
+    pub epoch: Option<u64>,
 }
 
 /// Everything an actor needs to activate.
@@ -230,6 +239,10 @@ pub struct GroupWrite {
     pub events: Vec<StoredEvent>,
     /// The remaining steps of the operation this write starts ([`StepStore`]).
     pub steps: Vec<StepRecord>,
+    /// The writer's epoch of this actor in cluster mode ([`crate::actor::place`]): the store
+    /// refuses the write ([`StoreError::Fenced`]) unless it is still the newest. `None` on a
+    /// single node.
+    pub epoch: Option<u64>,
 }
 
 impl GroupWrite {
@@ -263,6 +276,9 @@ pub trait GroupStore: Send + Sync + 'static {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The groups `account` is a member of (an index written with the membership itself),
+    /// so a node where the account has devices knows which groups' events to take.
+    async fn groups_of(&self, account: &str) -> Result<Vec<GroupId>, StoreError>;
     /// Chat messages strictly older than `before` (all if `None`), newest first.
     async fn list_messages(
         &self,
@@ -283,6 +299,10 @@ pub struct CommunityWrite {
     pub dynamics: Vec<DynamicRecord>,
     /// The remaining steps of the operation this write starts ([`StepStore`]).
     pub steps: Vec<StepRecord>,
+    /// The writer's epoch of this actor in cluster mode ([`crate::actor::place`]): the store
+    /// refuses the write ([`StoreError::Fenced`]) unless it is still the newest. `None` on a
+    /// single node.
+    pub epoch: Option<u64>,
 }
 
 impl CommunityWrite {
@@ -334,10 +354,20 @@ pub trait StepStore: Send + Sync + 'static {
     async fn settle_step(&self, step_id: &str, rest: Option<StepRecord>) -> Result<(), StoreError>;
 }
 
-/// Every store the actors need, as one object.
-pub trait Store: SubscriberStore + GroupStore + CommunityStore + StepStore {}
+/// Who may write an actor: the epoch of its owner (cluster mode, [`crate::actor::place`]).
+#[async_trait]
+pub trait OwnerStore: Send + Sync + 'static {
+    /// Takes `kind`/`id` over for this node: moves its epoch one past the newest and answers
+    /// the new epoch. From then on a write naming an older epoch is refused
+    /// ([`StoreError::Fenced`]). Only the CQL store can: the embedded store is single-node
+    /// and answers [`StoreError::Backend`].
+    async fn claim_owner(&self, kind: ActorKind, id: &str) -> Result<u64, StoreError>;
+}
 
-impl<T: SubscriberStore + GroupStore + CommunityStore + StepStore> Store for T {}
+/// Every store the actors need, as one object.
+pub trait Store: SubscriberStore + GroupStore + CommunityStore + StepStore + OwnerStore {}
+
+impl<T: SubscriberStore + GroupStore + CommunityStore + StepStore + OwnerStore> Store for T {}
 
 /// The conformance suite every [`Store`] must pass. An engine runs it with
 /// `chorus_actors::conformance_tests!(module, fixture())`, one `#[tokio::test]` per check, each

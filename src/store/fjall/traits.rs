@@ -9,11 +9,12 @@ use chorus_actors::StoreError;
 use chorus_actors::model::StepRecord;
 use chorus_actors::model::{AccountId, AccountRecord, Claim};
 use chorus_actors::model::{ActivityRecord, ReleaseRecord};
-use chorus_actors::model::{CommunityId, DynamicRecord, FeedPos, MessageRecord};
+use chorus_actors::model::{CommunityId, DynamicRecord, FeedPos, GroupId, MessageRecord};
+use chorus_actors::place::ActorKind;
 use chorus_actors::push::event::StoredEvent;
 use chorus_actors::store::{
     CommunitySnapshot, CommunityStore, CommunityWrite, GroupSnapshot, GroupStore, GroupWrite,
-    LogAppend, StepStore, SubscriberSnapshot, SubscriberStore, SubscriberWrite,
+    LogAppend, OwnerStore, StepStore, SubscriberSnapshot, SubscriberStore, SubscriberWrite,
 };
 
 use super::encode::EncodedWrite;
@@ -142,6 +143,12 @@ impl GroupStore for FjallStore {
         self.submit(EncodedWrite::group(&IDS, &write)?).await
     }
 
+    async fn groups_of(&self, account: &str) -> Result<Vec<GroupId>, StoreError> {
+        Err(StoreError::Backend(format!(
+            "groups_of({account}): not built yet"
+        )))
+    }
+
     async fn load_group(&self, id: &str) -> Result<Option<GroupSnapshot>, StoreError> {
         let id = id.to_owned();
         self.read(move |ks| {
@@ -225,6 +232,17 @@ impl CommunityStore for FjallStore {
             feed_page(&ks.dynamics, &id, since_ms, before.as_ref(), limit)
         })
         .await
+    }
+}
+
+#[async_trait]
+#[async_trait]
+impl OwnerStore for FjallStore {
+    async fn claim_owner(&self, kind: ActorKind, id: &str) -> Result<u64, StoreError> {
+        Err(StoreError::Backend(format!(
+            "{}:{id} cannot be claimed: the embedded store is single-node; cluster mode needs --store scylla",
+            kind
+        )))
     }
 }
 

@@ -4,11 +4,12 @@ use async_trait::async_trait;
 use chorus_actors::StoreError;
 use chorus_actors::model::{AccountId, AccountRecord, Claim};
 use chorus_actors::model::{ActivityRecord, ReleaseRecord, StepRecord};
-use chorus_actors::model::{CommunityId, DynamicRecord, FeedPos, MessageRecord};
+use chorus_actors::model::{CommunityId, DynamicRecord, FeedPos, GroupId, MessageRecord};
+use chorus_actors::place::ActorKind;
 use chorus_actors::push::event::StoredEvent;
 use chorus_actors::store::{
     CommunitySnapshot, CommunityStore, CommunityWrite, Edge, GroupSnapshot, GroupStore, GroupWrite,
-    LogAppend, StepStore, SubscriberSnapshot, SubscriberStore, SubscriberWrite,
+    LogAppend, OwnerStore, StepStore, SubscriberSnapshot, SubscriberStore, SubscriberWrite,
 };
 
 use crate::store::json::decode;
@@ -173,6 +174,12 @@ impl GroupStore for ScyllaStore {
         self.write_rows(rows, &[], &write.group_id).await
     }
 
+    async fn groups_of(&self, account: &str) -> Result<Vec<GroupId>, StoreError> {
+        Err(StoreError::Backend(format!(
+            "groups_of({account}): not built yet"
+        )))
+    }
+
     async fn load_group(&self, id: &str) -> Result<Option<GroupSnapshot>, StoreError> {
         fits("groups", id)?;
         let Some(record) = self
@@ -283,6 +290,17 @@ impl CommunityStore for ScyllaStore {
             limit,
         )
         .await
+    }
+}
+
+#[async_trait]
+#[async_trait]
+impl OwnerStore for ScyllaStore {
+    async fn claim_owner(&self, kind: ActorKind, id: &str) -> Result<u64, StoreError> {
+        Err(StoreError::Backend(format!(
+            "{}:{id} cannot be claimed: owner epochs are not built yet",
+            kind
+        )))
     }
 }
 

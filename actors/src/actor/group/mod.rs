@@ -153,6 +153,7 @@ impl Durable for Group {
                 .env
                 .fanout
                 .send(&members, self.list.len(), &event.frame);
+            self.life.env.relay.group_event(&self.record.group_id, event);
         }
     }
 }

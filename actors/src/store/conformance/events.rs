@@ -68,10 +68,12 @@ pub async fn appends_to_many_logs<F: Fixture>(fx: &F) {
             LogAppend {
                 account: "m1".into(),
                 events: vec![event(4)],
+                epoch: None,
             },
             LogAppend {
                 account: "m2".into(),
                 events: vec![event(1), event(2)],
+                epoch: None,
             },
         ])
         .await;
@@ -111,6 +113,7 @@ pub async fn appends_to_many_logs<F: Fixture>(fx: &F) {
                 .map(|id| LogAppend {
                     account: id.clone(),
                     events: vec![event(1)],
+                    epoch: None,
                 })
                 .collect(),
         )
