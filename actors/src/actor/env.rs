@@ -79,7 +79,10 @@ pub struct Env {
     /// Account log heads, shared by each account's actor and the fan-outs to many accounts.
     pub logs: LogHeads,
     /// Where actors live ([`super::place::SingleNode`] unless in cluster mode).
-    #[expect(dead_code, reason = "the directory routes by it once cluster mode is built")]
+    #[expect(
+        dead_code,
+        reason = "the directory routes by it once cluster mode is built"
+    )]
     pub placement: Arc<dyn Placement>,
     /// Events to devices on other nodes ([`crate::push::NoRelay`] unless in cluster mode).
     pub relay: Arc<dyn Relay>,

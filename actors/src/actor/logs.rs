@@ -224,7 +224,8 @@ async fn append_call(
             Some(Ok(())) => {
                 head.advance(event.seq);
                 env.hub.push(&head.account, std::slice::from_ref(&event));
-                env.relay.account_events(&head.account, std::slice::from_ref(&event));
+                env.relay
+                    .account_events(&head.account, std::slice::from_ref(&event));
             }
             outcome => {
                 head.forget();

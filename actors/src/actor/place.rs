@@ -13,9 +13,11 @@
 //! The domain crate knows only this trait; NATS, membership and hashing live in the server.
 
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use tokio::sync::watch;
 
 use crate::error::{Error, StoreError};
 
@@ -75,9 +77,10 @@ pub struct Route {
 }
 
 /// The receiving side of [`Placement::forward`]: runs a forwarded message on this node and
-/// answers its encoded result. Set once the domain is running (the directory implements it).
-pub type Serve =
-    std::sync::Arc<dyn Fn(Route, Bytes) -> BoxFuture<'static, Result<Bytes, Error>> + Send + Sync>;
+/// answers its encoded result, an error included (the domain encodes and decodes both
+/// sides; the transport only carries bytes). Built by the domain ([`crate::Chorus`]) and
+/// handed to the cluster once the domain runs.
+pub type Serve = Arc<dyn Fn(Route, Bytes) -> BoxFuture<'static, Bytes> + Send + Sync>;
 
 /// Where actors live, and how to reach the ones that live elsewhere.
 pub trait Placement: Send + Sync + 'static {
@@ -85,7 +88,8 @@ pub trait Placement: Send + Sync + 'static {
     fn owner(&self, kind: ActorKind, id: &str) -> Owner;
 
     /// Sends `body` for `route` to `node` and waits for its answer (the bytes its [`Serve`]
-    /// returned). No answer in time, or no node listening, is [`Error::Unavailable`].
+    /// returned). No answer in time, or no node listening, is [`Error::Unavailable`]; any
+    /// other `Err` is the transport's, never the actor's (those are in the bytes).
     fn forward(
         &self,
         node: &str,
@@ -108,6 +112,11 @@ pub trait Placement: Send + Sync + 'static {
 
     /// True when other nodes may exist (cluster mode).
     fn clustered(&self) -> bool;
+
+    /// The version of the cluster's view, which changes whenever a node joins or leaves (or
+    /// this node finds it was presumed dead): actors this node no longer owns are let go,
+    /// and outboxes are looked at again. Never changes on a single node.
+    fn changes(&self) -> watch::Receiver<u64>;
 }
 
 /// One node: every actor is local, nothing is claimed or forwarded.
@@ -144,5 +153,10 @@ impl Placement for SingleNode {
 
     fn clustered(&self) -> bool {
         false
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        // The sender goes at once: the view of one node never changes.
+        watch::channel(0).1
     }
 }

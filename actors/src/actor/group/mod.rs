@@ -153,7 +153,10 @@ impl Durable for Group {
                 .env
                 .fanout
                 .send(&members, self.list.len(), &event.frame);
-            self.life.env.relay.group_event(&self.record.group_id, event);
+            self.life
+                .env
+                .relay
+                .group_event(&self.record.group_id, event);
         }
     }
 }

@@ -224,7 +224,10 @@ impl Durable for Subscriber {
     fn published(&mut self, events: &[StoredEvent]) {
         if !events.is_empty() {
             self.life.env.hub.push(&self.record.account_id, events);
-            self.life.env.relay.account_events(&self.record.account_id, events);
+            self.life
+                .env
+                .relay
+                .account_events(&self.record.account_id, events);
         }
     }
 
