@@ -10,7 +10,10 @@
 //! Every method returns at once: a relay queues, it never waits for the network on an
 //! actor's thread.
 
+use futures_util::future::BoxFuture;
+
 use super::event::StoredEvent;
+use crate::error::Error;
 
 /// Where events for devices on other nodes go.
 pub trait Relay: Send + Sync + 'static {
@@ -23,6 +26,15 @@ pub trait Relay: Send + Sync + 'static {
     /// `account` joined (`member`) or left `group`: nodes where it has devices start or stop
     /// taking the group's events for it.
     fn membership(&self, account: &str, group: &str, member: bool);
+
+    /// A device of `account` is about to attach here: take its account events and its
+    /// groups' events from other nodes from now on. Answers once that is in effect (the
+    /// subscriptions are registered), so every event numbered after the device's starting
+    /// point reaches it.
+    fn interest(&self, account: &str) -> BoxFuture<'static, Result<(), Error>>;
+
+    /// A device of `account` left this node (undoes one [`Relay::interest`]).
+    fn release(&self, account: &str);
 }
 
 /// One node: nothing to relay.
@@ -35,4 +47,10 @@ impl Relay for NoRelay {
     fn group_event(&self, _group: &str, _event: &StoredEvent) {}
 
     fn membership(&self, _account: &str, _group: &str, _member: bool) {}
+
+    fn interest(&self, _account: &str) -> BoxFuture<'static, Result<(), Error>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn release(&self, _account: &str) {}
 }
