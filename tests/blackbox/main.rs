@@ -15,6 +15,7 @@ mod ambiguous;
 mod backpressure;
 mod bindings;
 mod bounded;
+mod cluster;
 mod conventions;
 mod crash_steps;
 mod disk;

@@ -7,6 +7,7 @@
 //! [`smtp`] (email), both built on `chorus_testkit`.
 
 pub mod accounts;
+pub mod cluster;
 pub mod groups;
 pub mod http;
 pub mod receivers;

@@ -20,8 +20,9 @@ pub struct Server {
     pub addr: String,
     pub data_dir: TempDir,
     /// The store's data when it is not in `data_dir` (a keyspace); kept across restarts,
-    /// given back after the process is gone (fields drop after [`Drop::drop`]).
-    store: StoreLease,
+    /// given back after the process is gone (fields drop after [`Drop::drop`]). Shared by
+    /// the nodes of a cluster ([`super::cluster`]).
+    store: Arc<StoreLease>,
     extra_args: Vec<String>,
     /// `CHORUS_FAULTS` for the next start (fault points armed: `chorus_actors::faults`).
     faults: Option<String>,
@@ -56,12 +57,27 @@ impl Server {
         env: &[(&str, &str)],
         prepare: impl FnOnce(&Path),
     ) -> Server {
+        Server::start_on(Arc::new(StoreLease::take()), extra, env, prepare)
+    }
+
+    /// Start a server on `store`, which other servers may share (the nodes of a cluster
+    /// share one keyspace).
+    pub fn start_in(store: Arc<StoreLease>, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_on(store, extra, env, |_| {})
+    }
+
+    fn start_on(
+        store: Arc<StoreLease>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&Path),
+    ) -> Server {
         let data_dir = tempfile::tempdir().expect("create temp data dir");
         prepare(data_dir.path());
         let mut server = Server {
             addr: String::new(),
             data_dir,
-            store: StoreLease::take(),
+            store,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             faults: None,
             extra_env: env
@@ -174,11 +190,31 @@ impl Server {
 
     /// Send SIGTERM without waiting.
     pub fn sigterm(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// SIGSTOP: the process stops where it is (its sockets stay open, its timers stop),
+    /// as a long garbage-collection pause or a frozen VM would stop it.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`Server::pause`].
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
         let child = self.child.as_ref().expect("server is not running");
         let pid = child.id() as libc::pid_t;
         // SAFETY: plain kill(2) on our own child's pid.
-        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
-        assert_eq!(rc, 0, "kill(SIGTERM) failed");
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({signal}) failed");
+    }
+
+    /// Whether the process is running (started and not killed).
+    pub fn running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// Wait (up to `timeout`) for the process to exit; returns its status.

@@ -13,11 +13,12 @@
 //!   again keeps its keyspace, as it keeps its data directory with fjall). A file lock per
 //!   keyspace and cluster, in the temporary directory, makes that hold across test processes
 //!   too (two `cargo test` runs against one node at once).
-//! - Before a server gets a keyspace, the two tables that a server reads across entities are
+//! - Before a server gets a keyspace, the tables that a server reads across entities are
 //!   emptied: `claims` (login emails, phones and platform handles: a test's fixed
 //!   `bob@example.com` would be taken by an earlier test or run) and `outbox` (every starting
 //!   server resumes every unfinished release in it: it would release another test's
-//!   activities to that test's receivers). Every other table is keyed by ids a server makes up
+//!   activities to that test's receivers), and `steps` for the same reason (every server
+//!   carries on every unfinished cross-actor step). Every other table is keyed by ids a server makes up
 //!   afresh (accounts, tokens, groups, communities, activities), so what earlier tests left
 //!   there is never reached.
 //! - The pool grows to the number of servers running at once (about the number of test
@@ -44,7 +45,7 @@ const MAX_KEYSPACES: usize = 64;
 /// One node: one replica.
 const REPLICATION: &str = "{'class': 'SimpleStrategy', 'replication_factor': 1}";
 /// The tables a server reads across entities, emptied before each lease (see the module doc).
-const SHARED_TABLES: [&str; 2] = ["claims", "outbox"];
+const SHARED_TABLES: [&str; 3] = ["claims", "outbox", "steps"];
 
 /// The store the servers of this run use, from the environment.
 #[derive(Clone, Debug)]
@@ -74,7 +75,7 @@ pub fn on_cql_store() -> bool {
 }
 
 /// What a server holds of the store for its lifetime: nothing with fjall (its data directory
-/// is the server's own), a leased keyspace with scylla.
+/// is the server's own), a leased keyspace with scylla, shared by the nodes of a cluster.
 pub struct StoreLease {
     keyspace: Option<Keyspace>,
 }
