@@ -52,8 +52,19 @@ struct Cli {
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     server_args: Vec<String>,
     /// Use a server already running here instead of starting one.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "nodes")]
     url: Option<String>,
+    /// Start a cluster of N Chorus nodes (cluster mode: `--store scylla` over --scylla-nodes,
+    /// and a nats-server the harness starts) instead of one server; clients and posts are
+    /// spread over the nodes. Needs a CQL node (scripts/cql-node start).
+    #[arg(long)]
+    nodes: Option<usize>,
+    /// CQL contact points of the cluster's store, with --nodes.
+    #[arg(long, default_value = "127.0.0.1:9042")]
+    scylla_nodes: String,
+    /// Keyspace of the cluster's store, with --nodes (made by `chorus schema apply`).
+    #[arg(long, default_value = "chorus_loadtest")]
+    scylla_keyspace: String,
     /// PID of the server at --url, to read its CPU time and RSS.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -81,7 +92,8 @@ struct Cli {
     /// Hard stop for the whole run, provisioning included.
     #[arg(long, default_value_t = 900)]
     max_seconds: u64,
-    /// Debian's nats-server 2.9, target `nats29` (bare names: PATH, /usr/sbin).
+    /// Debian's nats-server 2.9, target `nats29`, and the NATS of --nodes (bare names: PATH,
+    /// /usr/sbin).
     #[arg(long, default_value = "/usr/sbin/nats-server")]
     nats29_bin: PathBuf,
     /// The current nats-server, target `nats` [default: PEERS_DIR/bin/nats-server].
@@ -203,11 +215,27 @@ async fn main() -> ExitCode {
     }
 }
 
-/// The Chorus server under test: started by the harness unless `--url` is given.
+/// The Chorus server under test: started by the harness unless `--url` is given, or the
+/// cluster `--nodes` asks for.
 async fn chorus(cli: &Cli) -> error::Result<Target> {
-    let target = match &cli.url {
-        Some(url) => Target::attach(url.clone(), cli.server_pid),
-        None => Target::spawn(&cli.server_bin, &cli.server_args)?,
+    let target = match (&cli.url, cli.nodes) {
+        (Some(url), _) => Target::attach(url.clone(), cli.server_pid),
+        (None, Some(nodes)) => {
+            let nats_bin = peers::find_program(&cli.nats29_bin).ok_or_else(|| {
+                error::Error::Unexpected(format!(
+                    "--nodes needs a nats-server: {} not found (apt-get install nats-server)",
+                    cli.nats29_bin.display()
+                ))
+            })?;
+            let plan = server::ClusterPlan {
+                nodes: nodes.max(1),
+                scylla_nodes: cli.scylla_nodes.clone(),
+                keyspace: cli.scylla_keyspace.clone(),
+                nats_bin,
+            };
+            Target::cluster(&cli.server_bin, &cli.server_args, &plan)?
+        }
+        (None, None) => Target::spawn(&cli.server_bin, &cli.server_args)?,
     };
     target.wait_healthy(&reqwest::Client::new()).await?;
     Ok(target)

@@ -62,28 +62,36 @@ pub struct ServerWindow {
     pub rss_kib: Option<u64>,
 }
 
-/// The start of a CPU window: the process's CPU time and the wall clock.
-#[derive(Debug, Clone, Copy)]
+/// The start of a CPU window: the processes' CPU time (summed) and the wall clock.
+#[derive(Debug, Clone)]
 pub struct CpuMark {
-    pid: u32,
+    pids: Vec<u32>,
     cpu_s: f64,
     at: std::time::Instant,
 }
 
+/// The CPU time of every one of `pids`, summed; None if one cannot be read.
+fn cpu_of(pids: &[u32]) -> Option<f64> {
+    pids.iter().map(|&pid| cpu_seconds(pid)).sum()
+}
+
 impl CpuMark {
-    /// None if the process cannot be read (no PID, another user's, gone).
-    pub fn now(pid: Option<u32>) -> Option<CpuMark> {
-        let pid = pid?;
+    /// None without a PID, or if a process cannot be read (another user's, gone).
+    pub fn now(pids: &[u32]) -> Option<CpuMark> {
+        if pids.is_empty() {
+            return None;
+        }
         Some(CpuMark {
-            pid,
-            cpu_s: cpu_seconds(pid)?,
+            pids: pids.to_vec(),
+            cpu_s: cpu_of(pids)?,
             at: std::time::Instant::now(),
         })
     }
 
-    /// The window from this mark to now, with the deliveries made in it.
+    /// The window from this mark to now, with the deliveries made in it (CPU and memory of
+    /// all the processes together: the nodes of a cluster).
     pub fn window(&self, deliveries: u64) -> Option<ServerWindow> {
-        let cpu_s = cpu_seconds(self.pid)? - self.cpu_s;
+        let cpu_s = cpu_of(&self.pids)? - self.cpu_s;
         let window_s = self.at.elapsed().as_secs_f64();
         Some(ServerWindow {
             cpu_s,
@@ -94,7 +102,7 @@ impl CpuMark {
                 0.0
             },
             cpu_us_per_delivery: (deliveries > 0).then(|| cpu_s * 1e6 / deliveries as f64),
-            rss_kib: status_kib(self.pid, "VmRSS"),
+            rss_kib: self.pids.iter().map(|&pid| status_kib(pid, "VmRSS")).sum(),
         })
     }
 }
@@ -123,7 +131,7 @@ mod tests {
     #[test]
     fn this_process_has_cpu_time_and_memory() {
         let pid = std::process::id();
-        let mark = CpuMark::now(Some(pid)).unwrap();
+        let mark = CpuMark::now(&[pid]).unwrap();
         let mut x = 0u64;
         for i in 0..5_000_000u64 {
             x = x.wrapping_mul(31).wrapping_add(i);
@@ -133,6 +141,6 @@ mod tests {
         assert!(w.cpu_s >= 0.0 && w.window_s > 0.0, "{w:?}");
         assert!(w.rss_kib.unwrap() > 0);
         assert!(status_kib(pid, "VmRSS").unwrap() > 0);
-        assert!(CpuMark::now(None).is_none());
+        assert!(CpuMark::now(&[]).is_none());
     }
 }

@@ -359,7 +359,7 @@ impl PeerRun<'_> {
         extra: serde_json::Value,
     ) -> Result<Report> {
         let (groups, members, common) = (self.groups, self.members, self.common);
-        let run = run_fanout(spawn, common, members as u64, publish, Some(self.pid)).await?;
+        let run = run_fanout(spawn, common, members as u64, publish, vec![self.pid]).await?;
         let target = crate::server::Target::attach(self.name.into(), Some(self.pid));
         let params = serde_json::json!({"groups": groups, "members": members,
             "rate": common.rate, "payload": common.payload,

@@ -83,7 +83,7 @@ pub async fn community_dynamics(
         common,
         per_message,
         publish,
-        target.pid,
+        target.pids(),
     )
     .await?;
     let params = json!({"groups": groups, "members": members, "posters": poster_accounts.len(),

@@ -11,7 +11,9 @@ use crate::error::Result;
 use crate::report::Report;
 use crate::server::Target;
 
-/// `group-fanout`: G groups of M online members; messages posted by each group's owner.
+/// `group-fanout`: G groups of M online members; messages posted by each group's owner. On
+/// a cluster, clients and posts are spread over the nodes, and the report says how many NATS
+/// messages and bytes each posted message cost.
 pub async fn group_fanout(
     target: &Target,
     groups: usize,
@@ -42,10 +44,18 @@ pub async fn group_fanout(
     }
     let gids = Arc::new(gids);
     let payload = common.payload;
+    // Posts go to the nodes in turn, as clients of a load balancer would send them.
+    let apis = Arc::new(
+        (0..target.node_count())
+            .map(|n| Api::new(target.base_of(n)))
+            .collect::<Result<Vec<_>>>()?,
+    );
+    let nats_before = target.nats_counters().await;
     let publish: Publish = Arc::new(move |i, due| {
-        let (api, gids) = (api.clone(), gids.clone());
+        let (apis, gids) = (apis.clone(), gids.clone());
         Box::pin(async move {
             let (gid, token) = &gids[(i as usize) % gids.len()];
+            let api = &apis[(i as usize) % apis.len()];
             api.post(
                 &format!("/v1/groups/{gid}/messages"),
                 token,
@@ -60,17 +70,28 @@ pub async fn group_fanout(
         common,
         members as u64,
         publish,
-        target.pid,
+        target.pids(),
     )
     .await?;
+    let nats = match (nats_before, target.nats_counters().await) {
+        (Some(before), Some(after)) => {
+            let d = after.since(&before);
+            let per = |n: u64| (run.published > 0).then(|| n as f64 / run.published as f64);
+            json!({"in_msgs": d.in_msgs, "out_msgs": d.out_msgs, "in_bytes": d.in_bytes,
+                   "out_bytes": d.out_bytes,
+                   "msgs_per_event": per(d.in_msgs + d.out_msgs),
+                   "bytes_per_event": per(d.in_bytes + d.out_bytes)})
+        }
+        _ => serde_json::Value::Null,
+    };
     let params = json!({"groups": groups, "members": members, "rate": common.rate, "payload": payload,
-                        "duration_s": common.duration.as_secs()});
+                        "duration_s": common.duration.as_secs(), "nodes": target.node_count()});
     Ok(finish(
         "group-fanout",
         target,
         params,
         run.published * members as u64,
         run,
-        json!({"connect_failures": errors.len()}),
+        json!({"connect_failures": errors.len(), "nats": nats}),
     ))
 }

@@ -97,16 +97,22 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// Opens one WebSocket per token (tokens may repeat: several devices of one account).
+/// Opens one WebSocket per token (tokens may repeat: several devices of one account), token
+/// `i` on node `i % nodes` of the target.
 pub async fn connect_all(
     target: &Target,
     tokens: &[String],
     sources: usize,
 ) -> Result<(Vec<Ws>, Vec<String>)> {
-    let url = target.ws_url();
-    let server = client::server_addr(&url)?;
+    let urls: Vec<String> = (0..target.node_count()).map(|i| target.ws_url(i)).collect();
+    let servers = urls
+        .iter()
+        .map(|url| client::server_addr(url))
+        .collect::<Result<Vec<_>>>()?;
     let (ok, errors) = open_all(tokens.len(), |i| {
-        let url = format!("{url}?token={}", tokens[i]);
+        let node = i % urls.len();
+        let url = format!("{}?token={}", urls[node], tokens[i]);
+        let server = servers[node];
         async move { client::connect(&url, server, client::source(i, sources)).await }
     })
     .await;
@@ -166,7 +172,10 @@ pub fn finish(
         / 1e9;
     Report {
         scenario: scenario.to_owned(),
-        target: target.base.clone(),
+        target: match target.node_count() {
+            1 => target.base.clone(),
+            n => format!("a cluster of {n} nodes ({} first)", target.base),
+        },
         params,
         published: run.published,
         publish_failures: run.publish_failures,

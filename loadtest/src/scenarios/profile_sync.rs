@@ -52,7 +52,7 @@ pub async fn profile_sync(
         common,
         per_message,
         publish,
-        target.pid,
+        target.pids(),
     )
     .await?;
     let params = json!({"friends": friends, "devices": devices, "rate": common.rate, "payload": payload,

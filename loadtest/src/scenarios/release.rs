@@ -66,7 +66,14 @@ pub async fn release(
         })
     });
     let per_message = sinks.urls.len() as u64;
-    let run = run_fanout(sinks.receivers(), common, per_message, publish, target.pid).await?;
+    let run = run_fanout(
+        sinks.receivers(),
+        common,
+        per_message,
+        publish,
+        target.pids(),
+    )
+    .await?;
     let counts = &sinks.counts;
     let params = json!({"accounts": accounts, "platforms": platforms, "rate": common.rate,
                         "payload": payload, "duration_s": common.duration.as_secs()});

@@ -31,14 +31,14 @@ pub struct Fanout {
 }
 
 /// Publishes on schedule for `common.duration`, then waits for what was published to arrive.
-/// `server_pid` is the process whose CPU time is measured over that window (and its memory at
-/// the end of it).
+/// `server_pids` are the processes whose CPU time is measured over that window (and their
+/// memory at the end of it): the server, or every node of a cluster.
 pub async fn run_fanout(
     spawn: SpawnReceivers,
     common: &Common,
     recipients_per_message: u64,
     publish: Publish,
-    server_pid: Option<u32>,
+    server_pids: Vec<u32>,
 ) -> Result<Fanout> {
     let start_ns = now_ns();
     let (rec, collector) = stats::collector(start_ns);
@@ -49,7 +49,7 @@ pub async fn run_fanout(
     let failed = Arc::new(AtomicU64::new(0));
     let inflight = Arc::new(AtomicU64::new(0));
     let run = bar(common.duration.as_secs(), "publishing");
-    let cpu = CpuMark::now(server_pid);
+    let cpu = CpuMark::now(&server_pids);
     let started = Instant::now();
     let deadline = started + common.duration;
     if common.rate > 0.0 {
