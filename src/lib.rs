@@ -60,6 +60,7 @@
 //!   contract's shape; nothing is stored for a rejected request.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod connectors;
 pub mod error;
