@@ -55,11 +55,12 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, oneshot};
+use tokio::task::JoinHandle;
 
 use super::relay::Counters;
 
 /// Stripes of the account locks and of the group locks.
-const STRIPES: usize = 64;
+const STRIPES: usize = 256;
 
 /// How long an account's subscriptions outlive its last device (at least 1 s, plan §1.3).
 pub const LINGER: Duration = Duration::from_secs(1);
@@ -143,6 +144,27 @@ impl Sub {
     }
 }
 
+/// An [`Interest::interest_task`] its caller may stop waiting for.
+struct Pending {
+    handle: Option<JoinHandle<Result<(), Error>>>,
+    registry: Weak<Interest>,
+    account: String,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let (Some(handle), Some(registry)) = (self.handle.take(), self.registry.upgrade()) else {
+            return;
+        };
+        let account = std::mem::take(&mut self.account);
+        registry.runtime.clone().spawn(async move {
+            if let Ok(Ok(())) = handle.await {
+                registry.release(&account);
+            }
+        });
+    }
+}
+
 /// An account with devices here (or whose last device left less than [`LINGER`] ago).
 struct AccountEntry {
     devices: usize,
@@ -222,6 +244,34 @@ impl Interest {
         self.targets.get().map_or(0, |t| t.hub.resume_all())
     }
 
+    /// [`Interest::interest`] as a task of the registry's runtime, so a caller that stops
+    /// waiting (a handshake dropped) leaves nothing counted: when the task succeeds after its
+    /// caller gave up, the device is released again.
+    pub fn interest_task(&self, account: &str) -> BoxFuture<'static, Result<(), Error>> {
+        let me = self.me.clone();
+        let owned = account.to_owned();
+        let handle = self.runtime.spawn(async move {
+            match me.upgrade() {
+                Some(me) => me.interest(&owned).await,
+                None => Err(unavailable("shut down")),
+            }
+        });
+        let mut pending = Pending {
+            handle: Some(handle),
+            registry: self.me.clone(),
+            account: account.to_owned(),
+        };
+        Box::pin(async move {
+            let Some(handle) = pending.handle.as_mut() else {
+                return Err(unavailable("interest polled twice"));
+            };
+            let answer = handle.await;
+            // Answered: nothing for the drop to undo.
+            pending.handle.take();
+            answer.unwrap_or_else(|e| Err(unavailable(format!("interest task: {e}"))))
+        })
+    }
+
     /// A device of `account` attaches here: subscribe the account and its groups unless
     /// already done, and answer once the server has the subscriptions. On an error nothing
     /// is counted: the caller must not [`Interest::release`].
@@ -234,9 +284,11 @@ impl Interest {
         let groups = (self.groups_of)(account).await?;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         let sub = self
-            .subscribe(self.subjects.account(account), generation, |me, msg, gen_| {
-                Box::pin(async move { me.on_account(msg, gen_).await })
-            })
+            .subscribe(
+                self.subjects.account(account),
+                generation,
+                |me, msg, gen_| Box::pin(async move { me.on_account(msg, gen_).await }),
+            )
             .await?;
         let key: Arc<str> = Arc::from(account);
         let mut entry = AccountEntry {
@@ -270,14 +322,14 @@ impl Interest {
     /// nobody answers on `<prefix>.sync`: the server's "no responders" reply comes after it
     /// has read every earlier command of the connection.
     pub async fn confirm(&self) -> Result<(), Error> {
-        let asked = self
-            .client
-            .request(self.subjects.sync(), Bytes::new());
+        let asked = self.client.request(self.subjects.sync(), Bytes::new());
         match tokio::time::timeout(CONFIRM_TIMEOUT, asked).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) if e.kind() == RequestErrorKind::NoResponders => Ok(()),
             Ok(Err(e)) => Err(unavailable(format!("NATS round trip: {e}"))),
-            Err(_) => Err(unavailable("NATS did not confirm the subscriptions in time")),
+            Err(_) => Err(unavailable(
+                "NATS did not confirm the subscriptions in time",
+            )),
         }
     }
 
@@ -487,9 +539,7 @@ impl Interest {
             return;
         };
         self.counters.inbound_account();
-        targets
-            .hub
-            .deliver(account, &[StoredEvent { seq, frame }]);
+        targets.hub.deliver(account, &[StoredEvent { seq, frame }]);
     }
 
     /// A message on a group subject: its frame to the group's local members.

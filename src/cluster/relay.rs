@@ -57,7 +57,9 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::interest::{Control, GroupsOf, Interest, KIND_GROUPS, KIND_HEADER, SEQ_HEADER, Subjects};
+use super::interest::{
+    Control, GroupsOf, Interest, KIND_GROUPS, KIND_HEADER, SEQ_HEADER, Subjects,
+};
 
 /// Items the outbound queue holds before it sheds (as a fan-out lane).
 pub const QUEUE: usize = 64 * 1024;
@@ -242,10 +244,8 @@ impl ClusterRelay {
     pub fn on_event(&self, event: &Event) {
         match event {
             Event::Disconnected => self.disconnected.store(true, Ordering::Release),
-            Event::Connected => {
-                if self.disconnected.swap(false, Ordering::AcqRel) {
-                    self.connection_lost();
-                }
+            Event::Connected if self.disconnected.swap(false, Ordering::AcqRel) => {
+                self.connection_lost();
             }
             Event::SlowConsumer(_) => {
                 self.connection_lost();
@@ -301,9 +301,7 @@ impl Relay for ClusterRelay {
     }
 
     fn interest(&self, account: &str) -> BoxFuture<'static, Result<(), Error>> {
-        let interest = self.interest.clone();
-        let account = account.to_owned();
-        Box::pin(async move { interest.interest(&account).await })
+        self.interest.interest_task(account)
     }
 
     fn release(&self, account: &str) {

@@ -44,7 +44,15 @@ impl NatsServer {
         };
         let dir = tempfile::tempdir().expect("temp dir");
         let child = Command::new(bin)
-            .args(["-a", "127.0.0.1", "-p", "-1", "-m", "-1", "--ports_file_dir"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                "-1",
+                "-m",
+                "-1",
+                "--ports_file_dir",
+            ])
             .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -300,7 +308,10 @@ async fn account_events_arrive_in_seq_order() {
         a.relay.account_events("acct", batch);
     }
     a.relay.account_events("someone-else", &all[..3]);
-    until("500 account events", || async { device.seqs().len() >= 500 }).await;
+    until("500 account events", || async {
+        device.seqs().len() >= 500
+    })
+    .await;
     assert_eq!(device.seqs(), (1..=500).collect::<Vec<_>>());
     assert_eq!(a.stats().account_events_published, 503);
     assert_eq!(b.stats().inbound_account_events, 500);
@@ -327,12 +338,19 @@ async fn interest_is_counted_and_unsubscribed_after_the_delay() {
 
     b.relay.release("x");
     tokio::time::sleep(LINGER / 2).await;
-    assert_eq!(nats.subscriptions().await, base + 3, "kept during the delay");
+    assert_eq!(
+        nats.subscriptions().await,
+        base + 3,
+        "kept during the delay"
+    );
     until("the subscriptions to go", || async {
         nats.subscriptions().await == base
     })
     .await;
-    until("the readers to stop", || async { b.stats().subscriptions == 1 }).await;
+    until("the readers to stop", || async {
+        b.stats().subscriptions == 1
+    })
+    .await;
 
     // Back within the delay: the subscriptions stay, with no new SUB.
     b.relay.interest("x").await.expect("interest");
@@ -422,4 +440,24 @@ async fn lost_messages_make_every_device_resume() {
     b.relay.on_event(&Event::SlowConsumer(7));
     assert!(devices.iter().all(|d| d.resumes() == 2));
     assert_eq!(b.stats().resumes, 2);
+}
+
+#[tokio::test]
+async fn an_interest_its_caller_gave_up_on_is_released() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let b = Node::start(&nats).await;
+    b.member_of("x", &["g1"]);
+    b.relay.interest("warm-up").await.expect("interest");
+    let base = b.stats().subscriptions;
+    drop(b.relay.interest("x"));
+    until("the abandoned interest to subscribe", || async {
+        b.stats().subscribes == base + 2
+    })
+    .await;
+    until("its subscriptions to go", || async {
+        b.stats().subscriptions == base
+    })
+    .await;
 }
