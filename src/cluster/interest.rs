@@ -6,8 +6,8 @@
 //! then forwards a subject's messages only to the nodes that subscribed it, so a group event
 //! crosses the network once per interested node, whatever the group's size.
 //!
-//! **State.** Per account with devices here: how many ([`Relay::interest`] minus
-//! [`Relay::release`]), its groups, and its subscription. Per group: its **local online
+//! **State.** Per account with devices here: how many ([`Interest::interest`] minus
+//! [`Interest::release`]), its groups, and its subscription. Per group: its **local online
 //! members**, a [`MemberList`] like the group actor's, and its subscription. An account is in
 //! a group's local members exactly while the group is in the account's groups: both change
 //! together, under the account's lock.

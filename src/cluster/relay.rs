@@ -29,6 +29,16 @@
 //! subscribes subjects it also publishes on, and without it the owner's devices would get
 //! each account event twice (dropped by `seq`) and each group event twice (not dropped).
 //!
+//! **Wiring** (the cluster's start-up):
+//! 1. connect with `no_echo()`, and an `event_callback` that hands every [`Event`] to
+//!    [`ClusterRelay::on_event`] (the relay exists only after the connection: pass it to the
+//!    callback through a `OnceLock` or a channel);
+//! 2. `ClusterRelay::start(client, "chorus.<keyspace>", store)`, inside the runtime that is
+//!    to run its tasks;
+//! 3. `Chorus::with_seams(store, config, Seams { placement, relay: relay.clone() })`;
+//! 4. `relay.bind(chorus.hub().clone(), chorus.fanout().clone())`;
+//! 5. `GET /v1/cluster` shows [`ClusterRelay::stats`].
+//!
 //! **What NATS loses** (core NATS is at most once):
 //! - Everything published by other nodes while this node's connection is down, and any
 //!   message a full subscription queue drops. [`ClusterRelay::on_event`] (or
@@ -360,3 +370,5 @@ async fn drain(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wiring;
