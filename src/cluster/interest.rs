@@ -40,6 +40,7 @@
 //! they have, and a stale reader's control messages are ignored by its generation.)
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as SyncMutex, OnceLock, Weak};
@@ -53,11 +54,10 @@ use chorus_actors::push::{Fanout, Hub, MemberList, StoredEvent};
 use chorus_actors::{Error, StoreError};
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, oneshot};
 use tokio::task::JoinHandle;
 
-use super::relay::Counters;
+use super::relay::{Control, Counters, KIND_GROUPS, KIND_HEADER, SEQ_HEADER, Subjects, bump};
 
 /// Stripes of the account locks and of the group locks.
 const STRIPES: usize = 256;
@@ -68,55 +68,10 @@ pub const LINGER: Duration = Duration::from_secs(1);
 /// How long [`Interest::interest`] waits for the server to confirm its subscriptions.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Header naming what a message on an account subject is; absent for an event.
-pub const KIND_HEADER: &str = "Chorus-Kind";
-/// [`KIND_HEADER`] of a membership control message.
-pub const KIND_GROUPS: &str = "groups";
-/// Header carrying an account event's `seq`.
-pub const SEQ_HEADER: &str = "Chorus-Seq";
-
 /// The groups an account is a member of ([`chorus_actors::store::GroupStore::groups_of`];
 /// a function so tests can answer without a store).
 pub type GroupsOf =
     Arc<dyn Fn(&str) -> BoxFuture<'static, Result<Vec<GroupId>, StoreError>> + Send + Sync>;
-
-/// The body of a membership control message: the account (named by the subject) joined
-/// (`member`) or left `group`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Control {
-    pub group: String,
-    pub member: bool,
-}
-
-/// Subject names under one prefix.
-#[derive(Debug, Clone)]
-pub struct Subjects {
-    prefix: String,
-}
-
-impl Subjects {
-    pub fn new(prefix: impl Into<String>) -> Self {
-        Subjects {
-            prefix: prefix.into(),
-        }
-    }
-
-    /// `<prefix>.a.<account>`: the account's events and its membership control messages.
-    pub fn account(&self, account: &str) -> String {
-        format!("{}.a.{account}", self.prefix)
-    }
-
-    /// `<prefix>.g.<group>`: the group's events.
-    pub fn group(&self, group: &str) -> String {
-        format!("{}.g.{group}", self.prefix)
-    }
-
-    /// `<prefix>.sync`: subscribed by nobody; a request there is a round trip to the server
-    /// ([`Interest::confirm`]).
-    pub fn sync(&self) -> String {
-        format!("{}.sync", self.prefix)
-    }
-}
 
 /// Where inbound events go: this node's domain, known once `Chorus` is built.
 struct Targets {
@@ -337,11 +292,25 @@ impl Interest {
     /// one, unless a device comes back first. Returns at once (the count changes on the
     /// registry's runtime).
     pub fn release(&self, account: &str) {
-        let me = self.me.clone();
         let account = account.to_owned();
+        self.later(Duration::ZERO, move |me| async move {
+            me.release_now(&account).await
+        });
+    }
+
+    /// Runs `work` on the registry's runtime after `delay`, unless the registry is gone.
+    fn later<F, Fut>(&self, delay: Duration, work: F)
+    where
+        F: FnOnce(Arc<Interest>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let me = self.me.clone();
         self.runtime.spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             if let Some(me) = me.upgrade() {
-                me.release_now(&account).await;
+                work(me).await;
             }
         });
     }
@@ -364,13 +333,10 @@ impl Interest {
 
     /// After [`LINGER`], drops `account` if it still has no device here.
     fn linger(&self, account: Arc<str>) {
-        let me = self.me.clone();
-        self.runtime.spawn(async move {
-            tokio::time::sleep(LINGER).await;
-            if let Some(me) = me.upgrade() {
-                me.drop_if_idle(&account).await;
-            }
-        });
+        self.later(
+            LINGER,
+            move |me| async move { me.drop_if_idle(&account).await },
+        );
     }
 
     async fn drop_if_idle(&self, account: &str) {
@@ -479,7 +445,7 @@ impl Interest {
             .subscribe(subject.clone())
             .await
             .map_err(|e| unavailable(format!("subscribe {subject}: {e}")))?;
-        self.counters.subscribed();
+        bump(&self.counters.subscribes);
         let (stop, mut stopped) = oneshot::channel::<oneshot::Sender<()>>();
         let me = self.me.clone();
         let counters = self.counters.clone();
@@ -504,7 +470,7 @@ impl Interest {
                     }
                 }
             }
-            counters.unsubscribed();
+            bump(&counters.unsubscribes);
         });
         Ok(Sub {
             stop: Some(stop),
@@ -519,7 +485,7 @@ impl Interest {
         };
         let kind = header(msg.headers.as_ref(), KIND_HEADER);
         if kind == Some(KIND_GROUPS) {
-            self.counters.inbound_control();
+            bump(&self.counters.inbound_control);
             match serde_json::from_slice::<Control>(&msg.payload) {
                 Ok(c) => {
                     self.membership_of(account, &c.group, c.member, Some(generation))
@@ -538,7 +504,7 @@ impl Interest {
             self.dropped(&msg, "relay not bound yet".into());
             return;
         };
-        self.counters.inbound_account();
+        bump(&self.counters.inbound_account);
         targets.hub.deliver(account, &[StoredEvent { seq, frame }]);
     }
 
@@ -557,12 +523,12 @@ impl Interest {
         };
         let (snapshot, count) = (members.snapshot(), members.len());
         drop(members);
-        self.counters.inbound_group();
+        bump(&self.counters.inbound_group);
         targets.fanout.send(&snapshot, count, &frame);
     }
 
     fn dropped(&self, msg: &Message, why: String) {
-        self.counters.inbound_dropped();
+        bump(&self.counters.inbound_dropped);
         tracing::warn!(subject = %msg.subject, "cluster relay dropped a message: {why}");
     }
 

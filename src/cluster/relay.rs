@@ -64,15 +64,58 @@ use chorus_actors::Error;
 use chorus_actors::push::{Fanout, Hub, Relay, StoredEvent};
 use chorus_actors::store::Store;
 use futures_util::future::BoxFuture;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::interest::{
-    Control, GroupsOf, Interest, KIND_GROUPS, KIND_HEADER, SEQ_HEADER, Subjects,
-};
+use super::interest::{GroupsOf, Interest};
 
 /// Items the outbound queue holds before it sheds (as a fan-out lane).
 pub const QUEUE: usize = 64 * 1024;
+
+/// Header naming what a message on an account subject is; absent for an event.
+pub const KIND_HEADER: &str = "Chorus-Kind";
+/// [`KIND_HEADER`] of a membership control message.
+pub const KIND_GROUPS: &str = "groups";
+/// Header carrying an account event's `seq`.
+pub const SEQ_HEADER: &str = "Chorus-Seq";
+
+/// The body of a membership control message: the account (named by the subject) joined
+/// (`member`) or left `group`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Control {
+    pub group: String,
+    pub member: bool,
+}
+
+/// Subject names under one prefix.
+#[derive(Debug, Clone)]
+pub struct Subjects {
+    prefix: String,
+}
+
+impl Subjects {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Subjects {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// `<prefix>.a.<account>`: the account's events and its membership control messages.
+    pub fn account(&self, account: &str) -> String {
+        format!("{}.a.{account}", self.prefix)
+    }
+
+    /// `<prefix>.g.<group>`: the group's events.
+    pub fn group(&self, group: &str) -> String {
+        format!("{}.g.{group}", self.prefix)
+    }
+
+    /// `<prefix>.sync`: subscribed by nobody; a request there is a round trip to the server
+    /// ([`Interest::confirm`]).
+    pub fn sync(&self) -> String {
+        format!("{}.sync", self.prefix)
+    }
+}
 
 /// What the relay counted since it started (`GET /v1/cluster`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -106,44 +149,26 @@ pub struct RelayStats {
 /// The relay's counters, shared with the interest registry.
 #[derive(Debug, Default)]
 pub struct Counters {
-    group_published: AtomicU64,
-    account_published: AtomicU64,
-    membership_published: AtomicU64,
-    shed: AtomicU64,
-    publish_failed: AtomicU64,
-    inbound_account: AtomicU64,
-    inbound_group: AtomicU64,
-    inbound_control: AtomicU64,
-    inbound_dropped: AtomicU64,
-    subscribes: AtomicU64,
-    unsubscribes: AtomicU64,
-    resumes: AtomicU64,
+    pub(crate) group_published: AtomicU64,
+    pub(crate) account_published: AtomicU64,
+    pub(crate) membership_published: AtomicU64,
+    pub(crate) shed: AtomicU64,
+    pub(crate) publish_failed: AtomicU64,
+    pub(crate) inbound_account: AtomicU64,
+    pub(crate) inbound_group: AtomicU64,
+    pub(crate) inbound_control: AtomicU64,
+    pub(crate) inbound_dropped: AtomicU64,
+    pub(crate) subscribes: AtomicU64,
+    pub(crate) unsubscribes: AtomicU64,
+    pub(crate) resumes: AtomicU64,
 }
 
-fn bump(counter: &AtomicU64) {
+/// Adds one to `counter`.
+pub(crate) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
 impl Counters {
-    pub(crate) fn subscribed(&self) {
-        bump(&self.subscribes);
-    }
-    pub(crate) fn unsubscribed(&self) {
-        bump(&self.unsubscribes);
-    }
-    pub(crate) fn inbound_account(&self) {
-        bump(&self.inbound_account);
-    }
-    pub(crate) fn inbound_group(&self) {
-        bump(&self.inbound_group);
-    }
-    pub(crate) fn inbound_control(&self) {
-        bump(&self.inbound_control);
-    }
-    pub(crate) fn inbound_dropped(&self) {
-        bump(&self.inbound_dropped);
-    }
-
     fn stats(&self) -> RelayStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let subscribes = get(&self.subscribes);

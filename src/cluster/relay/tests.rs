@@ -211,6 +211,24 @@ impl Node {
     }
 }
 
+/// A nats-server and `N` nodes on it; `None` (the test is skipped) without a server.
+async fn cluster<const N: usize>() -> Option<(NatsServer, [Node; N])> {
+    let nats = NatsServer::start()?;
+    let mut nodes = Vec::with_capacity(N);
+    for _ in 0..N {
+        nodes.push(Node::start(&nats).await);
+    }
+    Some((nats, nodes.try_into().ok()?))
+}
+
+/// A device with id `id`.
+fn device(id: u64) -> Arc<Device> {
+    Arc::new(Device {
+        id,
+        ..Device::default()
+    })
+}
+
 /// Polls `check` until it holds or [`WAIT`] passes.
 async fn until<F, Fut>(what: &str, mut check: F)
 where
@@ -257,11 +275,9 @@ async fn group_round(
 
 #[tokio::test]
 async fn a_group_event_crosses_once_whatever_the_group_size() {
-    let Some(nats) = NatsServer::start() else {
+    let Some((nats, [a, mut b])) = cluster().await else {
         return;
     };
-    let a = Node::start(&nats).await;
-    let mut b = Node::start(&nats).await;
     let small = accounts("s", 3);
     let large = accounts("l", 300);
     for account in &small {
@@ -287,15 +303,10 @@ async fn a_group_event_crosses_once_whatever_the_group_size() {
 
 #[tokio::test]
 async fn account_events_arrive_in_seq_order() {
-    let Some(nats) = NatsServer::start() else {
+    let Some((_nats, [a, b])) = cluster().await else {
         return;
     };
-    let a = Node::start(&nats).await;
-    let b = Node::start(&nats).await;
-    let device = Arc::new(Device {
-        id: 1,
-        ..Device::default()
-    });
+    let device = device(1);
     b.hub.attach("acct", device.clone());
     b.relay.interest("acct").await.expect("interest");
     let all: Vec<StoredEvent> = (1..=500)
@@ -319,10 +330,9 @@ async fn account_events_arrive_in_seq_order() {
 
 #[tokio::test]
 async fn interest_is_counted_and_unsubscribed_after_the_delay() {
-    let Some(nats) = NatsServer::start() else {
+    let Some((nats, [b])) = cluster().await else {
         return;
     };
-    let b = Node::start(&nats).await;
     b.member_of("x", &["g1", "g2"]);
     // The first interest also makes the client's one inbox subscription (for confirming).
     b.relay.interest("warm-up").await.expect("interest");
@@ -369,11 +379,9 @@ async fn interest_is_counted_and_unsubscribed_after_the_delay() {
 
 #[tokio::test]
 async fn a_membership_control_message_adds_and_removes_a_group() {
-    let Some(nats) = NatsServer::start() else {
+    let Some((_nats, [a, mut b])) = cluster().await else {
         return;
     };
-    let a = Node::start(&nats).await;
-    let mut b = Node::start(&nats).await;
     b.relay.interest("x").await.expect("interest");
     let registry = b.relay.interest_registry().clone();
 
@@ -417,18 +425,10 @@ async fn a_membership_control_message_adds_and_removes_a_group() {
 
 #[tokio::test]
 async fn lost_messages_make_every_device_resume() {
-    let Some(nats) = NatsServer::start() else {
+    let Some((_nats, [b])) = cluster().await else {
         return;
     };
-    let b = Node::start(&nats).await;
-    let devices: Vec<Arc<Device>> = (1..=2)
-        .map(|id| {
-            Arc::new(Device {
-                id,
-                ..Device::default()
-            })
-        })
-        .collect();
+    let devices = [device(1), device(2)];
     b.hub.attach("x", devices[0].clone());
     b.hub.attach("y", devices[1].clone());
     b.relay.on_event(&Event::Connected);
@@ -444,10 +444,9 @@ async fn lost_messages_make_every_device_resume() {
 
 #[tokio::test]
 async fn an_interest_its_caller_gave_up_on_is_released() {
-    let Some(nats) = NatsServer::start() else {
+    let Some((_nats, [b])) = cluster().await else {
         return;
     };
-    let b = Node::start(&nats).await;
     b.member_of("x", &["g1"]);
     b.relay.interest("warm-up").await.expect("interest");
     let base = b.stats().subscriptions;
