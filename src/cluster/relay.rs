@@ -23,7 +23,10 @@
 //! command queue, which stops draining while NATS is disconnected. So every [`Relay`] method
 //! only `try_send`s into one bounded queue ([`QUEUE`] items), drained in order by one task
 //! that publishes. When the queue is full the item is shed, counted and logged, as
-//! [`Fanout::send`] does for a full lane.
+//! [`Fanout::send`] does for a full lane. The task applies a membership change to this
+//! node's registry before publishing it, which waits for the account's lock: an attach of
+//! that account in progress holds it for at most `CONFIRM_TIMEOUT` (5 s, only while NATS
+//! does not answer).
 //!
 //! **The connection must be made with `no_echo`** (the core's `ConnectOptions`): a node
 //! subscribes subjects it also publishes on, and without it the owner's devices would get
