@@ -34,6 +34,9 @@
 //! - [`store`]: storage engines behind the actors' traits: [`store::fjall`], the embedded
 //!   default (group commit), and [`store::scylla`] (`--store scylla`; schema in
 //!   `src/store/scylla/schema.cql`, printed and applied by `chorus schema print|apply`).
+//! - [`cluster`]: cluster mode over NATS; [`cluster::relay`] publishes each event once and
+//!   delivers other nodes' events to this node's devices, [`cluster::interest`] keeps the
+//!   subjects this node's devices need.
 //! - [`error`]: the crate's error enum and the contract's error shape.
 //! - [`health`]: what `/readyz` answers: the store's health and the recoveries running
 //!   ([`health::Readiness`]).
@@ -60,6 +63,7 @@
 //!   contract's shape; nothing is stored for a rejected request.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod connectors;
 pub mod error;

@@ -73,6 +73,11 @@ impl Outlet for WsOutlet {
             Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Pushed::Gone,
         }
     }
+
+    /// Cluster mode lost events between nodes: the too-slow path (1013, then `resume`).
+    fn resume(&self) {
+        self.too_slow.notify_one();
+    }
 }
 
 /// `GET /v1/ws` without `Upgrade: websocket`: the token is checked first (401), then the

@@ -29,6 +29,10 @@ impl Chorus {
         });
         write.members_add.push(owner.to_owned());
         self.store().commit_group(write).await?;
+        self.directory
+            .env()
+            .relay
+            .membership(owner, &group_id, true);
         Ok(group_id)
     }
 

@@ -93,6 +93,12 @@ impl Chorus {
         &self.directory.env().fanout
     }
 
+    /// The devices connected to this process, per account (cluster mode delivers account
+    /// events from other nodes to them).
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.directory.env().hub
+    }
+
     /// Refuses a publish while the fan-out budget is spent (503 `unavailable` with
     /// `Retry-After`), before anything is stored: overload pushes back on publishers.
     fn admit_publish(&self) -> Result<()> {

@@ -128,6 +128,10 @@ pub trait Outlet: Send + Sync + 'static {
     fn id(&self) -> u64;
     /// Queues one event of the account's own log (the device drops any `seq` it has sent).
     fn push(&self, event: &StoredEvent) -> Pushed;
+    /// Events meant for this device may have been lost on the way (cluster mode: the NATS
+    /// connection dropped, or a subscription overflowed): tell it to catch up, as a full
+    /// queue does (close 1013, the device resumes from its `seq`). Nothing by default.
+    fn resume(&self) {}
 }
 
 #[cfg(test)]

@@ -14,8 +14,9 @@
 //! handed over but not yet written to their sockets are counted against a budget. Publishing
 //! endpoints ask [`Fanout::busy`] before they store anything and answer 503 `unavailable`
 //! with `Retry-After` while the budget is spent, so overload pushes back on publishers
-//! instead of growing latency and memory. A later cluster transport feeds the same lanes
-//! with events from other nodes.
+//! instead of growing latency and memory. In cluster mode the relay feeds the same lanes
+//! with group events from other nodes ([`super::relay`]), each with the group's members
+//! online on this node.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,9 +27,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::event::StoredEvent;
 
-/// Partitions of a group's member list: a membership change copies one partition, not the
+/// Partitions of a large member list: a membership change copies one partition, not the
 /// whole list.
 pub const PARTITIONS: usize = 64;
+
+/// Members a list holds in one partition before it splits into [`PARTITIONS`]: a small
+/// list (most groups, and a group's members online on one node in cluster mode) costs one
+/// allocation instead of 64, and copying it on a change is as cheap as copying a partition.
+pub const SPLIT_AT: usize = 256;
 
 /// Jobs one lane holds before it sheds. Group events are one job per lane and kept far below
 /// this by the budget; account events are one job per device, and a profile change to 5,000
@@ -60,8 +66,9 @@ pub fn member_key(account: &str) -> u64 {
     h.finish()
 }
 
-/// A group's member list, kept by the group actor: the partitions, and the snapshot handed
-/// to the lanes (rebuilt on the first event after a change).
+/// A group's member list, kept by the group actor (and in cluster mode, for the group's
+/// members online on this node, by the relay): the partitions, and the snapshot handed to
+/// the lanes (rebuilt on the first event after a change).
 #[derive(Debug, Clone)]
 pub struct MemberList {
     parts: Vec<Partition>,
@@ -71,36 +78,45 @@ pub struct MemberList {
 
 impl MemberList {
     pub fn new(members: impl IntoIterator<Item = Arc<str>>) -> Self {
-        let mut parts: Vec<Vec<Member>> = vec![Vec::new(); PARTITIONS];
-        let mut len = 0;
-        for id in members {
-            let key = member_key(&id);
-            parts[(key % PARTITIONS as u64) as usize].push(Member { key, id });
-            len += 1;
-        }
+        let members: Vec<Member> = members
+            .into_iter()
+            .map(|id| Member {
+                key: member_key(&id),
+                id,
+            })
+            .collect();
+        let len = members.len();
         MemberList {
-            parts: parts.into_iter().map(Arc::new).collect(),
+            parts: partition(members, if len > SPLIT_AT { PARTITIONS } else { 1 }),
             snapshot: None,
             len,
         }
     }
 
+    fn part_of(&mut self, key: u64) -> &mut Partition {
+        let n = self.parts.len() as u64;
+        &mut self.parts[(key % n) as usize]
+    }
+
     /// Adds `id` (the caller knows it is not in the list yet).
     pub fn insert(&mut self, id: Arc<str>) {
         let key = member_key(&id);
-        let part = &mut self.parts[(key % PARTITIONS as u64) as usize];
-        Arc::make_mut(part).push(Member { key, id });
+        Arc::make_mut(self.part_of(key)).push(Member { key, id });
         self.len += 1;
         self.snapshot = None;
+        if self.len > SPLIT_AT && self.parts.len() < PARTITIONS {
+            let all = self.parts.iter().flat_map(|p| p.iter().cloned()).collect();
+            self.parts = partition(all, PARTITIONS);
+        }
     }
 
     /// Removes `id` if present.
     pub fn remove(&mut self, id: &str) {
-        let key = member_key(id);
-        let part = &mut self.parts[(key % PARTITIONS as u64) as usize];
+        let part = self.part_of(member_key(id));
         let before = part.len();
         Arc::make_mut(part).retain(|m| &*m.id != id);
-        self.len -= before - part.len();
+        let removed = before - part.len();
+        self.len -= removed;
         self.snapshot = None;
     }
 
@@ -118,6 +134,15 @@ impl MemberList {
             .get_or_insert_with(|| Arc::new(self.parts.clone()))
             .clone()
     }
+}
+
+/// `members` spread over `n` partitions by key.
+fn partition(members: Vec<Member>, n: usize) -> Vec<Partition> {
+    let mut parts: Vec<Vec<Member>> = vec![Vec::new(); n];
+    for member in members {
+        parts[(member.key % n as u64) as usize].push(member);
+    }
+    parts.into_iter().map(Arc::new).collect()
 }
 
 /// What an I/O thread is asked to do.
@@ -271,6 +296,31 @@ mod tests {
         assert!(ids.contains(&"new") && !ids.contains(&"m3"));
         let old: usize = before.iter().map(|p| p.len()).sum();
         assert_eq!(old, 100, "a snapshot taken before is not changed");
+    }
+
+    #[test]
+    fn a_small_list_is_one_partition_and_splits_as_it_grows() {
+        let mut list = MemberList::new((0..3).map(|i| Arc::from(format!("m{i}"))));
+        assert_eq!(list.snapshot().len(), 1);
+        for i in 3..=SPLIT_AT {
+            list.insert(Arc::from(format!("m{i}")));
+        }
+        assert_eq!(list.len(), SPLIT_AT + 1);
+        let split = list.snapshot();
+        assert_eq!(split.len(), PARTITIONS);
+        assert_eq!(split.iter().map(|p| p.len()).sum::<usize>(), SPLIT_AT + 1);
+        list.remove("m7");
+        list.remove("m7");
+        assert_eq!(list.len(), SPLIT_AT);
+        let ids: Vec<String> = list
+            .snapshot()
+            .iter()
+            .flat_map(|p| p.iter())
+            .map(|m| m.id.to_string())
+            .collect();
+        assert!(!ids.contains(&"m7".to_owned()) && ids.contains(&"m8".to_owned()));
+        let large = MemberList::new((0..=SPLIT_AT).map(|i| Arc::from(format!("m{i}"))));
+        assert_eq!(large.parts.len(), PARTITIONS);
     }
 
     #[tokio::test]

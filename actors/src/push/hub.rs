@@ -1,7 +1,8 @@
 //! The connection table: which devices of which account are connected to this process, for
 //! events of an account's own log. (Group events reach devices through the fan-out lanes,
-//! [`super::fanout`].) A later multi-node transport sits behind these two seams; no actor
-//! assumes its recipients live in this process beyond them.
+//! [`super::fanout`].) Events reach it two ways: [`Hub::push`] from the account's own actor
+//! on this node, and in cluster mode [`Hub::deliver`] from the relay, for events the
+//! account's actor on another node published ([`super::relay`]).
 
 use std::sync::Arc;
 
@@ -39,7 +40,8 @@ impl Hub {
         self.devices.get(account).map_or(0, |d| d.len())
     }
 
-    /// Pushes events of the account's own log to all its devices.
+    /// Pushes events of the account's own log to all its devices. Called by the account's
+    /// actor, which also hands the events to the relay for devices on other nodes.
     pub fn push(&self, account: &str, events: &[StoredEvent]) {
         if let Some(devices) = self.devices.get(account) {
             for device in devices.iter() {
@@ -48,5 +50,25 @@ impl Hub {
                 }
             }
         }
+    }
+
+    /// Events of `account`'s log that its actor on another node published (cluster mode):
+    /// to this node's devices only, and never relayed again. The same path as
+    /// [`Hub::push`]; a separate name so the one direction is never mistaken for the other.
+    pub fn deliver(&self, account: &str, events: &[StoredEvent]) {
+        self.push(account, events);
+    }
+
+    /// Tells every device connected here to resume ([`Outlet::resume`]): events for them may
+    /// have been lost between nodes. Answers how many were told.
+    pub fn resume_all(&self) -> usize {
+        let mut told = 0;
+        for devices in self.devices.iter() {
+            for device in devices.iter() {
+                device.resume();
+                told += 1;
+            }
+        }
+        told
     }
 }

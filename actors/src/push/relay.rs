@@ -23,17 +23,19 @@ pub trait Relay: Send + Sync + 'static {
     /// A group event is durable and was handed to this node's fan-out.
     fn group_event(&self, group: &str, event: &StoredEvent);
 
-    /// `account` joined (`member`) or left `group`: nodes where it has devices start or stop
-    /// taking the group's events for it.
+    /// `account` joined (`member`) or left `group`, durably (the group's actor; a group's
+    /// creation for its owner): nodes where it has devices, this one included, start or
+    /// stop taking the group's events for it.
     fn membership(&self, account: &str, group: &str, member: bool);
 
     /// A device of `account` is about to attach here: take its account events and its
     /// groups' events from other nodes from now on. Answers once that is in effect (the
     /// subscriptions are registered), so every event numbered after the device's starting
-    /// point reaches it.
+    /// point reaches it. On an error nothing is counted (do not [`Relay::release`]); a
+    /// caller that stops waiting leaves nothing counted either.
     fn interest(&self, account: &str) -> BoxFuture<'static, Result<(), Error>>;
 
-    /// A device of `account` left this node (undoes one [`Relay::interest`]).
+    /// A device of `account` left this node (undoes one successful [`Relay::interest`]).
     fn release(&self, account: &str);
 }
 

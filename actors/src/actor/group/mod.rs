@@ -103,14 +103,28 @@ impl Group {
         write.events.push(group_frame(kind, self.id(), seq, &data));
     }
 
+    /// Applies a durable membership change, and tells the nodes where `account` has devices
+    /// (the relay) so they start or stop taking the group's events for it.
     fn set_member(&mut self, account: &str, present: bool) {
-        if present {
+        let changed = if present {
             let key: Arc<str> = Arc::from(account);
-            if self.members.insert(key.clone()) {
+            let added = self.members.insert(key.clone());
+            if added {
                 self.list.insert(key);
             }
-        } else if self.members.remove(account) {
-            self.list.remove(account);
+            added
+        } else {
+            let removed = self.members.remove(account);
+            if removed {
+                self.list.remove(account);
+            }
+            removed
+        };
+        if changed {
+            self.life
+                .env
+                .relay
+                .membership(account, &self.record.group_id, present);
         }
     }
 }
