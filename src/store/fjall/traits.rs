@@ -144,9 +144,9 @@ impl GroupStore for FjallStore {
     }
 
     async fn groups_of(&self, account: &str) -> Result<Vec<GroupId>, StoreError> {
-        Err(StoreError::Backend(format!(
-            "groups_of({account}): not built yet"
-        )))
+        let account = account.to_owned();
+        self.read(move |ks| scan_ids(&ks.member_groups, &id_prefix(&account)))
+            .await
     }
 
     async fn load_group(&self, id: &str) -> Result<Option<GroupSnapshot>, StoreError> {
@@ -235,7 +235,6 @@ impl CommunityStore for FjallStore {
     }
 }
 
-#[async_trait]
 #[async_trait]
 impl OwnerStore for FjallStore {
     async fn claim_owner(&self, kind: ActorKind, id: &str) -> Result<u64, StoreError> {

@@ -45,7 +45,10 @@ async fn figures_fence_cost_contention_and_prepare_time() {
             let mut rows = store.group_rows(&w).expect("rows");
             rows.fence = None;
             let started = Instant::now();
-            assert!(store.run_batch(rows, true).await.is_ok(), "unfenced write");
+            assert!(
+                store.run_batch(rows, true, None).await.is_ok(),
+                "unfenced write"
+            );
             unfenced.push(started.elapsed());
         }
         println!(

@@ -111,7 +111,11 @@ async fn lwt_answers_have_the_shapes_read_by_name() {
         assert_eq!((a.applied, a.names()), (true, vec!["[applied]"]));
         let a = run("open_log", vec![text("g:x"), big(5)]).await;
         assert!(!a.applied);
-        assert_eq!(a.names(), ["[applied]", "log", "last_seq"]);
+        assert_eq!(
+            a.names(),
+            ["[applied]", "log", "epoch", "last_seq"],
+            "refused: the row"
+        );
         assert_eq!(a.column("last_seq"), Some(&big(1)));
         let a = run("advance_log", vec![big(3), text("g:x"), big(2)]).await;
         assert!(!a.applied);
