@@ -120,10 +120,11 @@ async fn add_column(
             Ok(())
         }
         Err(e) => {
-            // Cassandra: "Invalid column name epoch because it conflicts with an existing
-            // column"; ScyllaDB: "... already exists".
+            // Another apply added it meanwhile. Cassandra 5.0 answers "Column with name
+            // 'epoch' already exists" (older versions: "... conflicts with an existing
+            // column").
             let text = e.to_string();
-            if text.contains("conflicts with an existing column") || text.contains("already exist")
+            if text.contains("already exists") || text.contains("conflicts with an existing column")
             {
                 return Ok(());
             }

@@ -21,17 +21,11 @@ use scylla::value::CqlValue;
 use super::super::keys::LogKind;
 use super::super::lwt::LwtAnswer;
 use super::super::{ScyllaSettings, ScyllaStore};
-use super::node::{frame, group_write};
+use super::node::{frame, group_write, owned};
 use super::on_keyspace;
 
 async fn store(settings: &ScyllaSettings) -> ScyllaStore {
     ScyllaStore::connect(settings).await.expect("connect")
-}
-
-/// `write` naming `epoch`.
-fn owned(mut write: GroupWrite, epoch: u64) -> GroupWrite {
-    write.epoch = Some(epoch);
-    write
 }
 
 fn group_record(gid: &str) -> GroupRecord {

@@ -1,14 +1,16 @@
 //! The store's own rules on a real node: the batch limit read at start-up, the shapes of LWT
-//! answers, and the seq fence refusing a second write of a seq.
+//! answers, the seq fence refusing a second write of a seq, and `schema apply` on a keyspace
+//! of an earlier version.
 
 use chorus_actors::StoreError;
+use chorus_actors::place::ActorKind;
 use chorus_actors::push::event::{EventType, StoredEvent, group_frame};
-use chorus_actors::store::{GroupStore, GroupWrite, SubscriberStore, SubscriberWrite};
+use chorus_actors::store::{GroupStore, GroupWrite, OwnerStore, SubscriberStore, SubscriberWrite};
 
 use super::super::limits::{batch_fail_threshold, check_batch_limit, largest_change_set};
 use super::super::lwt::LwtAnswer;
 use super::super::settings::connect_session;
-use super::super::{ScyllaSettings, ScyllaStore};
+use super::super::{ScyllaSettings, ScyllaStore, apply_schema};
 use super::on_keyspace;
 
 pub(super) fn frame(group: &str, seq: u64, tag: &str) -> StoredEvent {
@@ -214,4 +216,62 @@ async fn a_batch_surely_not_applied_gives_its_seqs_back() {
         );
     })
     .await;
+}
+
+/// A keyspace made before owner epochs and the account -> groups index: `schema apply`
+/// adds the `epoch` column and fills `member_groups` from `group_members`, and a second
+/// apply changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_apply_brings_an_older_keyspace_up_to_date() {
+    on_keyspace(|settings| async move {
+        let ks = settings.keyspace.clone();
+        let session = connect_session(&settings).await.expect("session");
+        let run = |cql: String| {
+            let session = &session;
+            async move {
+                session.query_unpaged(cql, ()).await.expect("cql");
+            }
+        };
+        run(format!("ALTER TABLE {ks}.logs DROP epoch")).await;
+        run(format!("DROP TABLE {ks}.member_groups")).await;
+        session.await_schema_agreement().await.expect("agreement");
+        for (group, account) in [("g1", "a1"), ("g1", "a2"), ("g2", "a1")] {
+            run(format!(
+                "INSERT INTO {ks}.group_members (group_id, account) VALUES ('{group}', '{account}')"
+            ))
+            .await;
+        }
+        run(format!(
+            "INSERT INTO {ks}.logs (log, last_seq) VALUES ('g:g1', 5)"
+        ))
+        .await;
+        for round in ["upgrade", "again"] {
+            apply_schema(&settings)
+                .await
+                .unwrap_or_else(|e| panic!("apply ({round}): {e}"));
+        }
+        let store = store(&settings).await;
+        let mut groups = store.groups_of("a1").await.expect("groups_of");
+        groups.sort();
+        assert_eq!(groups, ["g1", "g2"], "member_groups filled");
+        assert_eq!(store.groups_of("a2").await.expect("groups_of"), ["g1"]);
+        assert_eq!(
+            store
+                .claim_owner(ActorKind::Group, "g1")
+                .await
+                .expect("claim"),
+            1
+        );
+        store
+            .commit_group(owned(group_write("g1", 6..=6, "next"), 1))
+            .await
+            .expect("the owner writes on from the old head");
+    })
+    .await;
+}
+
+/// `write` naming `epoch`.
+pub(super) fn owned(mut write: GroupWrite, epoch: u64) -> GroupWrite {
+    write.epoch = Some(epoch);
+    write
 }
