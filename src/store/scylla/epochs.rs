@@ -190,22 +190,26 @@ impl ScyllaStore {
         } else if let Some(held) = held {
             self.check_epoch(held).await?;
         }
-        let (Some(epoch), true) = (epoch, began.elapsed() > self.fence_bound) else {
+        let Some(epoch) = epoch.filter(|_| began.elapsed() > self.fence_bound) else {
             return Ok(Cleared {
                 reserved,
                 timestamp,
             });
         };
-        let log = fence.map_or_else(|| held.map(|h| h.log.clone()), |f| Some(f.log()));
-        let log = log.unwrap_or_default();
-        let mut now = epoch;
-        if let (Some(fence), true) = (fence, reserved) {
-            if let Some(answer) = self.roll_back(fence).await {
-                if !answer.applied {
-                    now = epoch_shown(&answer, &log).unwrap_or(epoch);
-                }
-            }
-        }
+        let log = match (fence, held) {
+            (Some(fence), _) => fence.log(),
+            (None, Some(held)) => held.log.clone(),
+            (None, None) => String::new(),
+        };
+        let undo = match (fence, reserved) {
+            (Some(fence), true) => self.roll_back(fence).await,
+            _ => None,
+        };
+        // The epoch an undo that did not apply found; else still the writer's.
+        let now = match undo {
+            Some(answer) if !answer.applied => epoch_shown(&answer, &log).unwrap_or(epoch),
+            _ => epoch,
+        };
         tracing::warn!(%log, epoch, now, elapsed_ms = began.elapsed().as_millis(),
             bound_ms = self.fence_bound.as_millis(),
             "write refused: its owner check answered too late to trust it (paused?)");
