@@ -83,22 +83,22 @@ pub async fn groups_of_follows_membership<F: Fixture>(fx: &F) {
         sorted(store.groups_of("owner").await.expect("groups_of")),
         ["g1", "g2", "g3", "g4"]
     );
-    let mut rm = GroupWrite::new("g2");
-    rm.members_remove.push("m1".into());
-    store.commit_group(rm).await.expect("remove member");
-    // Added and removed again in later writes: gone; removed and added again: back.
-    let mut add = GroupWrite::new("g4");
-    add.members_add.push("m1".into());
-    store.commit_group(add).await.expect("add member");
-    let mut rm = GroupWrite::new("g4");
-    rm.members_remove.push("m1".into());
-    store.commit_group(rm).await.expect("remove member");
-    let mut rm = GroupWrite::new("g3");
-    rm.members_remove.push("m1".into());
-    store.commit_group(rm).await.expect("remove member");
-    let mut add = GroupWrite::new("g3");
-    add.members_add.push("m1".into());
-    store.commit_group(add).await.expect("add member");
+    // Removed; added and removed again in later writes: gone; removed and added again: back.
+    for (gid, joins) in [
+        ("g2", false),
+        ("g4", true),
+        ("g4", false),
+        ("g3", false),
+        ("g3", true),
+    ] {
+        let mut w = GroupWrite::new(gid);
+        if joins {
+            w.members_add.push("m1".into());
+        } else {
+            w.members_remove.push("m1".into());
+        }
+        store.commit_group(w).await.expect("membership change");
+    }
     assert_eq!(
         sorted(store.groups_of("m1").await.expect("groups_of")),
         ["g1", "g3"],

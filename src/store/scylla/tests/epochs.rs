@@ -19,9 +19,8 @@ use chorus_actors::store::{
 use scylla::value::CqlValue;
 
 use super::super::keys::LogKind;
-use super::super::lwt::LwtAnswer;
 use super::super::{ScyllaSettings, ScyllaStore};
-use super::node::{frame, group_write, owned};
+use super::node::{frame, group_write, lwt, owned};
 use super::on_keyspace;
 
 async fn store(settings: &ScyllaSettings) -> ScyllaStore {
@@ -500,41 +499,34 @@ async fn a_check_answered_too_late_rolls_back_and_is_fenced() {
 async fn fenced_lwt_answers_show_the_epoch() {
     on_keyspace(|settings| async move {
         let store = store(&settings).await;
-        let run = |name: &'static str, values: Vec<CqlValue>| {
-            let store = &store;
-            async move {
-                let st = &store.st;
-                let ps = match name {
-                    "open_log_fenced" => &st.open_log_fenced,
-                    "advance_log_fenced" => &st.advance_log_fenced,
-                    "drop_log_fenced" => &st.drop_log_fenced,
-                    "first_epoch" => &st.first_epoch,
-                    _ => &st.move_epoch,
-                };
-                let answer = store
-                    .session
-                    .execute_unpaged(ps, values)
-                    .await
-                    .expect("lwt");
-                LwtAnswer::of(answer, "probe").expect("an LWT answer")
-            }
-        };
+        let st = &store.st;
         let (text, big) = (|s: &str| CqlValue::Text(s.to_owned()), CqlValue::BigInt);
         // No row: refused with `[applied]` alone (read as epoch 0).
-        let a = run("move_epoch", vec![big(2), text("g:x"), big(1)]).await;
+        let a = lwt(&store, &st.move_epoch, vec![big(2), text("g:x"), big(1)]).await;
         assert_eq!((a.applied, a.names()), (false, vec!["[applied]"]));
-        let a = run("open_log_fenced", vec![big(1), text("g:x"), big(1)]).await;
+        let a = lwt(
+            &store,
+            &st.open_log_fenced,
+            vec![big(1), text("g:x"), big(1)],
+        )
+        .await;
         assert_eq!((a.applied, a.names()), (false, vec!["[applied]"]));
-        let a = run("first_epoch", vec![big(1), text("g:x")]).await;
+        let a = lwt(&store, &st.first_epoch, vec![big(1), text("g:x")]).await;
         assert_eq!((a.applied, a.names()), (true, vec!["[applied]"]));
-        let a = run("first_epoch", vec![big(1), text("g:x")]).await;
+        let a = lwt(&store, &st.first_epoch, vec![big(1), text("g:x")]).await;
         assert!(!a.applied);
         assert_eq!(a.names(), ["[applied]", "epoch"]);
         assert_eq!(a.column("epoch"), Some(&big(1)));
-        let a = run("open_log_fenced", vec![big(2), text("g:x"), big(1)]).await;
+        let a = lwt(
+            &store,
+            &st.open_log_fenced,
+            vec![big(2), text("g:x"), big(1)],
+        )
+        .await;
         assert!(a.applied, "the claim's row, last_seq null");
-        let a = run(
-            "advance_log_fenced",
+        let a = lwt(
+            &store,
+            &st.advance_log_fenced,
             vec![big(4), text("g:x"), big(1), big(2)],
         )
         .await;
@@ -548,10 +540,16 @@ async fn fenced_lwt_answers_show_the_epoch() {
             (a.column("epoch"), a.column("last_seq")),
             (Some(&big(1)), Some(&big(2)))
         );
-        let a = run("drop_log_fenced", vec![text("g:x"), big(2), big(1)]).await;
+        let a = lwt(
+            &store,
+            &st.drop_log_fenced,
+            vec![text("g:x"), big(2), big(1)],
+        )
+        .await;
         assert!(a.applied);
-        let a = run(
-            "advance_log_fenced",
+        let a = lwt(
+            &store,
+            &st.advance_log_fenced,
             vec![big(4), text("g:x"), big(2), big(1)],
         )
         .await;

@@ -7,6 +7,9 @@ use chorus_actors::place::ActorKind;
 use chorus_actors::push::event::{EventType, StoredEvent, group_frame};
 use chorus_actors::store::{GroupStore, GroupWrite, OwnerStore, SubscriberStore, SubscriberWrite};
 
+use scylla::statement::prepared::PreparedStatement;
+use scylla::value::CqlValue;
+
 use super::super::limits::{batch_fail_threshold, check_batch_limit, largest_change_set};
 use super::super::lwt::LwtAnswer;
 use super::super::settings::connect_session;
@@ -35,6 +38,20 @@ pub(super) fn group_write(
 
 pub(super) fn is_log_moved(result: &Result<(), StoreError>) -> bool {
     matches!(result, Err(StoreError::LogMoved { .. }))
+}
+
+/// Runs the lightweight transaction `ps` with `values` and reads its answer.
+pub(super) async fn lwt(
+    store: &ScyllaStore,
+    ps: &PreparedStatement,
+    values: Vec<CqlValue>,
+) -> LwtAnswer {
+    let answer = store
+        .session
+        .execute_unpaged(ps, values)
+        .await
+        .expect("lwt");
+    LwtAnswer::of(answer, "probe").expect("an LWT answer")
 }
 
 async fn store(settings: &ScyllaSettings) -> ScyllaStore {
@@ -71,30 +88,14 @@ async fn the_batch_limit_is_read_and_judged_at_start_up() {
 async fn lwt_answers_have_the_shapes_read_by_name() {
     on_keyspace(|settings| async move {
         let store = store(&settings).await;
-        let run = |ps: &'static str, values: Vec<scylla::value::CqlValue>| {
-            let store = &store;
-            async move {
-                let ps = match ps {
-                    "take_claim" => &store.st.take_claim,
-                    "open_log" => &store.st.open_log,
-                    "advance_log" => &store.st.advance_log,
-                    _ => &store.st.drop_log,
-                };
-                let answer = store
-                    .session
-                    .execute_unpaged(ps, values)
-                    .await
-                    .expect("lwt");
-                LwtAnswer::of(answer, "probe").expect("an LWT answer")
-            }
-        };
-        let text = |s: &str| scylla::value::CqlValue::Text(s.to_owned());
-        let big = scylla::value::CqlValue::BigInt;
+        let st = &store.st;
+        let text = |s: &str| CqlValue::Text(s.to_owned());
+        let big = CqlValue::BigInt;
         // Cassandra 5.0 (ScyllaDB is documented to answer every column each time).
-        let a = run("take_claim", vec![text("probe"), text("a")]).await;
+        let a = lwt(&store, &st.take_claim, vec![text("probe"), text("a")]).await;
         assert!(a.applied);
         assert_eq!(a.names(), ["[applied]"], "applied: [applied] alone");
-        let a = run("take_claim", vec![text("probe"), text("b")]).await;
+        let a = lwt(&store, &st.take_claim, vec![text("probe"), text("b")]).await;
         assert!(!a.applied);
         assert_eq!(
             a.names(),
@@ -102,16 +103,16 @@ async fn lwt_answers_have_the_shapes_read_by_name() {
             "refused: the row"
         );
         assert_eq!(a.column("owner"), Some(&text("a")));
-        let a = run("advance_log", vec![big(2), text("g:x"), big(1)]).await;
+        let a = lwt(&store, &st.advance_log, vec![big(2), text("g:x"), big(1)]).await;
         assert!(!a.applied);
         assert_eq!(
             a.names(),
             ["[applied]"],
             "refused on an absent row: [applied] alone"
         );
-        let a = run("open_log", vec![text("g:x"), big(1)]).await;
+        let a = lwt(&store, &st.open_log, vec![text("g:x"), big(1)]).await;
         assert_eq!((a.applied, a.names()), (true, vec!["[applied]"]));
-        let a = run("open_log", vec![text("g:x"), big(5)]).await;
+        let a = lwt(&store, &st.open_log, vec![text("g:x"), big(5)]).await;
         assert!(!a.applied);
         assert_eq!(
             a.names(),
@@ -119,7 +120,7 @@ async fn lwt_answers_have_the_shapes_read_by_name() {
             "refused: the row"
         );
         assert_eq!(a.column("last_seq"), Some(&big(1)));
-        let a = run("advance_log", vec![big(3), text("g:x"), big(2)]).await;
+        let a = lwt(&store, &st.advance_log, vec![big(3), text("g:x"), big(2)]).await;
         assert!(!a.applied);
         assert_eq!(
             a.names(),
@@ -127,7 +128,7 @@ async fn lwt_answers_have_the_shapes_read_by_name() {
             "refused: the conditioned column"
         );
         assert_eq!(a.column("last_seq"), Some(&big(1)));
-        let a = run("drop_log", vec![text("g:x"), big(1)]).await;
+        let a = lwt(&store, &st.drop_log, vec![text("g:x"), big(1)]).await;
         assert_eq!((a.applied, a.names()), (true, vec!["[applied]"]));
     })
     .await;
