@@ -3,6 +3,9 @@
 //! [`super::INLINE_READ_KEYS`], runs where it is asked ([`FjallStore::read_up_to`]); every
 //! read that can be larger (snapshots, long logs and pages, scans) runs on the blocking pool
 //! ([`FjallStore::read`]), its arguments moved in.
+//!
+//! Owner epochs (cluster mode) have no meaning here: one process owns the database, so
+//! `claim_owner` refuses and a write's `epoch` is not looked at.
 
 use async_trait::async_trait;
 use chorus_actors::StoreError;
