@@ -361,6 +361,13 @@ pub trait OwnerStore: Send + Sync + 'static {
     /// the new epoch. From then on a write naming an older epoch is refused
     /// ([`StoreError::Fenced`]). Only the CQL store can: the embedded store is single-node
     /// and answers [`StoreError::Backend`].
+    ///
+    /// Epochs start at 1 (the first claim) and only rise. A refusal's `now` is the epoch the
+    /// store holds, 0 if the actor was never claimed; a `now` equal to the write's own epoch
+    /// means the write's check answered too late to trust (the CQL store's fence bound).
+    /// Claims racing for one actor each get an epoch of their own; one that keeps losing
+    /// answers [`StoreError::Unavailable`]. Claim before loading the actor, so the load sees
+    /// everything the previous owner wrote.
     async fn claim_owner(&self, kind: ActorKind, id: &str) -> Result<u64, StoreError>;
 }
 

@@ -191,11 +191,14 @@ impl EncodedWrite {
         if let Some(record) = &w.record {
             out.put_json(&ks.groups, gid.as_bytes().to_vec(), record)?;
         }
+        // Membership both ways: the account -> groups index rides in the same batch.
         for m in &w.members_add {
             out.put(&ks.group_members, pair_key(gid, m), b"".as_slice());
+            out.put(&ks.member_groups, pair_key(m, gid), b"".as_slice());
         }
         for m in &w.members_remove {
             out.remove(&ks.group_members, pair_key(gid, m));
+            out.remove(&ks.member_groups, pair_key(m, gid));
         }
         for r in &w.requests_remove {
             out.remove(&ks.binding_requests, pair_key(gid, r));

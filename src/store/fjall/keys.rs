@@ -7,7 +7,9 @@
 //! - `claims`: claim text -> owning account id
 //! - `tokens`: first 16 bytes of the token's SHA-256 -> last 16 bytes ++ account id
 //! - `events`: `id \0 seq` -> frame text
-//! - `groups`: `gid` -> JSON `GroupRecord`; `group_members`: `gid \0 account` -> empty
+//! - `groups`: `gid` -> JSON `GroupRecord`; `group_members`: `gid \0 account` -> empty;
+//!   `member_groups`: `account \0 gid` -> empty, the same membership the other way round,
+//!   always written in the same batch
 //! - `binding_requests`: `gid \0 request id` -> JSON
 //! - `bindings_by_group`: `gid \0 cid` and `bindings_by_community`: `cid \0 gid` -> JSON
 //!   `Binding`, always written together in one batch
@@ -125,6 +127,7 @@ keyspaces!(
     deliveries,
     outbox,
     steps,
+    member_groups,
 );
 
 /// `id \0`: the prefix of every key an owner has in a keyspace.

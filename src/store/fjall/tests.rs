@@ -6,11 +6,11 @@ use chorus_actors::StoreError;
 use chorus_actors::model::{AccountRecord, Claim, Profile};
 use chorus_actors::push::event::{EventType, encode_event};
 use chorus_actors::store::conformance::Fixture;
-use chorus_actors::store::{SubscriberStore, SubscriberWrite};
+use chorus_actors::store::{GroupStore, GroupWrite, SubscriberStore, SubscriberWrite};
 
 use super::FjallStore;
 use super::encode::EncodedWrite;
-use super::keys::IDS;
+use super::keys::{IDS, Keyspaces};
 
 /// The shared conformance suite, each check on a store in a fresh directory.
 struct FjallFixture {
@@ -87,5 +87,49 @@ async fn a_record_that_fails_to_encode_fails_its_write_and_stores_nothing() {
     store.commit(write).await.expect("commit");
     assert!(store.load_account("a1").await.expect("load").is_some());
     assert_eq!(store.read_events("a1", 0, 10).await.expect("read").len(), 1);
+    store.close().await.expect("close");
+}
+
+/// A database made before the account -> groups index: opening it fills the index from the
+/// group members, once.
+#[tokio::test]
+async fn opening_an_older_database_fills_the_groups_of_each_member() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = FjallStore::open(dir.path()).expect("open");
+    for (gid, members) in [("g1", ["a1", "a2"]), ("g2", ["a1", "a3"])] {
+        let mut w = GroupWrite::new(gid);
+        w.members_add = members.map(String::from).to_vec();
+        store.commit_group(w).await.expect("group");
+    }
+    store.close().await.expect("close");
+    drop(store);
+    {
+        // What an older version left: members, no index.
+        let db = fjall::Database::builder(dir.path()).open().expect("db");
+        let ks = Keyspaces::open(&db).expect("keyspaces");
+        let keys: Vec<_> = ks
+            .member_groups
+            .iter()
+            .map(|item| item.key().expect("key"))
+            .collect();
+        assert_eq!(keys.len(), 4);
+        for key in keys {
+            ks.member_groups.remove(key).expect("remove");
+        }
+        db.persist(fjall::PersistMode::SyncAll).expect("sync");
+    }
+    {
+        let db = fjall::Database::builder(dir.path()).open().expect("db");
+        let ks = Keyspaces::open(&db).expect("keyspaces");
+        assert!(
+            ks.member_groups.is_empty().expect("read"),
+            "the index is gone"
+        );
+    }
+    let store = FjallStore::open(dir.path()).expect("reopen");
+    let mut groups = store.groups_of("a1").await.expect("groups_of");
+    groups.sort();
+    assert_eq!(groups, ["g1", "g2"]);
+    assert_eq!(store.groups_of("a3").await.expect("groups_of"), ["g2"]);
     store.close().await.expect("close");
 }

@@ -3,6 +3,9 @@
 //! [`super::INLINE_READ_KEYS`], runs where it is asked ([`FjallStore::read_up_to`]); every
 //! read that can be larger (snapshots, long logs and pages, scans) runs on the blocking pool
 //! ([`FjallStore::read`]), its arguments moved in.
+//!
+//! Owner epochs (cluster mode) have no meaning here: one process owns the database, so
+//! `claim_owner` refuses and a write's `epoch` is not looked at.
 
 use async_trait::async_trait;
 use chorus_actors::StoreError;
@@ -144,9 +147,9 @@ impl GroupStore for FjallStore {
     }
 
     async fn groups_of(&self, account: &str) -> Result<Vec<GroupId>, StoreError> {
-        Err(StoreError::Backend(format!(
-            "groups_of({account}): not built yet"
-        )))
+        let account = account.to_owned();
+        self.read(move |ks| scan_ids(&ks.member_groups, &id_prefix(&account)))
+            .await
     }
 
     async fn load_group(&self, id: &str) -> Result<Option<GroupSnapshot>, StoreError> {
@@ -235,7 +238,6 @@ impl CommunityStore for FjallStore {
     }
 }
 
-#[async_trait]
 #[async_trait]
 impl OwnerStore for FjallStore {
     async fn claim_owner(&self, kind: ActorKind, id: &str) -> Result<u64, StoreError> {

@@ -14,7 +14,6 @@ use scylla::errors::{DbError, ExecutionError, RequestAttemptError, WriteType};
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::value::CqlValue;
 
-use super::fence::Reservation;
 use super::keys::fits;
 use super::lwt::LwtAnswer;
 use super::rows::BatchRows;
@@ -63,6 +62,7 @@ impl ScyllaStore {
             .map(|append| {
                 let mut write = SubscriberWrite::new(&append.account);
                 write.events = append.events;
+                write.epoch = append.epoch;
                 self.commit_account(write)
             })
             .buffered(APPEND_CONCURRENCY)
@@ -176,10 +176,13 @@ impl ScyllaStore {
 
     // ---- batches ------------------------------------------------------------------------
 
+    /// Sends `rows` as one logged batch, at client `timestamp` when given (a fenced write
+    /// takes it before its check: `epochs.rs`), else at the session clock's next one.
     pub(super) async fn run_batch(
         &self,
         rows: BatchRows<'_>,
         idempotent: bool,
+        timestamp: Option<i64>,
     ) -> Result<(), BatchFailure> {
         let mut batch = Batch::new(BatchType::Logged);
         let mut values = Vec::with_capacity(rows.rows.len());
@@ -189,6 +192,7 @@ impl ScyllaStore {
         }
         batch.set_consistency(self.consistency);
         batch.set_is_idempotent(idempotent);
+        batch.set_timestamp(timestamp);
         match self.session.batch(&batch, values).await {
             Ok(_) => Ok(()),
             Err(e) => Err(BatchFailure {
@@ -199,10 +203,11 @@ impl ScyllaStore {
         }
     }
 
-    /// A change set's batch, behind its seq fence when it carries events (`fence.rs`).
-    /// `taken` are the claims this write has just taken: they are given back when nothing of
-    /// the write can land. A fresh claim or a fresh reservation makes the batch's outcome
-    /// matter, so the batch then goes without blind driver retries.
+    /// A change set's batch, behind its seq fence when it carries events (`fence.rs`) and
+    /// its owner check when it names an epoch (`epochs.rs`). `taken` are the claims this
+    /// write has just taken: they are given back when nothing of the write can land. A fresh
+    /// claim or a fresh reservation makes the batch's outcome matter, so the batch then goes
+    /// without blind driver retries.
     pub(super) async fn write_rows(
         &self,
         mut rows: BatchRows<'_>,
@@ -213,24 +218,23 @@ impl ScyllaStore {
             return Ok(());
         }
         let fence = rows.fence.take();
-        let mut reserved = false;
-        if let Some(fence) = &fence {
-            match self.reserve(fence).await {
-                Ok(Reservation::Taken) => reserved = true,
-                Ok(Reservation::AlreadyApplied) => {
-                    // Sent again (same rows): the acknowledgement then covers all of it.
-                    tracing::info!(%owner, "write already applied by an earlier attempt");
-                }
-                Err(e) => {
-                    // The batch was not sent: nothing of the write can land.
-                    self.give_back(owner, taken).await;
+        let held = rows.held.take();
+        let cleared = match self.clear(fence.as_ref(), held.as_ref()).await {
+            Ok(cleared) => cleared,
+            Err(e) => {
+                // The batch was not sent: nothing of the write can land.
+                self.give_back(owner, taken).await;
+                if matches!(e, StoreError::Fenced { .. }) {
+                    tracing::warn!(%owner, error = %e, "write refused: fenced");
+                } else {
                     tracing::error!(%owner, error = %e, "write refused or failed at its seq fence");
-                    return Err(e);
                 }
+                return Err(e);
             }
-        }
+        };
+        let reserved = cleared.reserved;
         let idempotent = taken.is_empty() && !reserved;
-        let Err(failure) = self.run_batch(rows, idempotent).await else {
+        let Err(failure) = self.run_batch(rows, idempotent, cleared.timestamp).await else {
             return Ok(());
         };
         match failure.outcome {

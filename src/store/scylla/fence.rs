@@ -14,11 +14,16 @@
 //! price is one Paxos round on the head's partition per write that carries events
 //! (docs/scylla.md, "The seq fence"). A reservation whose batch did not apply leaves a gap
 //! of unused seqs unless it is known not to have applied, in which case it is rolled back.
+//!
+//! In cluster mode a write names its actor's owner epoch (`epochs.rs`), and the same
+//! transaction checks it (`... IF last_seq = ? AND epoch = ?`): a refusal that shows another
+//! epoch is [`StoreError::Fenced`], not a moved log, since the writer no longer owns the log.
 
 use chorus_actors::StoreError;
 use chorus_actors::push::event::StoredEvent;
 use scylla::value::CqlValue;
 
+use super::epochs::refused_epoch;
 use super::keys::{LogKind, from_bigint, to_bigint};
 use super::lwt::LwtAnswer;
 use super::{ScyllaStore, backend};
@@ -34,6 +39,9 @@ pub(super) struct Fence {
     last: u64,
     /// The write's events, to recognise a repeat of a write already applied.
     events: Vec<StoredEvent>,
+    /// The writer's epoch of the log's actor (cluster mode): the reservation applies only
+    /// while it is still the log's. `None` on a single node.
+    pub(super) epoch: Option<u64>,
 }
 
 /// What a reservation found.
@@ -74,10 +82,11 @@ impl Fence {
             after: first.seq - 1,
             last: last.seq,
             events: events.to_vec(),
+            epoch: None,
         }))
     }
 
-    fn log(&self) -> String {
+    pub(super) fn log(&self) -> String {
         self.kind.key(&self.owner)
     }
 }
@@ -96,26 +105,48 @@ pub(super) fn log_moved(log: &str, expected: u64, head: Option<u64>) -> StoreErr
 
 impl ScyllaStore {
     /// Moves the head from `after` to `last`, or recognises the write as already applied;
-    /// any other head refuses the write with [`log_moved`]. An error here (a timeout) means
+    /// any other head refuses the write with [`log_moved`], and, when the write names an
+    /// epoch, any other epoch with [`StoreError::Fenced`] (even for a repeat: the batch must
+    /// not be sent again once another node owns the log). An error here (a timeout) means
     /// the batch was not sent, though the reservation itself may land.
     pub(super) async fn reserve(&self, fence: &Fence) -> Result<Reservation, StoreError> {
         let what = "reserving seqs";
         let log = fence.log();
-        let last = to_bigint(fence.last, "seq")?;
-        let answer = if fence.after == 0 {
-            self.session
-                .execute_unpaged(&self.st.open_log, (log.as_str(), last))
-                .await
-        } else {
-            let after = to_bigint(fence.after, "seq")?;
-            self.session
-                .execute_unpaged(&self.st.advance_log, (last, log.as_str(), after))
-                .await
+        let (after, last) = (
+            to_bigint(fence.after, "seq")?,
+            to_bigint(fence.last, "seq")?,
+        );
+        let (st, log_key) = (&self.st, log.as_str());
+        let answer = match (fence.after, fence.epoch) {
+            (0, None) => {
+                self.session
+                    .execute_unpaged(&st.open_log, (log_key, last))
+                    .await
+            }
+            (_, None) => {
+                let values = (last, log_key, after);
+                self.session.execute_unpaged(&st.advance_log, values).await
+            }
+            (0, Some(epoch)) => {
+                let values = (last, log_key, to_bigint(epoch, "epoch")?);
+                self.session
+                    .execute_unpaged(&st.open_log_fenced, values)
+                    .await
+            }
+            (_, Some(epoch)) => {
+                let values = (last, log_key, after, to_bigint(epoch, "epoch")?);
+                self.session
+                    .execute_unpaged(&st.advance_log_fenced, values)
+                    .await
+            }
         }
         .map_err(|e| backend(what, e))?;
         let answer = LwtAnswer::of(answer, what)?;
         if answer.applied {
             return Ok(Reservation::Taken);
+        }
+        if let Some(epoch) = fence.epoch {
+            refused_epoch(&answer, &log, epoch)?;
         }
         let head = match answer.column("last_seq") {
             Some(CqlValue::BigInt(seq)) => Some(from_bigint(*seq, &format!("logs/{log}"))?),
@@ -145,34 +176,62 @@ impl ScyllaStore {
         Ok(stored == fence.events)
     }
 
-    /// Gives a reservation back after its batch surely did not apply, so the writer's next
-    /// write finds the head where it left it. Only if the head is still at `last`: a head that
-    /// moved on is left alone. Best effort: a failure leaves a gap of unused seqs (and the
-    /// writer's next write is refused until it reloads).
-    pub(super) async fn roll_back(&self, fence: &Fence) {
+    /// Gives a reservation back after its batch surely did not apply (or was never sent), so
+    /// the writer's next write finds the head where it left it. Only if the head is still at
+    /// `last` (and, with an epoch, the epoch still the writer's): a head that moved on is left
+    /// alone. Best effort: a failure leaves a gap of unused seqs (and the writer's next write
+    /// is refused until it reloads). Answers the LWT's answer when there was one.
+    pub(super) async fn roll_back(&self, fence: &Fence) -> Option<LwtAnswer> {
         let log = fence.log();
         let (Ok(last), Ok(after)) = (to_bigint(fence.last, "seq"), to_bigint(fence.after, "seq"))
         else {
-            return;
+            return None;
         };
-        let result = if fence.after == 0 {
-            self.session
-                .execute_unpaged(&self.st.drop_log, (log.as_str(), last))
-                .await
-        } else {
-            self.session
-                .execute_unpaged(&self.st.advance_log, (after, log.as_str(), last))
-                .await
+        let epoch = fence
+            .epoch
+            .map(|e| to_bigint(e, "epoch"))
+            .transpose()
+            .ok()?;
+        let (st, log_key) = (&self.st, log.as_str());
+        let result = match (fence.after, epoch) {
+            (0, None) => {
+                self.session
+                    .execute_unpaged(&st.drop_log, (log_key, last))
+                    .await
+            }
+            (_, None) => {
+                let values = (after, log_key, last);
+                self.session.execute_unpaged(&st.advance_log, values).await
+            }
+            (0, Some(epoch)) => {
+                let values = (log_key, last, epoch);
+                self.session
+                    .execute_unpaged(&st.drop_log_fenced, values)
+                    .await
+            }
+            (_, Some(epoch)) => {
+                let values = (after, log_key, last, epoch);
+                self.session
+                    .execute_unpaged(&st.advance_log_fenced, values)
+                    .await
+            }
         };
         let outcome = result
             .map_err(|e| backend("rolling back seqs", e))
             .and_then(|answer| LwtAnswer::of(answer, "rolling back seqs"));
         match outcome {
-            Ok(answer) if answer.applied => {}
-            Ok(_) => tracing::warn!(%log, after = fence.after, last = fence.last,
-                "seq reservation not rolled back: the head moved on"),
-            Err(e) => tracing::error!(%log, after = fence.after, last = fence.last, error = %e,
-                "seq reservation not rolled back; its seqs stay unused"),
+            Ok(answer) => {
+                if !answer.applied {
+                    tracing::warn!(%log, after = fence.after, last = fence.last,
+                        "seq reservation not rolled back: the head (or its owner) moved on");
+                }
+                Some(answer)
+            }
+            Err(e) => {
+                tracing::error!(%log, after = fence.after, last = fence.last, error = %e,
+                    "seq reservation not rolled back; its seqs stay unused");
+                None
+            }
         }
     }
 }

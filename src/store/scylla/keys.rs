@@ -3,6 +3,7 @@
 //! without a cluster.
 
 use chorus_actors::StoreError;
+use chorus_actors::place::ActorKind;
 use chorus_actors::store::EdgeKind;
 
 /// Width of one feed partition: a day. A busy feed then splits into one partition per day,
@@ -96,6 +97,13 @@ impl LogKind {
     pub fn key(self, owner: &str) -> String {
         format!("{}{owner}", self.prefix())
     }
+}
+
+/// The `logs` row that holds `kind`/`id`'s owner epoch: `<token>:<id>`, the same row as its
+/// event log's head for accounts (`a:`) and groups (`g:`), and a row of its own (`c:`) for a
+/// community, which has no event log.
+pub fn owner_log(kind: ActorKind, id: &str) -> String {
+    format!("{}:{id}", kind.token())
 }
 
 /// The outbox shard of an activity: FNV-1a (64 bit) of its id, modulo [`OUTBOX_SHARDS`].
@@ -225,6 +233,16 @@ mod tests {
         assert_ne!(FeedKind::Messages.key("x"), FeedKind::Dynamics.key("x"));
         assert_eq!(FeedKind::Activities.key("p1"), "a:p1");
         assert_ne!(LogKind::Account.key("x"), LogKind::Group.key("x"));
+    }
+
+    #[test]
+    fn an_owner_epoch_lives_in_its_log_row() {
+        assert_eq!(
+            owner_log(ActorKind::Account, "x"),
+            LogKind::Account.key("x")
+        );
+        assert_eq!(owner_log(ActorKind::Group, "x"), LogKind::Group.key("x"));
+        assert_eq!(owner_log(ActorKind::Community, "x"), "c:x");
     }
 
     #[test]

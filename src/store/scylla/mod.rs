@@ -16,10 +16,13 @@
 //! - `commit.rs`: the commit protocol and the gate that `close` shuts;
 //! - `fence.rs`: the seq fence, a lightweight transaction on a log's head before the batch
 //!   that carries its events, so a seq is never written twice;
+//! - `epochs.rs`: owner epochs (cluster mode): claims, and the check every write naming an
+//!   epoch passes before its batch, so two nodes never both write one actor;
 //! - `reads.rs`: single rows, paged listings, event logs and feeds across their partitions;
 //! - `traits.rs`: the storage traits.
 
 mod commit;
+mod epochs;
 mod fence;
 mod keys;
 mod limits;
@@ -32,17 +35,20 @@ mod statements;
 mod traits;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chorus_actors::StoreError;
 use scylla::client::session::Session;
 use scylla::errors::ExecutionError;
+use scylla::policies::timestamp_generator::MonotonicTimestampGenerator;
 use scylla::statement::Consistency;
 
 use self::commit::WriteGate;
+pub use self::epochs::DEFAULT_FENCE_BOUND;
 pub use self::keys::{EVENT_BUCKET, FEED_BUCKET_MS, OUTBOX_SHARDS};
 pub use self::schema::{apply_schema, schema, schema_statements};
 pub use self::settings::ScyllaSettings;
-use self::settings::{connect_session, parse_consistency, read_consistency, serial_for};
+use self::settings::{connect_session_on, parse_consistency, read_consistency, serial_for};
 use self::statements::Statements;
 
 /// The [`Store`](chorus_actors::store::Store) on ScyllaDB. Cheap handles (`Arc`s) inside, so
@@ -54,6 +60,12 @@ pub struct ScyllaStore {
     gate: WriteGate,
     /// Where writes that must finish even without their caller run (see `commit.rs`).
     runtime: tokio::runtime::Handle,
+    /// The session's client timestamps; a fenced write takes its batch's from it before
+    /// its check (`epochs.rs`).
+    clock: Arc<MonotonicTimestampGenerator>,
+    /// The longest a fenced write's check may take before the write gives up
+    /// ([`ScyllaStore::with_fence_bound`]).
+    fence_bound: Duration,
 }
 
 impl ScyllaStore {
@@ -64,7 +76,8 @@ impl ScyllaStore {
         let consistency = parse_consistency(&settings.consistency).map_err(StoreError::Backend)?;
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| backend("finding the tokio runtime", e))?;
-        let session = connect_session(settings).await?;
+        let clock = Arc::new(MonotonicTimestampGenerator::new());
+        let session = connect_session_on(settings, Arc::clone(&clock)).await?;
         let mut lookup = session
             .prepare("SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = ?")
             .await
@@ -107,6 +120,8 @@ impl ScyllaStore {
             consistency,
             gate: WriteGate::new(),
             runtime,
+            clock,
+            fence_bound: DEFAULT_FENCE_BOUND,
         })
     }
 
@@ -118,6 +133,8 @@ impl ScyllaStore {
             consistency: self.consistency,
             gate: self.gate.clone(),
             runtime: self.runtime.clone(),
+            clock: Arc::clone(&self.clock),
+            fence_bound: self.fence_bound,
         }
     }
 }

@@ -115,12 +115,13 @@ impl ScyllaStore {
     pub(super) async fn last_seq(&self, kind: LogKind, id: &str) -> Result<u64, StoreError> {
         let key = kind.key(id);
         fits("logs", &key)?;
+        // A row without a head is an actor's epoch alone (claimed, nothing written yet).
         match self
-            .get_one::<(i64,)>(&self.st.get_last_seq, (key.as_str(),), "reading logs")
+            .get_one::<(Option<i64>,)>(&self.st.get_last_seq, (key.as_str(),), "reading logs")
             .await?
         {
-            Some((seq,)) => from_bigint(seq, &format!("logs/{key}")),
-            None => Ok(0),
+            Some((Some(seq),)) => from_bigint(seq, &format!("logs/{key}")),
+            Some((None,)) | None => Ok(0),
         }
     }
 

@@ -5,12 +5,14 @@ use std::collections::HashMap;
 
 use chorus_actors::StoreError;
 use chorus_actors::model::StepRecord;
+use chorus_actors::place::ActorKind;
 use chorus_actors::push::event::StoredEvent;
 use chorus_actors::store::{CommunityWrite, EdgeChange, GroupWrite, SubscriberWrite};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlValue;
 
 use super::ScyllaStore;
+use super::epochs::Held;
 use super::fence::Fence;
 use super::keys::{
     FeedKind, LogKind, MAX_KEY, edge_kind_text, event_bucket, feed_bucket, outbox_shard,
@@ -115,6 +117,7 @@ impl ScyllaStore {
             }
         }
         self.add_steps(&mut rows, &w.steps)?;
+        rows.owned_by(ActorKind::Account, id, w.epoch);
         rows.checked()
     }
 
@@ -171,11 +174,17 @@ impl ScyllaStore {
                 vec![text(gid), blob(encode(gid, record)?)],
             );
         }
+        // Membership both ways: the account -> groups index rides in the same batch.
         for m in &w.members_add {
             rows.put(
                 format!("group_members\0{gid}\0{m}"),
                 &st.put_group_member,
                 vec![text(gid), text(m)],
+            );
+            rows.put(
+                format!("member_groups\0{m}\0{gid}"),
+                &st.put_member_group,
+                vec![text(m), text(gid)],
             );
         }
         for m in &w.members_remove {
@@ -183,6 +192,11 @@ impl ScyllaStore {
                 format!("group_members\0{gid}\0{m}"),
                 &st.delete_group_member,
                 vec![text(gid), text(m)],
+            );
+            rows.put(
+                format!("member_groups\0{m}\0{gid}"),
+                &st.delete_member_group,
+                vec![text(m), text(gid)],
             );
         }
         for r in &w.requests_remove {
@@ -249,6 +263,7 @@ impl ScyllaStore {
             &w.events,
         )?;
         self.add_steps(&mut rows, &w.steps)?;
+        rows.owned_by(ActorKind::Group, gid, w.epoch);
         rows.checked()
     }
 
@@ -295,6 +310,7 @@ impl ScyllaStore {
             )?;
         }
         self.add_steps(&mut rows, &w.steps)?;
+        rows.owned_by(ActorKind::Community, cid, w.epoch);
         rows.checked()
     }
 }
@@ -308,6 +324,9 @@ pub(super) struct Rows<S> {
     index: HashMap<String, usize>,
     /// The log position the rows' events take, if they carry any.
     pub(super) fence: Option<Fence>,
+    /// The owner epoch rows without events name (cluster mode), checked before their batch
+    /// (`epochs.rs`); with events the fence carries it.
+    pub(super) held: Option<Held>,
     /// The first row whose key the cluster would refuse (its table and key length).
     too_long: Option<(String, usize)>,
 }
@@ -318,6 +337,7 @@ impl<S> Default for Rows<S> {
             rows: Vec::new(),
             index: HashMap::new(),
             fence: None,
+            held: None,
             too_long: None,
         }
     }
@@ -347,6 +367,19 @@ impl<S> Rows<S> {
 }
 
 impl<S> Rows<S> {
+    /// The rows are `kind`/`id`'s write naming `epoch` (cluster mode; `None` on a single
+    /// node): the seq fence checks it when the rows carry events, an epoch check of its own
+    /// when they do not.
+    pub(super) fn owned_by(&mut self, kind: ActorKind, id: &str, epoch: Option<u64>) {
+        let Some(epoch) = epoch else {
+            return;
+        };
+        match &mut self.fence {
+            Some(fence) => fence.epoch = Some(epoch),
+            None => self.held = Some(Held::new(kind, id, epoch)),
+        }
+    }
+
     /// The rows, unless a key is over what the cluster takes: then
     /// [`StoreError::KeyTooLong`], before any claim is taken or statement sent.
     pub(super) fn checked(self) -> Result<Self, StoreError> {

@@ -1,13 +1,24 @@
 //! The schema (`schema.cql`): printed by `chorus schema print`, applied by
-//! `chorus schema apply`.
+//! `chorus schema apply`, which also brings keyspaces made by earlier versions up to date
+//! (columns added since, the `member_groups` index filled from `group_members`).
 
 use chorus_actors::StoreError;
+use futures_util::TryStreamExt;
+use scylla::client::session::Session;
 
 use super::backend;
 use super::settings::{ScyllaSettings, connect_session};
 
 /// The schema, with `{keyspace}` and `{replication}` placeholders.
 const SCHEMA: &str = include_str!("schema.cql");
+
+/// Columns `schema.cql` has that tables made by earlier versions lack, as `(table, column,
+/// type)`: `CREATE TABLE IF NOT EXISTS` leaves an existing table as it is, so apply adds
+/// them (the owner epoch of cluster mode, in `logs`).
+const ADDED_COLUMNS: [(&str, &str, &str); 1] = [("logs", "epoch", "bigint")];
+
+/// Index rows the backfill of `member_groups` writes at once.
+const BACKFILL_CONCURRENCY: usize = 64;
 
 /// The schema as CQL statements, keyspace and replication filled in (what
 /// `chorus schema print` prints).
@@ -32,23 +43,129 @@ pub fn schema_statements(keyspace: &str, replication: &str) -> Vec<String> {
         .collect()
 }
 
-/// Connects and applies the schema (every statement is `IF NOT EXISTS`, so this is safe to
-/// repeat), then waits until every node agrees on it.
+/// Connects and applies the schema (every statement is `IF NOT EXISTS`, and every added
+/// column is added only if missing, so this is safe to repeat), then waits until every node
+/// agrees on it. A keyspace that had groups before `member_groups` existed gets the index
+/// filled from `group_members` when the table is made (docs/scylla.md, "member_groups").
 pub async fn apply_schema(settings: &ScyllaSettings) -> Result<(), StoreError> {
     settings.validate().map_err(StoreError::Backend)?;
     let session = connect_session(settings).await?;
-    for statement in schema_statements(&settings.keyspace, &settings.replication) {
+    let ks = settings.keyspace.as_str();
+    let backfill = exists(&session, ks, "group_members", None).await?
+        && !exists(&session, ks, "member_groups", None).await?;
+    for statement in schema_statements(ks, &settings.replication) {
         session
             .query_unpaged(statement.as_str(), ())
             .await
             .map_err(|e| backend("applying the schema", e))?;
     }
+    for (table, column, kind) in ADDED_COLUMNS {
+        add_column(&session, ks, table, column, kind).await?;
+    }
     session
         .await_schema_agreement()
         .await
         .map_err(|e| backend("awaiting schema agreement", e))?;
-    tracing::info!(keyspace = %settings.keyspace, "scylla schema applied");
+    if backfill {
+        let rows = backfill_member_groups(&session, ks).await?;
+        tracing::info!(keyspace = %ks, rows, "member_groups filled from group_members");
+    }
+    tracing::info!(keyspace = %ks, "scylla schema applied");
     Ok(())
+}
+
+/// Whether `table` (or its `column`) exists in keyspace `ks`.
+async fn exists(
+    session: &Session,
+    ks: &str,
+    table: &str,
+    column: Option<&str>,
+) -> Result<bool, StoreError> {
+    let what = "reading the schema";
+    let answer = match column {
+        None => {
+            let query = "SELECT table_name FROM system_schema.tables \
+                WHERE keyspace_name = ? AND table_name = ?";
+            session.query_unpaged(query, (ks, table)).await
+        }
+        Some(column) => {
+            let query = "SELECT column_name FROM system_schema.columns \
+                WHERE keyspace_name = ? AND table_name = ? AND column_name = ?";
+            session.query_unpaged(query, (ks, table, column)).await
+        }
+    };
+    let rows = answer
+        .map_err(|e| backend(what, e))?
+        .into_rows_result()
+        .map_err(|e| backend(what, e))?;
+    Ok(rows.rows_num() > 0)
+}
+
+/// `ALTER TABLE ks.table ADD column kind`, unless the column is there (also when another
+/// apply added it meanwhile).
+async fn add_column(
+    session: &Session,
+    ks: &str,
+    table: &str,
+    column: &str,
+    kind: &str,
+) -> Result<(), StoreError> {
+    if exists(session, ks, table, Some(column)).await? {
+        return Ok(());
+    }
+    let alter = format!("ALTER TABLE {ks}.{table} ADD {column} {kind}");
+    match session.query_unpaged(alter.as_str(), ()).await {
+        Ok(_) => {
+            tracing::info!(keyspace = %ks, %table, %column, "column added");
+            Ok(())
+        }
+        Err(e) => {
+            // Another apply added it meanwhile. Cassandra 5.0 answers "Column with name
+            // 'epoch' already exists" (older versions: "... conflicts with an existing
+            // column").
+            let text = e.to_string();
+            if text.contains("already exists") || text.contains("conflicts with an existing column")
+            {
+                return Ok(());
+            }
+            Err(backend(&format!("adding {table}.{column}"), e))
+        }
+    }
+}
+
+/// Writes the `member_groups` row of every `group_members` row (a full scan, paged), and
+/// answers how many. Idempotent: a deployer may run it again (docs/scylla.md).
+pub(super) async fn backfill_member_groups(session: &Session, ks: &str) -> Result<u64, StoreError> {
+    let what = "filling member_groups";
+    let insert = session
+        .prepare(format!(
+            "INSERT INTO {ks}.member_groups (account, group_id) VALUES (?, ?)"
+        ))
+        .await
+        .map_err(|e| backend(what, e))?;
+    let rows = session
+        .query_iter(
+            format!("SELECT group_id, account FROM {ks}.group_members"),
+            (),
+        )
+        .await
+        .map_err(|e| backend(what, e))?
+        .rows_stream::<(String, String)>()
+        .map_err(|e| backend(what, e))?;
+    rows.map_err(|e| backend(what, e))
+        .map_ok(|(group, account)| {
+            let insert = &insert;
+            async move {
+                session
+                    .execute_unpaged(insert, (account, group))
+                    .await
+                    .map_err(|e| backend(what, e))
+                    .map(|_| 1u64)
+            }
+        })
+        .try_buffer_unordered(BACKFILL_CONCURRENCY)
+        .try_fold(0u64, |n, one| async move { Ok(n + one) })
+        .await
 }
 
 #[cfg(test)]
@@ -70,7 +187,7 @@ mod tests {
     fn every_schema_statement_is_idempotent() {
         let statements = schema_statements("ks", "{'class': 'SimpleStrategy'}");
         // The keyspace and every table of the layout.
-        assert_eq!(statements.len(), 1 + 24);
+        assert_eq!(statements.len(), 1 + 25);
         for s in &statements {
             assert!(s.starts_with("CREATE "), "only creates: {s}");
             assert!(

@@ -117,6 +117,15 @@ pub(super) fn serial_for(consistency: Consistency) -> SerialConsistency {
 
 /// A session at the configured consistency, on one monotonic clock.
 pub(super) async fn connect_session(settings: &ScyllaSettings) -> Result<Session, StoreError> {
+    connect_session_on(settings, Arc::new(MonotonicTimestampGenerator::new())).await
+}
+
+/// The same, on `clock`, which the store also reads for the batches whose timestamps it
+/// takes itself (fenced writes: `epochs.rs`).
+pub(super) async fn connect_session_on(
+    settings: &ScyllaSettings,
+    clock: Arc<MonotonicTimestampGenerator>,
+) -> Result<Session, StoreError> {
     let consistency = parse_consistency(&settings.consistency).map_err(StoreError::Backend)?;
     let profile = ExecutionProfile::builder()
         .consistency(consistency)
@@ -128,7 +137,7 @@ pub(super) async fn connect_session(settings: &ScyllaSettings) -> Result<Session
         .default_execution_profile_handle(profile.into_handle())
         // One monotonic clock for every write of this process: an actor's later write always
         // carries a later timestamp than its earlier one, whichever coordinator takes it.
-        .timestamp_generator(Arc::new(MonotonicTimestampGenerator::new()))
+        .timestamp_generator(clock)
         .build()
         .await
         .map_err(|e| backend("connecting", e))

@@ -109,12 +109,32 @@ statements! {
     /// Undoes a first reservation whose batch was surely not applied.
     drop_log: Lwt = "DELETE FROM logs WHERE log = ? IF last_seq = ?";
     get_last_seq: Read = "SELECT last_seq FROM logs WHERE log = ?";
+    /// The same three moves for a writer that names its epoch (cluster mode, `fence.rs`):
+    /// they apply only while the epoch is still the log's. The owner's claim made the row,
+    /// so the first reservation is an update of it, and its undo keeps the row (and epoch).
+    open_log_fenced: Lwt =
+        "UPDATE logs SET last_seq = ? WHERE log = ? IF last_seq = null AND epoch = ?";
+    advance_log_fenced: Lwt =
+        "UPDATE logs SET last_seq = ? WHERE log = ? IF last_seq = ? AND epoch = ?";
+    drop_log_fenced: Lwt =
+        "UPDATE logs SET last_seq = null WHERE log = ? IF last_seq = ? AND epoch = ?";
+    /// Owner epochs (`fence.rs`): an actor's epoch is in its log's row (`a:`, `g:`, `c:`).
+    get_epoch: Read = "SELECT epoch FROM logs WHERE log = ?";
+    /// A claim (`SET epoch = old + 1 ... IF epoch = old`), and the check a write without
+    /// events makes before its batch (`SET epoch = mine ... IF epoch = mine`).
+    move_epoch: Lwt = "UPDATE logs SET epoch = ? WHERE log = ? IF epoch = ?";
+    /// The first claim of an actor (no epoch yet; the row may not exist).
+    first_epoch: Lwt = "UPDATE logs SET epoch = ? WHERE log = ? IF epoch = null";
 
     put_group: Write = "INSERT INTO groups (group_id, record) VALUES (?, ?)";
     get_group: Read = "SELECT record FROM groups WHERE group_id = ?";
     put_group_member: Write = "INSERT INTO group_members (group_id, account) VALUES (?, ?)";
     delete_group_member: Write = "DELETE FROM group_members WHERE group_id = ? AND account = ?";
     list_group_members: Read = "SELECT account FROM group_members WHERE group_id = ?";
+    /// The account -> groups index, written in the same batch as `group_members`.
+    put_member_group: Write = "INSERT INTO member_groups (account, group_id) VALUES (?, ?)";
+    delete_member_group: Write = "DELETE FROM member_groups WHERE account = ? AND group_id = ?";
+    list_member_groups: Read = "SELECT group_id FROM member_groups WHERE account = ?";
     put_request: Write =
         "INSERT INTO binding_requests (group_id, request_id, record) VALUES (?, ?, ?)";
     delete_request: Write =
@@ -242,7 +262,7 @@ mod tests {
     fn partition_key(table: &str) -> &'static [&'static str] {
         match table {
             "accounts" => &["id"],
-            "edges" => &["account"],
+            "edges" | "member_groups" => &["account"],
             "claims" => &["claim"],
             "tokens" | "server_keys" => &["selector"],
             "events" => &["account", "bucket"],

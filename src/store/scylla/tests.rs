@@ -3,6 +3,7 @@
 //! `CHORUS_SCYLLA_NODES` each test only says it skipped.
 
 mod ambiguous;
+mod epochs;
 mod figures;
 mod node;
 

@@ -175,9 +175,13 @@ impl GroupStore for ScyllaStore {
     }
 
     async fn groups_of(&self, account: &str) -> Result<Vec<GroupId>, StoreError> {
-        Err(StoreError::Backend(format!(
-            "groups_of({account}): not built yet"
-        )))
+        fits("member_groups", account)?;
+        self.ids(
+            &self.st.list_member_groups,
+            account,
+            "reading member groups",
+        )
+        .await
     }
 
     async fn load_group(&self, id: &str) -> Result<Option<GroupSnapshot>, StoreError> {
@@ -294,13 +298,9 @@ impl CommunityStore for ScyllaStore {
 }
 
 #[async_trait]
-#[async_trait]
 impl OwnerStore for ScyllaStore {
     async fn claim_owner(&self, kind: ActorKind, id: &str) -> Result<u64, StoreError> {
-        Err(StoreError::Backend(format!(
-            "{}:{id} cannot be claimed: owner epochs are not built yet",
-            kind
-        )))
+        self.claim(kind, id).await
     }
 }
 

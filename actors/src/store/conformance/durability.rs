@@ -1,5 +1,5 @@
 //! The durability check: everything a commit acknowledged (records, claims, tokens, logs,
-//! groups, feeds, the outbox) is still there after a close and a reopen, since an actor
+//! groups and the groups of each member, feeds, the outbox) is still there after a close and a reopen, since an actor
 //! passivates and a server restarts on the strength of that acknowledgement.
 
 use crate::model::{Claim, ReleaseRecord, ReleaseStatus};
@@ -28,6 +28,7 @@ pub async fn durable_across_reopen<F: Fixture>(fx: &F) {
     store.commit(w).await.expect("account");
     let mut g = GroupWrite::new("g1");
     g.record = Some(group_record("g1"));
+    g.members_add = vec!["owner".into(), "m1".into()];
     store.commit_group(g).await.expect("group");
     let mut c = CommunityWrite::new("c1");
     c.dynamics = (0..10u64).map(|n| dynamic("c1", n)).collect();
@@ -64,6 +65,11 @@ pub async fn durable_across_reopen<F: Fixture>(fx: &F) {
     assert!(
         store.load_group("g1").await.expect("load").is_some(),
         "groups survive a reopen"
+    );
+    assert_eq!(
+        store.groups_of("m1").await.expect("groups_of"),
+        ["g1"],
+        "the account -> groups index survives a reopen"
     );
     assert_eq!(
         store

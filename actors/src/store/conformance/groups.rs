@@ -1,5 +1,5 @@
-//! Checks of groups: a group's members, requests and log; bindings seen from both the group
-//! and the community; the feeds (a community's dynamics, a group's messages) paging newest
+//! Checks of groups: a group's members, requests and log; the groups of an account (the
+//! index written with membership); bindings seen from both the group and the community; the feeds (a community's dynamics, a group's messages) paging newest
 //! first. The state a group actor and the fan-out read back.
 
 use crate::model::{Binding, BindingRequest, CommunityRecord, FeedPos, MessageRecord};
@@ -49,6 +49,70 @@ pub async fn groups_round_trip<F: Fixture>(fx: &F) {
     assert_eq!(snap.last_seq, 3, "group log position");
     let events = store.read_group_events("g1", 1, 10).await.expect("read");
     assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 3]);
+    store.close().await.expect("close");
+}
+
+/// The groups of an account (`groups_of`) follow membership: a member added to a group is
+/// found there, one removed is not, and other accounts are not affected.
+pub async fn groups_of_follows_membership<F: Fixture>(fx: &F) {
+    let store = fx.open().await;
+    assert!(
+        store.groups_of("m1").await.expect("groups_of").is_empty(),
+        "an account in no group"
+    );
+    for gid in ["g1", "g2", "g3"] {
+        let mut w = GroupWrite::new(gid);
+        w.record = Some(group_record(gid));
+        w.members_add = vec!["owner".into(), "m1".into()];
+        store.commit_group(w).await.expect("create group");
+    }
+    let mut w = GroupWrite::new("g4");
+    w.record = Some(group_record("g4"));
+    w.members_add = vec!["owner".into()];
+    store.commit_group(w).await.expect("create group");
+    let sorted = |mut ids: Vec<String>| {
+        ids.sort();
+        ids
+    };
+    assert_eq!(
+        sorted(store.groups_of("m1").await.expect("groups_of")),
+        ["g1", "g2", "g3"],
+        "every group the account was added to, and no other"
+    );
+    assert_eq!(
+        sorted(store.groups_of("owner").await.expect("groups_of")),
+        ["g1", "g2", "g3", "g4"]
+    );
+    // Removed; added and removed again in later writes: gone; removed and added again: back.
+    for (gid, joins) in [
+        ("g2", false),
+        ("g4", true),
+        ("g4", false),
+        ("g3", false),
+        ("g3", true),
+    ] {
+        let mut w = GroupWrite::new(gid);
+        if joins {
+            w.members_add.push("m1".into());
+        } else {
+            w.members_remove.push("m1".into());
+        }
+        store.commit_group(w).await.expect("membership change");
+    }
+    assert_eq!(
+        sorted(store.groups_of("m1").await.expect("groups_of")),
+        ["g1", "g3"],
+        "a removed member is no longer in the group's index entry"
+    );
+    assert_eq!(
+        sorted(store.groups_of("owner").await.expect("groups_of")),
+        ["g1", "g2", "g3", "g4"],
+        "other members are not affected"
+    );
+    assert!(
+        store.groups_of("m").await.expect("groups_of").is_empty(),
+        "an account id that is a prefix of another shares none of its groups"
+    );
     store.close().await.expect("close");
 }
 

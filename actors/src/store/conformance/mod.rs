@@ -8,11 +8,12 @@
 //! the checks are independent of each other and of their order, and run in parallel.
 //!
 //! The checks, one file per area: `accounts.rs` (records, claims, edges, tokens, concurrent
-//! writes), `events.rs` (an account's log, appends to many logs), `groups.rs` (groups, bindings, feeds),
-//! `communities.rs` (server keys), `activities.rs` (activities, releases, the outbox),
-//! `durability.rs` (a close and a reopen), `ambiguous.rs` (a write that landed though its
-//! writer was told it failed), `keys.rs` (a key over the engine's limit). This file holds the [`Fixture`], the macro, and the record
-//! builders the checks share.
+//! writes), `events.rs` (an account's log, appends to many logs), `groups.rs` (groups, the
+//! groups of an account, bindings, feeds), `communities.rs` (server keys), `activities.rs`
+//! (activities, releases, the outbox), `durability.rs` (a close and a reopen), `ambiguous.rs`
+//! (a write that landed though its writer was told it failed), `keys.rs` (a key over the
+//! engine's limit). This file holds the [`Fixture`], the macro, and the record builders the
+//! checks share.
 //!
 //! [`Fixture`]: crate::store::conformance::Fixture
 
@@ -50,7 +51,10 @@ pub use ambiguous::ambiguous_write_is_neither_lost_nor_overwritten;
 pub use communities::server_keys_resolve;
 pub use durability::durable_across_reopen;
 pub use events::{appends_to_many_logs, events_page_in_order};
-pub use groups::{bindings_are_two_sided, feeds_page_newest_first, groups_round_trip};
+pub use groups::{
+    bindings_are_two_sided, feeds_page_newest_first, groups_of_follows_membership,
+    groups_round_trip,
+};
 pub use keys::keys_over_the_engine_limit_are_refused;
 pub use steps::{a_refused_write_stores_no_step, steps_ride_with_their_first_write};
 
@@ -90,6 +94,7 @@ macro_rules! conformance_tests {
             appends_to_many_logs,
             concurrent_commits_all_land,
             groups_round_trip,
+            groups_of_follows_membership,
             bindings_are_two_sided,
             feeds_page_newest_first,
             server_keys_resolve,

@@ -69,7 +69,7 @@ async fn a_batch_that_lands_late_is_neither_lost_nor_overwritten() {
         );
         let paused = Paused::node(&pid);
         let failure = late
-            .run_batch(rows, false)
+            .run_batch(rows, false, None)
             .await
             .expect_err("a batch to a paused node times out");
         assert_eq!(

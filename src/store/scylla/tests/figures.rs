@@ -1,17 +1,19 @@
 //! Figures of docs/scylla.md, measured on the configured node and printed (run with
 //! `--nocapture`): what the seq fence adds to a write, how its Paxos round behaves when
-//! writers race for one log, and how long preparing every statement takes. They assert only
-//! what must hold whatever the machine (one winner per race).
+//! writers race for one log, how long preparing every statement takes, and what owner
+//! epochs add to a write and what a claim takes. They assert only what must hold whatever
+//! the machine (one winner per race).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chorus_actors::store::GroupStore;
+use chorus_actors::place::ActorKind;
+use chorus_actors::store::{GroupStore, GroupWrite, OwnerStore};
 
 use super::super::ScyllaStore;
 use super::super::settings::{connect_session, read_consistency, serial_for};
 use super::super::statements::Statements;
-use super::node::{group_write, is_log_moved};
+use super::node::{group_write, is_log_moved, owned};
 use super::on_keyspace;
 
 const WRITES: usize = 200;
@@ -45,7 +47,10 @@ async fn figures_fence_cost_contention_and_prepare_time() {
             let mut rows = store.group_rows(&w).expect("rows");
             rows.fence = None;
             let started = Instant::now();
-            assert!(store.run_batch(rows, true).await.is_ok(), "unfenced write");
+            assert!(
+                store.run_batch(rows, true, None).await.is_ok(),
+                "unfenced write"
+            );
             unfenced.push(started.elapsed());
         }
         println!(
@@ -115,6 +120,85 @@ async fn figures_fence_cost_contention_and_prepare_time() {
                 started.elapsed().as_secs_f64() * 1e3
             );
         }
+    })
+    .await;
+}
+
+/// What owner epochs cost (docs/scylla.md, "Owner epochs"): writes with and without an
+/// epoch, interleaved so the machine's noise falls on both alike, and claims.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn figures_owner_epochs() {
+    on_keyspace(|settings| async move {
+        let store = ScyllaStore::connect(&settings).await.expect("connect");
+        let epoch = store
+            .claim_owner(ActorKind::Group, "owned")
+            .await
+            .expect("claim");
+        let (mut events_none, mut events_some) = (Vec::new(), Vec::new());
+        let (mut bare_none, mut bare_some) = (Vec::new(), Vec::new());
+        for n in 1..=WRITES as u64 {
+            let started = Instant::now();
+            store
+                .commit_group(group_write("free", n..=n, "x"))
+                .await
+                .expect("write");
+            events_none.push(started.elapsed());
+            let started = Instant::now();
+            store
+                .commit_group(owned(group_write("owned", n..=n, "x"), epoch))
+                .await
+                .expect("fenced write");
+            events_some.push(started.elapsed());
+            for (group, epoch, times) in [
+                ("free", None, &mut bare_none),
+                ("owned", Some(epoch), &mut bare_some),
+            ] {
+                let mut w = GroupWrite::new(group);
+                w.members_add.push(format!("m{n}"));
+                w.epoch = epoch;
+                let started = Instant::now();
+                store.commit_group(w).await.expect("member write");
+                times.push(started.elapsed());
+            }
+        }
+        for (what, times) in [
+            ("group write with 1 event, epoch None", events_none),
+            (
+                "group write with 1 event, epoch Some (fence carries it)",
+                events_some,
+            ),
+            (
+                "group write without events, epoch None (batch only)",
+                bare_none,
+            ),
+            (
+                "group write without events, epoch Some (epoch LWT + batch)",
+                bare_some,
+            ),
+        ] {
+            println!("FIGURE {what}, {WRITES} sequential: {}", summary(times));
+        }
+        let (mut first, mut again) = (Vec::new(), Vec::new());
+        for n in 0..WRITES / 2 {
+            for times in [&mut first, &mut again] {
+                let started = Instant::now();
+                store
+                    .claim_owner(ActorKind::Account, &format!("a{n}"))
+                    .await
+                    .expect("claim");
+                times.push(started.elapsed());
+            }
+        }
+        println!(
+            "FIGURE first claim of an actor (read + LWT), {}: {}",
+            WRITES / 2,
+            summary(first)
+        );
+        println!(
+            "FIGURE claim of an actor claimed before (read + LWT), {}: {}",
+            WRITES / 2,
+            summary(again)
+        );
     })
     .await;
 }

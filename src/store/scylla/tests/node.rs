@@ -1,14 +1,19 @@
 //! The store's own rules on a real node: the batch limit read at start-up, the shapes of LWT
-//! answers, and the seq fence refusing a second write of a seq.
+//! answers, the seq fence refusing a second write of a seq, and `schema apply` on a keyspace
+//! of an earlier version.
 
 use chorus_actors::StoreError;
+use chorus_actors::place::ActorKind;
 use chorus_actors::push::event::{EventType, StoredEvent, group_frame};
-use chorus_actors::store::{GroupStore, GroupWrite, SubscriberStore, SubscriberWrite};
+use chorus_actors::store::{GroupStore, GroupWrite, OwnerStore, SubscriberStore, SubscriberWrite};
+
+use scylla::statement::prepared::PreparedStatement;
+use scylla::value::CqlValue;
 
 use super::super::limits::{batch_fail_threshold, check_batch_limit, largest_change_set};
 use super::super::lwt::LwtAnswer;
 use super::super::settings::connect_session;
-use super::super::{ScyllaSettings, ScyllaStore};
+use super::super::{ScyllaSettings, ScyllaStore, apply_schema};
 use super::on_keyspace;
 
 pub(super) fn frame(group: &str, seq: u64, tag: &str) -> StoredEvent {
@@ -33,6 +38,20 @@ pub(super) fn group_write(
 
 pub(super) fn is_log_moved(result: &Result<(), StoreError>) -> bool {
     matches!(result, Err(StoreError::LogMoved { .. }))
+}
+
+/// Runs the lightweight transaction `ps` with `values` and reads its answer.
+pub(super) async fn lwt(
+    store: &ScyllaStore,
+    ps: &PreparedStatement,
+    values: Vec<CqlValue>,
+) -> LwtAnswer {
+    let answer = store
+        .session
+        .execute_unpaged(ps, values)
+        .await
+        .expect("lwt");
+    LwtAnswer::of(answer, "probe").expect("an LWT answer")
 }
 
 async fn store(settings: &ScyllaSettings) -> ScyllaStore {
@@ -69,30 +88,14 @@ async fn the_batch_limit_is_read_and_judged_at_start_up() {
 async fn lwt_answers_have_the_shapes_read_by_name() {
     on_keyspace(|settings| async move {
         let store = store(&settings).await;
-        let run = |ps: &'static str, values: Vec<scylla::value::CqlValue>| {
-            let store = &store;
-            async move {
-                let ps = match ps {
-                    "take_claim" => &store.st.take_claim,
-                    "open_log" => &store.st.open_log,
-                    "advance_log" => &store.st.advance_log,
-                    _ => &store.st.drop_log,
-                };
-                let answer = store
-                    .session
-                    .execute_unpaged(ps, values)
-                    .await
-                    .expect("lwt");
-                LwtAnswer::of(answer, "probe").expect("an LWT answer")
-            }
-        };
-        let text = |s: &str| scylla::value::CqlValue::Text(s.to_owned());
-        let big = scylla::value::CqlValue::BigInt;
+        let st = &store.st;
+        let text = |s: &str| CqlValue::Text(s.to_owned());
+        let big = CqlValue::BigInt;
         // Cassandra 5.0 (ScyllaDB is documented to answer every column each time).
-        let a = run("take_claim", vec![text("probe"), text("a")]).await;
+        let a = lwt(&store, &st.take_claim, vec![text("probe"), text("a")]).await;
         assert!(a.applied);
         assert_eq!(a.names(), ["[applied]"], "applied: [applied] alone");
-        let a = run("take_claim", vec![text("probe"), text("b")]).await;
+        let a = lwt(&store, &st.take_claim, vec![text("probe"), text("b")]).await;
         assert!(!a.applied);
         assert_eq!(
             a.names(),
@@ -100,20 +103,24 @@ async fn lwt_answers_have_the_shapes_read_by_name() {
             "refused: the row"
         );
         assert_eq!(a.column("owner"), Some(&text("a")));
-        let a = run("advance_log", vec![big(2), text("g:x"), big(1)]).await;
+        let a = lwt(&store, &st.advance_log, vec![big(2), text("g:x"), big(1)]).await;
         assert!(!a.applied);
         assert_eq!(
             a.names(),
             ["[applied]"],
             "refused on an absent row: [applied] alone"
         );
-        let a = run("open_log", vec![text("g:x"), big(1)]).await;
+        let a = lwt(&store, &st.open_log, vec![text("g:x"), big(1)]).await;
         assert_eq!((a.applied, a.names()), (true, vec!["[applied]"]));
-        let a = run("open_log", vec![text("g:x"), big(5)]).await;
+        let a = lwt(&store, &st.open_log, vec![text("g:x"), big(5)]).await;
         assert!(!a.applied);
-        assert_eq!(a.names(), ["[applied]", "log", "last_seq"]);
+        assert_eq!(
+            a.names(),
+            ["[applied]", "log", "epoch", "last_seq"],
+            "refused: the row"
+        );
         assert_eq!(a.column("last_seq"), Some(&big(1)));
-        let a = run("advance_log", vec![big(3), text("g:x"), big(2)]).await;
+        let a = lwt(&store, &st.advance_log, vec![big(3), text("g:x"), big(2)]).await;
         assert!(!a.applied);
         assert_eq!(
             a.names(),
@@ -121,7 +128,7 @@ async fn lwt_answers_have_the_shapes_read_by_name() {
             "refused: the conditioned column"
         );
         assert_eq!(a.column("last_seq"), Some(&big(1)));
-        let a = run("drop_log", vec![text("g:x"), big(1)]).await;
+        let a = lwt(&store, &st.drop_log, vec![text("g:x"), big(1)]).await;
         assert_eq!((a.applied, a.names()), (true, vec!["[applied]"]));
     })
     .await;
@@ -210,4 +217,62 @@ async fn a_batch_surely_not_applied_gives_its_seqs_back() {
         );
     })
     .await;
+}
+
+/// A keyspace made before owner epochs and the account -> groups index: `schema apply`
+/// adds the `epoch` column and fills `member_groups` from `group_members`, and a second
+/// apply changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_apply_brings_an_older_keyspace_up_to_date() {
+    on_keyspace(|settings| async move {
+        let ks = settings.keyspace.clone();
+        let session = connect_session(&settings).await.expect("session");
+        let run = |cql: String| {
+            let session = &session;
+            async move {
+                session.query_unpaged(cql, ()).await.expect("cql");
+            }
+        };
+        run(format!("ALTER TABLE {ks}.logs DROP epoch")).await;
+        run(format!("DROP TABLE {ks}.member_groups")).await;
+        session.await_schema_agreement().await.expect("agreement");
+        for (group, account) in [("g1", "a1"), ("g1", "a2"), ("g2", "a1")] {
+            run(format!(
+                "INSERT INTO {ks}.group_members (group_id, account) VALUES ('{group}', '{account}')"
+            ))
+            .await;
+        }
+        run(format!(
+            "INSERT INTO {ks}.logs (log, last_seq) VALUES ('g:g1', 5)"
+        ))
+        .await;
+        for round in ["upgrade", "again"] {
+            apply_schema(&settings)
+                .await
+                .unwrap_or_else(|e| panic!("apply ({round}): {e}"));
+        }
+        let store = store(&settings).await;
+        let mut groups = store.groups_of("a1").await.expect("groups_of");
+        groups.sort();
+        assert_eq!(groups, ["g1", "g2"], "member_groups filled");
+        assert_eq!(store.groups_of("a2").await.expect("groups_of"), ["g1"]);
+        assert_eq!(
+            store
+                .claim_owner(ActorKind::Group, "g1")
+                .await
+                .expect("claim"),
+            1
+        );
+        store
+            .commit_group(owned(group_write("g1", 6..=6, "next"), 1))
+            .await
+            .expect("the owner writes on from the old head");
+    })
+    .await;
+}
+
+/// `write` naming `epoch`.
+pub(super) fn owned(mut write: GroupWrite, epoch: u64) -> GroupWrite {
+    write.epoch = Some(epoch);
+    write
 }
