@@ -9,6 +9,8 @@
 //!   `CHORUS_REQUIRE_SMTP_SINK` is set.
 //! - [`cql_node`]: the local CQL node of `scripts/cql-node`, found by its pid file and paused
 //!   with SIGSTOP, for the tests of a write whose answer times out and which lands later.
+//! - [`nats`]: a real nats-server on random ports for the cluster tests, with its message
+//!   counters (`/varz`).
 //!
 //! A dev-dependency only; it knows nothing of Chorus's own types, so the `chorus` crate's
 //! unit tests can use it without a dependency cycle.
@@ -16,9 +18,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod cql_node;
+pub mod nats;
 pub mod receiver;
 pub mod smtp;
 
+pub use nats::NatsServer;
 pub use receiver::{Received, Receiver, Reply, Script, sign};
 pub use smtp::SmtpSink;
 
