@@ -3,7 +3,8 @@
 //! Every node publishes a [`Heartbeat`] on `<prefix>.hb` every heartbeat interval and
 //! listens to everyone else's. A peer is live while its last heartbeat is younger than
 //! dead-after; a new peer (or a new incarnation of a known one) counts only from its second
-//! heartbeat, so a node flapping in and out does not move actors back and forth. NATS's
+//! heartbeat (at least half an interval after the first), so a node flapping in and out does
+//! not move actors back and forth. NATS's
 //! `no_echo` hides a node's own heartbeats from it, so it counts itself locally. What this
 //! node concludes is a [`View`]: the nodes that own actors and a version that changes with
 //! every change of it; placement hashes over it, the domain watches the version
@@ -142,7 +143,8 @@ struct Peer {
     incarnation: u64,
     http_addr: String,
     last_seen: Instant,
-    /// Heartbeats of this incarnation in a row (none more than dead-after apart).
+    /// Heartbeats of this incarnation in a row (none more than dead-after apart, bursts
+    /// counted once).
     beats: u32,
     admitted: bool,
 }
@@ -225,11 +227,14 @@ impl Table {
             *peer = Peer::first(hb, now);
             return was;
         }
-        peer.beats = if now.saturating_duration_since(peer.last_seen) > dead_after {
-            1
-        } else {
-            peer.beats.saturating_add(1)
-        };
+        let since = now.saturating_duration_since(peer.last_seen);
+        if since > dead_after {
+            peer.beats = 1;
+        } else if since >= self.timing.heartbeat / 2 {
+            peer.beats = peer.beats.saturating_add(1);
+        }
+        // Closer together (a burst: a node's first tick and its wake-up on connecting, or
+        // heartbeats queued behind a stall) they count as one.
         peer.last_seen = now;
         peer.http_addr.clone_from(&hb.http_addr);
         if !peer.admitted && peer.beats >= 2 {

@@ -204,9 +204,19 @@ impl Placement for ClusterPlacement {
             }
             let key = (kind, id);
             let cell = inner.claims.entry(key.clone()).or_default().clone();
-            let epoch = *cell
+            let claimed = cell
                 .get_or_try_init(|| inner.store.claim_owner(kind, &key.1))
-                .await?;
+                .await;
+            let epoch = match claimed {
+                Ok(epoch) => *epoch,
+                Err(e) => {
+                    // Nothing cached: the next use tries again.
+                    inner
+                        .claims
+                        .remove_if(&key, |_, c| Arc::ptr_eq(c, &cell) && c.get().is_none());
+                    return Err(e);
+                }
+            };
             // The view may have moved on during the claim.
             if inner.owner(kind, &key.1) != Owner::Local {
                 inner.claims.remove_if(&key, |_, c| Arc::ptr_eq(c, &cell));

@@ -185,9 +185,18 @@ fn describe(route: &Route) -> String {
 
 /// The receiving side: one subscription on this node's subject, each request on its own
 /// task, run by the domain's [`Serve`] once it is set.
+/// Dropped without [`RequestServer::stop`], its task ends at once.
 pub struct RequestServer {
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Drop for RequestServer {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
 }
 
 impl RequestServer {
@@ -235,13 +244,18 @@ impl RequestServer {
             let all = u32::try_from(MAX_IN_FLIGHT).unwrap_or(u32::MAX);
             let _ = tokio::time::timeout(Duration::from_secs(5), slots.acquire_many(all)).await;
         });
-        Ok(RequestServer { stop, task })
+        Ok(RequestServer {
+            stop,
+            task: Some(task),
+        })
     }
 
     /// Stops taking requests and waits (a bounded while) for those running.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
     }
 }
 
