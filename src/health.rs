@@ -2,14 +2,16 @@
 //! `/readyz` answers 200 only while the server can serve *and* store: it fails while the
 //! store refuses writes ([`StoreHealth`], set by the store when its disk fails and cleared
 //! when writes work again), while any start-up recovery runs ([`Readiness::recovering`]), and
-//! once the server is shutting down ([`Readiness::shutting_down`]).
+//! once the server is shutting down ([`Readiness::shutting_down`]), and in cluster mode
+//! while the node cannot serve its share of the cluster ([`Readiness::follow_cluster`]: NATS
+//! not connected, or the node still joining).
 //! A load balancer or an orchestrator takes a server out of rotation on a failing `/readyz`,
 //! and restarts it only on a failing `/healthz`, which a sick disk never causes: reads are
 //! still served.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 /// Whether the store takes writes. The store sets it; `/readyz` reads it. Cheap to clone.
 #[derive(Clone, Default)]
@@ -42,6 +44,8 @@ pub enum NotReady {
     Store(String),
     /// Start-up recovery is running (the names of what is being recovered).
     Recovering(Vec<&'static str>),
+    /// Cluster mode: this node cannot serve its share of the cluster (why).
+    Cluster(String),
     /// The server is shutting down.
     ShuttingDown,
 }
@@ -52,6 +56,7 @@ impl NotReady {
         match self {
             NotReady::Store(why) => format!("the store refuses writes: {why}"),
             NotReady::Recovering(what) => format!("recovering: {}", what.join(", ")),
+            NotReady::Cluster(why) => format!("cluster: {why}"),
             NotReady::ShuttingDown => "shutting down".to_owned(),
         }
     }
@@ -61,7 +66,7 @@ impl NotReady {
     pub fn retry_after(&self) -> u64 {
         match self {
             NotReady::Store(_) => crate::error::STORE_RETRY_AFTER_SECS,
-            NotReady::Recovering(_) | NotReady::ShuttingDown => 1,
+            NotReady::Recovering(_) | NotReady::Cluster(_) | NotReady::ShuttingDown => 1,
         }
     }
 }
@@ -74,7 +79,13 @@ pub struct Readiness {
     /// How many guards of each recovery are alive.
     recovering: Arc<Mutex<BTreeMap<&'static str, usize>>>,
     stopping: Arc<AtomicBool>,
+    /// Cluster mode: why the node cannot serve its share now, asked on every check.
+    cluster: Arc<OnceLock<ClusterProbe>>,
 }
+
+/// Asked by `/readyz` in cluster mode: `None` while the node can serve its share of the
+/// cluster, else why not (`crate::cluster::Cluster::not_ready`).
+pub type ClusterProbe = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 impl Readiness {
     /// Readiness that follows `store`'s health (a store without a sick state passes a
@@ -84,6 +95,14 @@ impl Readiness {
             store,
             recovering: Arc::default(),
             stopping: Arc::default(),
+            cluster: Arc::default(),
+        }
+    }
+
+    /// Cluster mode: not ready while `probe` says why not. Set once, at start-up.
+    pub fn follow_cluster(&self, probe: ClusterProbe) {
+        if self.cluster.set(probe).is_err() {
+            tracing::warn!("readiness already follows a cluster");
         }
     }
 
@@ -112,13 +131,16 @@ impl Readiness {
     }
 
     /// `Ok` when ready; otherwise why not (shutting down first, then a store that refuses
-    /// writes).
+    /// writes, then the cluster, then recoveries).
     pub fn check(&self) -> Result<(), NotReady> {
         if self.stopping.load(Ordering::Acquire) {
             return Err(NotReady::ShuttingDown);
         }
         if let Some(why) = self.store.refusal() {
             return Err(NotReady::Store(why));
+        }
+        if let Some(why) = self.cluster.get().and_then(|probe| probe()) {
+            return Err(NotReady::Cluster(why));
         }
         let recovering = self
             .recovering
@@ -192,6 +214,23 @@ mod tests {
         store.writable();
         assert_eq!(readiness.check(), Ok(()));
         readiness.clone().shutting_down();
+        assert_eq!(readiness.check(), Err(NotReady::ShuttingDown));
+    }
+
+    #[test]
+    fn a_cluster_node_is_ready_only_while_its_probe_says_so() {
+        let readiness = Readiness::default();
+        let why = Arc::new(Mutex::new(Some("NATS is not connected".to_owned())));
+        let probe = why.clone();
+        readiness.follow_cluster(Arc::new(move || {
+            probe.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        }));
+        let not_ready = readiness.check().expect_err("not ready");
+        assert_eq!(not_ready.reason(), "cluster: NATS is not connected");
+        assert_eq!(not_ready.retry_after(), 1);
+        *why.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        assert_eq!(readiness.check(), Ok(()));
+        readiness.shutting_down();
         assert_eq!(readiness.check(), Err(NotReady::ShuttingDown));
     }
 }

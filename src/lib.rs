@@ -31,6 +31,9 @@
 //!   a platform's `Retry-After`); the releaser in `chorus-actors` owns retries.
 //! - [`auth`]: argon2id passwords, bearer tokens and server keys (stored hashed), login rate
 //!   limits.
+//! - [`cluster`]: cluster mode (`--nats-url`): membership by NATS heartbeats, placement by
+//!   rendezvous hashing with epochs claimed in the store, requests to an actor's owner over
+//!   NATS request/reply; `GET /v1/cluster` ([`http::cluster`]) shows its view.
 //! - [`store`]: storage engines behind the actors' traits: [`store::fjall`], the embedded
 //!   default (group commit), and [`store::scylla`] (`--store scylla`; schema in
 //!   `src/store/scylla/schema.cql`, printed and applied by `chorus schema print|apply`).
@@ -38,8 +41,8 @@
 //!   delivers other nodes' events to this node's devices, [`cluster::interest`] keeps the
 //!   subjects this node's devices need.
 //! - [`error`]: the crate's error enum and the contract's error shape.
-//! - [`health`]: what `/readyz` answers: the store's health and the recoveries running
-//!   ([`health::Readiness`]).
+//! - [`health`]: what `/readyz` answers: the store's health, the recoveries running and, in
+//!   cluster mode, the node's place in the cluster ([`health::Readiness`]).
 //! - [`run`]: wires it all together (the HTTP server is built from actix-server and
 //!   actix-http, so WebSocket upgrades get their socket) and shuts down gracefully. `main.rs`
 //!   (the binary) only sets the allocator's arenas, reads the command line, sets up logging,
@@ -83,11 +86,12 @@ use actix_service::{
 };
 use actix_web::dev::AppConfig;
 use actix_web::{App, web};
-use chorus_actors::store::Store;
-use chorus_actors::{ActorConfig, Chorus};
+use chorus_actors::store::{OwnerStore, Store};
+use chorus_actors::{ActorConfig, Chorus, Seams};
 use tokio::sync::watch;
 
 use crate::auth::{LoginLimits, Passwords};
+use crate::cluster::Cluster;
 use crate::config::{Config, StoreKind};
 use crate::connectors::{ConnectorSettings, Connectors};
 use crate::error::{Error, Result};
@@ -99,7 +103,12 @@ use crate::store::{FjallStore, ScyllaStore};
 /// their socket to [`ws::upgrade`] on the worker thread that accepted them (built from
 /// actix-server and actix-http directly, because actix-web's `HttpServer` does not let a
 /// handler own its socket). The defaults are those of `HttpServer`.
-fn serve(listener: TcpListener, state: AppState, config: &Config) -> Result<actix_server::Server> {
+fn serve(
+    listener: TcpListener,
+    state: AppState,
+    config: &Config,
+    cluster: Option<Cluster>,
+) -> Result<actix_server::Server> {
     let body_limit = config.body_limit;
     let server = actix_server::Server::build()
         .workers(config.workers)
@@ -109,8 +118,12 @@ fn serve(listener: TcpListener, state: AppState, config: &Config) -> Result<acti
         .listen("chorus", listener, move || {
             let upgrade_state = state.clone();
             let app_state = state.clone();
-            let app = App::new()
-                .app_data(web::Data::new(app_state))
+            let mut app = App::new().app_data(web::Data::new(app_state));
+            if let Some(cluster) = &cluster {
+                // Only in cluster mode: `GET /v1/cluster` answers 404 without it.
+                app = app.app_data(web::Data::new(cluster.clone()));
+            }
+            let app = app
                 .configure(|cfg| http::configure(cfg, body_limit))
                 .wrap_fn(http::panics::catch_panics)
                 .into_factory()
@@ -146,6 +159,9 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Internal(e.to_string()))?;
     let (store, store_desc, store_health): (Arc<dyn Store>, String, StoreHealth) =
         match config.store {
             StoreKind::Fjall => {
@@ -164,9 +180,15 @@ pub async fn run(
             }
             StoreKind::Scylla => {
                 let s = &config.scylla;
-                let store = ScyllaStore::connect(s)
+                let mut store = ScyllaStore::connect(s)
                     .await
                     .map_err(|e| Error::Internal(format!("connecting to ScyllaDB: {e}")))?;
+                if let Some(cluster) = &config.cluster {
+                    // A write whose epoch check answers later than half the time after which
+                    // the others take this node for dead is refused: the others may have
+                    // taken its actors over meanwhile (docs/scylla.md, "Owner epochs").
+                    store = store.with_fence_bound(cluster.dead_after / 2);
+                }
                 (
                     Arc::new(store),
                     format!(
@@ -185,7 +207,28 @@ pub async fn run(
     if !armed.is_empty() {
         tracing::warn!(points = ?armed, "fault injection armed ({}): for tests only", chorus_actors::faults::ENV);
     }
-    let chorus = Chorus::new(
+    // Cluster mode: on NATS, in the view, taking requests, before the domain exists (its
+    // placement is the cluster's).
+    let cluster = match &config.cluster {
+        None => None,
+        Some(settings) => {
+            let node = settings
+                .node_id
+                .clone()
+                .unwrap_or_else(|| cluster::default_node_id(addr.port()));
+            let owners: Arc<dyn OwnerStore> = store.clone();
+            Some(Cluster::start(settings, node, &config.scylla.keyspace, addr, owners).await?)
+        }
+    };
+    let relay = cluster.as_ref().map(|c| c.relay_with(store.clone()));
+    let seams = match (&cluster, &relay) {
+        (Some(cluster), Some(relay)) => Seams {
+            placement: cluster.placement(),
+            relay: relay.clone(),
+        },
+        _ => Seams::default(),
+    };
+    let chorus = Chorus::with_seams(
         store.clone(),
         ActorConfig {
             idle_timeout: config.idle_timeout,
@@ -193,13 +236,23 @@ pub async fn run(
             binding_request_ttl: config.binding_request_ttl,
             fanout_budget: config.fanout_budget,
         },
+        seams,
     );
+    // Once the domain exists, cluster mode hands it what other nodes forward here (until
+    // then answered "unavailable") and binds the relay to its hub and fan-out.
+    if let Some(relay) = &relay {
+        relay.bind(chorus.hub().clone(), chorus.fanout().clone());
+    }
     let connectors = Arc::new(Connectors::new(&ConnectorSettings {
         timeout: config.release.attempt_timeout,
         smtp_url: config.smtp_url.clone(),
         smtp_from: config.smtp_from.clone(),
     })?);
     let readiness = Readiness::new(store_health);
+    if let Some(cluster) = &cluster {
+        let cluster = cluster.clone();
+        readiness.follow_cluster(Arc::new(move || cluster.not_ready()));
+    }
     // Before any request: the outbox is read while nothing new can be posted.
     let recovering = readiness.recovering("releases");
     let resumed = chorus
@@ -241,13 +294,13 @@ pub async fn run(
         readiness: readiness.clone(),
     };
     let state_platforms = state.connectors.platforms();
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    let server = serve(listener, state, &config)?;
+    let server = serve(listener, state, &config, cluster.clone())?;
     let handle = server.handle();
+    let mode = cluster.as_ref().map_or_else(String::new, |c| {
+        format!("; cluster node {} on {}", c.node_id(), c.prefix())
+    });
     tracing::info!(
-        "chorus listening on http://{addr} (store: {store_desc}; platforms: {})",
+        "chorus listening on http://{addr} (store: {store_desc}; platforms: {}{mode})",
         state_platforms.join(", ")
     );
     let pruner = actix_web::rt::spawn(async move {
@@ -282,6 +335,10 @@ pub async fn run(
         let _ = served.await;
     }
     pruner.abort();
+    if let Some(cluster) = &cluster {
+        // The others drop this node now and take its actors over; its own stop below.
+        cluster.shutdown().await;
+    }
     chorus.shutdown();
     store
         .close()

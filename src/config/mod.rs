@@ -21,6 +21,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use chorus_actors::release::ReleaseConfig;
 
+use crate::cluster::ClusterSettings;
 use crate::error::Error;
 use crate::store::scylla::ScyllaSettings;
 
@@ -166,6 +167,8 @@ pub struct Config {
     pub store: StoreKind,
     /// Used with `store = scylla` and by `chorus schema`.
     pub scylla: ScyllaSettings,
+    /// Cluster mode (`--nats-url`): other nodes share the keyspace; `None` on a single node.
+    pub cluster: Option<ClusterSettings>,
 }
 
 /// Argon2id cost parameters.
@@ -229,6 +232,17 @@ impl From<Settings> for Config {
                 consistency: s.scylla_consistency,
                 request_timeout: Duration::from_millis(s.scylla_timeout_ms),
             },
+            cluster: s.nats_url.map(|url| ClusterSettings {
+                nats_urls: url
+                    .split(',')
+                    .map(|u| u.trim().to_owned())
+                    .filter(|u| !u.is_empty())
+                    .collect(),
+                node_id: s.node_id,
+                heartbeat: Duration::from_millis(s.cluster_heartbeat_ms),
+                dead_after: Duration::from_millis(s.cluster_dead_after_ms),
+                request_timeout: Duration::from_millis(s.cluster_request_timeout_ms),
+            }),
         }
     }
 }
@@ -293,6 +307,16 @@ impl Config {
         }
         if self.store == StoreKind::Scylla {
             self.check_scylla()?;
+        }
+        if let Some(cluster) = &self.cluster {
+            if self.store != StoreKind::Scylla {
+                return bad(
+                    "cluster mode (--nats-url) needs --store scylla: the embedded store is single-node",
+                );
+            }
+            cluster
+                .validate()
+                .map_err(|e| Error::Config(format!("cluster: {e}")))?;
         }
         Ok(())
     }

@@ -68,6 +68,30 @@ pub struct Settings {
         default_value_t = 10_000
     )]
     pub scylla_timeout_ms: u64,
+    /// NATS server(s) of cluster mode, `nats://host:4222` (a comma-separated list for a NATS
+    /// cluster). Set, this node is one of many over one CQL keyspace (needs `--store scylla`);
+    /// unset, it is alone.
+    #[arg(long, env = "CHORUS_NATS_URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_url: Option<String>,
+    /// This node's name in the cluster, `[A-Za-z0-9_-]` (default: `<hostname>-<port>`).
+    #[arg(long, env = "CHORUS_NODE_ID")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    /// Milliseconds between two heartbeats of a cluster node.
+    #[arg(long, env = "CHORUS_CLUSTER_HEARTBEAT_MS", default_value_t = 1000)]
+    pub cluster_heartbeat_ms: u64,
+    /// Milliseconds without a heartbeat after which a node is dead and its actors move
+    /// (more than twice the heartbeat).
+    #[arg(long, env = "CHORUS_CLUSTER_DEAD_AFTER_MS", default_value_t = 3000)]
+    pub cluster_dead_after_ms: u64,
+    /// Milliseconds a request forwarded to an actor's owner may take before it answers 503.
+    #[arg(
+        long,
+        env = "CHORUS_CLUSTER_REQUEST_TIMEOUT_MS",
+        default_value_t = 2000
+    )]
+    pub cluster_request_timeout_ms: u64,
     /// Largest accepted request body in bytes (413 above it).
     #[arg(long, env = "CHORUS_BODY_LIMIT", default_value_t = 64 * 1024)]
     pub body_limit: usize,

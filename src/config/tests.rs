@@ -222,3 +222,116 @@ fn cli_err(args: &[&str]) -> String {
         .expect_err("bad flag")
         .to_string()
 }
+
+const SCYLLA: [&str; 4] = ["--store", "scylla", "--scylla-nodes", "127.0.0.1:9042"];
+
+fn with_scylla(args: &[&str]) -> Vec<String> {
+    SCYLLA.iter().chain(args).map(|s| s.to_string()).collect()
+}
+
+fn config_of(args: &[String]) -> Result<Config, Error> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Config::from_cli(&cli(&args))
+}
+
+#[test]
+fn cluster_mode_needs_the_cql_store() {
+    let err = Config::from_cli(&cli(&["--nats-url", "nats://127.0.0.1:4222"]))
+        .expect_err("the embedded store is single-node");
+    assert_eq!(
+        err.to_string(),
+        "configuration: cluster mode (--nats-url) needs --store scylla: the embedded store is single-node"
+    );
+    let cfg = Config::from_cli(&cli(&[])).expect("config");
+    assert!(cfg.cluster.is_none(), "single node without --nats-url");
+}
+
+#[test]
+fn cluster_settings_and_their_defaults() {
+    let cfg = config_of(&with_scylla(&["--nats-url", "nats://127.0.0.1:4222"])).expect("config");
+    let cluster = cfg.cluster.expect("cluster mode");
+    assert_eq!(cluster.nats_urls, ["nats://127.0.0.1:4222"]);
+    assert_eq!(cluster.node_id, None, "built from host and port once bound");
+    assert_eq!(cluster.heartbeat, Duration::from_millis(1000));
+    assert_eq!(cluster.dead_after, Duration::from_millis(3000));
+    assert_eq!(cluster.request_timeout, Duration::from_millis(2000));
+    let cfg = config_of(&with_scylla(&[
+        "--nats-url",
+        "nats://10.0.0.1:4222, nats://10.0.0.2:4222",
+        "--node-id",
+        "node_1-a",
+        "--cluster-heartbeat-ms",
+        "200",
+        "--cluster-dead-after-ms",
+        "1000",
+        "--cluster-request-timeout-ms",
+        "500",
+    ]))
+    .expect("config");
+    let cluster = cfg.cluster.expect("cluster mode");
+    assert_eq!(
+        cluster.nats_urls,
+        ["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"]
+    );
+    assert_eq!(cluster.node_id.as_deref(), Some("node_1-a"));
+    assert_eq!(cluster.timing().heartbeat, Duration::from_millis(200));
+    assert_eq!(cluster.dead_after, Duration::from_millis(1000));
+    assert_eq!(cluster.request_timeout, Duration::from_millis(500));
+}
+
+#[test]
+fn cluster_settings_come_from_the_file_too() {
+    let (_dir, path) = file(
+        "store = \"scylla\"\nscylla_nodes = [\"127.0.0.1:9042\"]\nnats_url = \"nats://n:4222\"\nnode_id = \"from_file\"\ncluster_heartbeat_ms = 500\ncluster_dead_after_ms = 1500\n",
+    );
+    let cfg =
+        Config::from_cli(&cli(&["--config", &path, "--node-id", "from_flag"])).expect("config");
+    let cluster = cfg.cluster.expect("cluster mode");
+    assert_eq!(cluster.nats_urls, ["nats://n:4222"]);
+    assert_eq!(cluster.node_id.as_deref(), Some("from_flag"));
+    assert_eq!(cluster.heartbeat, Duration::from_millis(500));
+}
+
+#[test]
+fn cluster_settings_are_checked() {
+    for (args, expected) in [
+        (
+            vec!["--nats-url", "nats://h:1", "--node-id", "has.dot"],
+            "--node-id",
+        ),
+        (
+            vec!["--nats-url", "nats://h:1", "--node-id", ""],
+            "--node-id",
+        ),
+        (
+            vec![
+                "--nats-url",
+                "nats://h:1",
+                "--cluster-heartbeat-ms",
+                "1000",
+                "--cluster-dead-after-ms",
+                "2000",
+            ],
+            "more than twice",
+        ),
+        (
+            vec!["--nats-url", "nats://h:1", "--cluster-heartbeat-ms", "0"],
+            "--cluster-heartbeat-ms",
+        ),
+        (
+            vec![
+                "--nats-url",
+                "nats://h:1",
+                "--cluster-request-timeout-ms",
+                "0",
+            ],
+            "--cluster-request-timeout-ms",
+        ),
+        (vec!["--nats-url", " , "], "--nats-url"),
+        (vec!["--nats-url", "nats://h:notaport"], "--nats-url"),
+    ] {
+        let err = config_of(&with_scylla(&args)).expect_err("must fail");
+        let msg = err.to_string();
+        assert!(msg.contains(expected), "{args:?}: {msg}");
+    }
+}

@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod activities;
 pub mod auth;
+pub mod cluster;
 pub mod communities;
 pub mod friends;
 pub mod groups;
@@ -173,6 +174,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
                 .configure(friends::routes)
                 .configure(groups::routes)
                 .configure(communities::routes)
+                .route("/cluster", web::get().to(cluster::status))
                 .route("/ws", web::get().to(crate::ws::not_upgraded)),
         )
         .default_service(web::to(not_found));

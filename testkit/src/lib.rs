@@ -9,8 +9,8 @@
 //!   `CHORUS_REQUIRE_SMTP_SINK` is set.
 //! - [`cql_node`]: the local CQL node of `scripts/cql-node`, found by its pid file and paused
 //!   with SIGSTOP, for the tests of a write whose answer times out and which lands later.
-//! - [`nats`]: a real nats-server on ports of its own choosing, with its `/varz` counters,
-//!   for the tests of cluster mode.
+//! - [`nats`]: a real nats-server on random ports for the cluster tests, with its message
+//!   counters (`/varz`).
 //!
 //! A dev-dependency only; it knows nothing of Chorus's own types, so the `chorus` crate's
 //! unit tests can use it without a dependency cycle.

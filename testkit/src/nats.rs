@@ -1,32 +1,30 @@
-//! A real nats-server on 127.0.0.1, on ports it picks itself (`-p -1 -m -1`), for the tests of
-//! cluster mode. It writes its ports to a file (`--ports_file_dir`), which is read once it
-//! appears, so there is no race for a free port. Killed when dropped.
+//! A real nats-server for the cluster tests, on random ports, killed on drop.
 //!
-//! The binary is, in this order: `CHORUS_TEST_NATS_SERVER`, `nats-server` on `PATH`,
-//! Debian's `/usr/sbin/nats-server`, or the one `loadtest/peers/setup.sh` builds. When none is
-//! found the caller skips (printing why), unless `CHORUS_REQUIRE_NATS` is set: CI installs it
-//! and must not skip the cluster tests silently.
+//! The binary is the first of: `$CHORUS_TEST_NATS_SERVER`, `nats-server` on `PATH`,
+//! `/usr/sbin/nats-server` (Debian's package), `loadtest/peers/bin/nats-server` (built by
+//! `loadtest/peers/setup.sh`). It runs as `nats-server -a 127.0.0.1 -p -1 -m -1
+//! --ports_file_dir DIR`: the server picks free ports itself and writes them to
+//! `DIR/nats-server_<pid>.ports`, which is polled for (no race for a port). Without a binary
+//! a test skips ([`NatsServer::start`] answers `None`), unless `CHORUS_REQUIRE_CQL_NODE` or
+//! `CHORUS_REQUIRE_NATS` is set (as `.ci/run` does), where it fails.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use tempfile::TempDir;
-
-/// The running server; killed when dropped.
+/// A running nats-server.
 pub struct NatsServer {
-    /// `nats://127.0.0.1:PORT`, for `--nats-url`.
-    pub url: String,
-    /// `127.0.0.1:PORT` of its monitoring endpoint (`/varz`).
-    pub monitor: String,
     child: Child,
-    _dir: TempDir,
+    dir: PathBuf,
+    binary: PathBuf,
+    url: String,
+    monitor: String,
 }
 
-/// The counters of `/varz` that say how much crossed the server.
+/// The server's message counters (`GET /varz`), over all its clients.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Varz {
     pub in_msgs: u64,
@@ -47,117 +45,113 @@ impl Varz {
     }
 }
 
-/// The nats-server binary to run, if there is one.
-pub fn binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("CHORUS_TEST_NATS_SERVER") {
-        return Some(PathBuf::from(path));
-    }
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("nats-server"))
-            .find(|p| p.is_file())
-    });
-    let built = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../loadtest/peers/bin/nats-server"
-    ));
-    on_path
-        .or_else(|| Some(PathBuf::from("/usr/sbin/nats-server")).filter(|p| p.is_file()))
-        .or_else(|| Some(built).filter(|p| p.is_file()))
-}
-
 impl NatsServer {
-    /// Starts one. `None` (after printing `skipped: …`) when there is no binary, unless
-    /// `CHORUS_REQUIRE_NATS` is set, in which case it panics.
+    /// Starts a server, or `None` (after saying so on stderr) when there is no binary.
+    ///
+    /// # Panics
+    /// When there is no binary and a `CHORUS_REQUIRE_*` variable is set, or when the server
+    /// does not start.
     pub fn start() -> Option<NatsServer> {
-        let Some(bin) = binary() else {
-            if std::env::var_os("CHORUS_REQUIRE_NATS").is_some() {
-                panic!(
-                    "CHORUS_REQUIRE_NATS is set but no nats-server was found (apt-get install nats-server)"
-                );
-            }
-            println!("skipped: no nats-server (apt-get install nats-server)");
+        let Some(binary) = binary() else {
+            let required = ["CHORUS_REQUIRE_NATS", "CHORUS_REQUIRE_CQL_NODE"]
+                .iter()
+                .any(|v| std::env::var_os(v).is_some());
+            assert!(
+                !required,
+                "no nats-server found (set CHORUS_TEST_NATS_SERVER, or run loadtest/peers/setup.sh)"
+            );
+            eprintln!("skipped: no nats-server found");
             return None;
         };
-        let dir = tempfile::Builder::new()
-            .prefix("chorus-nats-")
-            .tempdir()
-            .expect("create the nats-server's directory");
-        let child = Command::new(&bin)
+        Some(NatsServer::spawn(binary, None))
+    }
+
+    fn spawn(binary: PathBuf, port: Option<u16>) -> NatsServer {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "chorus-nats-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("nats-server's directory");
+        let port = port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
+        let child = Command::new(&binary)
             .args([
                 "-a",
                 "127.0.0.1",
                 "-p",
-                "-1",
+                &port,
                 "-m",
                 "-1",
                 "--ports_file_dir",
             ])
-            .arg(dir.path())
+            .arg(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+        let ports = dir.join(format!("nats-server_{}.ports", child.id()));
         let mut server = NatsServer {
+            child,
+            dir,
+            binary,
             url: String::new(),
             monitor: String::new(),
-            child,
-            _dir: dir,
         };
-        let ports = server.ports_file();
-        let first = |key: &str| -> String {
-            ports[key][0]
-                .as_str()
-                .unwrap_or_else(|| panic!("no {key} port in the ports file: {ports}"))
-                .to_string()
-        };
-        server.url = first("nats");
-        server.monitor = first("monitoring")
-            .trim_start_matches("http://")
-            .to_string();
-        Some(server)
+        let (url, monitor) = read_ports(&ports, &mut server.child);
+        server.url = url;
+        server.monitor = monitor;
+        server
     }
 
-    /// Waits (up to 10 s) for the server's ports file and reads it.
-    fn ports_file(&mut self) -> Value {
-        let name = format!("nats-server_{}.ports", self.child.id());
-        let path = self._dir.path().join(name);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&path)
-                && let Ok(ports) = serde_json::from_str::<Value>(&text)
-            {
-                return ports;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("nats-server exited with {status} before writing its ports");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nats-server wrote no ports file in 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
-    /// The server's message and byte counters (`GET /varz`), read with a blocking request.
+    /// `http://127.0.0.1:<port>` of the monitoring endpoints.
+    pub fn monitor_url(&self) -> &str {
+        &self.monitor
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the server (its clients see the connection drop) and starts a new one on the
+    /// same client port, so they reconnect to it.
+    pub fn restart(&mut self) {
+        let port = self
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port of the url");
+        self.stop();
+        let again = NatsServer::spawn(self.binary.clone(), Some(port));
+        *self = again;
+    }
+
+    /// Kills the server now (its clients see the connection drop).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The server's counters now.
     pub fn varz(&self) -> Varz {
-        let mut stream = TcpStream::connect(&self.monitor).expect("connect to /varz");
+        let addr = self.monitor.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(addr).expect("connect to nats-server monitoring");
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("read timeout");
-        write!(
-            stream,
-            "GET /varz HTTP/1.0\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.monitor
-        )
-        .expect("send GET /varz");
-        let mut text = String::new();
-        stream.read_to_string(&mut text).expect("read /varz");
-        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("/varz: {e}: {body}"));
-        let n = |k: &str| v[k].as_u64().unwrap_or_default();
+            .expect("timeout");
+        write!(stream, "GET /varz HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read /varz");
+        let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        let json: serde_json::Value = serde_json::from_str(body).expect("/varz is JSON");
+        let n = |key: &str| json[key].as_u64().unwrap_or(0);
         Varz {
             in_msgs: n("in_msgs"),
             out_msgs: n("out_msgs"),
@@ -165,16 +159,52 @@ impl NatsServer {
             out_bytes: n("out_bytes"),
         }
     }
-
-    /// The server's pid (to pause it, say).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
 }
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The binary to run (module doc), if any.
+pub fn binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("CHORUS_TEST_NATS_SERVER") {
+        return Some(PathBuf::from(path));
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|dir| dir.join("nats-server"));
+    let known = [
+        PathBuf::from("/usr/sbin/nats-server"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../loadtest/peers/bin/nats-server"),
+    ];
+    on_path.chain(known).find(|p| p.is_file())
+}
+
+/// Waits for the ports file: `(client url, monitoring url)`.
+fn read_ports(path: &Path, child: &mut Child) -> (String, String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Ok(json) = serde_json::from_str::<serde_json::Value>(&text)
+        {
+            let first = |key: &str| json[key][0].as_str().map(str::to_owned);
+            if let (Some(nats), Some(monitor)) = (first("nats"), first("monitoring")) {
+                return (nats, monitor);
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("nats-server exited at start: {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nats-server wrote no ports file in 10 s ({})",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -71,7 +71,7 @@ impl TestCluster {
         let dead_after = DEAD_AFTER_MS.to_string();
         let args = [
             "--nats-url",
-            self.nats.url.as_str(),
+            self.nats.url(),
             "--node-id",
             id.as_str(),
             "--cluster-heartbeat-ms",
@@ -94,7 +94,7 @@ impl TestCluster {
         self.nodes[i].kill();
     }
 
-    /// The live nodes node `i` sees.
+    /// The live nodes node `i` sees (by id).
     pub async fn live(&self, i: usize) -> Vec<String> {
         let view = get(&self.nodes[i], "/v1/cluster", None).await;
         if !view.status.is_success() {
