@@ -175,6 +175,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
                 .configure(groups::routes)
                 .configure(communities::routes)
                 .route("/cluster", web::get().to(cluster::status))
+                .route("/cluster/owner/{kind}/{id}", web::get().to(cluster::owner))
                 .route("/ws", web::get().to(crate::ws::not_upgraded)),
         )
         .default_service(web::to(not_found));
