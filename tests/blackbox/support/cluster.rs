@@ -104,7 +104,7 @@ impl TestCluster {
             .as_array()
             .map(|a| {
                 a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .filter_map(|m| m["node"].as_str().map(str::to_owned))
                     .collect()
             })
             .unwrap_or_default();
