@@ -34,6 +34,9 @@ use super::env::Env;
 use super::place::{ActorKind, Owner, Route, Serve};
 use crate::error::{Error, Result, WireError};
 
+#[cfg(test)]
+mod tests;
+
 
 /// An actor message that may be sent to the actor's owner on another node.
 pub trait Routed: Serialize + DeserializeOwned + Clone + Send + 'static {
