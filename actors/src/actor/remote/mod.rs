@@ -37,7 +37,6 @@ use crate::error::{Error, Result, WireError};
 #[cfg(test)]
 mod tests;
 
-
 /// An actor message that may be sent to the actor's owner on another node.
 pub trait Routed: Serialize + DeserializeOwned + Clone + Send + 'static {
     /// Its name on the wire, unique among the messages of one kind of actor (the route

@@ -1,6 +1,8 @@
 //! The one list of routed messages: each gets its wire name ([`Routed::NAME`]) and its entry
 //! in [`dispatch`], which runs it through the local ask of its kind of actor. Written once,
 //! by a macro, so a message is routable by adding its name here (and serde to its type).
+//! A message's type name and its fields are its wire form: renaming either means that nodes
+//! of the two builds cannot serve each other's asks (a rolling upgrade must keep them).
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
