@@ -3,6 +3,12 @@
 //! Variants are chosen by what a client can do about them, so the server maps each to one
 //! HTTP status without inspecting messages: `Invalid` is 400, `NotFound` 404, `Forbidden` 403,
 //! `Conflict` 409; `Storage` and `Unavailable` are the server's fault (500/503).
+//!
+//! An error crosses between the nodes of a cluster as a [`WireError`] (an actor's answer to
+//! a forwarded message, `crate::actor::remote`): the `&'static str` codes travel as text and
+//! come back through the tables of known codes here ([`CODES`], [`THINGS`]).
+
+use serde::{Deserialize, Serialize};
 
 /// Everything that can go wrong in the domain.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +58,7 @@ impl Error {
 /// What a storage implementation reports. Kept inside [`Error`] so a store failure can travel
 /// through actor replies unchanged; `From<StoreError>` (beside [`crate::model::Claim`]) turns
 /// a taken claim into the client's conflict.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum StoreError {
     /// A uniqueness claim in the write is held by someone else; nothing was written.
     #[error("claim {0:?} is held by another owner")]
@@ -98,6 +104,119 @@ pub enum StoreError {
         len: usize,
         max: usize,
     },
+}
+
+/// Every `code` of [`Error::Invalid`] and [`Error::Conflict`] the domain (and the server's
+/// checks it hands in, such as a connector's `unknown_platform`) produces: an error that
+/// crossed between nodes gets its `&'static str` back from here. A code missing here comes
+/// back as [`Error::Internal`], so the test `every_code_in_the_crate_is_known` keeps the
+/// list complete.
+pub const CODES: &[&str] = &[
+    "invalid_input",
+    "unknown_platform",
+    "email_taken",
+    "phone_taken",
+    "handle_taken",
+    "already_friends",
+    "already_requested",
+    "already_bound",
+    "request_expired",
+    "owner_cannot_leave",
+    "idempotency_key_reused",
+];
+
+/// Every thing [`Error::NotFound`] names, for the same purpose as [`CODES`].
+pub const THINGS: &[&str] = &[
+    "account",
+    "activity",
+    "binding",
+    "binding request",
+    "community",
+    "friend",
+    "friend request",
+    "group",
+    "link",
+    "member",
+    "resource",
+    "route",
+];
+
+/// An [`Error`] as it crosses between nodes: the same variants, every text owned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "error", rename_all = "snake_case")]
+pub enum WireError {
+    Invalid { code: String, message: String },
+    NotFound { what: String },
+    Forbidden { message: String },
+    Conflict { code: String, message: String },
+    Storage { store: StoreError },
+    Unavailable { message: String },
+    Internal { message: String },
+}
+
+/// `text` as the entry of `known` it equals, if any.
+fn known(known: &'static [&'static str], text: &str) -> Option<&'static str> {
+    known.iter().copied().find(|k| *k == text)
+}
+
+impl Error {
+    /// This error as it crosses to another node.
+    pub fn to_wire(&self) -> WireError {
+        match self {
+            Error::Invalid { code, message } => WireError::Invalid {
+                code: (*code).to_owned(),
+                message: message.clone(),
+            },
+            Error::NotFound(what) => WireError::NotFound {
+                what: (*what).to_owned(),
+            },
+            Error::Forbidden(message) => WireError::Forbidden {
+                message: message.clone(),
+            },
+            Error::Conflict { code, message } => WireError::Conflict {
+                code: (*code).to_owned(),
+                message: message.clone(),
+            },
+            Error::Storage(e) => WireError::Storage { store: e.clone() },
+            Error::Unavailable(message) => WireError::Unavailable {
+                message: message.clone(),
+            },
+            Error::Internal(message) => WireError::Internal {
+                message: message.clone(),
+            },
+        }
+    }
+
+    /// The error another node answered. A code or thing this build does not know (a newer
+    /// node's) is the server's fault here, [`Error::Internal`], never a guess.
+    pub fn from_wire(wire: WireError) -> Self {
+        let unknown = |what: &str, text: &str| {
+            tracing::error!(
+                what,
+                text,
+                "an error from another node names an unknown code"
+            );
+            Error::Internal(format!("unknown {what} {text:?} from another node"))
+        };
+        match wire {
+            WireError::Invalid { code, message } => match known(CODES, &code) {
+                Some(code) => Error::Invalid { code, message },
+                None => unknown("code", &code),
+            },
+            WireError::NotFound { what } => match known(THINGS, &what) {
+                Some(what) => Error::NotFound(what),
+                None => unknown("thing", &what),
+            },
+            WireError::Forbidden { message } => Error::Forbidden(message),
+            WireError::Conflict { code, message } => match known(CODES, &code) {
+                Some(code) => Error::Conflict { code, message },
+                None => unknown("code", &code),
+            },
+            WireError::Storage { store } => Error::Storage(store),
+            WireError::Unavailable { message } => Error::Unavailable(message),
+            WireError::Internal { message } => Error::Internal(message),
+        }
+    }
 }
 
 /// Shorthand used across the crate.

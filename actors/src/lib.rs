@@ -22,8 +22,11 @@
 //!   (persist, passivate when idle, leave the directory); `env.rs` what an actor is handed
 //!   (store, hub, fan-out, log heads, settings, the releaser); `logs.rs` the account log heads
 //!   (where an account's next `seq` comes from) and `notify_each`, one event appended to many
-//!   accounts' logs with a few store calls; `directory.rs` activates an actor on first
-//!   use and finds it again; `subscriber/` (profile, links, friends, activities, devices),
+//!   accounts' logs with a few store calls (in a cluster, on each recipient's owner);
+//!   `directory.rs` activates an actor on first use and finds it again, here or on its
+//!   owner; `place.rs` where actors live and the epoch their writes carry (cluster mode);
+//!   `remote/` messages to actors another node owns (wire names, the one registry, the
+//!   node-level calls); `subscriber/` (profile, links, friends, activities, devices),
 //!   `group/` (members, bindings) and `community.rs`, each message beside its handler.
 //! - [`store`]: the storage traits the actors need (one change set per actor turn), and their
 //!   conformance suite (`store/conformance/`, feature `conformance`: the fixture and the macro

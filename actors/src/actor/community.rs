@@ -8,8 +8,10 @@ use std::collections::HashSet;
 
 use actix::prelude::*;
 use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 
 use super::env::Env;
+use super::place::ActorKind;
 use super::{Change, Committed, Durable, Life, Turn, ready};
 use crate::error::{Error, Result, StoreError};
 use crate::model::{
@@ -19,12 +21,12 @@ use crate::push::event::StoredEvent;
 use crate::store::{CommunitySnapshot, CommunityWrite};
 
 /// Read the community's record.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<CommunityRecord>")]
 pub struct GetCommunity;
 
 /// The community server adds a member (idempotent).
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<()>")]
 pub struct AddMember {
     pub account: AccountId,
@@ -34,7 +36,7 @@ pub struct AddMember {
 /// [`crate::model::limits::check_kind`] and `check_text`): stored once in the community feed,
 /// with the step that pushes it to every group bound now ([`Step::PushDynamic`]; `None`
 /// when none is). Answers both, for the caller to carry the step out.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<(DynamicRecord, Option<StepRecord>)>")]
 pub struct PostDynamic {
     pub account_id: AccountId,
@@ -43,14 +45,14 @@ pub struct PostDynamic {
 }
 
 /// A binding was approved (already durable on both sides): start pushing to the group.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<()>")]
 pub struct BindingAdded {
     pub group_id: GroupId,
 }
 
 /// A binding ended (already durable): stop pushing to the group.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<()>")]
 pub struct BindingRemoved {
     pub group_id: GroupId,
@@ -77,6 +79,10 @@ impl Community {
 }
 
 impl Change for CommunityWrite {
+    fn set_epoch(&mut self, epoch: Option<u64>) {
+        self.epoch = epoch;
+    }
+
     /// A community keeps no event log: its dynamics reach devices through bound groups.
     fn commit(self, env: &Env) -> BoxFuture<'static, Result<Committed, StoreError>> {
         let store = env.store.clone();
@@ -90,6 +96,7 @@ impl Change for CommunityWrite {
 impl Durable for Community {
     type Change = CommunityWrite;
     const KIND: &'static str = "community";
+    const ACTOR: ActorKind = ActorKind::Community;
 
     fn life(&self) -> &Life {
         &self.life

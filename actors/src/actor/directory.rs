@@ -12,6 +12,13 @@
 //! message that killed it is answered [`Error::Internal`] (not retried, it would kill the
 //! next one too), its entry is dropped, and the next message activates a fresh actor from the
 //! store.
+//!
+//! In a cluster ([`super::place`]) the directory holds only the actors this node owns. An ask
+//! for an actor another node owns is forwarded to it ([`super::remote`]) and answered as if
+//! it were local; the owner's registry runs it through the same `ask_*_here` as a local ask.
+//! An actor is activated only where it is owned, and only after this node claimed it (its
+//! epoch, kept in [`Life`]); when the view changes, [`Directory::shed`] stops the actors that
+//! moved away.
 
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
@@ -21,12 +28,15 @@ use std::sync::{Arc, Weak};
 use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use dashmap::DashMap;
+use serde::de::DeserializeOwned;
 
 use super::community::Community;
 use super::env::Env;
 use super::group::Group;
+use super::place::{ActorKind, Owner};
+use super::remote::{self, Routed};
 use super::subscriber::Subscriber;
-use super::{Lease, Life};
+use super::{Lease, Life, Stop};
 use crate::error::{Error, Result};
 
 struct Slot<A: Actor> {
@@ -87,6 +97,27 @@ impl<A: Actor> Table<A> {
         self.actors
             .remove_if(id, |_, slot| slot.addr == *addr)
             .is_some()
+    }
+
+    /// Tells every live actor that `keep` refuses to stop (after the messages already in its
+    /// mailbox); answers their ids. Each gives its entry back as it stops.
+    fn shed(&self, keep: impl Fn(&str) -> bool) -> Vec<String>
+    where
+        A: Handler<Stop>,
+        A::Context: ToEnvelope<A, Stop>,
+    {
+        let gone: Vec<(String, Addr<A>)> = self
+            .actors
+            .iter()
+            .filter(|slot| !keep(slot.key()))
+            .map(|slot| (slot.key().clone(), slot.addr.clone()))
+            .collect();
+        gone.into_iter()
+            .map(|(id, addr)| {
+                addr.do_send(Stop);
+                id
+            })
+            .collect()
     }
 }
 
@@ -163,13 +194,15 @@ impl Directory {
         self.inner.arbiters[index].handle()
     }
 
-    /// Starts the actor `build` makes of `snapshot` on its arbiter, with a fresh generation
-    /// and a lease on its entry in `table` (unless a live one raced in first).
+    /// Starts the actor `build` makes of `snapshot` on its arbiter, with a fresh generation,
+    /// a lease on its entry in `table` (unless a live one raced in first) and this node's
+    /// `epoch` of it.
     fn start<A, S>(
         &self,
         table: fn(&Inner) -> &Table<A>,
         id: &str,
         snapshot: S,
+        epoch: Option<u64>,
         build: fn(S, Life) -> A,
     ) -> Addr<A>
     where
@@ -178,19 +211,26 @@ impl Directory {
     {
         let generation = self.inner.next_generation.fetch_add(1, Ordering::Relaxed);
         let lease = lease(Arc::downgrade(&self.inner), table, id, generation);
-        let life = Life::new(self.inner.env.clone(), lease);
+        let life = Life::new(self.inner.env.clone(), lease, epoch);
         let arbiter = self.arbiter_for(id);
         table(&self.inner).insert_with(id, generation, move || {
             A::start_in_arbiter(&arbiter, move |_| build(snapshot, life))
         })
     }
 
+    /// This node's epoch of `kind`/`id`, claimed if it holds none: before the snapshot is
+    /// read, so the snapshot holds everything the previous owner wrote.
+    async fn claim(&self, kind: ActorKind, id: &str) -> Result<Option<u64>> {
+        Ok(self.inner.env.placement.epoch(kind, id).await?)
+    }
+
     /// The live actor of account `id`, activated from the store if needed; `NotFound` if no
     /// such account exists.
-    pub async fn subscriber(&self, id: &str) -> Result<Addr<Subscriber>> {
+    async fn subscriber(&self, id: &str) -> Result<Addr<Subscriber>> {
         if let Some(addr) = self.inner.subscribers.live(id) {
             return Ok(addr);
         }
+        let epoch = self.claim(ActorKind::Account, id).await?;
         let snapshot = self
             .inner
             .env
@@ -198,14 +238,15 @@ impl Directory {
             .load_subscriber(id)
             .await?
             .ok_or(Error::NotFound("account"))?;
-        Ok(self.start(|i| &i.subscribers, id, snapshot, Subscriber::new))
+        Ok(self.start(|i| &i.subscribers, id, snapshot, epoch, Subscriber::new))
     }
 
     /// The live actor of group `id`; `NotFound` if there is no such group.
-    pub async fn group(&self, id: &str) -> Result<Addr<Group>> {
+    async fn group(&self, id: &str) -> Result<Addr<Group>> {
         if let Some(addr) = self.inner.groups.live(id) {
             return Ok(addr);
         }
+        let epoch = self.claim(ActorKind::Group, id).await?;
         let snapshot = self
             .inner
             .env
@@ -213,14 +254,15 @@ impl Directory {
             .load_group(id)
             .await?
             .ok_or(Error::NotFound("group"))?;
-        Ok(self.start(|i| &i.groups, id, snapshot, Group::new))
+        Ok(self.start(|i| &i.groups, id, snapshot, epoch, Group::new))
     }
 
     /// The live actor of community `id`; `NotFound` if there is no such community.
-    pub async fn community(&self, id: &str) -> Result<Addr<Community>> {
+    async fn community(&self, id: &str) -> Result<Addr<Community>> {
         if let Some(addr) = self.inner.communities.live(id) {
             return Ok(addr);
         }
+        let epoch = self.claim(ActorKind::Community, id).await?;
         let snapshot = self
             .inner
             .env
@@ -228,20 +270,28 @@ impl Directory {
             .load_community(id)
             .await?
             .ok_or(Error::NotFound("community"))?;
-        Ok(self.start(|i| &i.communities, id, snapshot, Community::new))
+        Ok(self.start(|i| &i.communities, id, snapshot, epoch, Community::new))
     }
 
-    /// Sends `msg` to an actor found by `find` and waits for its answer. If the actor stopped
-    /// (passivated) between the lookup and the message's arrival, it is activated again and
-    /// asked once more. If it died handling the message (a panic: its entry is still there,
-    /// see the module doc), the entry is dropped and the answer is [`Error::Internal`].
+    /// Whether this node owns `kind`/`id` now.
+    fn owns(&self, kind: ActorKind, id: &str) -> bool {
+        self.inner.env.placement.owner(kind, id) == Owner::Local
+    }
+
+    /// Sends `msg` to an actor of this node found by `find` and waits for its answer. If the
+    /// actor stopped (passivated) between the lookup and the message's arrival, it is
+    /// activated again and asked once more. If it died handling the message (a panic: its
+    /// entry is still there, see the module doc), the entry is dropped and the answer is
+    /// [`Error::Internal`]. If this node does not own the actor (any more), `msg` comes back
+    /// (`Err`), unsent, for the caller to send to its owner.
     async fn ask_with<A, M, R, F, Fut>(
         &self,
+        kind: ActorKind,
         id: &str,
         find: F,
         table: fn(&Inner) -> &Table<A>,
         msg: M,
-    ) -> Result<R>
+    ) -> std::result::Result<Result<R>, M>
     where
         A: Actor + Handler<M>,
         A::Context: ToEnvelope<A, M>,
@@ -251,58 +301,184 @@ impl Directory {
         Fut: Future<Output = Result<Addr<A>>>,
     {
         for _ in 0..3 {
-            let addr = find().await?;
+            if !self.owns(kind, id) {
+                return Err(msg);
+            }
+            let addr = match find().await {
+                Ok(addr) => addr,
+                Err(e) => return Ok(Err(e)),
+            };
             match addr.send(msg.clone()).await {
-                Ok(answer) => return answer,
+                Ok(answer) => return Ok(answer),
                 Err(MailboxError::Closed) => {
                     let table = table(&self.inner);
                     if table.forget_failed(id, &addr) {
                         tracing::error!(%id, "actor died handling a message (a panic); \
                             the next message activates it afresh");
-                        return Err(Error::Internal(format!("actor {id} failed")));
+                        return Ok(Err(Error::Internal(format!("actor {id} failed"))));
                     }
                     table.forget_dead(id);
                 }
                 Err(MailboxError::Timeout) => break,
             }
         }
-        Err(Error::Unavailable(format!("actor {id} did not answer")))
+        Ok(Err(Error::Unavailable(format!(
+            "actor {id} did not answer"
+        ))))
     }
 
-    /// Asks the account's actor.
+    /// Asks the account's actor, wherever it lives.
     pub async fn ask<M, R>(&self, id: &str, msg: M) -> Result<R>
+    where
+        M: Routed + Message<Result = Result<R>>,
+        R: DeserializeOwned + Send + 'static,
+        Subscriber: Handler<M>,
+        <Subscriber as Actor>::Context: ToEnvelope<Subscriber, M>,
+    {
+        let kind = ActorKind::Account;
+        remote::route(self.env(), kind, id, M::NAME, msg, |m| self.ask_here(id, m)).await
+    }
+
+    /// Asks the account's actor if this node owns it (else `msg` comes back).
+    pub(crate) async fn ask_here<M, R>(&self, id: &str, msg: M) -> std::result::Result<Result<R>, M>
     where
         M: Message<Result = Result<R>> + Clone + Send + 'static,
         R: Send + 'static,
         Subscriber: Handler<M>,
         <Subscriber as Actor>::Context: ToEnvelope<Subscriber, M>,
     {
-        self.ask_with(id, || self.subscriber(id), |i| &i.subscribers, msg)
+        let find = || self.subscriber(id);
+        self.ask_with(ActorKind::Account, id, find, |i| &i.subscribers, msg)
             .await
     }
 
-    /// Asks the group's actor.
+    /// Asks the group's actor, wherever it lives.
     pub async fn ask_group<M, R>(&self, id: &str, msg: M) -> Result<R>
+    where
+        M: Routed + Message<Result = Result<R>>,
+        R: DeserializeOwned + Send + 'static,
+        Group: Handler<M>,
+        <Group as Actor>::Context: ToEnvelope<Group, M>,
+    {
+        let kind = ActorKind::Group;
+        remote::route(self.env(), kind, id, M::NAME, msg, |m| {
+            self.ask_group_here(id, m)
+        })
+        .await
+    }
+
+    /// Asks the group's actor if this node owns it (else `msg` comes back).
+    pub(crate) async fn ask_group_here<M, R>(
+        &self,
+        id: &str,
+        msg: M,
+    ) -> std::result::Result<Result<R>, M>
     where
         M: Message<Result = Result<R>> + Clone + Send + 'static,
         R: Send + 'static,
         Group: Handler<M>,
         <Group as Actor>::Context: ToEnvelope<Group, M>,
     {
-        self.ask_with(id, || self.group(id), |i| &i.groups, msg)
+        let find = || self.group(id);
+        self.ask_with(ActorKind::Group, id, find, |i| &i.groups, msg)
             .await
     }
 
-    /// Asks the community's actor.
+    /// Asks the community's actor, wherever it lives.
     pub async fn ask_community<M, R>(&self, id: &str, msg: M) -> Result<R>
+    where
+        M: Routed + Message<Result = Result<R>>,
+        R: DeserializeOwned + Send + 'static,
+        Community: Handler<M>,
+        <Community as Actor>::Context: ToEnvelope<Community, M>,
+    {
+        let kind = ActorKind::Community;
+        remote::route(self.env(), kind, id, M::NAME, msg, |m| {
+            self.ask_community_here(id, m)
+        })
+        .await
+    }
+
+    /// Asks the community's actor if this node owns it (else `msg` comes back).
+    pub(crate) async fn ask_community_here<M, R>(
+        &self,
+        id: &str,
+        msg: M,
+    ) -> std::result::Result<Result<R>, M>
     where
         M: Message<Result = Result<R>> + Clone + Send + 'static,
         R: Send + 'static,
         Community: Handler<M>,
         <Community as Actor>::Context: ToEnvelope<Community, M>,
     {
-        self.ask_with(id, || self.community(id), |i| &i.communities, msg)
+        let find = || self.community(id);
+        self.ask_with(ActorKind::Community, id, find, |i| &i.communities, msg)
             .await
+    }
+
+    /// `NotFound` unless `kind`/`id` exists; activates it on its owner (where the next
+    /// message will find it live).
+    pub async fn exists(&self, kind: ActorKind, id: &str) -> Result<()> {
+        remote::route(self.env(), kind, id, remote::EXISTS, (), |()| {
+            self.exists_here(kind, id)
+        })
+        .await
+    }
+
+    /// [`Directory::exists`] if this node owns the actor (else `Err`).
+    pub(crate) async fn exists_here(
+        &self,
+        kind: ActorKind,
+        id: &str,
+    ) -> std::result::Result<Result<()>, ()> {
+        if !self.owns(kind, id) {
+            return Err(());
+        }
+        Ok(match kind {
+            ActorKind::Account => self.subscriber(id).await.map(drop),
+            ActorKind::Group => self.group(id).await.map(drop),
+            ActorKind::Community => self.community(id).await.map(drop),
+        })
+    }
+
+    /// Stops every live actor that `keep` refuses (those this node no longer owns after a
+    /// view change), each after the messages already in its mailbox (they still write under
+    /// its epoch), and forgets this node's epochs of them; later asks are forwarded to their
+    /// owners. Answers how many it stopped.
+    pub fn shed(&self, keep: impl Fn(ActorKind, &str) -> bool) -> usize {
+        let inner = &self.inner;
+        let tables = [
+            (
+                ActorKind::Account,
+                inner.subscribers.shed(|id| keep(ActorKind::Account, id)),
+            ),
+            (
+                ActorKind::Group,
+                inner.groups.shed(|id| keep(ActorKind::Group, id)),
+            ),
+            (
+                ActorKind::Community,
+                inner.communities.shed(|id| keep(ActorKind::Community, id)),
+            ),
+        ];
+        let mut stopped = 0;
+        for (kind, ids) in tables {
+            for id in ids {
+                inner.env.placement.forget(kind, &id);
+                stopped += 1;
+            }
+        }
+        stopped
+    }
+
+    /// Whether `kind`/`id` is live here (for the crate's tests).
+    #[cfg(test)]
+    pub(crate) fn is_live(&self, kind: ActorKind, id: &str) -> bool {
+        match kind {
+            ActorKind::Account => self.inner.subscribers.live(id).is_some(),
+            ActorKind::Group => self.inner.groups.live(id).is_some(),
+            ActorKind::Community => self.inner.communities.live(id).is_some(),
+        }
     }
 
     /// Stops every actor thread and forgets every actor (graceful shutdown).

@@ -48,6 +48,9 @@ pub trait ReleaseQueue: Send + Sync + 'static {
     fn enqueue(&self, activity: Arc<ActivityRecord>, releases: Vec<ReleaseRecord>);
     /// The unlink of `link_id` is durable: attempt nothing more to it.
     fn cancel_link(&self, link_id: String);
+    /// The cluster's view changed: carry the releases whose authors this node owns now, and
+    /// let go of those it no longer owns.
+    fn rescan(&self);
 }
 
 /// Where the releaser is, once it runs (set once, at start-up).
@@ -79,10 +82,6 @@ pub struct Env {
     /// Account log heads, shared by each account's actor and the fan-outs to many accounts.
     pub logs: LogHeads,
     /// Where actors live ([`super::place::SingleNode`] unless in cluster mode).
-    #[expect(
-        dead_code,
-        reason = "the directory routes by it once cluster mode is built"
-    )]
     pub placement: Arc<dyn Placement>,
     /// Events to devices on other nodes ([`crate::push::NoRelay`] unless in cluster mode).
     pub relay: Arc<dyn Relay>,

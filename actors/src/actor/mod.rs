@@ -13,6 +13,9 @@
 //!
 //! - [`place`]: where an actor lives (this node, or its owner in a cluster), and the epoch
 //!   its writes carry so that two nodes never both write it.
+//! - [`remote`]: messages to actors another node owns: each routed message's wire name and
+//!   encoding, the one registry that runs them on the owner, and the node-level calls (a
+//!   fan-out's appends to the accounts another node owns).
 //!
 //! Each actor's messages live beside their handlers, one documented struct per intent.
 //! Every write goes through [`Durable::persist`]: one change set per turn, committed before
@@ -21,9 +24,17 @@
 //! leave in `seq` order.
 
 /// `impl Actor` for a [`Durable`] actor: watch for idleness once started, leave the
-/// directory once stopped. The same for every actor, so written once.
+/// directory once stopped; and [`Stop`], which the directory sends when the actor moved to
+/// another node. The same for every actor, so written once.
 macro_rules! durable_actor {
     ($actor:ty) => {
+        impl ::actix::Handler<$crate::actor::Stop> for $actor {
+            type Result = ();
+            fn handle(&mut self, _: $crate::actor::Stop, ctx: &mut Self::Context) {
+                $crate::actor::Durable::stop(self, ctx);
+            }
+        }
+
         impl ::actix::Actor for $actor {
             type Context = ::actix::Context<Self>;
 
@@ -44,6 +55,7 @@ pub mod env;
 pub mod group;
 pub mod logs;
 pub mod place;
+pub mod remote;
 pub mod subscriber;
 
 use std::time::{Duration, Instant};
@@ -55,6 +67,7 @@ use crate::error::{Result, StoreError};
 use crate::push::StoredEvent;
 use env::Env;
 use logs::LogGuard;
+use place::ActorKind;
 
 /// The answer of a handler that may write: it holds the actor's turn until the write is
 /// durable.
@@ -99,21 +112,41 @@ pub struct Life {
     last_active: Instant,
     /// Set when the actor stops itself ([`Durable::stop`]); a stop without it is a death.
     stopping: bool,
+    /// This node's epoch of the actor (cluster mode, [`place`]), claimed before its state was
+    /// loaded: every write of this actor carries it, so a write after another node took the
+    /// actor over is refused. `None` on a single node.
+    epoch: Option<u64>,
 }
 
 impl Life {
-    pub fn new(env: Env, lease: Lease) -> Self {
+    pub fn new(env: Env, lease: Lease, epoch: Option<u64>) -> Self {
         Life {
             env,
             lease,
             last_active: Instant::now(),
             stopping: false,
+            epoch,
         }
+    }
+
+    /// See [`Life`]'s `epoch`.
+    pub fn epoch(&self) -> Option<u64> {
+        self.epoch
     }
 }
 
+/// Sent by the directory to an actor this node no longer owns (a view change, [`place`]):
+/// it stops by its own choice once the messages before this one are handled.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
 /// One turn's change set, as the store takes it.
 pub trait Change: Send + 'static {
+    /// Names the writer's epoch of the actor ([`Life`]); the store refuses the write if it
+    /// is no longer the newest.
+    fn set_epoch(&mut self, epoch: Option<u64>);
+
     /// Writes it atomically; resolves once durable, with what to publish.
     fn commit(self, env: &Env) -> BoxFuture<'static, Result<Committed, StoreError>>;
 }
@@ -141,6 +174,8 @@ pub trait Durable: Actor<Context = Context<Self>> + Sized {
     type Change: Change;
     /// For logs: `subscriber`, `group`, `community`.
     const KIND: &'static str;
+    /// Which owner (and epoch) the actor has in a cluster.
+    const ACTOR: ActorKind;
 
     fn life(&self) -> &Life;
     fn life_mut(&mut self) -> &mut Life;
@@ -178,6 +213,8 @@ pub trait Durable: Actor<Context = Context<Self>> + Sized {
         apply: impl FnOnce(&mut Self) -> R + 'static,
     ) -> ResponseActFuture<Self, Result<R>> {
         self.touch();
+        let mut change = change;
+        change.set_epoch(self.life().epoch);
         Box::pin(
             change
                 .commit(&self.life().env)
@@ -186,6 +223,11 @@ pub trait Durable: Actor<Context = Context<Self>> + Sized {
                     let Committed { events, log } = match res {
                         Ok(committed) => committed,
                         Err(e) => {
+                            if let StoreError::Fenced { .. } = e {
+                                // Another node took the actor over: this node's epoch is
+                                // spent; it claims anew only if it owns the actor again.
+                                act.life().env.placement.forget(Self::ACTOR, act.id());
+                            }
                             if !matches!(e, StoreError::ClaimTaken(_)) {
                                 // The outcome may be unknown (a timeout whose write lands
                                 // later), so memory may no longer match the store. Stop: the

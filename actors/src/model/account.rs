@@ -173,7 +173,7 @@ pub fn normalize_handle(_platform: &str, handle: &str) -> String {
 }
 
 /// An account as another account (or itself) sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountView {
     pub account_id: AccountId,
     pub profile: Profile,
@@ -192,7 +192,7 @@ impl AccountView {
 }
 
 /// A platform link as clients see it: never its config (which may hold secrets).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkView {
     pub link_id: String,
     pub platform: String,
@@ -210,7 +210,7 @@ impl From<&LinkRecord> for LinkView {
 }
 
 /// `GET /v1/me`: the account's own full view.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MeView {
     pub account_id: AccountId,
     pub profile: Profile,
@@ -219,7 +219,7 @@ pub struct MeView {
 }
 
 /// Which relation of an account to list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Relation {
     Friends,
     IncomingRequests,

@@ -131,7 +131,7 @@ pub struct ReleaseKey {
 
 /// A release as the author sees it: `GET /v1/activities/{id}/releases` items and the data of
 /// `release.status` events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseView {
     pub activity_id: ActivityId,
     pub link_id: String,
@@ -166,7 +166,7 @@ impl From<&ActivityRecord> for ActivityView {
 }
 
 /// What posting an activity did.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Posted {
     pub activity: ActivityRecord,
     /// One per linked platform, as stored now.

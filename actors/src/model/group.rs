@@ -73,7 +73,7 @@ pub struct DynamicRecord {
 }
 
 /// A group as its members see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GroupView {
     pub group_id: GroupId,
     pub name: String,
@@ -83,7 +83,7 @@ pub struct GroupView {
 }
 
 /// Who ends a binding.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Revoker {
     /// The group owner (a client token).
     Owner(AccountId),

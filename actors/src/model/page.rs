@@ -4,14 +4,14 @@
 //! by `(time in ms, id)`. A page's `next` cursor is the position of its last item, written
 //! `"{ms}.{id}"`; [`FeedPos::parse`] is the only reader of that format.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::limits::{DEFAULT_PAGE, MAX_PAGE, check_cursor};
 use crate::error::{Error, Result};
 
 /// A position in a time-ordered list: `(ms, id)`, compared newest first. As a cursor it
 /// reads `"{ms}.{id}"`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FeedPos {
     pub ms: u64,
     pub id: String,

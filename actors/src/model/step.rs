@@ -21,6 +21,15 @@ use super::{AccountId, GroupId, now_ms};
 /// not appended twice.
 pub const RECHECK_TAIL: usize = 256;
 
+/// A sweep leaves alone a step this young that no run has failed: its own operation is
+/// about to carry it out.
+pub const FRESH_MS: u64 = 5_000;
+
+/// In a cluster, a first run's append this long after its step was written rechecks too
+/// (under the recipient's log head, on its owner): a sweep on another node, which waits
+/// [`FRESH_MS`], may have run the step meanwhile. Half of it leaves room for clock skew.
+pub const RECHECK_AFTER_MS: u64 = FRESH_MS / 2;
+
 /// What is left of one cross-actor operation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "snake_case")]

@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use super::Chorus;
 use crate::actor::subscriber::{
-    AddToken, Attach, Detach, GetAccount, GetMe, LinkPlatform, ReadEvents, UnlinkPlatform,
-    UpdateProfile,
+    AddToken, GetAccount, GetMe, HeadSeq, LinkPlatform, UnlinkPlatform, UpdateProfile,
 };
 use crate::error::Result;
 use crate::model::limits::MAX_EVENTS_PAGE;
@@ -107,28 +106,43 @@ impl Chorus {
         self.directory.ask(me, UnlinkPlatform { link_id }).await
     }
 
-    /// A device of `account` connected: events are pushed to `outlet` from now on. Answers
-    /// the newest `seq` of the account's log.
+    /// A device of `account` connected to this node: events are pushed to `outlet` from now
+    /// on. Answers the newest `seq` of the account's log; every later event reaches the
+    /// device, every earlier one is at or below it (the session drops those).
+    ///
+    /// In that order, wherever the account's actor lives: this node takes the account's
+    /// events from the other nodes ([`crate::push::Relay::interest`], in effect when it
+    /// answers), the device joins this node's hub, and only then the account's owner reads
+    /// its log head (under the head, as every append numbers events).
     pub async fn attach(&self, account: &str, outlet: Arc<dyn Outlet>) -> Result<u64> {
-        self.directory.ask(account, Attach { outlet }).await
+        let env = self.directory.env();
+        env.relay.interest(account).await?;
+        let outlet_id = outlet.id();
+        env.hub.attach(account, outlet);
+        match self.directory.ask(account, HeadSeq).await {
+            Ok(seq) => Ok(seq),
+            Err(e) => {
+                self.detach(account, outlet_id).await?;
+                Err(e)
+            }
+        }
     }
 
-    /// The device `outlet_id` of `account` disconnected.
+    /// The device `outlet_id` of `account` disconnected from this node.
     pub async fn detach(&self, account: &str, outlet_id: u64) -> Result<()> {
-        self.directory.ask(account, Detach { outlet_id }).await
+        let env = self.directory.env();
+        env.hub.detach(account, outlet_id);
+        env.relay.release(account);
+        Ok(())
     }
 
     /// Up to [`MAX_EVENTS_PAGE`] events of the account's log with `seq > after`, oldest first
-    /// (a page of `resume`; a full page means more may follow).
+    /// (a page of `resume`; a full page means more may follow). Read from the store where
+    /// the device is: everything acknowledged is there, so no actor is asked.
     pub async fn read_events(&self, account: &str, after: u64) -> Result<Vec<StoredEvent>> {
-        self.directory
-            .ask(
-                account,
-                ReadEvents {
-                    after,
-                    limit: MAX_EVENTS_PAGE,
-                },
-            )
-            .await
+        Ok(self
+            .store()
+            .read_events(account, after, MAX_EVENTS_PAGE)
+            .await?)
     }
 }

@@ -3,6 +3,7 @@
 //! brings the other side along (`ops::steps`).
 
 use super::Chorus;
+use crate::actor::place::ActorKind;
 use crate::actor::subscriber::{
     AcceptFriend, ListRelation, MatchedBy, ReceiveFriendRequest, RecordMatches, RequestOutcome,
     StartFriendRequest, Unfriend,
@@ -17,7 +18,7 @@ impl Chorus {
             return Err(Error::invalid("you cannot befriend yourself"));
         }
         // The recipient must exist before anything is written.
-        self.directory.subscriber(to).await?;
+        self.directory.exists(ActorKind::Account, to).await?;
         let outcome = self
             .directory
             .ask(from, StartFriendRequest { to: to.to_owned() })

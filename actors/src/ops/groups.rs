@@ -5,8 +5,9 @@ use super::Chorus;
 use crate::actor::community::{BindingAdded, BindingRemoved};
 use crate::actor::group::{
     AddMember, ApproveBinding, GetGroup, ListBindingRequests, MemberAccess, PostMessage,
-    ReadEvents, RejectBinding, RemoveMember, RevokeBinding,
+    RejectBinding, RemoveMember, RevokeBinding,
 };
+use crate::actor::place::ActorKind;
 use crate::error::{Error, Result};
 use crate::model::{
     BindingRequest, DynamicRecord, FeedPos, GroupId, GroupRecord, GroupView, MessageRecord, Page,
@@ -50,7 +51,7 @@ impl Chorus {
 
     /// The owner adds an existing account to the group.
     pub async fn add_group_member(&self, by: &str, group_id: &str, account: &str) -> Result<()> {
-        self.directory.group(group_id).await?;
+        self.directory.exists(ActorKind::Group, group_id).await?;
         if self.store().load_account(account).await?.is_none() {
             return Err(Error::NotFound("account"));
         }
@@ -104,7 +105,9 @@ impl Chorus {
     }
 
     /// Up to `limit` (checked by [`crate::model::limits::events_limit`]) of the group's
-    /// stored events with `seq > after`, oldest first (members only).
+    /// stored events with `seq > after`, oldest first (members only). The group's actor
+    /// checks the membership; the events are read from the store here (everything
+    /// acknowledged is there), so they do not cross between nodes.
     pub async fn group_events(
         &self,
         viewer: &str,
@@ -115,13 +118,15 @@ impl Chorus {
         self.directory
             .ask_group(
                 group_id,
-                ReadEvents {
+                MemberAccess {
                     viewer: viewer.to_owned(),
-                    after,
-                    limit,
                 },
             )
-            .await
+            .await?;
+        Ok(self
+            .store()
+            .read_group_events(group_id, after, limit)
+            .await?)
     }
 
     /// A page of the group's chat, newest first (members only).

@@ -27,7 +27,8 @@ use actix::prelude::*;
 use crate::actor::directory::Directory;
 use crate::actor::env::{ActorConfig, Env, ReleaserSlot};
 use crate::actor::logs::LogHeads;
-use crate::actor::place::{Placement, SingleNode};
+use crate::actor::place::{Owner, Placement, Serve, SingleNode};
+use crate::actor::remote;
 use crate::error::Result;
 use crate::push::{Fanout, Hub, NoRelay, Relay};
 use crate::release::{self, Connector, ReleaseConfig};
@@ -81,11 +82,57 @@ impl Chorus {
             placement: seams.placement,
             relay: seams.relay,
         };
-        Chorus {
+        let chorus = Chorus {
             directory: Directory::new(env),
             releaser: Arc::new(Mutex::new(None)),
             steps: Arc::default(),
+        };
+        chorus.watch_view();
+        chorus
+    }
+
+    /// The receiving side of [`Placement::forward`] for this domain: runs a message another
+    /// node forwarded to an actor this node owns (or a node-level call, such as a fan-out's
+    /// appends to accounts it owns) and answers its encoded result. The server hands it to
+    /// the cluster's transport once the domain runs.
+    pub fn serve(&self) -> Serve {
+        remote::server(self.directory.downgrade())
+    }
+
+    /// In a cluster, follows the view ([`Placement::changes`]): after each change, the
+    /// actors this node no longer owns stop, the sweeper of steps looks at once, and the
+    /// releaser takes on the releases it owns now. Nothing on a single node.
+    fn watch_view(&self) {
+        let placement = self.directory.env().placement.clone();
+        if !placement.clustered() {
+            return;
         }
+        let mut changes = placement.changes();
+        let me = self.clone();
+        actix::spawn(async move {
+            while changes.changed().await.is_ok() {
+                let version = *changes.borrow_and_update();
+                let shed = me
+                    .directory
+                    .shed(|kind, id| placement.owner(kind, id) == Owner::Local);
+                tracing::info!(
+                    version,
+                    shed,
+                    "cluster view changed; actors that moved away stopped"
+                );
+                me.wake_steps();
+                if let Some(releaser) = me.directory.env().releaser.get() {
+                    releaser.rescan();
+                }
+            }
+        });
+    }
+
+    /// Lets go of every live actor, and of this node's epochs of them (the server calls it
+    /// when it finds it was presumed dead, before it joins again: another node may have
+    /// taken them over meanwhile). Answers how many stopped.
+    pub fn shed_all(&self) -> usize {
+        self.directory.shed(|_, _| false)
     }
 
     /// The lanes to the I/O threads: each thread that owns sockets opens one.
@@ -136,5 +183,11 @@ impl Chorus {
 
     fn store(&self) -> &Arc<dyn Store> {
         &self.directory.env().store
+    }
+
+    /// The directory, for the crate's tests.
+    #[cfg(test)]
+    pub(crate) fn directory(&self) -> &Directory {
+        &self.directory
     }
 }

@@ -19,6 +19,16 @@
 //! event (the same frame, found among its newest events) is skipped, and a group that already
 //! holds the dynamic does not get it twice; a friendship made or ended twice changes nothing.
 //! Within one process a step runs once at a time (the `running` set).
+//!
+//! In a cluster every node has the one outbox. Recovery and the sweeper of a node run only
+//! the steps it owns: a step belongs to the node that owns an account whose id were the
+//! step's id (`placement.owner(Account, step_id)`: a hash over the live nodes, nothing
+//! claimed), which spreads them evenly and moves only a dead node's. A live run stays on the
+//! node whose operation wrote the step; each actor turn inside it goes to that actor's owner,
+//! and each notify's appends to the recipients' owners, which recheck under the recipients'
+//! log heads (so a slow live run and a sweep elsewhere never both append). When the view
+//! changes, the sweeper looks at once, and again once a step left by a dead node's live run
+//! is no longer fresh.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -28,21 +38,20 @@ use futures_util::{StreamExt, stream};
 
 use super::Chorus;
 use crate::actor::group::PushDynamic;
-use crate::actor::logs::notify_each;
+use crate::actor::logs::{Notice, notify_each};
+use crate::actor::place::{ActorKind, Owner};
 use crate::actor::subscriber::{BecomeFriends, DropFriend, ListRelation};
 use crate::backoff::Backoff;
-use crate::error::{Error, Result, StoreError};
+use crate::error::{Error, Result};
 use crate::faults::{self, Point};
-use crate::model::step::RECHECK_TAIL;
+use crate::model::step::FRESH_MS;
 use crate::model::{AccountId, DynamicRecord, GroupId, Relation, Step, StepRecord, now_ms};
-use crate::push::event::{EventType, frame_with_data};
+use crate::push::event::EventType;
 
 /// Steps one sweep (or one page of recovery) reads.
 const PAGE: usize = 256;
 /// Steps run at once by a sweep or recovery.
 const IN_FLIGHT: usize = 8;
-/// Reads of recipients' logs under way at once during a recheck.
-const RECHECK_READS: usize = 16;
 /// Groups a dynamic is pushed to at once.
 const GROUPS_AT_ONCE: usize = 8;
 /// First wait of the sweeper after a failed run, doubled up to [`MAX_BACKOFF`].
@@ -51,9 +60,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// The sweeper looks at the outbox this often even when nothing failed here (a step left by
 /// a run cut short, or, in a cluster, by another node).
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
-/// A sweep leaves alone a step this young that no run has failed: its own operation is
-/// about to carry it out.
-const FRESH_MS: u64 = 5_000;
 
 /// The driver's state, shared by every clone of [`Chorus`].
 #[derive(Default)]
@@ -62,6 +68,9 @@ pub(super) struct Steps {
     running: Mutex<HashSet<String>>,
     /// Wakes the sweeper after a failed run.
     wake: tokio::sync::Notify,
+    /// Wakes the sweeper at once, whatever it waits for: the cluster's view changed, so this
+    /// node may own steps it did not.
+    view: tokio::sync::Notify,
 }
 
 /// A step this process is running; let go when dropped.
@@ -114,16 +123,37 @@ impl Chorus {
         loop {
             let page = self.store().pending_steps(PAGE).await?;
             let full = page.len() == PAGE;
-            let (done, left) = self.run_page(page, true).await;
+            let mine: Vec<StepRecord> = page.into_iter().filter(|s| self.owns(s)).collect();
+            let (done, left) = self.run_page(mine, true).await;
             finished += done;
             if left > 0 {
                 self.steps.wake.notify_one();
                 return Ok(finished);
             }
-            if !full {
+            // A page where nothing of this node's finished would be read again as it is:
+            // the rest waits for the other nodes to settle theirs (the sweeper looks again).
+            if !full || done == 0 {
                 return Ok(finished);
             }
         }
+    }
+
+    /// Whether this node recovers and sweeps `step` (the module doc: every step on a single
+    /// node; in a cluster, the owner of an account id equal to the step's id).
+    fn owns(&self, step: &StepRecord) -> bool {
+        let placement = &self.directory.env().placement;
+        placement.owner(ActorKind::Account, &step.step_id) == Owner::Local
+    }
+
+    /// The cluster's view changed: the sweeper looks at once, and again once the steps that
+    /// a node that left was carrying live are no longer fresh.
+    pub(super) fn wake_steps(&self) {
+        self.steps.view.notify_one();
+        let steps = self.steps.clone();
+        actix::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(FRESH_MS)).await;
+            steps.view.notify_one();
+        });
     }
 
     /// The sweeper: runs until the actor system stops. Start once, after
@@ -132,20 +162,32 @@ impl Chorus {
         let me = self.clone();
         actix::spawn(async move {
             loop {
-                tokio::select! {
-                    _ = me.steps.wake.notified() => {}
-                    _ = tokio::time::sleep(SWEEP_EVERY) => {}
-                }
-                // Each sweep that leaves something waits longer before the next.
+                // Woken by a failed run (the sweep follows after the backoff's first wait),
+                // by a view change (at once), or once every SWEEP_EVERY.
+                let at_once = tokio::select! {
+                    _ = me.steps.wake.notified() => false,
+                    _ = me.steps.view.notified() => true,
+                    _ = tokio::time::sleep(SWEEP_EVERY) => false,
+                };
+                // Each sweep that leaves something waits longer before the next; a view
+                // change cuts the wait short.
                 let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
+                let mut wait = if at_once {
+                    Duration::ZERO
+                } else {
+                    backoff.failed().0
+                };
                 loop {
-                    let (wait, _) = backoff.failed();
-                    tokio::time::sleep(wait).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = me.steps.view.notified() => {}
+                    }
                     match me.sweep().await {
                         Ok(true) => break,
                         Ok(false) => {}
                         Err(e) => tracing::warn!(error = %e, "outbox of steps unreadable"),
                     }
+                    wait = backoff.failed().0;
                 }
             }
         });
@@ -160,11 +202,14 @@ impl Chorus {
         let due: Vec<StepRecord> = page
             .into_iter()
             .filter(|s| s.attempts > 0 || now.saturating_sub(s.created_ms) >= FRESH_MS)
+            .filter(|s| self.owns(s))
             .collect();
         // A fresh step left alone is its own operation's to run; if that run fails, it wakes
-        // the sweeper again.
+        // the sweeper again. A full page with nothing of this node's due reads the same
+        // next time: the rest waits for the next sweep.
+        let ran = due.len();
         let (_, left) = self.run_page(due, true).await;
-        Ok(left == 0 && !full)
+        Ok(left == 0 && (!full || ran == 0))
     }
 
     /// Runs `page`, [`IN_FLIGHT`] at a time; answers how many finished and how many did not.
@@ -291,7 +336,13 @@ impl Chorus {
             tracing::error!(step = %record.step_id, %event, "step names no known event; dropped");
             return None;
         };
-        let left = self.notify(to, kind, data, recheck).await;
+        let notice = Notice {
+            kind,
+            data,
+            recheck,
+            created_ms: record.created_ms,
+        };
+        let left = self.notify(to, notice).await;
         (!left.is_empty()).then(|| Step::Notify {
             to: left,
             event: event.to_owned(),
@@ -299,62 +350,18 @@ impl Chorus {
         })
     }
 
-    /// Appends the event to each account's log; answers those it could not.
-    async fn notify(
-        &self,
-        to: &[AccountId],
-        kind: EventType,
-        data: &str,
-        recheck: bool,
-    ) -> Vec<AccountId> {
-        let to = if recheck {
-            match self.not_yet_told(to, kind, data).await {
-                Ok(left) => left,
-                Err(e) => {
-                    tracing::warn!(kind = kind.0, error = %e, "recipients' logs unreadable");
-                    return to.to_vec();
-                }
-            }
-        } else {
-            to.to_vec()
-        };
+    /// Appends the event to each account's log; answers those it could not. A rerun
+    /// rechecks each recipient under its log head, on the node that owns it
+    /// ([`notify_each`]).
+    async fn notify(&self, to: &[AccountId], notice: Notice<'_>) -> Vec<AccountId> {
         let env = self.directory.env();
         if to.len() > 1 && faults::armed(Point::MID_STEP) {
-            let mut failed = notify_each(env, &to[..1], kind, data).await;
+            let mut failed = notify_each(env, &to[..1], notice).await;
             faults::crash_at(Point::MID_STEP);
-            failed.extend(notify_each(env, &to[1..], kind, data).await);
+            failed.extend(notify_each(env, &to[1..], notice).await);
             return failed;
         }
-        notify_each(env, &to, kind, data).await
-    }
-
-    /// The accounts of `to` whose newest events do not hold this event yet.
-    async fn not_yet_told(
-        &self,
-        to: &[AccountId],
-        kind: EventType,
-        data: &str,
-    ) -> std::result::Result<Vec<AccountId>, StoreError> {
-        let store = self.store();
-        let heads = store.last_seqs(to).await?;
-        let told: Vec<std::result::Result<Option<AccountId>, StoreError>> =
-            stream::iter(to.iter().zip(heads))
-                .map(|(account, head)| async move {
-                    let after = head.saturating_sub(RECHECK_TAIL as u64);
-                    let tail = store.read_events(account, after, RECHECK_TAIL).await?;
-                    let held = tail
-                        .iter()
-                        .any(|e| e.frame == frame_with_data(kind, e.seq, data).frame);
-                    Ok((!held).then(|| account.clone()))
-                })
-                .buffered(RECHECK_READS)
-                .collect()
-                .await;
-        let mut left = Vec::new();
-        for account in told {
-            left.extend(account?);
-        }
-        Ok(left)
+        notify_each(env, to, notice).await
     }
 
     /// Pushes the dynamic through each group; answers those it could not.

@@ -8,6 +8,12 @@
 //!   `release.status`) before the next attempt is scheduled. After a crash the store's outbox
 //!   holds exactly what is left to do ([`super::recovery`]); an attempt that reached the
 //!   platform but was not recorded is repeated with the same `Idempotency-Key`.
+//! - **One releaser per release.** In a cluster every node runs a releaser, and each carries
+//!   the releases whose author its node owns ([`crate::place`]): after a view change it lets
+//!   go of those that moved away (an attempt under way finishes and is recorded through the
+//!   author's new owner) and takes on those that moved to it (`super::recovery`, `Rescan`).
+//!   A release a node was attempting when it died is attempted again by the new owner, with
+//!   the same `Idempotency-Key`.
 //! - **Nobody waits for the slowest.** Attempts run concurrently, each bounded by a timeout;
 //!   at most `max_in_flight` at once, at most `max_in_flight_per_link` per link and at most
 //!   `max_in_flight_per_destination` per server ([`Connector::destination`]), so a dead
@@ -23,6 +29,7 @@ use super::connector::{AttemptOutcome, Connector, Outgoing};
 use super::policy::ReleaseConfig;
 use crate::actor::directory::WeakDirectory;
 use crate::actor::env::ReleaseQueue;
+use crate::actor::place::{ActorKind, Owner, Placement, SingleNode};
 use crate::actor::subscriber::RecordRelease;
 use crate::backoff::Backoff;
 use crate::error::Error;
@@ -54,6 +61,10 @@ impl ReleaseQueue for Addr<Releaser> {
 
     fn cancel_link(&self, link_id: String) {
         self.do_send(CancelLink { link_id });
+    }
+
+    fn rescan(&self) {
+        self.do_send(super::recovery::Rescan);
     }
 }
 
@@ -87,6 +98,8 @@ impl Job {
 /// The actor.
 pub struct Releaser {
     directory: WeakDirectory,
+    /// Which authors this node owns (every one on a single node).
+    placement: Arc<dyn Placement>,
     pub(super) store: Arc<dyn Store>,
     connector: Arc<dyn Connector>,
     config: ReleaseConfig,
@@ -124,8 +137,13 @@ impl Releaser {
         connector: Arc<dyn Connector>,
         config: ReleaseConfig,
     ) -> Self {
+        let placement = directory.upgrade().map_or_else(
+            || Arc::new(SingleNode) as Arc<dyn Placement>,
+            |d| d.env().placement.clone(),
+        );
         Releaser {
             directory,
+            placement,
             store,
             connector,
             config,
@@ -139,6 +157,54 @@ impl Releaser {
             cancelled: HashSet::new(),
             store_backoff: Backoff::new(RECORD_RETRY_FIRST, RECORD_RETRY_CAP),
         }
+    }
+
+    /// Whether this node carries the releases of `author` (it owns the author's account).
+    pub(super) fn owns(&self, author: &str) -> bool {
+        self.placement.owner(ActorKind::Account, author) == Owner::Local
+    }
+
+    /// [`Releaser::owns`], for a read of the outbox away from the actor.
+    pub(super) fn owner_check(&self) -> impl Fn(&str) -> bool + 'static {
+        let placement = self.placement.clone();
+        move |author| placement.owner(ActorKind::Account, author) == Owner::Local
+    }
+
+    /// Lets go of the releases whose author this node no longer owns: those waiting leave
+    /// every queue now; one being attempted or recorded is let go once recorded. Answers how
+    /// many were waiting.
+    pub(super) fn let_go_moved(&mut self) -> usize {
+        let moved: HashSet<ReleaseKey> = self
+            .jobs
+            .iter()
+            .filter(|(_, job)| !self.owns(&job.record.account_id))
+            .map(|(key, _)| key.clone())
+            .collect();
+        if moved.is_empty() {
+            return 0;
+        }
+        let mut waiting: Vec<ReleaseKey> = Vec::new();
+        self.schedule.retain(|(_, k)| {
+            let gone = moved.contains(k);
+            if gone {
+                waiting.push(k.clone());
+            }
+            !gone
+        });
+        for queue in std::iter::once(&mut self.ready).chain(self.parked.values_mut()) {
+            queue.retain(|k| {
+                let gone = moved.contains(k);
+                if gone {
+                    waiting.push(k.clone());
+                }
+                !gone
+            });
+        }
+        self.parked.retain(|_, queue| !queue.is_empty());
+        for key in &waiting {
+            self.forget(key);
+        }
+        waiting.len()
     }
 
     /// Takes a release on (once: a key already held is ignored).
@@ -403,7 +469,9 @@ impl Releaser {
     }
 
     fn recorded(&mut self, key: ReleaseKey, next: ReleaseRecord, ctx: &mut Context<Self>) {
-        if next.status.is_final() {
+        // Final, or its author moved to another node while it was attempted (that node's
+        // releaser carries it on from the status just recorded).
+        if next.status.is_final() || !self.owns(&next.account_id) {
             self.forget(&key);
             return;
         }

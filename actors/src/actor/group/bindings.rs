@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use super::{Group, forbidden};
 use crate::actor::{Durable, Turn, ready};
@@ -18,7 +19,7 @@ use crate::push::event::{EventType, StoredEvent, encode_data};
 
 /// A community asks to bind. Stores the request with the step that tells the owner
 /// (`binding.requested`); answers both.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<(BindingRequest, StepRecord)>")]
 pub struct ReceiveBindingRequest {
     pub community_id: CommunityId,
@@ -27,7 +28,7 @@ pub struct ReceiveBindingRequest {
 }
 
 /// The owner lists pending, unexpired requests.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<Vec<BindingRequest>>")]
 pub struct ListBindingRequests {
     pub by: AccountId,
@@ -36,7 +37,7 @@ pub struct ListBindingRequests {
 /// The owner approves: the binding is stored on both sides at once and members get
 /// `binding.approved`. Approving a request again while its binding stands answers that
 /// binding (a retry after a lost answer).
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<Binding>")]
 pub struct ApproveBinding {
     pub by: AccountId,
@@ -45,7 +46,7 @@ pub struct ApproveBinding {
 
 /// The owner rejects; the request goes with the step that tells the owner's devices
 /// (`binding.rejected`), which the turn answers.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<StepRecord>")]
 pub struct RejectBinding {
     pub by: AccountId,
@@ -53,7 +54,7 @@ pub struct RejectBinding {
 }
 
 /// End a binding; members get `binding.revoked`.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<()>")]
 pub struct RevokeBinding {
     pub by: Revoker,
@@ -64,7 +65,7 @@ pub struct RevokeBinding {
 /// (ignored if the binding ended meanwhile). With `recheck` (a step run again, after a crash
 /// or a failure whose outcome is unknown), the group's newest events are read first and a
 /// dynamic already among them is not written twice.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<()>")]
 pub struct PushDynamic {
     pub dynamic: Arc<DynamicRecord>,

@@ -1,30 +1,32 @@
-//! Members, chat and the group's own log: reading the group, membership checks, adding and
-//! removing members, posting a chat message, reading the log back.
+//! Members and chat: reading the group, membership checks (the group's log and chat are read
+//! from the store by whoever passed one), adding and removing members, posting a chat
+//! message.
 
 use actix::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use super::{Group, forbidden};
 use crate::actor::{Durable, Turn, ready};
 use crate::error::{Error, Result};
 use crate::model::{AccountId, Binding, GroupView, MessageRecord, new_id, now_ms};
-use crate::push::event::{EventType, StoredEvent};
+use crate::push::event::EventType;
 
 /// Read the group (members only).
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<GroupView>")]
 pub struct GetGroup {
     pub viewer: AccountId,
 }
 
 /// Check that `viewer` is a member; answers the group's bindings (for the merged feed).
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<Vec<Binding>>")]
 pub struct MemberAccess {
     pub viewer: AccountId,
 }
 
 /// The owner adds an account (idempotent).
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<()>")]
 pub struct AddMember {
     pub by: AccountId,
@@ -32,7 +34,7 @@ pub struct AddMember {
 }
 
 /// The owner removes a member, or a member leaves.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<()>")]
 pub struct RemoveMember {
     pub by: AccountId,
@@ -41,20 +43,11 @@ pub struct RemoveMember {
 
 /// A member posts a chat message (checked by [`crate::model::limits::check_text`]); stored,
 /// then pushed to every member as `group.message`.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<MessageRecord>")]
 pub struct PostMessage {
     pub by: AccountId,
     pub text: String,
-}
-
-/// Read stored group events with `seq > after`, at most `limit` (members only).
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<Vec<StoredEvent>>")]
-pub struct ReadEvents {
-    pub viewer: AccountId,
-    pub after: u64,
-    pub limit: usize,
 }
 
 impl Handler<GetGroup> for Group {
@@ -150,18 +143,5 @@ impl Handler<PostMessage> for Group {
         );
         write.messages.push(record.clone());
         self.persist(write, move |_| record)
-    }
-}
-
-impl Handler<ReadEvents> for Group {
-    type Result = ResponseFuture<Result<Vec<StoredEvent>>>;
-    fn handle(&mut self, msg: ReadEvents, _: &mut Self::Context) -> Self::Result {
-        self.touch();
-        if let Err(e) = self.require_member(&msg.viewer) {
-            return Box::pin(async move { Err(e) });
-        }
-        let store = self.life.env.store.clone();
-        let id = self.record.group_id.clone();
-        Box::pin(async move { Ok(store.read_group_events(&id, msg.after, msg.limit).await?) })
     }
 }

@@ -5,7 +5,7 @@
 //! ([`crate::push::fanout`]): the actor's turn ends after the write, however large the group.
 //!
 //! By concern, each file with its messages beside their handlers: [`members`] (members,
-//! chat, the group's log) and [`bindings`] (binding requests, bindings, dynamics of bound
+//! chat) and [`bindings`] (binding requests, bindings, dynamics of bound
 //! communities).
 
 pub mod bindings;
@@ -17,6 +17,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 
 use super::env::Env;
+use super::place::ActorKind;
 use super::{Change, Committed, Durable, Life};
 use crate::error::{Error, Result, StoreError};
 use crate::model::{Binding, BindingRequest, GroupRecord};
@@ -28,7 +29,7 @@ pub use bindings::{
     ApproveBinding, ListBindingRequests, PushDynamic, ReceiveBindingRequest, RejectBinding,
     RevokeBinding,
 };
-pub use members::{AddMember, GetGroup, MemberAccess, PostMessage, ReadEvents, RemoveMember};
+pub use members::{AddMember, GetGroup, MemberAccess, PostMessage, RemoveMember};
 
 /// The actor.
 pub struct Group {
@@ -130,6 +131,10 @@ impl Group {
 }
 
 impl Change for GroupWrite {
+    fn set_epoch(&mut self, epoch: Option<u64>) {
+        self.epoch = epoch;
+    }
+
     /// The group actor is the only writer of its log: its turn is all the order it needs.
     fn commit(self, env: &Env) -> BoxFuture<'static, Result<Committed, StoreError>> {
         let store = env.store.clone();
@@ -144,6 +149,7 @@ impl Change for GroupWrite {
 impl Durable for Group {
     type Change = GroupWrite;
     const KIND: &'static str = "group";
+    const ACTOR: ActorKind = ActorKind::Group;
 
     fn life(&self) -> &Life {
         &self.life

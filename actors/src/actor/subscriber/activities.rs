@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use super::Subscriber;
 use crate::actor::{Durable, Turn, ready};
@@ -19,7 +20,7 @@ use crate::push::event::{EventType, encode_data};
 /// hands the releases to the releaser; the write carries the step that tells the friends,
 /// which the answer hands back for the caller to carry out. With an `idempotency_key` seen before, answers the first activity and changes
 /// nothing.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<(Posted, Option<StepRecord>)>")]
 pub struct PostActivity {
     pub text: String,
@@ -28,14 +29,14 @@ pub struct PostActivity {
 
 /// Sent by the Releaser after an attempt: store the release's new state and tell the
 /// author's devices (`release.status`), in one write.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<()>")]
 pub struct RecordRelease {
     pub release: ReleaseRecord,
 }
 
 /// May `viewer` read this account's activities? Itself and its friends may.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<bool>")]
 pub struct CanSeeActivities {
     pub viewer: AccountId,

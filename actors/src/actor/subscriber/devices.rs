@@ -1,76 +1,36 @@
-//! The account's devices and event log: attaching and detaching devices, reading the log
-//! back (`resume`), appending an event that happened elsewhere.
-
-use std::sync::Arc;
+//! The account's devices: where its log stands when one attaches. Devices themselves attach
+//! to the node they connect to (`crate::ops::accounts`: the hub there, and the relay's
+//! interest in the account); the account's actor, on whichever node owns it, only answers
+//! from where on events reach them.
 
 use actix::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use super::Subscriber;
 use crate::actor::{Durable, Turn};
 use crate::error::Result;
-use crate::push::event::{Outlet, StoredEvent};
 
-/// A device connected: push this account's events to it from now on. Answers the newest
-/// seq, for the `hello` frame.
-#[derive(Clone, Message)]
+/// The newest `seq` of the account's log, for a device's `hello`; read under the log head.
+/// The device is attached where it connected before this is asked, so every event numbered
+/// after the answer reaches it, and every earlier one is at or below the answer (the device
+/// drops those, and replays them from the log on `resume`).
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<u64>")]
-pub struct Attach {
-    pub outlet: Arc<dyn Outlet>,
-}
+pub struct HeadSeq;
 
-/// A device disconnected.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<()>")]
-pub struct Detach {
-    pub outlet_id: u64,
-}
-
-/// Read stored events with `seq > after`, at most `limit` (see
-/// [`crate::model::limits::MAX_EVENTS_PAGE`]), for `resume`.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<Vec<StoredEvent>>")]
-pub struct ReadEvents {
-    pub after: u64,
-    pub limit: usize,
-}
-
-impl Handler<Attach> for Subscriber {
+impl Handler<HeadSeq> for Subscriber {
     type Result = Turn<Self, u64>;
-    /// Under the log head, so no event is numbered between the `seq` answered and the device
-    /// joining: each later event is pushed to it, each earlier one is at or below that `seq`.
-    fn handle(&mut self, msg: Attach, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _: HeadSeq, _: &mut Self::Context) -> Self::Result {
         self.touch();
-        let (log, env) = (self.log.clone(), self.life.env.clone());
-        let account = self.record.account_id.clone();
-        let attach = async move {
+        let (log, store, epoch) = (
+            self.log.clone(),
+            self.life.env.store.clone(),
+            self.life.epoch(),
+        );
+        let read = async move {
             let mut head = log.lock_owned().await;
-            let seq = head.seq(&*env.store).await?;
-            env.hub.attach(&account, msg.outlet);
-            Ok(seq)
+            Ok(head.seq(&*store, epoch).await?)
         };
-        AtomicResponse::new(Box::pin(attach.into_actor(self)))
-    }
-}
-
-impl Handler<Detach> for Subscriber {
-    type Result = Result<()>;
-    fn handle(&mut self, msg: Detach, _: &mut Self::Context) -> Self::Result {
-        self.touch();
-        self.life
-            .env
-            .hub
-            .detach(&self.record.account_id, msg.outlet_id);
-        Ok(())
-    }
-}
-
-impl Handler<ReadEvents> for Subscriber {
-    type Result = ResponseFuture<Result<Vec<StoredEvent>>>;
-    fn handle(&mut self, msg: ReadEvents, _: &mut Self::Context) -> Self::Result {
-        self.touch();
-        // Reads do not need the actor's turn: everything acknowledged is already stored.
-        let store = self.life.env.store.clone();
-        let id = self.record.account_id.clone();
-        Box::pin(async move { Ok(store.read_events(&id, msg.after, msg.limit).await?) })
+        AtomicResponse::new(Box::pin(read.into_actor(self)))
     }
 }

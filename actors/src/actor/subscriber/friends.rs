@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use actix::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use super::{AccountChange, Subscriber};
 use crate::actor::{Durable, Turn, ready};
@@ -19,14 +20,14 @@ use crate::store::{Edge, EdgeChange, EdgeKind};
 /// The requester's side of a friend request (to another account): checks it may be sent. If
 /// the other account had already asked us, we become friends here and answer
 /// [`RequestOutcome::Mutual`] with the step that makes the other side a friend too.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<RequestOutcome>")]
 pub struct StartFriendRequest {
     pub to: AccountId,
 }
 
 /// Outcome of [`StartFriendRequest`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum RequestOutcome {
     /// Hand the request to the recipient; carries the requester's public view.
     Pending(AccountView),
@@ -36,7 +37,7 @@ pub enum RequestOutcome {
 }
 
 /// The recipient's side: record a pending request and emit `friend.requested`.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<()>")]
 pub struct ReceiveFriendRequest {
     pub from: AccountView,
@@ -45,14 +46,14 @@ pub struct ReceiveFriendRequest {
 /// The recipient accepts a pending request from `from`: becomes friends, emits `friend.added`.
 /// Answers the step that makes `from` a friend too; accepting again once friends answers
 /// `None` (a retry after a lost answer succeeds, and the stored step finishes the rest).
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<Option<StepRecord>>")]
 pub struct AcceptFriend {
     pub from: AccountId,
 }
 
 /// The other side of an accepted request or a mutual match: become friends (idempotent).
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<()>")]
 pub struct BecomeFriends {
     pub with: AccountId,
@@ -60,14 +61,14 @@ pub struct BecomeFriends {
 
 /// End a friendship from this side; `NotFound` if there is none. Answers the step that ends
 /// it on the other side.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<Option<StepRecord>>")]
 pub struct Unfriend {
     pub other: AccountId,
 }
 
 /// The other side of [`Unfriend`] (idempotent; answers `None`).
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<Option<StepRecord>>")]
 pub struct DropFriend {
     pub other: AccountId,
@@ -75,7 +76,7 @@ pub struct DropFriend {
 
 /// Remember which accounts this account's uploaded contacts matched. Answers those that are
 /// not friends already (suggestions, and candidates for a mutual match).
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<Vec<AccountId>>")]
 pub struct RecordMatches {
     pub matched: Vec<AccountId>,
@@ -84,14 +85,14 @@ pub struct RecordMatches {
 /// `other`'s contacts matched this account. If this account had matched `other` too, they
 /// become friends here and the answer is the step that makes `other` a friend too (`None`:
 /// no mutual match, or friends already).
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<Option<StepRecord>>")]
 pub struct MatchedBy {
     pub other: AccountId,
 }
 
 /// List related accounts with the time the relation began, for paging newest first.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<Vec<FeedPos>>")]
 pub struct ListRelation {
     pub relation: Relation,

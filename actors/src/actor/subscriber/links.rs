@@ -2,6 +2,7 @@
 //! handle) pair belongs to one account at most (a claim taken in the same write).
 
 use actix::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use super::Subscriber;
 use crate::actor::{Durable, Turn, ready};
@@ -11,7 +12,7 @@ use crate::model::limits::MAX_LINKS;
 use crate::store::{Edge, EdgeChange, EdgeKind};
 
 /// Link a platform account (uniqueness of (platform, handle) is claimed atomically).
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<()>")]
 pub struct LinkPlatform {
     pub link: LinkRecord,
@@ -19,7 +20,7 @@ pub struct LinkPlatform {
 
 /// Remove a platform link and release its handle; once durable, the releaser attempts
 /// nothing more to it.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<()>")]
 pub struct UnlinkPlatform {
     pub link_id: String,

@@ -5,7 +5,7 @@
 //! By concern, each file with its messages beside their handlers: [`profile`] (the record,
 //! views, tokens), [`links`] (platform links), [`friends`] (requests, friendships, contact
 //! matches, relation lists), [`activities`] (posting, release status, who may read) and
-//! [`devices`] (attaching devices, the event log).
+//! [`devices`] (where the log stands when a device attaches).
 //!
 //! Every mutating handler builds one [`AccountChange`] (a [`SubscriberWrite`] and the events
 //! it appends) and persists it ([`Durable::persist`]): the change is durable before memory and
@@ -26,6 +26,7 @@ use futures_util::future::BoxFuture;
 
 use super::env::Env;
 use super::logs::LogHead;
+use super::place::ActorKind;
 use super::{Change, Committed, Durable, Life};
 use crate::error::StoreError;
 use crate::model::{AccountId, AccountRecord, AccountView, LinkRecord, Step, StepRecord};
@@ -33,7 +34,7 @@ use crate::push::event::{EventType, StoredEvent, encode_data, frame_with_data};
 use crate::store::{EdgeKind, SubscriberSnapshot, SubscriberWrite};
 
 pub use activities::{CanSeeActivities, PostActivity, RecordRelease};
-pub use devices::{Attach, Detach, ReadEvents};
+pub use devices::HeadSeq;
 pub use friends::{
     AcceptFriend, BecomeFriends, DropFriend, ListRelation, MatchedBy, ReceiveFriendRequest,
     RecordMatches, RequestOutcome, StartFriendRequest, Unfriend,
@@ -160,6 +161,10 @@ impl DerefMut for AccountChange {
 }
 
 impl Change for AccountChange {
+    fn set_epoch(&mut self, epoch: Option<u64>) {
+        self.write.epoch = epoch;
+    }
+
     /// Without events, one store write. With events: hold the log head, number the events
     /// after it, write, advance the head, and keep holding it until the events are pushed.
     fn commit(self, env: &Env) -> BoxFuture<'static, Result<Committed, StoreError>> {
@@ -177,7 +182,7 @@ impl Change for AccountChange {
                 return Ok(Committed::default());
             }
             let mut head = log.lock_owned().await;
-            let after = head.seq(&*store).await?;
+            let after = head.seq(&*store, write.epoch).await?;
             write.events = events
                 .iter()
                 .zip(after + 1..)
@@ -207,6 +212,7 @@ impl Change for AccountChange {
 impl Durable for Subscriber {
     type Change = AccountChange;
     const KIND: &'static str = "subscriber";
+    const ACTOR: ActorKind = ActorKind::Account;
 
     fn life(&self) -> &Life {
         &self.life

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use actix::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use super::Subscriber;
 use crate::actor::{Durable, Turn, ready};
@@ -12,14 +13,14 @@ use crate::model::{AccountId, AccountView, LinkView, MeView, StepRecord, login_c
 use crate::push::event::{EventType, encode_data};
 
 /// Read the account as `viewer` may see it (email/phone only for itself and friends).
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<AccountView>")]
 pub struct GetAccount {
     pub viewer: Option<AccountId>,
 }
 
 /// Read the account's own view, links included.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<MeView>")]
 pub struct GetMe;
 
@@ -27,14 +28,14 @@ pub struct GetMe;
 /// [`crate::model::limits::normalize_patch`]. Emits `profile.updated` to the account's own
 /// devices; answers the new profile version and, if anything changed, the notice for the
 /// caller to fan out to friends.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<(u64, Option<StepRecord>)>")]
 pub struct UpdateProfile {
     pub changes: BTreeMap<String, Option<String>>,
 }
 
 /// Store a new bearer token's hash for the account (login).
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<()>")]
 pub struct AddToken {
     pub hash: [u8; 32],
