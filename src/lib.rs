@@ -243,6 +243,9 @@ pub async fn run(
     if let Some(relay) = &relay {
         relay.bind(chorus.hub().clone(), chorus.fanout().clone());
     }
+    if let Some(cluster) = &cluster {
+        cluster.set_serve(chorus.serve());
+    }
     let connectors = Arc::new(Connectors::new(&ConnectorSettings {
         timeout: config.release.attempt_timeout,
         smtp_url: config.smtp_url.clone(),
