@@ -40,7 +40,15 @@ impl Point {
     /// the point exists in the data directory: a test creates it to make the disk "fail" and
     /// removes it to "free" it (for machines where a small filesystem cannot be mounted).
     pub const STORE_WRITE_ERROR: Point = Point("store_write_error");
+    /// Every actor write waits [`SLOW_WRITE_DELAY`] after its turn has begun (past the
+    /// directory's owner check) and before it reaches the store, so a test can pause the
+    /// process (SIGSTOP) with writes in flight: to prove that a node paused past its lease
+    /// has its stale writes refused by the store's epoch fence (cluster mode).
+    pub const SLOW_WRITE: Point = Point("slow_write");
 }
+
+/// How long [`Point::SLOW_WRITE`] holds a write.
+pub const SLOW_WRITE_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn armed_set() -> &'static HashSet<String> {
     static ARMED: OnceLock<HashSet<String>> = OnceLock::new();

@@ -215,38 +215,40 @@ pub trait Durable: Actor<Context = Context<Self>> + Sized {
         self.touch();
         let mut change = change;
         change.set_epoch(self.life().epoch);
-        Box::pin(
-            change
-                .commit(&self.life().env)
-                .into_actor(self)
-                .map(move |res, act, ctx| {
-                    let Committed { events, log } = match res {
-                        Ok(committed) => committed,
-                        Err(e) => {
-                            if let StoreError::Fenced { .. } = e {
-                                // Another node took the actor over: this node's epoch is
-                                // spent; it claims anew only if it owns the actor again.
-                                act.life().env.placement.forget(Self::ACTOR, act.id());
-                            }
-                            if !matches!(e, StoreError::ClaimTaken(_)) {
-                                // The outcome may be unknown (a timeout whose write lands
-                                // later), so memory may no longer match the store. Stop: the
-                                // next message activates the actor afresh from the store
-                                // (docs/scylla.md, "The seq fence").
-                                tracing::warn!(kind = Self::KIND, id = %act.id(), error = %e,
+        let commit = change.commit(&self.life().env);
+        let commit = async move {
+            if crate::faults::armed(crate::faults::Point::SLOW_WRITE) {
+                tokio::time::sleep(crate::faults::SLOW_WRITE_DELAY).await;
+            }
+            commit.await
+        };
+        Box::pin(commit.into_actor(self).map(move |res, act, ctx| {
+            let Committed { events, log } = match res {
+                Ok(committed) => committed,
+                Err(e) => {
+                    if let StoreError::Fenced { .. } = e {
+                        // Another node took the actor over: this node's epoch is
+                        // spent; it claims anew only if it owns the actor again.
+                        act.life().env.placement.forget(Self::ACTOR, act.id());
+                    }
+                    if !matches!(e, StoreError::ClaimTaken(_)) {
+                        // The outcome may be unknown (a timeout whose write lands
+                        // later), so memory may no longer match the store. Stop: the
+                        // next message activates the actor afresh from the store
+                        // (docs/scylla.md, "The seq fence").
+                        tracing::warn!(kind = Self::KIND, id = %act.id(), error = %e,
                                     "write failed; the actor reloads from the store on next use");
-                                act.stop(ctx);
-                            }
-                            return Err(e.into());
-                        }
-                    };
-                    let out = apply(act);
-                    act.published(&events);
-                    // The log head, if any, is let go only now, after the push.
-                    drop(log);
-                    Ok(out)
-                }),
-        )
+                        act.stop(ctx);
+                    }
+                    return Err(e.into());
+                }
+            };
+            let out = apply(act);
+            act.published(&events);
+            // The log head, if any, is let go only now, after the push.
+            drop(log);
+            Ok(out)
+        }))
     }
 
     /// From `Actor::started`: checks a few times per idle timeout and stops the actor once

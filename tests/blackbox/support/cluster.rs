@@ -40,8 +40,9 @@ impl TestCluster {
         Self::start_with(n, &[]).await
     }
 
-    /// [`TestCluster::start`] with `env` for every node (fault points, say).
-    pub async fn start_with(n: usize, env: &[(&str, &str)]) -> Option<TestCluster> {
+    /// [`TestCluster::start`] with environment variables for some nodes (fault points, say):
+    /// `(node, name, value)`.
+    pub async fn start_with(n: usize, env: &[(usize, &str, &str)]) -> Option<TestCluster> {
         if !on_cql_store() {
             println!("skipped: cluster mode needs the CQL store (CHORUS_TEST_STORE=scylla)");
             return None;
@@ -58,7 +59,12 @@ impl TestCluster {
             _serial: serial,
         };
         for i in 0..n {
-            let node = cluster.spawn_node(i, env);
+            let mine: Vec<(&str, &str)> = env
+                .iter()
+                .filter(|(node, _, _)| *node == i)
+                .map(|(_, k, v)| (*k, *v))
+                .collect();
+            let node = cluster.spawn_node(i, &mine);
             cluster.nodes.push(node);
         }
         cluster.wait_formed(n).await;
