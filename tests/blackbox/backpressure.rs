@@ -33,14 +33,17 @@ fn raw_ws(server: &Server, token: &str) -> TcpStream {
     sock
 }
 
-/// The state of this process's TCP socket whose local port is `port`, from /proc/net/tcp
-/// (`01` is ESTABLISHED); `None` once the kernel has forgotten it.
-fn tcp_state(port: u16) -> Option<String> {
+/// The state of the TCP socket from local port `port` to remote port `remote`, from
+/// /proc/net/tcp (`01` is ESTABLISHED); `None` once the kernel has forgotten it. Both ports,
+/// since on a busy machine an older connection of another test that happened to use the same
+/// local port may still be listed (in TIME_WAIT, `06`).
+fn tcp_state(port: u16, remote: u16) -> Option<String> {
     let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
-    let local = format!(":{port:04X}");
+    let (local, remote) = (format!(":{port:04X}"), format!(":{remote:04X}"));
     table.lines().skip(1).find_map(|line| {
         let cols: Vec<&str> = line.split_whitespace().collect();
-        (cols.get(1)?.ends_with(&local)).then(|| cols.get(3).map(|s| s.to_string()))?
+        (cols.get(1)?.ends_with(&local) && cols.get(2)?.ends_with(&remote))
+            .then(|| cols.get(3).map(|s| s.to_string()))?
     })
 }
 
@@ -52,7 +55,8 @@ async fn a_device_that_never_reads_is_reset_within_the_write_timeout() {
     make_friends(&s, &writer, &reader).await;
     let sock = raw_ws(&s, &reader.token);
     let port = sock.local_addr().expect("local addr").port();
-    assert_eq!(tcp_state(port).as_deref(), Some("01"));
+    let remote = sock.peer_addr().expect("peer addr").port();
+    assert_eq!(tcp_state(port, remote).as_deref(), Some("01"));
 
     // Megabytes of events toward a socket nobody reads: the kernel buffers fill, the
     // mailbox overflows, the close frame cannot go out.
@@ -65,7 +69,7 @@ async fn a_device_that_never_reads_is_reset_within_the_write_timeout() {
         assert_eq!(r.status.as_u16(), 200, "patch {i}: {}", r.text);
     }
     let deadline = Instant::now() + Duration::from_secs(20);
-    while tcp_state(port).as_deref() == Some("01") {
+    while tcp_state(port, remote).as_deref() == Some("01") {
         assert!(
             Instant::now() < deadline,
             "the connection of a device that never reads is still established"
