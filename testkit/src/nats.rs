@@ -31,6 +31,8 @@ pub struct Varz {
     pub out_msgs: u64,
     pub in_bytes: u64,
     pub out_bytes: u64,
+    /// Subscriptions the server holds now.
+    pub subscriptions: u64,
 }
 
 impl Varz {
@@ -41,6 +43,7 @@ impl Varz {
             out_msgs: self.out_msgs.saturating_sub(earlier.out_msgs),
             in_bytes: self.in_bytes.saturating_sub(earlier.in_bytes),
             out_bytes: self.out_bytes.saturating_sub(earlier.out_bytes),
+            subscriptions: self.subscriptions,
         }
     }
 }
@@ -157,6 +160,7 @@ impl NatsServer {
             out_msgs: n("out_msgs"),
             in_bytes: n("in_bytes"),
             out_bytes: n("out_bytes"),
+            subscriptions: n("subscriptions"),
         }
     }
 }

@@ -1,8 +1,6 @@
 //! The relay against a real nats-server: two relays on one server stand for two nodes.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,6 +8,7 @@ use std::time::{Duration, Instant};
 use async_nats::{ConnectOptions, Event};
 use chorus_actors::push::event::{EventType, group_frame};
 use chorus_actors::push::{Fanout, Hub, Job, Outlet, Pushed, Relay, StoredEvent};
+use chorus_testkit::NatsServer;
 use tokio::sync::mpsc;
 
 use super::{ClusterRelay, RelayStats};
@@ -18,92 +17,15 @@ use crate::cluster::interest::{GroupsOf, LINGER};
 const PREFIX: &str = "chorus.test";
 const WAIT: Duration = Duration::from_secs(10);
 
-/// A nats-server on random ports, killed on drop.
-struct NatsServer {
-    child: Child,
-    _dir: tempfile::TempDir,
-    url: String,
-    monitor: String,
+/// Messages into and out of the server so far.
+fn messages(nats: &NatsServer) -> u64 {
+    let v = nats.varz();
+    v.in_msgs + v.out_msgs
 }
 
-impl NatsServer {
-    /// `None` (the test is skipped) when there is no nats-server, unless CI requires one.
-    fn start() -> Option<Self> {
-        let candidates = [
-            std::env::var_os("CHORUS_TEST_NATS_SERVER").map(PathBuf::from),
-            Some(PathBuf::from("/usr/sbin/nats-server")),
-            Some(PathBuf::from("loadtest/peers/bin/nats-server")),
-        ];
-        let Some(bin) = candidates.into_iter().flatten().find(|p| p.is_file()) else {
-            assert!(
-                std::env::var_os("CHORUS_REQUIRE_CQL_NODE").is_none(),
-                "nats-server missing"
-            );
-            eprintln!("skipped: no nats-server");
-            return None;
-        };
-        let dir = tempfile::tempdir().expect("temp dir");
-        let child = Command::new(bin)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                "-1",
-                "-m",
-                "-1",
-                "--ports_file_dir",
-            ])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
-        let ports = dir.path().join(format!("nats-server_{}.ports", child.id()));
-        let deadline = Instant::now() + WAIT;
-        let ports: serde_json::Value = loop {
-            if let Ok(text) = std::fs::read_to_string(&ports)
-                && let Ok(value) = serde_json::from_str(&text)
-            {
-                break value;
-            }
-            assert!(Instant::now() < deadline, "no ports file from nats-server");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let first = |key: &str| ports[key][0].as_str().expect("a port").to_owned();
-        Some(NatsServer {
-            url: first("nats"),
-            monitor: first("monitoring"),
-            child,
-            _dir: dir,
-        })
-    }
-
-    async fn varz(&self) -> serde_json::Value {
-        reqwest::get(format!("{}/varz", self.monitor))
-            .await
-            .expect("varz")
-            .json()
-            .await
-            .expect("varz json")
-    }
-
-    /// Messages into and out of the server so far.
-    async fn messages(&self) -> u64 {
-        let v = self.varz().await;
-        v["in_msgs"].as_u64().unwrap_or(0) + v["out_msgs"].as_u64().unwrap_or(0)
-    }
-
-    /// Subscriptions the server holds now.
-    async fn subscriptions(&self) -> u64 {
-        self.varz().await["subscriptions"].as_u64().unwrap_or(0)
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Subscriptions the server holds now.
+fn subscriptions(nats: &NatsServer) -> u64 {
+    nats.varz().subscriptions
 }
 
 /// A device that records the `seq`s pushed to it and the times it was told to resume.
@@ -150,7 +72,7 @@ impl Node {
     async fn start(nats: &NatsServer) -> Node {
         let client = ConnectOptions::new()
             .no_echo()
-            .connect(&nats.url)
+            .connect(nats.url())
             .await
             .expect("connect");
         let groups: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
@@ -260,7 +182,7 @@ async fn group_round(
     members: usize,
     events: u64,
 ) -> u64 {
-    let before = nats.messages().await;
+    let before = messages(nats);
     for seq in 1..=events {
         from.relay.group_event(group, &event(group, seq));
     }
@@ -270,7 +192,7 @@ async fn group_round(
         assert_eq!(ids.len(), members, "the group's local members on the node");
     }
     to.lane_stays_empty().await;
-    nats.messages().await - before
+    messages(nats) - before
 }
 
 #[tokio::test]
@@ -336,25 +258,21 @@ async fn interest_is_counted_and_unsubscribed_after_the_delay() {
     b.member_of("x", &["g1", "g2"]);
     // The first interest also makes the client's one inbox subscription (for confirming).
     b.relay.interest("warm-up").await.expect("interest");
-    let base = nats.subscriptions().await;
+    let base = subscriptions(&nats);
     b.relay.interest("x").await.expect("interest");
     b.relay.interest("x").await.expect("second device");
-    assert_eq!(nats.subscriptions().await, base + 3, "a.x, g.g1, g.g2 once");
+    assert_eq!(subscriptions(&nats), base + 3, "a.x, g.g1, g.g2 once");
     assert_eq!(b.stats().subscribes, 1 + 3);
 
     b.relay.release("x");
     tokio::time::sleep(LINGER + Duration::from_millis(500)).await;
-    assert_eq!(nats.subscriptions().await, base + 3, "one device is left");
+    assert_eq!(subscriptions(&nats), base + 3, "one device is left");
 
     b.relay.release("x");
     tokio::time::sleep(LINGER / 2).await;
-    assert_eq!(
-        nats.subscriptions().await,
-        base + 3,
-        "kept during the delay"
-    );
+    assert_eq!(subscriptions(&nats), base + 3, "kept during the delay");
     until("the subscriptions to go", || async {
-        nats.subscriptions().await == base
+        subscriptions(&nats) == base
     })
     .await;
     until("the readers to stop", || async {
@@ -368,7 +286,7 @@ async fn interest_is_counted_and_unsubscribed_after_the_delay() {
     tokio::time::sleep(LINGER / 4).await;
     b.relay.interest("x").await.expect("back at once");
     tokio::time::sleep(LINGER + Duration::from_millis(500)).await;
-    assert_eq!(nats.subscriptions().await, base + 3);
+    assert_eq!(subscriptions(&nats), base + 3);
     assert_eq!(
         b.stats().subscribes,
         1 + 3 + 3,
