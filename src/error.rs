@@ -32,6 +32,14 @@ pub enum Error {
     /// Too many attempts (429 `rate_limited`).
     #[error("too many attempts; retry in {0} s")]
     RateLimited(u64),
+    /// Expected overload: a bounded resource (the password-hash slots) is all taken now (503
+    /// `unavailable` with `Retry-After`; the message is shown, and it is not logged as a
+    /// failure: a flood would fill the log).
+    #[error("{what}")]
+    Busy {
+        what: &'static str,
+        retry_after: u64,
+    },
     /// A bad configuration at start-up.
     #[error("configuration: {0}")]
     Config(String),
@@ -63,6 +71,7 @@ impl Error {
             Error::InvalidCredentials => "invalid_credentials",
             Error::BodyTooLarge(_) => "body_too_large",
             Error::RateLimited(_) => "rate_limited",
+            Error::Busy { .. } => "unavailable",
             Error::Config(_) | Error::Internal(_) => "internal",
         }
     }
@@ -85,23 +94,29 @@ impl ResponseError for Error {
             Error::Unauthorized | Error::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Error::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Config(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        if status.is_server_error() {
+        let busy = matches!(self, Error::Busy { .. });
+        if status.is_server_error() && !busy {
             tracing::error!(error = %self, "request failed");
         }
         // Server-side failures say what kind, not the internals.
-        let message = if status.is_server_error() {
+        let message = if status.is_server_error() && !busy {
             "the server could not complete the request".to_owned()
         } else {
             self.to_string()
         };
         let mut builder = HttpResponse::build(status);
-        if let Error::RateLimited(secs) = self {
+        if let Error::RateLimited(secs)
+        | Error::Busy {
+            retry_after: secs, ..
+        } = self
+        {
             builder.insert_header(("Retry-After", secs.to_string()));
         }
         // Overload (the fan-out budget spent) or an actor briefly out of reach: come back

@@ -29,8 +29,11 @@
 //! - [`connectors`]: the platforms activities are released to (`webhook`, `mastodon`,
 //!   `email`), each validating its link config and making one attempt (`retry_after.rs` reads
 //!   a platform's `Retry-After`); the releaser in `chorus-actors` owns retries.
-//! - [`auth`]: argon2id passwords, bearer tokens and server keys (stored hashed), login rate
-//!   limits.
+//! - [`auth`]: argon2id passwords (at most `--password-hash-concurrency` at once), bearer
+//!   tokens and server keys (stored hashed).
+//! - [`limits`]: rate limits per client address (IPv4 address, IPv6 /64; through trusted
+//!   proxies, [`http::client`]) and per normalised login; in cluster mode each bucket is
+//!   counted on one node.
 //! - [`cluster`]: cluster mode (`--nats-url`): membership by NATS heartbeats, placement by
 //!   rendezvous hashing with epochs claimed in the store, requests to an actor's owner over
 //!   NATS request/reply; `GET /v1/cluster` ([`http::cluster`]) shows its view.
@@ -72,6 +75,7 @@ pub mod connectors;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod limits;
 pub mod store;
 pub mod ws;
 
@@ -90,13 +94,14 @@ use chorus_actors::store::{OwnerStore, Store};
 use chorus_actors::{ActorConfig, Chorus, Seams};
 use tokio::sync::watch;
 
-use crate::auth::{LoginLimits, Passwords};
+use crate::auth::Passwords;
 use crate::cluster::Cluster;
 use crate::config::{Config, StoreKind};
 use crate::connectors::{ConnectorSettings, Connectors};
 use crate::error::{Error, Result};
 use crate::health::{Readiness, StoreHealth};
 use crate::http::AppState;
+use crate::limits::{ClusterLimiter, Limiter, Limits, LocalLimiter};
 use crate::store::{FjallStore, ScyllaStore};
 
 /// The HTTP server on `listener`: actix-web's routes, and WebSocket upgrades handed with
@@ -243,9 +248,23 @@ pub async fn run(
     if let Some(relay) = &relay {
         relay.bind(chorus.hub().clone(), chorus.fanout().clone());
     }
-    if let Some(cluster) = &cluster {
-        cluster.set_serve(chorus.serve());
-    }
+    // This node's rate-limit buckets; in cluster mode, each key counted on its owner node,
+    // which answers other nodes' checks before handing them the domain's routes.
+    let local_limits = LocalLimiter::new(&config);
+    let limiter: Arc<dyn Limiter> = match (&cluster, &config.cluster) {
+        (Some(cluster), Some(settings)) => {
+            cluster.set_serve(limits::cluster::serve_with(
+                local_limits.clone(),
+                chorus.serve(),
+            ));
+            Arc::new(ClusterLimiter::new(
+                local_limits,
+                cluster.placement(),
+                settings.request_timeout,
+            ))
+        }
+        _ => Arc::new(local_limits),
+    };
     let connectors = Arc::new(Connectors::new(&ConnectorSettings {
         timeout: config.release.attempt_timeout,
         smtp_url: config.smtp_url.clone(),
@@ -286,12 +305,12 @@ pub async fn run(
         recovering.drive_steps();
     });
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let login_limits = LoginLimits::new(&config);
+    let rate_limits = Limits::new(limiter);
     let state = AppState {
         config: Arc::new(config.clone()),
         chorus: chorus.clone(),
-        passwords: Passwords::new(config.password_hash)?,
-        login_limits: login_limits.clone(),
+        passwords: Passwords::new(config.password_hash, config.edge.password_hash_concurrency)?,
+        limits: rate_limits.clone(),
         shutdown: shutdown_rx,
         connectors,
         readiness: readiness.clone(),
@@ -307,10 +326,10 @@ pub async fn run(
         state_platforms.join(", ")
     );
     let pruner = actix_web::rt::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(auth::LOGIN_PRUNE_EVERY_SECS));
+        let mut every = tokio::time::interval(Duration::from_secs(limits::local::PRUNE_EVERY_SECS));
         loop {
             every.tick().await;
-            login_limits.prune();
+            rate_limits.prune();
         }
     });
     let mut served = actix_web::rt::spawn(server);

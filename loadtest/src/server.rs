@@ -144,7 +144,14 @@ impl Node {
                 "--password-hash-iterations",
                 "1",
             ])
+            // Every client is on 127.0.0.1: the per-address limits and the hash cap would
+            // refuse the thousands of accounts provisioned at once (loadtest/README.md).
             .args(["--login-attempts-per-address", "1000000"])
+            .args(["--account-creations-per-hour", "1000000"])
+            .args(["--account-creation-burst", "1000000"])
+            .args(["--contact-uploads-per-hour", "1000000"])
+            .args(["--contact-upload-burst", "1000000"])
+            .args(["--password-hash-concurrency", "1024"])
             .args(extra)
             .env("RUST_LOG", "warn,chorus=info")
             .stdout(Stdio::piped())

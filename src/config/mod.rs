@@ -6,6 +6,7 @@
 //! - here: the command line, the layering of the file under the flags, and [`Config`], the
 //!   checked, typed view the rest of the server reads.
 
+mod edge;
 mod settings;
 #[cfg(test)]
 mod tests;
@@ -25,6 +26,7 @@ use crate::cluster::ClusterSettings;
 use crate::error::Error;
 use crate::store::scylla::ScyllaSettings;
 
+pub use edge::{EdgeLimits, Rate};
 pub use settings::{Settings, StoreKind};
 
 /// The command line as clap declares it; [`Cli`] adds which settings it actually gave.
@@ -154,6 +156,8 @@ pub struct Config {
     pub password_hash: PasswordHashCost,
     pub login_attempts_per_account: u32,
     pub login_attempts_per_address: u32,
+    /// Per-address limits, the password-hash cap, trusted proxies ([`EdgeLimits`]).
+    pub edge: EdgeLimits,
     pub workers: usize,
     pub binding_request_ttl: Duration,
     /// How often the server pings an idle WebSocket, and how long it waits for any frame
@@ -186,6 +190,7 @@ impl Default for Config {
 
 impl From<Settings> for Config {
     fn from(s: Settings) -> Self {
+        let edge = EdgeLimits::from_settings(&s);
         Config {
             listen: s.listen,
             data_dir: s.data_dir,
@@ -201,6 +206,7 @@ impl From<Settings> for Config {
             },
             login_attempts_per_account: s.login_attempts_per_account,
             login_attempts_per_address: s.login_attempts_per_address,
+            edge,
             workers: s
                 .workers
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
@@ -281,6 +287,7 @@ impl Config {
         if self.login_attempts_per_account == 0 || self.login_attempts_per_address == 0 {
             return bad("login attempt limits must be at least 1 per minute");
         }
+        self.edge.validate().map_err(Error::Config)?;
         if self.binding_request_ttl.is_zero() {
             return bad("binding_request_ttl_secs must be at least 1");
         }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, FromArgMatches, ValueEnum};
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::ReleaseConfig;
@@ -126,6 +127,32 @@ pub struct Settings {
     /// Login attempts per minute from one client address.
     #[arg(long, env = "CHORUS_LOGIN_ATTEMPTS_PER_ADDRESS", default_value_t = 60)]
     pub login_attempts_per_address: u32,
+    // Abuse limits at the edge (issue 15; `super::edge` reads them): keep this block together.
+    /// Accounts created per hour from one client address (IPv4 address, IPv6 /64), the
+    /// refill of a token bucket of `account_creation_burst`; 429 past it.
+    #[arg(long, env = "CHORUS_ACCOUNT_CREATIONS_PER_HOUR", default_value_t = 30)]
+    pub account_creations_per_hour: u32,
+    /// Accounts one client address may create back to back before the hourly rate applies.
+    #[arg(long, env = "CHORUS_ACCOUNT_CREATION_BURST", default_value_t = 10)]
+    pub account_creation_burst: u32,
+    /// Contact uploads (`POST /v1/me/contacts`) per hour from one client address, the
+    /// refill of a token bucket of `contact_upload_burst`; 429 past it.
+    #[arg(long, env = "CHORUS_CONTACT_UPLOADS_PER_HOUR", default_value_t = 60)]
+    pub contact_uploads_per_hour: u32,
+    /// Contact uploads one client address may make back to back.
+    #[arg(long, env = "CHORUS_CONTACT_UPLOAD_BURST", default_value_t = 20)]
+    pub contact_upload_burst: u32,
+    /// Password hashes (account creation, login) running at once; past it the answer is 503
+    /// `unavailable` with `Retry-After` (default: twice the cores).
+    #[arg(long, env = "CHORUS_PASSWORD_HASH_CONCURRENCY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_hash_concurrency: Option<usize>,
+    /// Reverse proxies, `CIDR,CIDR` (e.g. `10.0.0.0/8,192.0.2.7/32`): a request from one of
+    /// them is counted against the client address in its `X-Forwarded-For`. Without it the
+    /// header is ignored.
+    #[arg(long, env = "CHORUS_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpNet>,
+    // End of the abuse-limits block.
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "CHORUS_WORKERS")]
     #[serde(skip_serializing_if = "Option::is_none")]

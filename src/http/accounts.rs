@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use chorus_actors::faults::{self, Point};
 use chorus_actors::model::limits::{check_id, check_login, normalize_patch, normalize_profile};
 use chorus_actors::model::{AccountRecord, Profile, new_id, now_ms};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{AppState, Authed, Body};
+use super::{AppState, Authed, Body, ClientIp};
 use crate::auth::{Passwords, new_token};
 use crate::error::{Error, Result};
 
@@ -40,14 +40,14 @@ fn string_fields(map: Map<String, Value>) -> Result<Profile> {
         .collect()
 }
 
-/// Runs CPU-heavy password work off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    web::block(f)
-        .await
-        .map_err(|e| Error::Internal(format!("blocking pool: {e}")))
-}
-
-async fn create(state: web::Data<AppState>, body: Body<NewAccount>) -> Result<HttpResponse> {
+/// `POST /v1/accounts`: counted against the client address first (429), then checked, then
+/// hashed (503 when every hash slot is taken); nothing is stored before all three pass.
+async fn create(
+    state: web::Data<AppState>,
+    client: ClientIp,
+    body: Body<NewAccount>,
+) -> Result<HttpResponse> {
+    state.limits.account_creation(client.0).await?;
     let NewAccount { password, profile } = body.into_inner();
     if !profile.contains_key("display_name") {
         return Err(Error::BadJson(
@@ -57,8 +57,7 @@ async fn create(state: web::Data<AppState>, body: Body<NewAccount>) -> Result<Ht
     Passwords::check_policy(&password)?;
     let mut profile = string_fields(profile)?;
     normalize_profile(&mut profile)?;
-    let passwords = state.passwords.clone();
-    let password_hash = blocking(move || passwords.hash(&password)).await??;
+    let password_hash = state.passwords.hash(password).await?;
     let account_id = new_id();
     let (token, hash) = new_token();
     let record = AccountRecord {
@@ -83,21 +82,22 @@ pub struct Login {
 /// as much time as a wrong password and does not reveal which logins exist.
 const DUMMY_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$7ZlbXmQnDBtCSr1sdpJ7+JkwlQ9UBGcEJMGcQrhfFq0";
 
+/// `POST /v1/sessions`: counted against the client address and the normalised login (429),
+/// then checked (503 when every hash slot is taken).
 async fn login(
     state: web::Data<AppState>,
-    req: HttpRequest,
+    client: ClientIp,
     body: Body<Login>,
 ) -> Result<HttpResponse> {
     let Login { login, password } = body.into_inner();
     check_login(&login)?;
-    let address = req.peer_addr().map(|a| a.ip());
-    state.login_limits.check(&login, address)?;
+    let address = client.0;
+    state.limits.login(&login, address).await?;
     let record = state.chorus.find_login(&login).await?;
     let phc = record
         .as_ref()
         .map_or_else(|| DUMMY_PHC.to_owned(), |r| r.password_hash.clone());
-    let passwords = state.passwords.clone();
-    let ok = blocking(move || passwords.verify(&password, &phc)).await?;
+    let ok = state.passwords.verify(password, phc).await?;
     let Some(record) = record.filter(|_| ok) else {
         tracing::info!(?address, "failed login");
         return Err(Error::InvalidCredentials);

@@ -6,7 +6,7 @@ use chorus_actors::model::{Relation, RequestStatus};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AppState, Authed, Body, ListQuery};
+use super::{AppState, Authed, Body, ClientIp, ListQuery};
 use crate::error::Result;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -104,11 +104,14 @@ pub struct Contacts {
     contacts: Vec<Contact>,
 }
 
+/// Counted against the client address first (429 `rate_limited`; nothing matched or stored).
 async fn contacts(
     state: web::Data<AppState>,
     who: Authed,
+    client: ClientIp,
     body: Body<Contacts>,
 ) -> Result<HttpResponse> {
+    state.limits.contact_upload(client.0).await?;
     check_contacts(body.contacts.len())?;
     let platforms = state.connectors.platforms();
     let mut claims = Vec::with_capacity(body.contacts.len());

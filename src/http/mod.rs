@@ -1,12 +1,14 @@
 //! HTTP routes of the contract. A handler reads its input, checks it once with the rules of
 //! [`chorus_actors::model::limits`], calls one method of the domain facade
 //! ([`chorus_actors::Chorus`]) and turns every failure into the contract's error shape via
-//! [`crate::error::Error`]. Who is calling is read in [`auth`]; a panic anywhere in a request
-//! becomes a 500 in [`panics`].
+//! [`crate::error::Error`]. Who is calling is read in [`auth`], from which address in
+//! [`client`] (for the rate limits); a panic anywhere in a request becomes a 500 in
+//! [`panics`].
 
 pub mod accounts;
 pub mod activities;
 pub mod auth;
+pub mod client;
 pub mod cluster;
 pub mod communities;
 pub mod friends;
@@ -26,11 +28,13 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 pub use self::auth::Authed;
-use crate::auth::{LoginLimits, Passwords};
+pub use self::client::ClientIp;
+use crate::auth::Passwords;
 use crate::config::Config;
 use crate::connectors::Connectors;
 use crate::error::{Error, Result};
 use crate::health::Readiness;
+use crate::limits::Limits;
 
 /// Everything handlers share; cheap to clone.
 #[derive(Clone)]
@@ -38,8 +42,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The domain: every operation goes through it.
     pub chorus: Chorus,
+    /// Password hashing, at most `--password-hash-concurrency` at once.
     pub passwords: Passwords,
-    pub login_limits: LoginLimits,
+    /// Rate limits per client address and per login ([`crate::limits`]).
+    pub limits: Limits,
     /// Turns true when the server shuts down; WebSocket sessions close with 1001.
     pub shutdown: watch::Receiver<bool>,
     /// The platforms this server releases activities to; links are validated against them.

@@ -23,6 +23,7 @@ mod durability;
 mod faults;
 mod friends;
 mod groups;
+mod limits;
 mod platforms;
 mod profile_sync;
 mod release;

@@ -127,6 +127,21 @@ impl From<StoreError> for Error {
     }
 }
 
+/// The claim a login of `POST /v1/sessions` names, normalised: an email (it has an `@`) or a
+/// phone (it starts with `+`); `None` for anything else (an account id) and for a login that
+/// does not normalise. The one reading of a login: the lookup uses it, and so does the
+/// server's login rate limit, so that `" Ann@example.com"` and `"ann@example.com"` are one
+/// login to both.
+pub fn login_claim(login: &str) -> Option<Claim> {
+    if login.contains('@') {
+        normalize_email(login).ok().map(|e| Claim::email(&e))
+    } else if login.trim_start().starts_with('+') {
+        normalize_phone(login).ok().map(|p| Claim::phone(&p))
+    } else {
+        None
+    }
+}
+
 /// Lower-cased and trimmed; must look like `local@domain`.
 pub fn normalize_email(raw: &str) -> Result<String> {
     let email = raw.trim().to_lowercase();

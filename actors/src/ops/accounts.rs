@@ -10,10 +10,7 @@ use crate::actor::subscriber::{
 };
 use crate::error::Result;
 use crate::model::limits::MAX_EVENTS_PAGE;
-use crate::model::{
-    AccountId, AccountRecord, AccountView, Claim, LinkRecord, MeView, normalize_email,
-    normalize_phone,
-};
+use crate::model::{AccountId, AccountRecord, AccountView, LinkRecord, MeView, login_claim};
 use crate::push::event::{Outlet, StoredEvent};
 use crate::store::SubscriberWrite;
 
@@ -35,14 +32,7 @@ impl Chorus {
     /// The account a login names: an email or a phone (`+...`) it holds, or its id. `None` if
     /// there is none (the caller still spends the time of a password check).
     pub async fn find_login(&self, login: &str) -> Result<Option<AccountRecord>> {
-        let claim = if login.contains('@') {
-            normalize_email(login).ok().map(|e| Claim::email(&e))
-        } else if login.trim_start().starts_with('+') {
-            normalize_phone(login).ok().map(|p| Claim::phone(&p))
-        } else {
-            None
-        };
-        let account_id = match claim {
+        let account_id = match login_claim(login) {
             Some(claim) => self.store().find_claim(&claim).await?,
             None => Some(login.to_owned()),
         };

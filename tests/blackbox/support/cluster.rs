@@ -43,6 +43,19 @@ impl TestCluster {
     /// [`TestCluster::start`] with environment variables for some nodes (fault points, say):
     /// `(node, name, value)`.
     pub async fn start_with(n: usize, env: &[(usize, &str, &str)]) -> Option<TestCluster> {
+        Self::start_full(n, env, &[]).await
+    }
+
+    /// [`TestCluster::start`] with `args`, flags every node gets.
+    pub async fn start_with_args(n: usize, args: &[&str]) -> Option<TestCluster> {
+        Self::start_full(n, &[], args).await
+    }
+
+    async fn start_full(
+        n: usize,
+        env: &[(usize, &str, &str)],
+        args: &[&str],
+    ) -> Option<TestCluster> {
         if !on_cql_store() {
             println!("skipped: cluster mode needs the CQL store (CHORUS_TEST_STORE=scylla)");
             return None;
@@ -64,18 +77,18 @@ impl TestCluster {
                 .filter(|(node, _, _)| *node == i)
                 .map(|(_, k, v)| (*k, *v))
                 .collect();
-            let node = cluster.spawn_node(i, &mine);
+            let node = cluster.spawn_node(i, &mine, args);
             cluster.nodes.push(node);
         }
         cluster.wait_formed(n).await;
         Some(cluster)
     }
 
-    fn spawn_node(&self, i: usize, env: &[(&str, &str)]) -> Server {
+    fn spawn_node(&self, i: usize, env: &[(&str, &str)], extra: &[&str]) -> Server {
         let id = format!("n{i}");
         let heartbeat = HEARTBEAT_MS.to_string();
         let dead_after = DEAD_AFTER_MS.to_string();
-        let args = [
+        let mut args = vec![
             "--nats-url",
             self.nats.url(),
             "--node-id",
@@ -87,6 +100,7 @@ impl TestCluster {
             "--workers",
             "1",
         ];
+        args.extend_from_slice(extra);
         tokio::task::block_in_place(|| Server::start_in(self.store.clone(), &args, env))
     }
 

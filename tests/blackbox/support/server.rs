@@ -15,6 +15,20 @@ use tempfile::TempDir;
 
 use super::store::StoreLease;
 
+/// The standard test settings, given as environment so that a test's own flag for one of
+/// them wins (flag over environment): a cheap password hash, and the per-address limits of
+/// account creation and contact uploads, and the password-hash cap, out of the way of tests
+/// that make many accounts from 127.0.0.1 at once (`limits.rs` sets them low by flag).
+pub const STANDARD_ENV: &[(&str, &str)] = &[
+    ("CHORUS_PASSWORD_HASH_MEMORY_KIB", "256"),
+    ("CHORUS_PASSWORD_HASH_ITERATIONS", "1"),
+    ("CHORUS_ACCOUNT_CREATIONS_PER_HOUR", "1000000"),
+    ("CHORUS_ACCOUNT_CREATION_BURST", "1000000"),
+    ("CHORUS_CONTACT_UPLOADS_PER_HOUR", "1000000"),
+    ("CHORUS_CONTACT_UPLOAD_BURST", "1000000"),
+    ("CHORUS_PASSWORD_HASH_CONCURRENCY", "1024"),
+];
+
 /// A running (or stopped) server process bound to a temporary data directory.
 pub struct Server {
     pub addr: String,
@@ -98,12 +112,9 @@ impl Server {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(self.data_dir.path())
-            .arg("--password-hash-memory-kib")
-            .arg("256")
-            .arg("--password-hash-iterations")
-            .arg("1")
             .args(self.store.args())
             .args(&self.extra_args)
+            .envs(STANDARD_ENV.iter().copied())
             .env("RUST_LOG", "info")
             .env_remove("CHORUS_FAULTS")
             .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
