@@ -235,6 +235,7 @@ pub async fn run(
             arbiters: config.workers,
             binding_request_ttl: config.binding_request_ttl,
             fanout_budget: config.fanout_budget,
+            caps: config.caps.clone(),
         },
         seams,
     );

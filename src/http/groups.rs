@@ -166,10 +166,14 @@ async fn list_requests(
     state: web::Data<AppState>,
     who: Authed,
     gid: web::Path<String>,
+    q: web::Query<ListQuery>,
 ) -> Result<HttpResponse> {
     check_id("group", &gid)?;
-    let items = state.chorus.binding_requests(&who.0, &gid).await?;
-    Ok(HttpResponse::Ok().json(json!({"items": items, "next": null})))
+    let page = state
+        .chorus
+        .binding_requests(&who.0, &gid, &q.page()?)
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
 }
 
 async fn approve(

@@ -6,16 +6,16 @@ use std::sync::Arc;
 
 use super::Chorus;
 use crate::actor::subscriber::{
-    AddToken, GetAccount, GetMe, HeadSeq, LinkPlatform, UnlinkPlatform, UpdateProfile,
+    AddToken, GetAccount, GetMe, HeadSeq, LinkPlatform, RevokeToken, UnlinkPlatform, UpdateProfile,
 };
 use crate::error::Result;
 use crate::model::limits::MAX_EVENTS_PAGE;
 use crate::model::{
     AccountId, AccountRecord, AccountView, Claim, LinkRecord, MeView, normalize_email,
-    normalize_phone,
+    normalize_phone, now_ms,
 };
 use crate::push::event::{Outlet, StoredEvent};
-use crate::store::SubscriberWrite;
+use crate::store::{SubscriberWrite, TokenSelector};
 
 /// Longest login that is looked up as an account id.
 const MAX_ID_LOGIN: usize = 64;
@@ -27,7 +27,7 @@ impl Chorus {
     pub async fn create_account(&self, record: AccountRecord, token_hash: [u8; 32]) -> Result<()> {
         let mut write = SubscriberWrite::new(&record.account_id);
         write.claims = record.login_claims();
-        write.tokens.push(token_hash);
+        write.grant_token(token_hash, now_ms());
         write.record = Some(record);
         Ok(self.store().commit(write).await?)
     }
@@ -52,9 +52,23 @@ impl Chorus {
         }
     }
 
-    /// The account a bearer token (by its SHA-256) belongs to.
+    /// The account a bearer token (by its SHA-256) belongs to, while the token lives: one
+    /// issued longer ago than the token TTL answers `None` (401), wherever it is looked up.
     pub async fn account_of_token(&self, token_hash: &[u8; 32]) -> Result<Option<AccountId>> {
-        Ok(self.store().find_token(token_hash).await?)
+        let caps = &self.directory.env().config.caps;
+        Ok(self
+            .store()
+            .find_token(token_hash)
+            .await?
+            .filter(|t| caps.token_alive(t.issued_ms, now_ms()))
+            .map(|t| t.account))
+    }
+
+    /// Ends the token `token_hash` of `account` (logout): it no longer authenticates,
+    /// anywhere in the cluster, once this answers.
+    pub async fn revoke_token(&self, account: &str, token_hash: &[u8; 32]) -> Result<()> {
+        let selector = TokenSelector::of(token_hash).0;
+        self.directory.ask(account, RevokeToken { selector }).await
     }
 
     /// Stores another token of `account` (a login).

@@ -154,11 +154,29 @@ impl Chorus {
         }))
     }
 
-    /// The owner lists pending, unexpired binding requests, newest first.
-    pub async fn binding_requests(&self, by: &str, group_id: &str) -> Result<Vec<BindingRequest>> {
-        self.directory
+    /// The owner lists pending, unexpired binding requests, newest first, one page at a time
+    /// (the group holds at most its cap of them, so the actor answers them all and the page
+    /// is cut here).
+    pub async fn binding_requests(
+        &self,
+        by: &str,
+        group_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<BindingRequest>> {
+        let pending = self
+            .directory
             .ask_group(group_id, ListBindingRequests { by: by.to_owned() })
-            .await
+            .await?;
+        let pos = |r: &BindingRequest| FeedPos {
+            ms: r.created_ms,
+            id: r.request_id.clone(),
+        };
+        let items: Vec<BindingRequest> = pending
+            .into_iter()
+            .filter(|r| page.before.as_ref().is_none_or(|before| pos(r) < *before))
+            .take(page.limit + 1)
+            .collect();
+        Ok(Page::cut(items, page.limit, pos))
     }
 
     /// The owner approves a request: stored on both sides at once (one atomic write, so no

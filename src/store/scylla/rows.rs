@@ -62,12 +62,24 @@ impl ScyllaStore {
                 }
             }
         }
-        for hash in &w.tokens {
-            let (selector, verifier) = split_hash(hash);
+        for grant in &w.tokens {
+            let (selector, verifier) = split_hash(&grant.hash);
             rows.put(
-                format!("tokens\0{}", hex::encode(&selector)),
+                format!("sessions\0{}", hex::encode(&selector)),
                 &st.put_token,
-                vec![blob(selector), blob(verifier), text(id)],
+                vec![
+                    blob(selector),
+                    blob(verifier),
+                    CqlValue::BigInt(to_bigint(grant.issued_ms, "issued_ms")?),
+                    text(id),
+                ],
+            );
+        }
+        for selector in &w.tokens_revoked {
+            rows.put(
+                format!("sessions\0{}", selector.to_hex()),
+                &st.delete_token,
+                vec![blob(selector.0.to_vec())],
             );
         }
         add_events(&mut rows, &st.put_event, LogKind::Account, id, &w.events)?;

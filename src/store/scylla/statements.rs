@@ -90,8 +90,10 @@ statements! {
     release_claim: Lwt = "DELETE FROM claims WHERE claim = ? IF owner = ?";
     get_claim: Read = "SELECT owner FROM claims WHERE claim = ?";
 
-    put_token: Write = "INSERT INTO tokens (selector, verifier, owner) VALUES (?, ?, ?)";
-    get_token: Read = "SELECT verifier, owner FROM tokens WHERE selector = ?";
+    put_token: Write =
+        "INSERT INTO sessions (selector, verifier, issued_ms, owner) VALUES (?, ?, ?, ?)";
+    delete_token: Write = "DELETE FROM sessions WHERE selector = ?";
+    get_token: Read = "SELECT verifier, issued_ms, owner FROM sessions WHERE selector = ?";
 
     put_event: Write = "INSERT INTO events (account, bucket, seq, frame) VALUES (?, ?, ?, ?)";
     read_events: Read =
@@ -264,7 +266,7 @@ mod tests {
             "accounts" => &["id"],
             "edges" | "member_groups" => &["account"],
             "claims" => &["claim"],
-            "tokens" | "server_keys" => &["selector"],
+            "sessions" | "server_keys" => &["selector"],
             "events" => &["account", "bucket"],
             "group_events" => &["group_id", "bucket"],
             "logs" => &["log"],

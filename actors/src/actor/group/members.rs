@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{Group, forbidden};
 use crate::actor::{Durable, Turn, ready};
 use crate::error::{Error, Result};
+use crate::model::caps::limit_reached;
 use crate::model::{AccountId, Binding, GroupView, MessageRecord, new_id, now_ms};
 use crate::push::event::EventType;
 
@@ -86,6 +87,10 @@ impl Handler<AddMember> for Group {
         }
         if self.is_member(&msg.account) {
             return ready(Ok(()));
+        }
+        let cap = self.life.env.config.caps.group_members;
+        if self.members.len() >= cap {
+            return ready(Err(limit_reached("the group is full", cap)));
         }
         let mut write = self.write();
         write.members_add.push(msg.account.clone());

@@ -52,10 +52,11 @@ macro_rules! routed {
 
 routed! {
     Account via ask_here: subscriber {
-        AddToken, GetMe, GetAccount, UpdateProfile,
+        AddToken, RevokeToken, GetMe, GetAccount, UpdateProfile,
         LinkPlatform, UnlinkPlatform,
         HeadSeq,
-        StartFriendRequest, ReceiveFriendRequest, AcceptFriend, BecomeFriends, Unfriend,
+        StartFriendRequest, ReceiveFriendRequest, AcceptFriend, DeclineFriend, BecomeFriends,
+        Unfriend,
         DropFriend, RecordMatches, MatchedBy, ListRelation,
         PostActivity, RecordRelease, CanSeeActivities,
     }
