@@ -146,7 +146,7 @@ async fn events(
     let limit = events_limit(q.limit)?;
     let events = state
         .chorus
-        .group_events(&who.0, &gid, q.after.unwrap_or(0), limit)
+        .group_events(&who.0, &gid, q.after, limit)
         .await?;
     // The frames are stored JSON; splice them in rather than parse and re-encode.
     let mut body = String::from(r#"{"items":["#);

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use actix_http::ws::CloseCode;
 use actix_rt::net::TcpStream;
+use chorus_actors::model::caps::RESYNC_REQUIRED;
 use chorus_actors::model::limits::MAX_EVENTS_PAGE;
 use chorus_actors::push::StoredEvent;
 use serde_json::{Value, json};
@@ -65,6 +66,8 @@ pub struct Session {
 /// Where a replay is.
 struct Replay {
     after: u64,
+    /// The first page is still to be read (it checks the retention horizon).
+    first: bool,
     read: Option<PageRead>,
 }
 
@@ -131,9 +134,15 @@ impl Session {
             if replay_ready && let Some(r) = replay.as_mut() {
                 let chorus = self.state.chorus.clone();
                 let account = self.account.clone();
-                let after = r.after;
+                let (after, first) = (r.after, r.first);
+                r.first = false;
                 r.read = Some(Box::pin(async move {
-                    chorus.read_events(&account, after).await
+                    if first {
+                        // The first page checks the retention horizon.
+                        chorus.resume_events(&account, after).await
+                    } else {
+                        chorus.read_events(&account, after).await
+                    }
                 }));
             }
             let step = tokio::select! {
@@ -314,6 +323,7 @@ impl Session {
                     self.with(|c| c.begin_replay(since));
                     *replay = Some(Replay {
                         after: since,
+                        first: true,
                         read: None,
                     });
                 }
@@ -350,7 +360,18 @@ impl Session {
                         c.go_live(&limits);
                     }
                 });
-                *replay = full.then_some(Replay { after, read: None });
+                *replay = full.then_some(Replay {
+                    after,
+                    first: false,
+                    read: None,
+                });
+            }
+            Err(e @ chorus_actors::Error::Conflict { .. }) => {
+                // Events after `since` are gone (retention): the device reloads its state;
+                // the connection stays, live from the hello's seq.
+                self.with(|c| c.go_live(&limits));
+                *replay = None;
+                self.send_error(RESYNC_REQUIRED, &e.to_string());
             }
             Err(e) => {
                 tracing::warn!(account = %self.account, error = %e, "resume failed");

@@ -17,6 +17,9 @@ use crate::error::Error;
 /// The code of every cap's refusal.
 pub const LIMIT_REACHED: &str = "limit_reached";
 
+/// The code of a read of an event log from before its retention horizon (`ops::retention`).
+pub const RESYNC_REQUIRED: &str = "resync_required";
+
 /// The caps in force (the server's settings fill them; [`Caps::default`] is the settings'
 /// defaults).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

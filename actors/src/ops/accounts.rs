@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::Chorus;
+use super::retention::{after_horizon, checked_read};
 use crate::actor::subscriber::{
     AddToken, GetAccount, GetMe, HeadSeq, LinkPlatform, RevokeToken, UnlinkPlatform, UpdateProfile,
 };
@@ -158,5 +159,13 @@ impl Chorus {
             .store()
             .read_events(account, after, MAX_EVENTS_PAGE)
             .await?)
+    }
+
+    /// The first page of a `resume` from `since`: like [`Chorus::read_events`], or
+    /// `resync_required` when events after `since` were trimmed (`super::retention`).
+    pub async fn resume_events(&self, account: &str, since: u64) -> Result<Vec<StoredEvent>> {
+        let (after, limit) = checked_read(since, MAX_EVENTS_PAGE);
+        let page = self.store().read_events(account, after, limit).await?;
+        after_horizon(since, page, MAX_EVENTS_PAGE)
     }
 }

@@ -2,6 +2,7 @@
 //! handshake, and the merged dynamics of bound communities.
 
 use super::Chorus;
+use super::retention::{after_horizon, checked_read};
 use crate::actor::community::{BindingAdded, BindingRemoved};
 use crate::actor::group::{
     AddMember, ApproveBinding, GetGroup, ListBindingRequests, MemberAccess, PostMessage,
@@ -112,7 +113,7 @@ impl Chorus {
         &self,
         viewer: &str,
         group_id: &str,
-        after: u64,
+        after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<StoredEvent>> {
         self.directory
@@ -123,10 +124,13 @@ impl Chorus {
                 },
             )
             .await?;
-        Ok(self
-            .store()
-            .read_group_events(group_id, after, limit)
-            .await?)
+        let Some(since) = after else {
+            // From the oldest event kept: where a reader starts again after a resync.
+            return Ok(self.store().read_group_events(group_id, 0, limit).await?);
+        };
+        let (from, read) = checked_read(since, limit);
+        let page = self.store().read_group_events(group_id, from, read).await?;
+        after_horizon(since, page, limit)
     }
 
     /// A page of the group's chat, newest first (members only).

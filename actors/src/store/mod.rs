@@ -301,6 +301,15 @@ pub trait SubscriberStore: Send + Sync + 'static {
     /// must carry on with.
     async fn pending_releases(&self) -> Result<Vec<ReleaseRecord>, StoreError>;
 
+    /// Removes the events of account and group logs that are older than `horizon_ms`
+    /// (event-log retention), always keeping each log's newest event; answers how many
+    /// went. An engine that expires events by itself answers 0 and does nothing here (the
+    /// CQL store writes each event with a TTL).
+    async fn trim_logs(&self, horizon_ms: u64) -> Result<usize, StoreError> {
+        let _ = horizon_ms;
+        Ok(0)
+    }
+
     /// Flushes everything acknowledged so far and stops accepting writes (graceful shutdown).
     async fn close(&self) -> Result<(), StoreError>;
 }

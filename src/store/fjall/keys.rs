@@ -26,6 +26,8 @@
 //!   `ReleaseRecord`; `outbox`: the same keys, present exactly while the release is not final
 //!   (what a restart carries on with)
 //! - `steps`: step id (time-ordered) -> JSON `StepRecord`, the outbox of cross-actor steps
+//! - `log_marks`: `bucket ms ++ tag ++ id` -> the newest seq of that account (`a`) or group
+//!   (`g`) log written in that time bucket, what retention trims by (`retention.rs`)
 
 use chorus_actors::StoreError;
 use chorus_actors::store::{EdgeKind, TokenGrant};
@@ -130,6 +132,7 @@ keyspaces!(
     outbox,
     steps,
     member_groups,
+    log_marks,
 );
 
 /// `id \0`: the prefix of every key an owner has in a keyspace.

@@ -74,6 +74,10 @@ impl SubscriberStore for FjallStore {
             .collect()
     }
 
+    async fn trim_logs(&self, horizon_ms: u64) -> Result<usize, StoreError> {
+        self.trim(horizon_ms).await
+    }
+
     async fn last_seqs(&self, accounts: &[AccountId]) -> Result<Vec<u64>, StoreError> {
         let accounts = accounts.to_vec();
         self.read_up_to(accounts.len(), move |ks| {

@@ -82,7 +82,14 @@ impl ScyllaStore {
                 vec![blob(selector.0.to_vec())],
             );
         }
-        add_events(&mut rows, &st.put_event, LogKind::Account, id, &w.events)?;
+        add_events(
+            &mut rows,
+            &st.put_event,
+            LogKind::Account,
+            id,
+            &w.events,
+            self.event_ttl,
+        )?;
         for a in &w.activities {
             let record = encode(&a.activity_id, a)?;
             rows.put(
@@ -273,6 +280,7 @@ impl ScyllaStore {
             LogKind::Group,
             gid,
             &w.events,
+            self.event_ttl,
         )?;
         self.add_steps(&mut rows, &w.steps)?;
         rows.owned_by(ActorKind::Group, gid, w.epoch);
@@ -425,6 +433,7 @@ fn add_events<'a>(
     kind: LogKind,
     owner: &str,
     events: &[StoredEvent],
+    ttl_secs: i32,
 ) -> Result<(), StoreError> {
     let table = match kind {
         LogKind::Account => "events",
@@ -439,6 +448,7 @@ fn add_events<'a>(
                 CqlValue::BigInt(event_bucket(e.seq)),
                 CqlValue::BigInt(to_bigint(e.seq, "seq")?),
                 text(&e.frame),
+                CqlValue::Int(ttl_secs),
             ],
         );
     }

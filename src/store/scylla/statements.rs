@@ -95,11 +95,13 @@ statements! {
     delete_token: Write = "DELETE FROM sessions WHERE selector = ?";
     get_token: Read = "SELECT verifier, issued_ms, owner FROM sessions WHERE selector = ?";
 
-    put_event: Write = "INSERT INTO events (account, bucket, seq, frame) VALUES (?, ?, ?, ?)";
+    /// `USING TTL ?`: the event log's retention in seconds (0: kept for ever).
+    put_event: Write =
+        "INSERT INTO events (account, bucket, seq, frame) VALUES (?, ?, ?, ?) USING TTL ?";
     read_events: Read =
         "SELECT seq, frame FROM events WHERE account = ? AND bucket = ? AND seq > ? LIMIT ?";
     put_group_event: Write =
-        "INSERT INTO group_events (group_id, bucket, seq, frame) VALUES (?, ?, ?, ?)";
+        "INSERT INTO group_events (group_id, bucket, seq, frame) VALUES (?, ?, ?, ?) USING TTL ?";
     read_group_events: Read =
         "SELECT seq, frame FROM group_events WHERE group_id = ? AND bucket = ? AND seq > ? LIMIT ?";
     /// The seq fence (`fence.rs`): a log's head moves only by these lightweight transactions,
