@@ -36,16 +36,24 @@ async fn pending_friend_requests_are_capped_and_a_request_can_be_declined() {
     ask(&s, &a, &t).await.expect(201);
     ask(&s, &b, &t).await.expect(201);
     ask(&s, &c, &t).await.expect_error(409, "limit_reached");
-    assert_eq!(incoming(&s, &t).await, sorted(&[&a.id, &b.id]), "nothing stored");
+    assert_eq!(
+        incoming(&s, &t).await,
+        sorted(&[&a.id, &b.id]),
+        "nothing stored"
+    );
 
     // Declining makes room; the requester is not told, and may ask again.
     let path = format!("/v1/friends/requests/{}", a.id);
     assert_eq!(delete(&s, &path, t.tok()).await.status, 204);
-    delete(&s, &path, t.tok()).await.expect_error(404, "not_found");
+    delete(&s, &path, t.tok())
+        .await
+        .expect_error(404, "not_found");
     delete(&s, "/v1/friends/requests/nothing-like-an-id", t.tok())
         .await
         .expect_error(404, "not_found");
-    delete(&s, &path, None).await.expect_error(401, "unauthorized");
+    delete(&s, &path, None)
+        .await
+        .expect_error(401, "unauthorized");
     assert_eq!(incoming(&s, &t).await, vec![b.id.clone()]);
     post_empty(&s, &format!("{path}/accept"), t.tok())
         .await
@@ -53,9 +61,13 @@ async fn pending_friend_requests_are_capped_and_a_request_can_be_declined() {
     ask(&s, &c, &t).await.expect(201);
     ask(&s, &a, &t).await.expect_error(409, "limit_reached");
     // Accepting frees a place too.
-    post_empty(&s, &format!("/v1/friends/requests/{}/accept", b.id), t.tok())
-        .await
-        .expect(200);
+    post_empty(
+        &s,
+        &format!("/v1/friends/requests/{}/accept", b.id),
+        t.tok(),
+    )
+    .await
+    .expect(200);
     ask(&s, &a, &t).await.expect(201);
     assert_eq!(incoming(&s, &t).await, sorted(&[&a.id, &c.id]));
     assert_healthy(&s).await;
@@ -66,7 +78,13 @@ async fn upload(s: &Server, a: &Acct, emails: &[&str]) -> Resp {
         .iter()
         .map(|e| json!({"kind": "email", "value": e}))
         .collect();
-    post(s, "/v1/me/contacts", a.tok(), &json!({"contacts": contacts})).await
+    post(
+        s,
+        "/v1/me/contacts",
+        a.tok(),
+        &json!({"contacts": contacts}),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -77,13 +95,21 @@ async fn contact_matches_per_account_are_capped() {
         new_acct_with(&s, who, Some(&format!("{who}@example.com")), None).await;
     }
     let all = ["b@example.com", "c@example.com", "d@example.com"];
-    upload(&s, &a, &all).await.expect_error(409, "limit_reached");
+    upload(&s, &a, &all)
+        .await
+        .expect_error(409, "limit_reached");
     let suggestions = get(&s, "/v1/friends/suggestions", a.tok()).await;
-    assert_eq!(suggestions.expect(200)["items"], json!([]), "nothing stored");
+    assert_eq!(
+        suggestions.expect(200)["items"],
+        json!([]),
+        "nothing stored"
+    );
     upload(&s, &a, &all[..2]).await.expect(200);
     // The same matches again store nothing new, so they fit.
     upload(&s, &a, &all[..2]).await.expect(200);
-    upload(&s, &a, &all[2..]).await.expect_error(409, "limit_reached");
+    upload(&s, &a, &all[2..])
+        .await
+        .expect_error(409, "limit_reached");
     let suggestions = get(&s, "/v1/friends/suggestions", a.tok()).await;
     assert_eq!(item_ids(suggestions.expect(200)).len(), 2);
     assert_healthy(&s).await;
@@ -104,7 +130,10 @@ async fn a_full_group_refuses_members() {
     let again = post(&s, &path, owner.tok(), &json!({"account_id": m1.id})).await;
     assert_eq!(again.status, 204);
     let view = get(&s, &format!("/v1/groups/{gid}"), owner.tok()).await;
-    assert_eq!(view.expect(200)["members"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        view.expect(200)["members"].as_array().map(Vec::len),
+        Some(2)
+    );
     // A member leaving makes room.
     let left = delete(&s, &format!("{path}/{}", m1.id), m1.tok()).await;
     assert_eq!(left.status, 204);

@@ -82,7 +82,16 @@ async fn logout_ends_the_token_and_closes_its_websockets() {
     let closed = wait_close(&mut ws, Duration::from_secs(45)).await;
     assert_eq!(closed, Closed::Code(Some(1008)));
     ping_pong(&mut kept).await;
-    let r = patch(&s, "/v1/me/profile", other.tok(), &json!({"status": "here"})).await;
+    let r = patch(
+        &s,
+        "/v1/me/profile",
+        other.tok(),
+        &json!({"status": "here"}),
+    )
+    .await;
     r.expect(200);
-    assert_eq!(next_non_pong(&mut kept, EVENT_TIMEOUT).await["type"], "profile.updated");
+    assert_eq!(
+        next_non_pong(&mut kept, EVENT_TIMEOUT).await["type"],
+        "profile.updated"
+    );
 }

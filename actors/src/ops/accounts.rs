@@ -166,6 +166,17 @@ impl Chorus {
     pub async fn resume_events(&self, account: &str, since: u64) -> Result<Vec<StoredEvent>> {
         let (after, limit) = checked_read(since, MAX_EVENTS_PAGE);
         let page = self.store().read_events(account, after, limit).await?;
-        after_horizon(since, page, MAX_EVENTS_PAGE)
+        // The head matters only when nothing came back (every event after `since` gone?).
+        let head = match page.is_empty() {
+            true => self
+                .store()
+                .last_seqs(&[account.to_owned()])
+                .await?
+                .first()
+                .copied()
+                .unwrap_or(0),
+            false => 0,
+        };
+        after_horizon(since, page, MAX_EVENTS_PAGE, head)
     }
 }

@@ -5,7 +5,7 @@ use super::Chorus;
 use super::retention::{after_horizon, checked_read};
 use crate::actor::community::{BindingAdded, BindingRemoved};
 use crate::actor::group::{
-    AddMember, ApproveBinding, GetGroup, ListBindingRequests, MemberAccess, PostMessage,
+    AddMember, ApproveBinding, GetGroup, ListBindingRequests, LogAccess, MemberAccess, PostMessage,
     RejectBinding, RemoveMember, RevokeBinding,
 };
 use crate::actor::place::ActorKind;
@@ -116,10 +116,11 @@ impl Chorus {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<StoredEvent>> {
-        self.directory
+        let head = self
+            .directory
             .ask_group(
                 group_id,
-                MemberAccess {
+                LogAccess {
                     viewer: viewer.to_owned(),
                 },
             )
@@ -130,7 +131,7 @@ impl Chorus {
         };
         let (from, read) = checked_read(since, limit);
         let page = self.store().read_group_events(group_id, from, read).await?;
-        after_horizon(since, page, limit)
+        after_horizon(since, page, limit, head)
     }
 
     /// A page of the group's chat, newest first (members only).

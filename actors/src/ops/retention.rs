@@ -5,8 +5,9 @@
 //! **The rule.** A reader that has every event up to `since` asks for the ones after it. Its
 //! read starts one event early, at `since` itself (when `since >= 1`): if event `since` is
 //! still stored, nothing after it can have been trimmed (trimming removes a log's oldest
-//! events first); if it is gone, the first event returned must be `since + 1`. Otherwise
-//! events the reader never saw were trimmed, and it must reload its state. (On the CQL store
+//! events first); if it is gone, the first event returned must be `since + 1`, and if none
+//! is returned the log's head must not be past `since`. Otherwise events the reader never
+//! saw were trimmed, and it must reload its state. (On the CQL store
 //! a seq can be skipped, docs/api.md; the rule errs on the side of `resync_required` only
 //! when `since` itself is gone as well, which a reader that saw event `since` does not meet
 //! unless that event expired.)
@@ -37,13 +38,17 @@ pub(super) fn checked_read(since: u64, limit: usize) -> (u64, usize) {
 }
 
 /// The events after `since` of a read made with [`checked_read`], at most `limit`, or
-/// `resync_required` when some were trimmed.
+/// `resync_required` when some were trimmed. `head` is the log's newest seq, looked at only
+/// when the read found nothing (an engine that expires events by itself may have taken
+/// every one of them, the newest too).
 pub(super) fn after_horizon(
     since: u64,
     mut page: Vec<StoredEvent>,
     limit: usize,
+    head: u64,
 ) -> Result<Vec<StoredEvent>> {
     match page.first().map(|e| e.seq) {
+        None if head > since => return Err(resync_required()),
         None => return Ok(page),
         Some(first) if since >= 1 && first == since => {
             page.remove(0);

@@ -26,6 +26,14 @@ pub struct MemberAccess {
     pub viewer: AccountId,
 }
 
+/// Check that `viewer` is a member; answers the seq of the group's newest event (a reader
+/// of the log compares it with where it stands, `ops::retention`).
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<u64>")]
+pub struct LogAccess {
+    pub viewer: AccountId,
+}
+
 /// The owner adds an account (idempotent).
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<()>")]
@@ -76,6 +84,15 @@ impl Handler<MemberAccess> for Group {
         self.touch();
         self.require_member(&msg.viewer)?;
         Ok(self.bindings.values().cloned().collect())
+    }
+}
+
+impl Handler<LogAccess> for Group {
+    type Result = Result<u64>;
+    fn handle(&mut self, msg: LogAccess, _: &mut Self::Context) -> Self::Result {
+        self.touch();
+        self.require_member(&msg.viewer)?;
+        Ok(self.seq)
     }
 }
 

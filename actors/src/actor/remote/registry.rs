@@ -61,7 +61,7 @@ routed! {
         PostActivity, RecordRelease, CanSeeActivities,
     }
     Group via ask_group_here: group {
-        GetGroup, MemberAccess, AddMember, RemoveMember, PostMessage,
+        GetGroup, MemberAccess, LogAccess, AddMember, RemoveMember, PostMessage,
         ReceiveBindingRequest, ListBindingRequests, ApproveBinding, RejectBinding,
         RevokeBinding, PushDynamic,
     }
