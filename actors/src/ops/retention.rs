@@ -106,35 +106,25 @@ mod tests {
 
     #[test]
     fn a_read_past_the_readers_last_event_is_whole_or_refused() {
+        let check = |since, page: &[u64], limit, head| {
+            seqs(after_horizon(since, events(page), limit, head))
+        };
         // Event `since` is kept: what follows is whole.
-        assert_eq!(
-            seqs(after_horizon(5, events(&[5, 6, 7]), 10)),
-            Some(vec![6, 7])
-        );
+        assert_eq!(check(5, &[5, 6, 7], 10, 7), Some(vec![6, 7]));
         // Event `since` trimmed, the next one kept: nothing is missing.
-        assert_eq!(
-            seqs(after_horizon(5, events(&[6, 7]), 10)),
-            Some(vec![6, 7])
-        );
+        assert_eq!(check(5, &[6, 7], 10, 7), Some(vec![6, 7]));
         // Events the reader never saw are gone.
-        assert_eq!(seqs(after_horizon(5, events(&[9, 10]), 10)), None);
-        assert_eq!(seqs(after_horizon(0, events(&[3]), 10)), None);
-        assert_eq!(
-            seqs(after_horizon(0, events(&[1, 2]), 10)),
-            Some(vec![1, 2])
-        );
+        assert_eq!(check(5, &[9, 10], 10, 10), None);
+        assert_eq!(check(0, &[3], 10, 3), None);
+        assert_eq!(check(0, &[1, 2], 10, 2), Some(vec![1, 2]));
+        // Every event after `since` expired, the newest too.
+        assert_eq!(check(5, &[], 10, 7), None);
         // Nothing after `since`: nothing to miss.
-        assert_eq!(seqs(after_horizon(5, events(&[]), 10)), Some(vec![]));
-        assert_eq!(seqs(after_horizon(5, events(&[5]), 10)), Some(vec![]));
+        assert_eq!(check(5, &[], 10, 5), Some(vec![]));
+        assert_eq!(check(5, &[5], 10, 0), Some(vec![]));
         // The extra event read early does not cost the page an event.
         assert_eq!(checked_read(5, 2), (4, 3));
-        assert_eq!(
-            seqs(after_horizon(5, events(&[5, 6, 7]), 2)),
-            Some(vec![6, 7])
-        );
-        assert_eq!(
-            seqs(after_horizon(5, events(&[6, 7, 8]), 2)),
-            Some(vec![6, 7])
-        );
+        assert_eq!(check(5, &[5, 6, 7], 2, 0), Some(vec![6, 7]));
+        assert_eq!(check(5, &[6, 7, 8], 2, 0), Some(vec![6, 7]));
     }
 }
