@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::groups::{add_member, create_community, create_group, request_binding};
+use crate::support::groups::{add_member, create_community, create_group, request_binding, sorted};
 use crate::support::*;
 
 async fn ask(s: &Server, from: &Acct, to: &Acct) -> Resp {
@@ -16,12 +16,6 @@ async fn incoming(s: &Server, a: &Acct) -> Vec<String> {
     let mut ids = item_ids(get(s, "/v1/friends/requests", a.tok()).await.expect(200));
     ids.sort();
     ids
-}
-
-fn sorted(ids: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
-    v.sort();
-    v
 }
 
 #[tokio::test]
