@@ -47,7 +47,7 @@ fn store_reads(c: &mut Criterion) {
         .map(|seq| encode_event(EventType::FRIEND_ADDED, seq, &serde_json::json!({"n": seq})))
         .collect();
     let token = [7u8; 32];
-    write.tokens.push(token);
+    write.grant_token(token, 1);
     rt.block_on(store.commit(write)).expect("commit");
 
     let mut group = c.benchmark_group("store_reads");

@@ -170,12 +170,14 @@ pub async fn run(
     let (store, store_desc, store_health): (Arc<dyn Store>, String, StoreHealth) =
         match config.store {
             StoreKind::Fjall => {
-                let store = FjallStore::open(&config.data_dir).map_err(|e| {
-                    Error::Internal(format!(
-                        "opening store at {}: {e}",
-                        config.data_dir.display()
-                    ))
-                })?;
+                let store = FjallStore::open(&config.data_dir)
+                    .map_err(|e| {
+                        Error::Internal(format!(
+                            "opening store at {}: {e}",
+                            config.data_dir.display()
+                        ))
+                    })?
+                    .with_log_retention(config.caps.log_retention);
                 let health = store.health();
                 (
                     Arc::new(store),
@@ -187,7 +189,8 @@ pub async fn run(
                 let s = &config.scylla;
                 let mut store = ScyllaStore::connect(s)
                     .await
-                    .map_err(|e| Error::Internal(format!("connecting to ScyllaDB: {e}")))?;
+                    .map_err(|e| Error::Internal(format!("connecting to ScyllaDB: {e}")))?
+                    .with_log_retention(config.caps.log_retention);
                 if let Some(cluster) = &config.cluster {
                     // A write whose epoch check answers later than half the time after which
                     // the others take this node for dead is refused: the others may have
@@ -240,6 +243,7 @@ pub async fn run(
             arbiters: config.workers,
             binding_request_ttl: config.binding_request_ttl,
             fanout_budget: config.fanout_budget,
+            caps: config.caps.clone(),
         },
         seams,
     );

@@ -123,6 +123,8 @@ pub const CODES: &[&str] = &[
     "request_expired",
     "owner_cannot_leave",
     "idempotency_key_reused",
+    "limit_reached",
+    "resync_required",
 ];
 
 /// Every thing [`Error::NotFound`] names, for the same purpose as [`CODES`].

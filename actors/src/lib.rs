@@ -13,7 +13,8 @@
 //!   orchestrated here, so that no actor waits for another. `ops/{accounts, friends, groups,
 //!   communities, activities}.rs`; `ops/steps.rs` carries out what such an operation left
 //!   after its first write (stored in that write: the outbox of cross-actor steps), now, after
-//!   a failure, and after a crash.
+//!   a failure, and after a crash; `ops/retention.rs` trims event logs and tells a reader
+//!   from before the horizon `resync_required`.
 //! - [`release`]: activities to linked platforms. The Releaser actor (`releaser.rs`), its
 //!   policy (`policy.rs`: backoff with jitter, `Retry-After`, giving up, concurrency caps),
 //!   recovery of the outbox at start-up (`recovery.rs`) and the seam to the platforms
@@ -38,7 +39,8 @@
 //!   the crate.
 //! - [`model`]: records as stored (accounts, groups, communities, activities and their
 //!   releases, cross-actor steps), views, the one page/cursor type, and every input limit with its rule
-//!   (`model/limits.rs`).
+//!   (`model/limits.rs`), and the caps on what grows from other people's input
+//!   (`model/caps.rs`, enforced by the actors).
 //! - [`backoff`]: waits that double up to a cap, and which failures and recoveries to log
 //!   (the releaser's store retries; the embedded store's writer).
 //! - [`faults`]: named fault points (crash as under `kill -9`, panic) that only tests arm,

@@ -20,6 +20,7 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use chorus_actors::model::Caps;
 use chorus_actors::release::ReleaseConfig;
 
 use crate::cluster::ClusterSettings;
@@ -160,6 +161,8 @@ pub struct Config {
     pub edge: EdgeLimits,
     pub workers: usize,
     pub binding_request_ttl: Duration,
+    /// Caps on growth from other people's input.
+    pub caps: Caps,
     /// How often the server pings an idle WebSocket, and how long it waits for any frame
     /// before closing it (fixed, not settings).
     pub ws_heartbeat: Duration,
@@ -211,6 +214,20 @@ impl From<Settings> for Config {
                 .workers
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
             binding_request_ttl: Duration::from_secs(s.binding_request_ttl_secs),
+            caps: Caps {
+                friend_requests: s.max_friend_requests,
+                contact_matches: s.max_contact_matches,
+                group_members: s.max_group_members,
+                binding_requests: s.max_binding_requests,
+                tokens: s.max_tokens_per_account,
+                token_ttl: Duration::from_secs(s.token_ttl_secs),
+                // A value that is no duration (negative, NaN, too large) is refused by
+                // `validate`, which sees it as 0 s here.
+                log_retention: (s.log_retention_days != 0.0).then(|| {
+                    Duration::try_from_secs_f64(s.log_retention_days * settings::DAY)
+                        .unwrap_or_default()
+                }),
+            },
             ws_heartbeat: Duration::from_secs(30),
             ws_client_timeout: Duration::from_secs(90),
             release: ReleaseConfig {
@@ -290,6 +307,24 @@ impl Config {
         self.edge.validate().map_err(Error::Config)?;
         if self.binding_request_ttl.is_zero() {
             return bad("binding_request_ttl_secs must be at least 1");
+        }
+        let c = &self.caps;
+        if c.friend_requests == 0
+            || c.contact_matches == 0
+            || c.group_members < 2
+            || c.binding_requests == 0
+            || c.tokens == 0
+        {
+            return bad(
+                "max_friend_requests, max_contact_matches, max_binding_requests and \
+                 max_tokens_per_account must be at least 1, max_group_members at least 2",
+            );
+        }
+        if c.token_ttl.is_zero() {
+            return bad("token_ttl_secs must be at least 1");
+        }
+        if c.log_retention.is_some_and(|d| d < Duration::from_secs(1)) {
+            return bad("log_retention_days must be 0 (for ever) or at least one second's worth");
         }
         if self.workers == 0 {
             return bad("workers must be at least 1");

@@ -213,6 +213,34 @@ pub struct Settings {
         default_value = "Chorus <chorus@localhost>"
     )]
     pub smtp_from: String,
+    // Caps on growth from other people's input (issue 15; chorus_actors::model::Caps).
+    /// Incoming friend requests an account may have pending (409 `limit_reached` past it).
+    #[arg(long, env = "CHORUS_MAX_FRIEND_REQUESTS", default_value_t = caps().friend_requests)]
+    pub max_friend_requests: usize,
+    /// Accounts one account's uploaded contacts may have matched (409 `limit_reached` past it).
+    #[arg(long, env = "CHORUS_MAX_CONTACT_MATCHES", default_value_t = caps().contact_matches)]
+    pub max_contact_matches: usize,
+    /// Members of one group, the owner included (409 `limit_reached` past it).
+    #[arg(long, env = "CHORUS_MAX_GROUP_MEMBERS", default_value_t = caps().group_members)]
+    pub max_group_members: usize,
+    /// Pending binding requests of one group (409 `limit_reached` past it).
+    #[arg(long, env = "CHORUS_MAX_BINDING_REQUESTS", default_value_t = caps().binding_requests)]
+    pub max_binding_requests: usize,
+    /// Live tokens of one account; a login past it drops the oldest.
+    #[arg(long, env = "CHORUS_MAX_TOKENS_PER_ACCOUNT", default_value_t = caps().tokens)]
+    pub max_tokens_per_account: usize,
+    /// Seconds a token works after the login that issued it (30 days; then 401
+    /// `unauthorized`).
+    #[arg(long, env = "CHORUS_TOKEN_TTL_SECS", default_value_t = caps().token_ttl.as_secs())]
+    pub token_ttl_secs: u64,
+    /// Days an event stays in an account's or a group's log (fractions allowed; 0: for
+    /// ever); a `resume` from before that answers `resync_required`.
+    #[arg(
+        long,
+        env = "CHORUS_LOG_RETENTION_DAYS",
+        default_value_t = caps().log_retention.map_or(0.0, |d| d.as_secs_f64() / DAY)
+    )]
+    pub log_retention_days: f64,
 }
 
 impl Default for Settings {
@@ -239,6 +267,14 @@ pub enum StoreKind {
     Fjall,
     /// A ScyllaDB cluster: any node can activate any actor.
     Scylla,
+}
+
+/// Seconds of a day, the unit of `log_retention_days`.
+pub(super) const DAY: f64 = 24.0 * 3600.0;
+
+/// The caps' defaults belong to the domain; the flags show them.
+fn caps() -> chorus_actors::model::Caps {
+    chorus_actors::model::Caps::default()
 }
 
 /// The release defaults belong to the releaser; the flags show them.

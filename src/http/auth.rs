@@ -70,6 +70,19 @@ async fn community_of(state: &AppState, key: &str) -> Result<Option<CommunityId>
     Ok(state.chorus.community_of_key(&hash).await?)
 }
 
+/// The account of a request's client token and the token's hash (logout needs both).
+pub async fn bearer_account(state: &AppState, req: &HttpRequest) -> Result<(String, [u8; 32])> {
+    let token = bearer(req, false).ok_or(Error::Unauthorized)?;
+    let account = account_of(state, &token).await?;
+    Ok((account, credential_hash(&token)?))
+}
+
+/// Whether the client token `hash` still authenticates `account` (a WebSocket's token,
+/// checked again while it stays open): false once it expired or was revoked.
+pub async fn token_still_valid(state: &AppState, account: &str, hash: &[u8; 32]) -> Result<bool> {
+    Ok(state.chorus.account_of_token(hash).await?.as_deref() == Some(account))
+}
+
 /// The authenticated caller of a client route (401 `unauthorized` otherwise).
 pub struct Authed(pub String);
 
@@ -89,10 +102,12 @@ impl FromRequest for Authed {
     }
 }
 
-/// The account of a WebSocket handshake: its token from the header or `?token=`.
-pub async fn ws_account(state: &AppState, req: &RequestHead) -> Result<String> {
+/// The account of a WebSocket handshake (its token from the header or `?token=`) and the
+/// token's hash, which the session checks again while it stays open.
+pub async fn ws_account(state: &AppState, req: &RequestHead) -> Result<(String, [u8; 32])> {
     let token = bearer_of(req, true).ok_or(Error::Unauthorized)?;
-    account_of(state, &token).await
+    let account = account_of(state, &token).await?;
+    Ok((account, credential_hash(&token)?))
 }
 
 /// Checks the request carries the server key of community `cid`: 401 for no or an unknown

@@ -14,6 +14,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/friends/requests", web::post().to(request))
         .route("/friends/requests", web::get().to(list_requests))
         .route("/friends/requests/{from}/accept", web::post().to(accept))
+        .route("/friends/requests/{from}", web::delete().to(decline))
         .route("/friends/suggestions", web::get().to(list_suggestions))
         .route("/friends/{id}", web::delete().to(remove))
         .route("/me/contacts", web::post().to(contacts));
@@ -46,6 +47,17 @@ async fn accept(
     check_id("friend request", &from)?;
     state.chorus.accept_friend(&who.0, &from).await?;
     Ok(HttpResponse::Ok().json(json!({"account_id": from.into_inner()})))
+}
+
+/// Declines a pending request (204; 404 without one); the requester is not told.
+async fn decline(
+    state: web::Data<AppState>,
+    who: Authed,
+    from: web::Path<String>,
+) -> Result<HttpResponse> {
+    check_id("friend request", &from)?;
+    state.chorus.decline_friend(&who.0, &from).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 async fn remove(

@@ -146,7 +146,7 @@ async fn events(
     let limit = events_limit(q.limit)?;
     let events = state
         .chorus
-        .group_events(&who.0, &gid, q.after.unwrap_or(0), limit)
+        .group_events(&who.0, &gid, q.after, limit)
         .await?;
     // The frames are stored JSON; splice them in rather than parse and re-encode.
     let mut body = String::from(r#"{"items":["#);
@@ -166,10 +166,14 @@ async fn list_requests(
     state: web::Data<AppState>,
     who: Authed,
     gid: web::Path<String>,
+    q: web::Query<ListQuery>,
 ) -> Result<HttpResponse> {
     check_id("group", &gid)?;
-    let items = state.chorus.binding_requests(&who.0, &gid).await?;
-    Ok(HttpResponse::Ok().json(json!({"items": items, "next": null})))
+    let page = state
+        .chorus
+        .binding_requests(&who.0, &gid, &q.page()?)
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
 }
 
 async fn approve(

@@ -15,6 +15,7 @@ pub mod friends;
 pub mod groups;
 pub mod panics;
 pub mod platforms;
+pub mod sessions;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -175,6 +176,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
         .service(
             web::scope("/v1")
                 .configure(accounts::routes)
+                .configure(sessions::routes)
                 .configure(activities::routes)
                 .configure(platforms::routes)
                 .configure(friends::routes)

@@ -111,8 +111,8 @@ async fn open(
         refuse(&mut framed, unrouted).await;
         return None;
     }
-    let account = match ws_account(&state, req.head()).await {
-        Ok(account) => account,
+    let (account, token) = match ws_account(&state, req.head()).await {
+        Ok(found) => found,
         Err(e) => {
             refuse(&mut framed, e).await;
             return None;
@@ -163,6 +163,7 @@ async fn open(
     Some(Session {
         id,
         account,
+        token,
         state,
         shard,
         slot,

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use actix_http::ws::CloseCode;
 use actix_rt::net::TcpStream;
+use chorus_actors::model::caps::RESYNC_REQUIRED;
 use chorus_actors::model::limits::MAX_EVENTS_PAGE;
 use chorus_actors::push::StoredEvent;
 use serde_json::{Value, json};
@@ -33,6 +34,9 @@ const SHUTDOWN_CLOSE: std::time::Duration = std::time::Duration::from_secs(2);
 /// A page read of a running replay.
 type PageRead = Pin<Box<dyn Future<Output = chorus_actors::Result<Vec<StoredEvent>>>>>;
 
+/// A check of the session's token under way: does it still authenticate the account?
+type TokenCheck = Pin<Box<dyn Future<Output = crate::error::Result<bool>>>>;
+
 /// How a session ends.
 enum End {
     /// Send a close frame, then drop the connection.
@@ -45,6 +49,10 @@ enum End {
 pub struct Session {
     pub id: u64,
     pub account: Arc<str>,
+    /// The SHA-256 of the token the handshake carried: checked again at every heartbeat, so
+    /// a token that expires or is logged out closes its WebSockets (1008) within one
+    /// heartbeat, on whichever node they are.
+    pub token: [u8; 32],
     pub state: AppState,
     pub shard: Rc<Shard>,
     pub slot: usize,
@@ -58,6 +66,8 @@ pub struct Session {
 /// Where a replay is.
 struct Replay {
     after: u64,
+    /// The first page is still to be read (it checks the retention horizon).
+    first: bool,
     read: Option<PageRead>,
 }
 
@@ -101,6 +111,7 @@ impl Session {
         heartbeat.tick().await;
         let mut last_heard = Instant::now();
         let mut replay: Option<Replay> = None;
+        let mut token_check: Option<TokenCheck> = None;
         loop {
             let Some((verdict, blocked)) = self.with(|c| (c.verdict(), c.blocked_since())) else {
                 return End::Gone;
@@ -123,9 +134,15 @@ impl Session {
             if replay_ready && let Some(r) = replay.as_mut() {
                 let chorus = self.state.chorus.clone();
                 let account = self.account.clone();
-                let after = r.after;
+                let (after, first) = (r.after, r.first);
+                r.first = false;
                 r.read = Some(Box::pin(async move {
-                    chorus.read_events(&account, after).await
+                    if first {
+                        // The first page checks the retention horizon.
+                        chorus.resume_events(&account, after).await
+                    } else {
+                        chorus.read_events(&account, after).await
+                    }
                 }));
             }
             let step = tokio::select! {
@@ -142,6 +159,18 @@ impl Session {
                 },
                 _ = sleep_past(blocked, config.ws_write_timeout), if blocked.is_some() => None,
                 page = poll_read(&mut replay) => self.on_page(&mut replay, page),
+                valid = poll_check(&mut token_check) => {
+                    token_check = None;
+                    match valid {
+                        Ok(false) => Some(End::Close(CloseCode::Policy, "token expired or revoked")),
+                        Ok(true) => None,
+                        Err(e) => {
+                            // The store did not answer: keep the session, ask again next time.
+                            tracing::debug!(account = %self.account, error = %e, "token check failed");
+                            None
+                        }
+                    }
+                }
                 ready = self.stream.readable() => match ready {
                     Ok(()) => {
                         let (step, heard) = self.on_readable(&mut replay);
@@ -157,6 +186,9 @@ impl Session {
                         Some(End::Close(CloseCode::Away, "no frame from client in time"))
                     } else {
                         self.control(Opcode::Ping, b"");
+                        if token_check.is_none() {
+                            token_check = Some(self.check_token());
+                        }
                         None
                     }
                 }
@@ -165,6 +197,14 @@ impl Session {
                 return end;
             }
         }
+    }
+
+    /// Whether the session's token still authenticates its account.
+    fn check_token(&self) -> TokenCheck {
+        let (state, account, token) = (self.state.clone(), self.account.clone(), self.token);
+        Box::pin(
+            async move { crate::http::auth::token_still_valid(&state, &account, &token).await },
+        )
     }
 
     /// The closing handshake: writes what is left (the close frame last), then waits for
@@ -283,6 +323,7 @@ impl Session {
                     self.with(|c| c.begin_replay(since));
                     *replay = Some(Replay {
                         after: since,
+                        first: true,
                         read: None,
                     });
                 }
@@ -319,7 +360,18 @@ impl Session {
                         c.go_live(&limits);
                     }
                 });
-                *replay = full.then_some(Replay { after, read: None });
+                *replay = full.then_some(Replay {
+                    after,
+                    first: false,
+                    read: None,
+                });
+            }
+            Err(e @ chorus_actors::Error::Conflict { .. }) => {
+                // Events after `since` are gone (retention): the device reloads its state;
+                // the connection stays, live from the hello's seq.
+                self.with(|c| c.go_live(&limits));
+                *replay = None;
+                self.send_error(RESYNC_REQUIRED, &e.to_string());
             }
             Err(e) => {
                 tracing::warn!(account = %self.account, error = %e, "resume failed");
@@ -343,6 +395,14 @@ fn discard_read(stream: &TcpStream) -> std::io::Result<usize> {
 async fn poll_read(replay: &mut Option<Replay>) -> chorus_actors::Result<Vec<StoredEvent>> {
     match replay.as_mut().and_then(|r| r.read.as_mut()) {
         Some(read) => read.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The token check under way, or never.
+async fn poll_check(check: &mut Option<TokenCheck>) -> crate::error::Result<bool> {
+    match check.as_mut() {
+        Some(check) => check.await,
         None => std::future::pending().await,
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::logs::LogHeads;
 use super::place::Placement;
-use crate::model::{ActivityRecord, ReleaseRecord};
+use crate::model::{ActivityRecord, Caps, ReleaseRecord};
 use crate::push::{Fanout, Hub, Relay};
 use crate::store::Store;
 
@@ -27,6 +27,8 @@ pub struct ActorConfig {
     /// Recipients of group events in flight (handed to the I/O threads, not yet written to
     /// sockets) past which publishing answers 503 `unavailable` ([`crate::push::Fanout`]).
     pub fanout_budget: usize,
+    /// Caps on what grows from other people's input, each enforced by the owning actor.
+    pub caps: Caps,
 }
 
 impl Default for ActorConfig {
@@ -36,6 +38,7 @@ impl Default for ActorConfig {
             arbiters: std::thread::available_parallelism().map_or(2, |n| n.get()),
             binding_request_ttl: Duration::from_secs(7 * 24 * 3600),
             fanout_budget: DEFAULT_FANOUT_BUDGET,
+            caps: Caps::default(),
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod account;
 pub mod activity;
+pub mod caps;
 pub mod group;
 pub mod ids;
 pub mod limits;
@@ -14,6 +15,7 @@ pub mod step;
 
 pub use account::*;
 pub use activity::*;
+pub use caps::Caps;
 pub use group::*;
 pub use ids::new_id;
 pub use page::*;

@@ -5,14 +5,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::Chorus;
+use super::retention::{after_horizon, checked_read};
 use crate::actor::subscriber::{
-    AddToken, GetAccount, GetMe, HeadSeq, LinkPlatform, UnlinkPlatform, UpdateProfile,
+    AddToken, GetAccount, GetMe, HeadSeq, LinkPlatform, RevokeToken, UnlinkPlatform, UpdateProfile,
 };
 use crate::error::Result;
 use crate::model::limits::MAX_EVENTS_PAGE;
-use crate::model::{AccountId, AccountRecord, AccountView, LinkRecord, MeView, login_claim};
+use crate::model::{
+    AccountId, AccountRecord, AccountView, LinkRecord, MeView, login_claim, now_ms,
+};
 use crate::push::event::{Outlet, StoredEvent};
-use crate::store::SubscriberWrite;
+use crate::store::{SubscriberWrite, TokenSelector};
 
 /// Longest login that is looked up as an account id.
 const MAX_ID_LOGIN: usize = 64;
@@ -24,7 +27,7 @@ impl Chorus {
     pub async fn create_account(&self, record: AccountRecord, token_hash: [u8; 32]) -> Result<()> {
         let mut write = SubscriberWrite::new(&record.account_id);
         write.claims = record.login_claims();
-        write.tokens.push(token_hash);
+        write.grant_token(token_hash, now_ms());
         write.record = Some(record);
         Ok(self.store().commit(write).await?)
     }
@@ -42,9 +45,23 @@ impl Chorus {
         }
     }
 
-    /// The account a bearer token (by its SHA-256) belongs to.
+    /// The account a bearer token (by its SHA-256) belongs to, while the token lives: one
+    /// issued longer ago than the token TTL answers `None` (401), wherever it is looked up.
     pub async fn account_of_token(&self, token_hash: &[u8; 32]) -> Result<Option<AccountId>> {
-        Ok(self.store().find_token(token_hash).await?)
+        let caps = &self.directory.env().config.caps;
+        Ok(self
+            .store()
+            .find_token(token_hash)
+            .await?
+            .filter(|t| caps.token_alive(t.issued_ms, now_ms()))
+            .map(|t| t.account))
+    }
+
+    /// Ends the token `token_hash` of `account` (logout): it no longer authenticates,
+    /// anywhere in the cluster, once this answers.
+    pub async fn revoke_token(&self, account: &str, token_hash: &[u8; 32]) -> Result<()> {
+        let selector = TokenSelector::of(token_hash).0;
+        self.directory.ask(account, RevokeToken { selector }).await
     }
 
     /// Stores another token of `account` (a login).
@@ -134,5 +151,24 @@ impl Chorus {
             .store()
             .read_events(account, after, MAX_EVENTS_PAGE)
             .await?)
+    }
+
+    /// The first page of a `resume` from `since`: like [`Chorus::read_events`], or
+    /// `resync_required` when events after `since` were trimmed (`super::retention`).
+    pub async fn resume_events(&self, account: &str, since: u64) -> Result<Vec<StoredEvent>> {
+        let (after, limit) = checked_read(since, MAX_EVENTS_PAGE);
+        let page = self.store().read_events(account, after, limit).await?;
+        // The head matters only when nothing came back (every event after `since` gone?).
+        let head = match page.is_empty() {
+            true => self
+                .store()
+                .last_seqs(&[account.to_owned()])
+                .await?
+                .first()
+                .copied()
+                .unwrap_or(0),
+            false => 0,
+        };
+        after_horizon(since, page, MAX_EVENTS_PAGE, head)
     }
 }

@@ -5,8 +5,8 @@
 use super::Chorus;
 use crate::actor::place::ActorKind;
 use crate::actor::subscriber::{
-    AcceptFriend, ListRelation, MatchedBy, ReceiveFriendRequest, RecordMatches, RequestOutcome,
-    StartFriendRequest, Unfriend,
+    AcceptFriend, DeclineFriend, ListRelation, MatchedBy, ReceiveFriendRequest, RecordMatches,
+    RequestOutcome, StartFriendRequest, Unfriend,
 };
 use crate::error::{Error, Result};
 use crate::model::{AccountId, AccountView, Claim, Page, PageRequest, Relation, RequestStatus};
@@ -51,6 +51,18 @@ impl Chorus {
             .await?;
         self.carry(step).await;
         Ok(())
+    }
+
+    /// `me` declines the pending request from `from` (the requester is not told).
+    pub async fn decline_friend(&self, me: &str, from: &str) -> Result<()> {
+        self.directory
+            .ask(
+                me,
+                DeclineFriend {
+                    from: from.to_owned(),
+                },
+            )
+            .await
     }
 
     /// `me` ends the friendship with `other`; both get `friend.removed` (`other`'s side is a

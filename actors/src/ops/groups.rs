@@ -2,9 +2,10 @@
 //! handshake, and the merged dynamics of bound communities.
 
 use super::Chorus;
+use super::retention::{after_horizon, checked_read};
 use crate::actor::community::{BindingAdded, BindingRemoved};
 use crate::actor::group::{
-    AddMember, ApproveBinding, GetGroup, ListBindingRequests, MemberAccess, PostMessage,
+    AddMember, ApproveBinding, GetGroup, ListBindingRequests, LogAccess, MemberAccess, PostMessage,
     RejectBinding, RemoveMember, RevokeBinding,
 };
 use crate::actor::place::ActorKind;
@@ -112,21 +113,25 @@ impl Chorus {
         &self,
         viewer: &str,
         group_id: &str,
-        after: u64,
+        after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<StoredEvent>> {
-        self.directory
+        let head = self
+            .directory
             .ask_group(
                 group_id,
-                MemberAccess {
+                LogAccess {
                     viewer: viewer.to_owned(),
                 },
             )
             .await?;
-        Ok(self
-            .store()
-            .read_group_events(group_id, after, limit)
-            .await?)
+        let Some(since) = after else {
+            // From the oldest event kept: where a reader starts again after a resync.
+            return Ok(self.store().read_group_events(group_id, 0, limit).await?);
+        };
+        let (from, read) = checked_read(since, limit);
+        let page = self.store().read_group_events(group_id, from, read).await?;
+        after_horizon(since, page, limit, head)
     }
 
     /// A page of the group's chat, newest first (members only).
@@ -154,11 +159,29 @@ impl Chorus {
         }))
     }
 
-    /// The owner lists pending, unexpired binding requests, newest first.
-    pub async fn binding_requests(&self, by: &str, group_id: &str) -> Result<Vec<BindingRequest>> {
-        self.directory
+    /// The owner lists pending, unexpired binding requests, newest first, one page at a time
+    /// (the group holds at most its cap of them, so the actor answers them all and the page
+    /// is cut here).
+    pub async fn binding_requests(
+        &self,
+        by: &str,
+        group_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<BindingRequest>> {
+        let pending = self
+            .directory
             .ask_group(group_id, ListBindingRequests { by: by.to_owned() })
-            .await
+            .await?;
+        let pos = |r: &BindingRequest| FeedPos {
+            ms: r.created_ms,
+            id: r.request_id.clone(),
+        };
+        let items: Vec<BindingRequest> = pending
+            .into_iter()
+            .filter(|r| page.before.as_ref().is_none_or(|before| pos(r) < *before))
+            .take(page.limit + 1)
+            .collect();
+        Ok(Page::cut(items, page.limit, pos))
     }
 
     /// The owner approves a request: stored on both sides at once (one atomic write, so no

@@ -18,6 +18,7 @@ pub mod activities;
 pub mod communities;
 pub mod friends;
 pub mod groups;
+pub mod retention;
 pub mod steps;
 
 use std::sync::{Arc, Mutex};
@@ -88,6 +89,7 @@ impl Chorus {
             steps: Arc::default(),
         };
         chorus.watch_view();
+        chorus.start_trimming();
         chorus
     }
 

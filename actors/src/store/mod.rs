@@ -30,15 +30,22 @@ pub enum EdgeKind {
     /// A linked platform account; the "other" id is the link id and the value a JSON
     /// [`crate::model::LinkRecord`].
     Link,
+    /// A live bearer token of the account: the "other" id is the hex of its selector (the
+    /// first half of its SHA-256, which alone authenticates nothing) and the value the time
+    /// it was issued. Written and removed only with its index entry ([`SubscriberWrite::grant_token`],
+    /// [`SubscriberWrite::revoke_token`]), so the account's actor knows its tokens (to cap
+    /// them and to log one out) without a scan of the index.
+    Token,
 }
 
 impl EdgeKind {
     /// All kinds, for implementations that iterate them.
-    pub const ALL: [EdgeKind; 4] = [
+    pub const ALL: [EdgeKind; 5] = [
         EdgeKind::Friend,
         EdgeKind::RequestIn,
         EdgeKind::Matched,
         EdgeKind::Link,
+        EdgeKind::Token,
     ];
 
     /// A stable one-byte tag for key encodings.
@@ -48,6 +55,7 @@ impl EdgeKind {
             EdgeKind::RequestIn => b'i',
             EdgeKind::Matched => b'm',
             EdgeKind::Link => b'l',
+            EdgeKind::Token => b't',
         }
     }
 
@@ -85,8 +93,11 @@ pub struct SubscriberWrite {
     /// Claims to give up (ignored where not held by this account).
     pub unclaims: Vec<Claim>,
     pub edges: Vec<EdgeChange>,
-    /// SHA-256 hashes of new bearer tokens for this account.
-    pub tokens: Vec<[u8; 32]>,
+    /// New bearer tokens of this account, indexed by their hash (with
+    /// [`SubscriberWrite::grant_token`], which adds the token's edge too).
+    pub tokens: Vec<TokenGrant>,
+    /// Selectors of tokens whose index entries go (with [`SubscriberWrite::revoke_token`]).
+    pub tokens_revoked: Vec<TokenSelector>,
     /// Events to append; their `seq`s must continue the log without gaps.
     pub events: Vec<StoredEvent>,
     /// New activities of this account: stored by id, in the account's feed, and under their
@@ -119,11 +130,85 @@ impl SubscriberWrite {
             && self.unclaims.is_empty()
             && self.edges.is_empty()
             && self.tokens.is_empty()
+            && self.tokens_revoked.is_empty()
             && self.events.is_empty()
             && self.activities.is_empty()
             && self.outbox.is_empty()
             && self.steps.is_empty()
     }
+
+    /// Issues a token: its index entry (hash -> account, issue time) and its
+    /// [`EdgeKind::Token`] edge, in this one write.
+    pub fn grant_token(&mut self, hash: [u8; 32], issued_ms: u64) {
+        let grant = TokenGrant { hash, issued_ms };
+        self.edges.push(EdgeChange::Put(Edge {
+            kind: EdgeKind::Token,
+            other: grant.selector().to_hex(),
+            value: issued_ms.to_be_bytes().to_vec(),
+        }));
+        self.tokens.push(grant);
+    }
+
+    /// Ends a token: its index entry and its edge go in this one write.
+    pub fn revoke_token(&mut self, selector: TokenSelector) {
+        self.edges.push(EdgeChange::Delete {
+            kind: EdgeKind::Token,
+            other: selector.to_hex(),
+        });
+        self.tokens_revoked.push(selector);
+    }
+}
+
+/// A token issued: the SHA-256 of the bearer token (the store keeps its first half as the
+/// lookup key, the selector, and compares the second half in constant time) and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenGrant {
+    pub hash: [u8; 32],
+    pub issued_ms: u64,
+}
+
+impl TokenGrant {
+    /// The index key of this token.
+    pub fn selector(&self) -> TokenSelector {
+        TokenSelector::of(&self.hash)
+    }
+}
+
+/// The first half of a token's SHA-256: the key of its index entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenSelector(pub [u8; 16]);
+
+impl TokenSelector {
+    /// The selector of the token whose SHA-256 is `hash`.
+    pub fn of(hash: &[u8; 32]) -> Self {
+        let mut selector = [0u8; 16];
+        selector.copy_from_slice(&hash[..16]);
+        TokenSelector(selector)
+    }
+
+    /// Lower-case hex, as the token's edge names it.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The inverse of [`TokenSelector::to_hex`].
+    pub fn from_hex(text: &str) -> Option<Self> {
+        if text.len() != 32 || !text.is_ascii() {
+            return None;
+        }
+        let mut selector = [0u8; 16];
+        for (i, byte) in selector.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(TokenSelector(selector))
+    }
+}
+
+/// Whose a token is, and since when ([`SubscriberStore::find_token`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenOwner {
+    pub account: AccountId,
+    pub issued_ms: u64,
 }
 
 /// Events to append to one account's log, in a write of many accounts' appends
@@ -162,9 +247,10 @@ pub trait SubscriberStore: Send + Sync + 'static {
     /// The account holding `claim`, if any.
     async fn find_claim(&self, claim: &Claim) -> Result<Option<AccountId>, StoreError>;
 
-    /// The account a token hash belongs to, if any. Implementations compare the stored hash
-    /// with `hash` in constant time.
-    async fn find_token(&self, hash: &[u8; 32]) -> Result<Option<AccountId>, StoreError>;
+    /// The account a token hash belongs to and when it was issued, if it is indexed.
+    /// Implementations compare the stored hash with `hash` in constant time. Whether it is
+    /// still alive is the caller's rule ([`crate::model::Caps::token_alive`]).
+    async fn find_token(&self, hash: &[u8; 32]) -> Result<Option<TokenOwner>, StoreError>;
 
     /// Appends events to many accounts' logs in one write: one event to each friend of an
     /// account whose profile changed, with one group commit (one sync) for all of them instead
@@ -214,6 +300,15 @@ pub trait SubscriberStore: Send + Sync + 'static {
     /// Every release that is not final (`pending` or `retrying`): what a restarted server
     /// must carry on with.
     async fn pending_releases(&self) -> Result<Vec<ReleaseRecord>, StoreError>;
+
+    /// Removes the events of account and group logs that are older than `horizon_ms`
+    /// (event-log retention), always keeping each log's newest event; answers how many
+    /// went. An engine that expires events by itself answers 0 and does nothing here (the
+    /// CQL store writes each event with a TTL).
+    async fn trim_logs(&self, horizon_ms: u64) -> Result<usize, StoreError> {
+        let _ = horizon_ms;
+        Ok(0)
+    }
 
     /// Flushes everything acknowledged so far and stops accepting writes (graceful shutdown).
     async fn close(&self) -> Result<(), StoreError>;

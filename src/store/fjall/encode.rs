@@ -8,7 +8,7 @@ use chorus_actors::store::{CommunityWrite, EdgeChange, GroupWrite, LogAppend, Su
 use serde::Serialize;
 
 use super::keys::{
-    Keyspaces, KsId, KsIds, edge_key, event_key, feed_key, fits, hash_entry, pair_key,
+    Keyspaces, KsId, KsIds, edge_key, event_key, feed_key, fits, hash_entry, pair_key, token_entry,
 };
 use crate::store::json;
 
@@ -98,9 +98,12 @@ impl EncodedWrite {
                 }
             }
         }
-        for hash in &w.tokens {
-            let (selector, value) = hash_entry(hash, id);
-            out.put(&ks.tokens, selector, value);
+        for grant in &w.tokens {
+            let (selector, value) = token_entry(grant, id);
+            out.put(&ks.sessions, selector, value);
+        }
+        for selector in &w.tokens_revoked {
+            out.remove(&ks.sessions, selector.0.to_vec());
         }
         for event in &w.events {
             out.put(

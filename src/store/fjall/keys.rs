@@ -5,7 +5,9 @@
 //! - `accounts`: `id` -> JSON [`AccountRecord`](chorus_actors::model::AccountRecord)
 //! - `edges`: `id \0 tag other` -> opaque value
 //! - `claims`: claim text -> owning account id
-//! - `tokens`: first 16 bytes of the token's SHA-256 -> last 16 bytes ++ account id
+//! - `sessions`: first 16 bytes of a bearer token's SHA-256 -> last 16 bytes ++ issued ms ++
+//!   account id (the keyspace `tokens` of earlier versions, without an issue time, is no
+//!   longer read: its tokens count as expired)
 //! - `events`: `id \0 seq` -> frame text
 //! - `groups`: `gid` -> JSON `GroupRecord`; `group_members`: `gid \0 account` -> empty;
 //!   `member_groups`: `account \0 gid` -> empty, the same membership the other way round,
@@ -16,7 +18,7 @@
 //! - `messages`: `gid \0 ms message id` -> JSON; `group_events`: `gid \0 seq` -> frame
 //! - `communities`: `cid` -> JSON; `community_members`: `cid \0 account` -> empty
 //! - `dynamics`: `cid \0 ms dynamic id` -> JSON (a page is one reverse range scan)
-//! - `server_keys`: like `tokens`, for community server keys
+//! - `server_keys`: first 16 bytes of the key's SHA-256 -> last 16 bytes ++ community id
 //! - `activities`: `activity id` -> JSON `ActivityRecord`; `activity_feed`: `account \0 ms
 //!   activity id` -> the same JSON (a page is one reverse range scan); `activity_keys`:
 //!   `account \0 idempotency key` -> activity id
@@ -24,9 +26,11 @@
 //!   `ReleaseRecord`; `outbox`: the same keys, present exactly while the release is not final
 //!   (what a restart carries on with)
 //! - `steps`: step id (time-ordered) -> JSON `StepRecord`, the outbox of cross-actor steps
+//! - `log_marks`: `bucket ms ++ tag ++ id` -> the newest seq of that account (`a`) or group
+//!   (`g`) log written in that time bucket, what retention trims by (`retention.rs`)
 
 use chorus_actors::StoreError;
-use chorus_actors::store::EdgeKind;
+use chorus_actors::store::{EdgeKind, TokenGrant};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
 use super::backend;
@@ -108,7 +112,7 @@ keyspaces!(
     accounts,
     edges,
     claims,
-    tokens,
+    sessions,
     events,
     groups,
     group_members,
@@ -128,6 +132,7 @@ keyspaces!(
     outbox,
     steps,
     member_groups,
+    log_marks,
 );
 
 /// `id \0`: the prefix of every key an owner has in a keyspace.
@@ -174,11 +179,21 @@ pub(super) fn feed_key(id: &str, ms: u64, item: &str) -> Vec<u8> {
     key
 }
 
-/// A selector/verifier index entry (tokens, server keys): the first half of the hash is the
-/// key, the second half (compared in constant time on lookup) and the owner the value.
+/// A selector/verifier index entry (server keys): the first half of the hash is the key, the
+/// second half (compared in constant time on lookup) and the owner the value.
 pub(super) fn hash_entry(hash: &[u8; 32], owner: &str) -> (Vec<u8>, Vec<u8>) {
     let (selector, verifier) = hash.split_at(16);
     let mut value = verifier.to_vec();
+    value.extend_from_slice(owner.as_bytes());
+    (selector.to_vec(), value)
+}
+
+/// A token's index entry: like [`hash_entry`], with the issue time (8 bytes, big-endian)
+/// between the verifier and the owner.
+pub(super) fn token_entry(grant: &TokenGrant, owner: &str) -> (Vec<u8>, Vec<u8>) {
+    let (selector, verifier) = grant.hash.split_at(16);
+    let mut value = verifier.to_vec();
+    value.extend_from_slice(&grant.issued_ms.to_be_bytes());
     value.extend_from_slice(owner.as_bytes());
     (selector.to_vec(), value)
 }

@@ -20,6 +20,7 @@
 mod encode;
 mod keys;
 mod reads;
+mod retention;
 mod sick;
 mod traits;
 mod writer;
@@ -27,6 +28,7 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use chorus_actors::StoreError;
 use fjall::{Database, PersistMode};
@@ -55,6 +57,8 @@ pub struct FjallStore {
     shared: Arc<Shared>,
     queue: Mutex<Option<flume::Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// With log retention, the time bucket of the marks writes leave (`retention.rs`).
+    mark_every: Option<u64>,
 }
 
 /// What the store's handle and its writer thread share.
@@ -98,7 +102,16 @@ impl FjallStore {
             shared,
             queue: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
+            mark_every: None,
         })
+    }
+
+    /// Keeps events for `retention` (`None`: for ever): writes that append events mark the
+    /// logs they touch, and [`SubscriberStore::trim_logs`](chorus_actors::store::SubscriberStore::trim_logs)
+    /// removes what the marks say is older than the horizon (`retention.rs`).
+    pub fn with_log_retention(mut self, retention: Option<Duration>) -> Self {
+        self.mark_every = retention.map(retention::mark_every);
+        self
     }
 
     /// Whether the store takes writes, for `/readyz`.
@@ -156,7 +169,10 @@ impl FjallStore {
 
     /// Queues an encoded write and waits until it is on disk (or refused). A write with a key
     /// the engine would assert on is refused here whole, before the writer sees any of it.
-    async fn submit(&self, write: EncodedWrite) -> Result<(), StoreError> {
+    async fn submit(&self, mut write: EncodedWrite) -> Result<(), StoreError> {
+        if let Some(every) = self.mark_every {
+            write.mark_logs(chorus_actors::model::now_ms(), every);
+        }
         write.check_keys(&*self.keyspaces()?)?;
         let (tx, rx) = oneshot::channel();
         self.send(Job::Write(Box::new(write), tx)).await?;

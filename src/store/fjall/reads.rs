@@ -5,7 +5,7 @@ use bytestring::ByteString;
 use chorus_actors::StoreError;
 use chorus_actors::model::{FeedPos, ReleaseRecord, StepRecord};
 use chorus_actors::push::event::StoredEvent;
-use chorus_actors::store::{Edge, EdgeKind, SubscriberSnapshot};
+use chorus_actors::store::{Edge, EdgeKind, SubscriberSnapshot, TokenOwner};
 use fjall::Keyspace;
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
@@ -107,18 +107,38 @@ pub(super) fn last_seq(ks: &Keyspace, id: &str) -> Result<u64, StoreError> {
 }
 
 /// Looks up a selector/verifier hash index (tokens, server keys); the verifier half is
-/// compared in constant time.
-pub(super) fn find_hash(ks: &Keyspace, hash: &[u8; 32]) -> Result<Option<String>, StoreError> {
+/// compared in constant time. Answers what follows the verifier.
+fn find_hash_value(ks: &Keyspace, hash: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
     let (selector, verifier) = hash.split_at(16);
     let Some(value) = ks.get(selector).map_err(backend)? else {
         return Ok(None);
     };
-    let (stored, owner) = value.split_at(16.min(value.len()));
-    if bool::from(stored.ct_eq(verifier)) {
-        Ok(Some(String::from_utf8_lossy(owner).into_owned()))
-    } else {
-        Ok(None)
-    }
+    let (stored, rest) = value.split_at(16.min(value.len()));
+    Ok(bool::from(stored.ct_eq(verifier)).then(|| rest.to_vec()))
+}
+
+/// The owner a server key's hash names.
+pub(super) fn find_hash(ks: &Keyspace, hash: &[u8; 32]) -> Result<Option<String>, StoreError> {
+    Ok(find_hash_value(ks, hash)?.map(|owner| String::from_utf8_lossy(&owner).into_owned()))
+}
+
+/// The account a token's hash names, and when it was issued ([`super::keys::token_entry`]).
+pub(super) fn find_token(ks: &Keyspace, hash: &[u8; 32]) -> Result<Option<TokenOwner>, StoreError> {
+    let Some(rest) = find_hash_value(ks, hash)? else {
+        return Ok(None);
+    };
+    let (issued, owner) = rest.split_at(8.min(rest.len()));
+    let issued_ms = issued
+        .try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt {
+            key: "sessions".into(),
+            reason: "token entry without its issue time".into(),
+        })?;
+    Ok(Some(TokenOwner {
+        account: String::from_utf8_lossy(owner).into_owned(),
+        issued_ms,
+    }))
 }
 
 /// An account's record, every edge it has, and its log's newest seq.

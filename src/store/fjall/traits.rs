@@ -18,13 +18,14 @@ use chorus_actors::push::event::StoredEvent;
 use chorus_actors::store::{
     CommunitySnapshot, CommunityStore, CommunityWrite, GroupSnapshot, GroupStore, GroupWrite,
     LogAppend, OwnerStore, StepStore, SubscriberSnapshot, SubscriberStore, SubscriberWrite,
+    TokenOwner,
 };
 
 use super::encode::EncodedWrite;
 use super::keys::{IDS, fits, id_prefix, pair_key};
 use super::reads::{
-    feed_page, find_hash, get, last_seq, load_subscriber, pending_releases, pending_steps,
-    read_log, scan, scan_ids,
+    feed_page, find_hash, find_token, get, last_seq, load_subscriber, pending_releases,
+    pending_steps, read_log, scan, scan_ids,
 };
 use super::{FjallStore, backend};
 
@@ -52,8 +53,8 @@ impl SubscriberStore for FjallStore {
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
-    async fn find_token(&self, hash: &[u8; 32]) -> Result<Option<AccountId>, StoreError> {
-        find_hash(&self.keyspaces()?.tokens, hash)
+    async fn find_token(&self, hash: &[u8; 32]) -> Result<Option<TokenOwner>, StoreError> {
+        find_token(&self.keyspaces()?.sessions, hash)
     }
 
     /// One write for all of them: the writer commits it in one batch, with one sync.
@@ -71,6 +72,10 @@ impl SubscriberStore for FjallStore {
                 Err(e) => Err(StoreError::Backend(e.to_string())),
             })
             .collect()
+    }
+
+    async fn trim_logs(&self, horizon_ms: u64) -> Result<usize, StoreError> {
+        self.trim(horizon_ms).await
     }
 
     async fn last_seqs(&self, accounts: &[AccountId]) -> Result<Vec<u64>, StoreError> {

@@ -66,6 +66,9 @@ pub struct ScyllaStore {
     /// The longest a fenced write's check may take before the write gives up
     /// ([`ScyllaStore::with_fence_bound`]).
     fence_bound: Duration,
+    /// Seconds each event row lives (`USING TTL`; 0: for ever), from
+    /// [`ScyllaStore::with_log_retention`].
+    event_ttl: i32,
 }
 
 impl ScyllaStore {
@@ -122,7 +125,22 @@ impl ScyllaStore {
             runtime,
             clock,
             fence_bound: DEFAULT_FENCE_BOUND,
+            event_ttl: 0,
         })
+    }
+
+    /// Keeps each event row written from now on for `retention` (`None`: for ever), by a
+    /// CQL TTL: the cluster drops expired rows itself during compaction, with no sweep and
+    /// no read-before-delete. Rows written before keep the TTL they were written with (none,
+    /// before this setting existed). The log's head is in `logs`, which has no TTL, so a log
+    /// whose every event expired still numbers its next event after the last.
+    pub fn with_log_retention(mut self, retention: Option<Duration>) -> ScyllaStore {
+        // CQL caps a TTL at 20 years; longer is for ever in practice.
+        const MAX_TTL: u64 = 20 * 365 * 24 * 3600;
+        self.event_ttl = retention.map_or(0, |d| {
+            i32::try_from(d.as_secs().clamp(1, MAX_TTL)).unwrap_or(0)
+        });
+        self
     }
 
     /// Another handle on the same session, statements and gate.
@@ -135,6 +153,7 @@ impl ScyllaStore {
             runtime: self.runtime.clone(),
             clock: Arc::clone(&self.clock),
             fence_bound: self.fence_bound,
+            event_ttl: self.event_ttl,
         }
     }
 }

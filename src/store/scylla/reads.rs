@@ -7,6 +7,7 @@ use bytestring::ByteString;
 use chorus_actors::StoreError;
 use chorus_actors::model::FeedPos;
 use chorus_actors::push::event::StoredEvent;
+use chorus_actors::store::TokenOwner;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use scylla::deserialize::row::DeserializeRow;
 use scylla::response::PagingState;
@@ -256,7 +257,29 @@ impl ScyllaStore {
         }
     }
 
-    /// Looks up a selector/verifier hash index (tokens, server keys); the verifier half is
+    /// The account a token's hash names and when it was issued; the verifier half is
+    /// compared in constant time.
+    pub(super) async fn find_token_row(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Option<TokenOwner>, StoreError> {
+        let (selector, verifier) = split_hash(hash);
+        let row: Option<(Vec<u8>, i64, String)> = self
+            .get_one(&self.st.get_token, (selector,), "reading sessions")
+            .await?;
+        let Some((stored, issued, account)) = row else {
+            return Ok(None);
+        };
+        if !bool::from(stored.ct_eq(&verifier)) {
+            return Ok(None);
+        }
+        Ok(Some(TokenOwner {
+            issued_ms: from_bigint(issued, "sessions/issued_ms")?,
+            account,
+        }))
+    }
+
+    /// Looks up a selector/verifier hash index (server keys); the verifier half is
     /// compared in constant time.
     pub(super) async fn find_hash(
         &self,

@@ -62,15 +62,34 @@ impl ScyllaStore {
                 }
             }
         }
-        for hash in &w.tokens {
-            let (selector, verifier) = split_hash(hash);
+        for grant in &w.tokens {
+            let (selector, verifier) = split_hash(&grant.hash);
             rows.put(
-                format!("tokens\0{}", hex::encode(&selector)),
+                format!("sessions\0{}", hex::encode(&selector)),
                 &st.put_token,
-                vec![blob(selector), blob(verifier), text(id)],
+                vec![
+                    blob(selector),
+                    blob(verifier),
+                    CqlValue::BigInt(to_bigint(grant.issued_ms, "issued_ms")?),
+                    text(id),
+                ],
             );
         }
-        add_events(&mut rows, &st.put_event, LogKind::Account, id, &w.events)?;
+        for selector in &w.tokens_revoked {
+            rows.put(
+                format!("sessions\0{}", selector.to_hex()),
+                &st.delete_token,
+                vec![blob(selector.0.to_vec())],
+            );
+        }
+        add_events(
+            &mut rows,
+            &st.put_event,
+            LogKind::Account,
+            id,
+            &w.events,
+            self.event_ttl,
+        )?;
         for a in &w.activities {
             let record = encode(&a.activity_id, a)?;
             rows.put(
@@ -261,6 +280,7 @@ impl ScyllaStore {
             LogKind::Group,
             gid,
             &w.events,
+            self.event_ttl,
         )?;
         self.add_steps(&mut rows, &w.steps)?;
         rows.owned_by(ActorKind::Group, gid, w.epoch);
@@ -413,6 +433,7 @@ fn add_events<'a>(
     kind: LogKind,
     owner: &str,
     events: &[StoredEvent],
+    ttl_secs: i32,
 ) -> Result<(), StoreError> {
     let table = match kind {
         LogKind::Account => "events",
@@ -427,6 +448,7 @@ fn add_events<'a>(
                 CqlValue::BigInt(event_bucket(e.seq)),
                 CqlValue::BigInt(to_bigint(e.seq, "seq")?),
                 text(&e.frame),
+                CqlValue::Int(ttl_secs),
             ],
         );
     }

@@ -90,14 +90,18 @@ statements! {
     release_claim: Lwt = "DELETE FROM claims WHERE claim = ? IF owner = ?";
     get_claim: Read = "SELECT owner FROM claims WHERE claim = ?";
 
-    put_token: Write = "INSERT INTO tokens (selector, verifier, owner) VALUES (?, ?, ?)";
-    get_token: Read = "SELECT verifier, owner FROM tokens WHERE selector = ?";
+    put_token: Write =
+        "INSERT INTO sessions (selector, verifier, issued_ms, owner) VALUES (?, ?, ?, ?)";
+    delete_token: Write = "DELETE FROM sessions WHERE selector = ?";
+    get_token: Read = "SELECT verifier, issued_ms, owner FROM sessions WHERE selector = ?";
 
-    put_event: Write = "INSERT INTO events (account, bucket, seq, frame) VALUES (?, ?, ?, ?)";
+    /// `USING TTL ?`: the event log's retention in seconds (0: kept for ever).
+    put_event: Write =
+        "INSERT INTO events (account, bucket, seq, frame) VALUES (?, ?, ?, ?) USING TTL ?";
     read_events: Read =
         "SELECT seq, frame FROM events WHERE account = ? AND bucket = ? AND seq > ? LIMIT ?";
     put_group_event: Write =
-        "INSERT INTO group_events (group_id, bucket, seq, frame) VALUES (?, ?, ?, ?)";
+        "INSERT INTO group_events (group_id, bucket, seq, frame) VALUES (?, ?, ?, ?) USING TTL ?";
     read_group_events: Read =
         "SELECT seq, frame FROM group_events WHERE group_id = ? AND bucket = ? AND seq > ? LIMIT ?";
     /// The seq fence (`fence.rs`): a log's head moves only by these lightweight transactions,
@@ -264,7 +268,7 @@ mod tests {
             "accounts" => &["id"],
             "edges" | "member_groups" => &["account"],
             "claims" => &["claim"],
-            "tokens" | "server_keys" => &["selector"],
+            "sessions" | "server_keys" => &["selector"],
             "events" => &["account", "bucket"],
             "group_events" => &["group_id", "bucket"],
             "logs" => &["log"],

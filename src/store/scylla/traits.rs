@@ -10,6 +10,7 @@ use chorus_actors::push::event::StoredEvent;
 use chorus_actors::store::{
     CommunitySnapshot, CommunityStore, CommunityWrite, Edge, GroupSnapshot, GroupStore, GroupWrite,
     LogAppend, OwnerStore, StepStore, SubscriberSnapshot, SubscriberStore, SubscriberWrite,
+    TokenOwner,
 };
 
 use crate::store::json::decode;
@@ -64,9 +65,8 @@ impl SubscriberStore for ScyllaStore {
         Ok(row.map(|(owner,)| owner))
     }
 
-    async fn find_token(&self, hash: &[u8; 32]) -> Result<Option<AccountId>, StoreError> {
-        self.find_hash(&self.st.get_token, hash, "reading tokens")
-            .await
+    async fn find_token(&self, hash: &[u8; 32]) -> Result<Option<TokenOwner>, StoreError> {
+        self.find_token_row(hash).await
     }
 
     async fn append_events(&self, appends: Vec<LogAppend>) -> Vec<Result<(), StoreError>> {

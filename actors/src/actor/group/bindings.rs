@@ -10,6 +10,7 @@ use super::{Group, forbidden};
 use crate::actor::{Durable, Turn, ready};
 use crate::error::StoreError;
 use crate::error::{Error, Result};
+use crate::model::caps::limit_reached;
 use crate::model::step::RECHECK_TAIL;
 use crate::model::{
     AccountId, Binding, BindingRequest, CommunityId, DynamicRecord, Revoker, Step, StepRecord,
@@ -116,6 +117,19 @@ impl Handler<ReceiveBindingRequest> for Group {
             return ready(Err(Error::conflict(
                 "already_requested",
                 "a binding request of this community is already pending",
+            )));
+        }
+        // Expired requests do not count: they are cleaned up by this very write.
+        let live = self
+            .requests
+            .values()
+            .filter(|r| r.expires_ms > now)
+            .count();
+        let cap = self.life.env.config.caps.binding_requests;
+        if live >= cap {
+            return ready(Err(limit_reached(
+                "the group has too many pending binding requests",
+                cap,
             )));
         }
         let ttl =

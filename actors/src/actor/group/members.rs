@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{Group, forbidden};
 use crate::actor::{Durable, Turn, ready};
 use crate::error::{Error, Result};
+use crate::model::caps::limit_reached;
 use crate::model::{AccountId, Binding, GroupView, MessageRecord, new_id, now_ms};
 use crate::push::event::EventType;
 
@@ -22,6 +23,14 @@ pub struct GetGroup {
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<Vec<Binding>>")]
 pub struct MemberAccess {
+    pub viewer: AccountId,
+}
+
+/// Check that `viewer` is a member; answers the seq of the group's newest event (a reader
+/// of the log compares it with where it stands, `ops::retention`).
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<u64>")]
+pub struct LogAccess {
     pub viewer: AccountId,
 }
 
@@ -78,6 +87,15 @@ impl Handler<MemberAccess> for Group {
     }
 }
 
+impl Handler<LogAccess> for Group {
+    type Result = Result<u64>;
+    fn handle(&mut self, msg: LogAccess, _: &mut Self::Context) -> Self::Result {
+        self.touch();
+        self.require_member(&msg.viewer)?;
+        Ok(self.seq)
+    }
+}
+
 impl Handler<AddMember> for Group {
     type Result = Turn<Self, ()>;
     fn handle(&mut self, msg: AddMember, _: &mut Self::Context) -> Self::Result {
@@ -86,6 +104,10 @@ impl Handler<AddMember> for Group {
         }
         if self.is_member(&msg.account) {
             return ready(Ok(()));
+        }
+        let cap = self.life.env.config.caps.group_members;
+        if self.members.len() >= cap {
+            return ready(Err(limit_reached("the group is full", cap)));
         }
         let mut write = self.write();
         write.members_add.push(msg.account.clone());

@@ -29,7 +29,7 @@ pub use bindings::{
     ApproveBinding, ListBindingRequests, PushDynamic, ReceiveBindingRequest, RejectBinding,
     RevokeBinding,
 };
-pub use members::{AddMember, GetGroup, MemberAccess, PostMessage, RemoveMember};
+pub use members::{AddMember, GetGroup, LogAccess, MemberAccess, PostMessage, RemoveMember};
 
 /// The actor.
 pub struct Group {

@@ -52,15 +52,16 @@ macro_rules! routed {
 
 routed! {
     Account via ask_here: subscriber {
-        AddToken, GetMe, GetAccount, UpdateProfile,
+        AddToken, RevokeToken, GetMe, GetAccount, UpdateProfile,
         LinkPlatform, UnlinkPlatform,
         HeadSeq,
-        StartFriendRequest, ReceiveFriendRequest, AcceptFriend, BecomeFriends, Unfriend,
+        StartFriendRequest, ReceiveFriendRequest, AcceptFriend, DeclineFriend, BecomeFriends,
+        Unfriend,
         DropFriend, RecordMatches, MatchedBy, ListRelation,
         PostActivity, RecordRelease, CanSeeActivities,
     }
     Group via ask_group_here: group {
-        GetGroup, MemberAccess, AddMember, RemoveMember, PostMessage,
+        GetGroup, MemberAccess, LogAccess, AddMember, RemoveMember, PostMessage,
         ReceiveBindingRequest, ListBindingRequests, ApproveBinding, RejectBinding,
         RevokeBinding, PushDynamic,
     }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{AccountChange, Subscriber};
 use crate::actor::{Durable, Turn, ready};
 use crate::error::{Error, Result};
+use crate::model::caps::limit_reached;
 use crate::model::{AccountId, AccountView, FeedPos, Relation, Step, StepRecord, now_ms};
 use crate::push::event::EventType;
 use crate::store::{Edge, EdgeChange, EdgeKind};
@@ -41,6 +42,14 @@ pub enum RequestOutcome {
 #[rtype(result = "Result<()>")]
 pub struct ReceiveFriendRequest {
     pub from: AccountView,
+}
+
+/// The recipient declines a pending request from `from`: it is dropped, and the requester is
+/// not told (it may ask again). `NotFound` if there is none.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<()>")]
+pub struct DeclineFriend {
+    pub from: AccountId,
 }
 
 /// The recipient accepts a pending request from `from`: becomes friends, emits `friend.added`.
@@ -211,6 +220,13 @@ impl Handler<ReceiveFriendRequest> for Subscriber {
                 "a friend request is already pending",
             )));
         }
+        let cap = self.life.env.config.caps.friend_requests;
+        if self.requests_in.len() >= cap {
+            return ready(Err(limit_reached(
+                "this account has too many pending friend requests",
+                cap,
+            )));
+        }
         let now = now_ms();
         let mut write = self.write();
         write
@@ -239,6 +255,23 @@ impl Handler<AcceptFriend> for Subscriber {
             return ready(Err(Error::NotFound("friend request")));
         }
         self.befriend(msg.from, true, |step| step)
+    }
+}
+
+impl Handler<DeclineFriend> for Subscriber {
+    type Result = Turn<Self, ()>;
+    fn handle(&mut self, msg: DeclineFriend, _: &mut Self::Context) -> Self::Result {
+        if !self.requests_in.contains_key(&msg.from) {
+            return ready(Err(Error::NotFound("friend request")));
+        }
+        let mut write = self.write();
+        write.edges.push(EdgeChange::Delete {
+            kind: EdgeKind::RequestIn,
+            other: msg.from.clone(),
+        });
+        self.persist(write, move |act| {
+            act.requests_in.remove(&msg.from);
+        })
     }
 }
 
@@ -289,6 +322,13 @@ impl Handler<RecordMatches> for Subscriber {
             .filter(|id| !self.matched.contains_key(*id))
             .cloned()
             .collect();
+        let cap = self.life.env.config.caps.contact_matches;
+        if self.matched.len() + fresh.len() > cap {
+            return ready(Err(limit_reached(
+                "your contacts would match too many accounts",
+                cap,
+            )));
+        }
         for id in &fresh {
             write
                 .edges

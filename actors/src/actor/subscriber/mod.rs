@@ -3,7 +3,7 @@
 //! devices. Nothing else changes them; everyone else sends it a message.
 //!
 //! By concern, each file with its messages beside their handlers: [`profile`] (the record,
-//! views, tokens), [`links`] (platform links), [`friends`] (requests, friendships, contact
+//! views), [`tokens`] (logins and logouts), [`links`] (platform links), [`friends`] (requests, friendships, contact
 //! matches, relation lists), [`activities`] (posting, release status, who may read) and
 //! [`devices`] (where the log stands when a device attaches).
 //!
@@ -17,6 +17,7 @@ pub mod devices;
 pub mod friends;
 pub mod links;
 pub mod profile;
+pub mod tokens;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::{Deref, DerefMut};
@@ -31,16 +32,17 @@ use super::{Change, Committed, Durable, Life};
 use crate::error::StoreError;
 use crate::model::{AccountId, AccountRecord, AccountView, LinkRecord, Step, StepRecord};
 use crate::push::event::{EventType, StoredEvent, encode_data, frame_with_data};
-use crate::store::{EdgeKind, SubscriberSnapshot, SubscriberWrite};
+use crate::store::{EdgeKind, SubscriberSnapshot, SubscriberWrite, TokenSelector};
 
 pub use activities::{CanSeeActivities, PostActivity, RecordRelease};
 pub use devices::HeadSeq;
 pub use friends::{
-    AcceptFriend, BecomeFriends, DropFriend, ListRelation, MatchedBy, ReceiveFriendRequest,
-    RecordMatches, RequestOutcome, StartFriendRequest, Unfriend,
+    AcceptFriend, BecomeFriends, DeclineFriend, DropFriend, ListRelation, MatchedBy,
+    ReceiveFriendRequest, RecordMatches, RequestOutcome, StartFriendRequest, Unfriend,
 };
 pub use links::{LinkPlatform, UnlinkPlatform};
-pub use profile::{AddToken, GetAccount, GetMe, UpdateProfile};
+pub use profile::{GetAccount, GetMe, UpdateProfile};
+pub use tokens::{AddToken, RevokeToken};
 
 /// The actor.
 pub struct Subscriber {
@@ -52,6 +54,8 @@ pub struct Subscriber {
     /// Account this one's contacts matched -> matched at (ms).
     matched: HashMap<AccountId, u64>,
     links: BTreeMap<String, LinkRecord>,
+    /// Live tokens (by selector) -> issued at (ms).
+    tokens: HashMap<TokenSelector, u64>,
     /// The account's log head: held while events are numbered, written and pushed.
     log: LogHead,
     life: Life,
@@ -69,6 +73,7 @@ impl Subscriber {
             requests_in: HashMap::new(),
             matched: HashMap::new(),
             links: BTreeMap::new(),
+            tokens: HashMap::new(),
             log,
             life,
         };
@@ -84,6 +89,14 @@ impl Subscriber {
                 EdgeKind::Matched => {
                     me.matched.insert(edge.other, since);
                 }
+                EdgeKind::Token => match TokenSelector::from_hex(&edge.other) {
+                    Some(selector) => {
+                        me.tokens.insert(selector, since);
+                    }
+                    None => tracing::error!(
+                        account = %me.record.account_id, "skipping undecodable token edge"
+                    ),
+                },
                 EdgeKind::Link => match serde_json::from_slice::<LinkRecord>(&edge.value) {
                     Ok(link) => {
                         me.links.insert(link.link_id.clone(), link);

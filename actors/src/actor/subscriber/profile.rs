@@ -1,4 +1,4 @@
-//! The account's record: reading it as others and as itself, profile changes, login tokens.
+//! The account's record: reading it as others and as itself, profile changes.
 
 use std::collections::BTreeMap;
 
@@ -32,13 +32,6 @@ pub struct GetMe;
 #[rtype(result = "Result<(u64, Option<StepRecord>)>")]
 pub struct UpdateProfile {
     pub changes: BTreeMap<String, Option<String>>,
-}
-
-/// Store a new bearer token's hash for the account (login).
-#[derive(Debug, Clone, Message, Serialize, Deserialize)]
-#[rtype(result = "Result<()>")]
-pub struct AddToken {
-    pub hash: [u8; 32],
 }
 
 impl Handler<GetAccount> for Subscriber {
@@ -130,14 +123,5 @@ impl Handler<UpdateProfile> for Subscriber {
             act.record = record;
             (version, step)
         })
-    }
-}
-
-impl Handler<AddToken> for Subscriber {
-    type Result = Turn<Self, ()>;
-    fn handle(&mut self, msg: AddToken, _: &mut Self::Context) -> Self::Result {
-        let mut write = self.write();
-        write.tokens.push(msg.hash);
-        self.persist(write, |_| ())
     }
 }

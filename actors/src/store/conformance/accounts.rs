@@ -4,7 +4,10 @@
 
 use crate::error::StoreError;
 use crate::model::Claim;
-use crate::store::{Edge, EdgeChange, EdgeKind, SubscriberStore, SubscriberWrite};
+use crate::store::{
+    Edge, EdgeChange, EdgeKind, SubscriberSnapshot, SubscriberStore, SubscriberWrite, TokenOwner,
+    TokenSelector,
+};
 
 use super::{Fixture, event, record};
 
@@ -172,19 +175,53 @@ pub async fn edges_put_and_delete<F: Fixture>(fx: &F) {
     store.close().await.expect("close");
 }
 
-/// A token hash resolves to its account; another hash resolves to nothing.
+/// A token hash resolves to its account and issue time, its edge is in the account's
+/// snapshot, and a revoked token resolves to nothing, edge and index entry both gone.
 pub async fn tokens_resolve<F: Fixture>(fx: &F) {
     let store = fx.open().await;
     let hash = [7u8; 32];
     assert!(store.find_token(&hash).await.expect("find").is_none());
     let mut w = SubscriberWrite::new("t1");
-    w.tokens.push(hash);
+    w.record = Some(record("t1", "Tia"));
+    w.grant_token(hash, 1234);
     store.commit(w).await.expect("token");
     assert_eq!(
-        store.find_token(&hash).await.expect("find").as_deref(),
-        Some("t1")
+        store.find_token(&hash).await.expect("find"),
+        Some(TokenOwner {
+            account: "t1".into(),
+            issued_ms: 1234
+        })
     );
     assert!(store.find_token(&[8u8; 32]).await.expect("find").is_none());
+    let edges = |snap: SubscriberSnapshot| -> Vec<Edge> {
+        snap.edges
+            .into_iter()
+            .filter(|e| e.kind == EdgeKind::Token)
+            .collect()
+    };
+    let snap = store
+        .load_subscriber("t1")
+        .await
+        .expect("load")
+        .expect("t1");
+    assert_eq!(
+        edges(snap),
+        vec![Edge {
+            kind: EdgeKind::Token,
+            other: TokenSelector::of(&hash).to_hex(),
+            value: 1234u64.to_be_bytes().to_vec(),
+        }]
+    );
+    let mut w = SubscriberWrite::new("t1");
+    w.revoke_token(TokenSelector::of(&hash));
+    store.commit(w).await.expect("revoke");
+    assert!(store.find_token(&hash).await.expect("find").is_none());
+    let snap = store
+        .load_subscriber("t1")
+        .await
+        .expect("load")
+        .expect("t1");
+    assert!(edges(snap).is_empty());
     store.close().await.expect("close");
 }
 

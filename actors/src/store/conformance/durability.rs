@@ -15,7 +15,7 @@ pub async fn durable_across_reopen<F: Fixture>(fx: &F) {
     let mut w = SubscriberWrite::new("c1");
     w.record = Some(record("c1", "Ann"));
     w.claims.push(Claim::email("x@example.com"));
-    w.tokens.push([7u8; 32]);
+    w.grant_token([7u8; 32], 5);
     w.events = (1..=300).map(event).collect();
     let (a1, a2) = (
         activity("act1", "c1", 100, None),
@@ -47,8 +47,12 @@ pub async fn durable_across_reopen<F: Fixture>(fx: &F) {
         "records survive a reopen"
     );
     assert_eq!(
-        store.find_token(&[7u8; 32]).await.expect("find").as_deref(),
-        Some("c1")
+        store
+            .find_token(&[7u8; 32])
+            .await
+            .expect("find")
+            .map(|t| (t.account, t.issued_ms)),
+        Some(("c1".to_owned(), 5))
     );
     assert_eq!(
         store.read_events("c1", 0, 1000).await.expect("read").len(),

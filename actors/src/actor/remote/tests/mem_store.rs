@@ -20,7 +20,7 @@ use crate::push::event::StoredEvent;
 use crate::store::{
     CommunitySnapshot, CommunityStore, CommunityWrite, Edge, EdgeChange, EdgeKind, GroupSnapshot,
     GroupStore, GroupWrite, LogAppend, OwnerStore, StepStore, SubscriberSnapshot, SubscriberStore,
-    SubscriberWrite,
+    SubscriberWrite, TokenOwner, TokenSelector,
 };
 
 #[derive(Default)]
@@ -45,7 +45,7 @@ struct State {
     accounts: HashMap<AccountId, AccountRecord>,
     edges: HashMap<AccountId, BTreeMap<(EdgeKind, String), Vec<u8>>>,
     claims: HashMap<String, AccountId>,
-    tokens: HashMap<[u8; 32], AccountId>,
+    tokens: HashMap<[u8; 32], TokenOwner>,
     events: HashMap<AccountId, Vec<StoredEvent>>,
     activities: HashMap<String, ActivityRecord>,
     activity_keys: HashMap<(AccountId, String), String>,
@@ -176,8 +176,16 @@ impl SubscriberStore for MemStore {
                 }
             }
         }
-        for token in w.tokens {
-            s.tokens.insert(token, w.account.clone());
+        for grant in w.tokens {
+            let owner = TokenOwner {
+                account: w.account.clone(),
+                issued_ms: grant.issued_ms,
+            };
+            s.tokens.insert(grant.hash, owner);
+        }
+        for selector in w.tokens_revoked {
+            s.tokens
+                .retain(|hash, _| TokenSelector::of(hash) != selector);
         }
         s.events
             .entry(w.account.clone())
@@ -229,7 +237,7 @@ impl SubscriberStore for MemStore {
         Ok(self.state().claims.get(&claim.0).cloned())
     }
 
-    async fn find_token(&self, hash: &[u8; 32]) -> Result<Option<AccountId>, StoreError> {
+    async fn find_token(&self, hash: &[u8; 32]) -> Result<Option<TokenOwner>, StoreError> {
         Ok(self.state().tokens.get(hash).cloned())
     }
 
