@@ -53,7 +53,7 @@ macro_rules! routed {
 routed! {
     Account via ask_here: subscriber {
         AddToken, GetMe, GetAccount, UpdateProfile,
-        LinkPlatform, UnlinkPlatform,
+        LinkPlatform, UnlinkPlatform, GetLink,
         HeadSeq,
         StartFriendRequest, ReceiveFriendRequest, AcceptFriend, BecomeFriends, Unfriend,
         DropFriend, RecordMatches, MatchedBy, ListRelation,

@@ -79,3 +79,66 @@ impl Handler<UnlinkPlatform> for Subscriber {
         })
     }
 }
+
+/// One link of this account as stored, sealed secret included: what a release attempt needs
+/// besides the release itself (the releaser asks for it at each attempt, so a release never
+/// keeps a copy of the secret). `NotFound("link")` once it is unlinked.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<LinkRecord>")]
+pub struct GetLink {
+    pub link_id: String,
+}
+
+/// Sent by the actor to itself when it activates with links written before secrets were
+/// sealed: each is stored again with its secret sealed ([`crate::model::LinkSealer`]), in
+/// one write. Without a sealer, or if the write fails, the links stay as they are until the
+/// next activation (they still work: the connector reads either form).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<()>")]
+pub(super) struct SealLegacyLinks;
+
+impl Handler<GetLink> for Subscriber {
+    type Result = Result<LinkRecord>;
+    fn handle(&mut self, msg: GetLink, _: &mut Self::Context) -> Self::Result {
+        self.touch();
+        self.links
+            .get(&msg.link_id)
+            .cloned()
+            .ok_or(Error::NotFound("link"))
+    }
+}
+
+impl Handler<SealLegacyLinks> for Subscriber {
+    type Result = Turn<Self, ()>;
+    fn handle(&mut self, _: SealLegacyLinks, _: &mut Self::Context) -> Self::Result {
+        let Some(sealer) = self.life.env.sealer.get().cloned() else {
+            return ready(Ok(()));
+        };
+        let sealed: Vec<LinkRecord> = self
+            .links
+            .values()
+            .filter(|l| l.has_plain_secret())
+            .filter_map(|l| sealer.seal_legacy(l))
+            .collect();
+        let mut write = self.write();
+        for link in &sealed {
+            match serde_json::to_vec(link) {
+                Ok(value) => write.edges.push(EdgeChange::Put(Edge {
+                    kind: EdgeKind::Link,
+                    other: link.link_id.clone(),
+                    value,
+                })),
+                Err(e) => return ready(Err(Error::invalid(format!("link does not encode: {e}")))),
+            }
+        }
+        if write.edges.is_empty() {
+            return ready(Ok(()));
+        }
+        tracing::info!(account = %self.id(), links = sealed.len(), "sealing the secrets of links stored in plaintext");
+        self.persist(write, move |act| {
+            for link in sealed {
+                act.links.insert(link.link_id.clone(), link);
+            }
+        })
+    }
+}

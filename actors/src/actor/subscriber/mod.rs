@@ -39,7 +39,7 @@ pub use friends::{
     AcceptFriend, BecomeFriends, DropFriend, ListRelation, MatchedBy, ReceiveFriendRequest,
     RecordMatches, RequestOutcome, StartFriendRequest, Unfriend,
 };
-pub use links::{LinkPlatform, UnlinkPlatform};
+pub use links::{GetLink, LinkPlatform, UnlinkPlatform};
 pub use profile::{AddToken, GetAccount, GetMe, UpdateProfile};
 
 /// The actor.
@@ -234,6 +234,13 @@ impl Durable for Subscriber {
                 .env
                 .relay
                 .account_events(&self.record.account_id, events);
+        }
+    }
+
+    /// Links written before secrets were sealed are sealed now ([`links::SealLegacyLinks`]).
+    fn on_start(&mut self, ctx: &mut actix::Context<Self>) {
+        if self.links.values().any(LinkRecord::has_plain_secret) {
+            actix::AsyncContext::notify(ctx, links::SealLegacyLinks);
         }
     }
 
