@@ -204,9 +204,10 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     // Global unicast is 2000::/3; everything outside it (::1, ::, IPv4-compatible,
     // 100::/64, fc00::/7, fe80::/10, fec0::/10, ff00::/8, …) is not public.
     let global_unicast = s[0] & 0xe000 == 0x2000;
-    let special = (s[0] == 0x2001 && s[1] < 0x0200) // IETF protocol assignments (Teredo, …)
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-        || (s[0] & 0xfff0 == 0x3ff0); // documentation 3fff::/20
+    // 2001::/23: IETF protocol assignments (Teredo, …); 2001:db8::/32 and 3fff::/20:
+    // documentation.
+    let special =
+        (s[0] == 0x2001 && (s[1] < 0x0200 || s[1] == 0x0db8)) || (s[0] & 0xfff0 == 0x3ff0);
     global_unicast && !special
 }
 

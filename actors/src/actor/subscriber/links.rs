@@ -1,5 +1,8 @@
 //! Platform links: accounts on other platforms that activities are released to. A (platform,
-//! handle) pair belongs to one account at most (a claim taken in the same write).
+//! handle) pair belongs to one account at most (a claim taken in the same write). A link's
+//! secret arrives sealed by the server and stays so here; the releaser reads the link at each
+//! attempt ([`GetLink`]), and unlinking deletes it with the link. Links stored in plaintext
+//! by an older server are sealed when the account activates ([`SealLegacyLinks`]).
 
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
