@@ -83,7 +83,7 @@ fn stored_links(s: &Server, a: &Acct) -> Vec<Value> {
 async fn secrets_are_sealed_at_rest_and_still_sign_after_a_restart() {
     let mut f = ReleaseFixture::start(&FAST_RETRY).await;
     let rx = Receiver::start(Script::Always(Reply::ok()), Some(WEBHOOK_SECRET));
-    let hook = link_webhook(&f.s, &f.a, "at-rest", &rx.url("/hook"), WEBHOOK_SECRET).await;
+    link_webhook(&f.s, &f.a, "at-rest", &rx.url("/hook"), WEBHOOK_SECRET).await;
     let masto = f
         .mastodon(
             "@ann@m.example",
@@ -92,18 +92,7 @@ async fn secrets_are_sealed_at_rest_and_still_sign_after_a_restart() {
             Script::Always(Reply::status(200).json(r#"{"id":"1"}"#)),
         )
         .await;
-    let first = f.post("before the restart").await;
-    let items = f.wait_final(&first).await;
-    assert!(
-        items.iter().all(|i| i["status"] == "delivered"),
-        "{items:?}"
-    );
-    let got = rx.wait_for(1, RELEASE_WAIT).await;
-    assert!(got[0].sig_ok, "signed with another secret");
-    let auth = masto.rx.wait_for(1, RELEASE_WAIT).await[0]
-        .h("authorization")
-        .to_owned();
-    assert_eq!(auth, format!("Bearer {MASTODON_TOKEN}"));
+    let first = post_to_both(&f, &rx, &masto.rx, 1).await;
 
     f.s.terminate();
     assert_no_plaintext(&f.s, &f.a, &[&first], &[WEBHOOK_SECRET, MASTODON_TOKEN]);
@@ -140,20 +129,31 @@ async fn secrets_are_sealed_at_rest_and_still_sign_after_a_restart() {
 
     // The key outlives the restart: both platforms still get the right credentials.
     f.s.restart();
-    let second = f.post("after the restart").await;
-    let items = f.wait_final(&second).await;
+    post_to_both(&f, &rx, &masto.rx, 2).await;
+}
+
+/// Posts (the `n`th time) and checks both releases land at once, the webhook's signed with
+/// [`WEBHOOK_SECRET`] and the status posted with [`MASTODON_TOKEN`]; the activity id.
+async fn post_to_both(f: &ReleaseFixture, hook: &Receiver, masto: &Receiver, n: usize) -> String {
+    let id = f.post(&format!("post {n}")).await;
+    let items = f.wait_final(&id).await;
+    for item in &items {
+        assert_eq!(
+            (&item["status"], &item["attempts"]),
+            (&json!("delivered"), &json!(1)),
+            "{items:?}"
+        );
+    }
     assert!(
-        items.iter().all(|i| i["status"] == "delivered"),
-        "{items:?}"
+        hook.wait_for(n, RELEASE_WAIT).await[n - 1].sig_ok,
+        "post {n} signed with another secret"
     );
-    let got = rx.wait_for(2, RELEASE_WAIT).await;
-    assert!(got[1].sig_ok, "after a restart, signed with another secret");
-    assert_eq!(release_of(&items, &hook)["attempts"], 1);
-    let seen = masto.rx.wait_for(2, RELEASE_WAIT).await;
+    let seen = masto.wait_for(n, RELEASE_WAIT).await;
     assert_eq!(
-        seen[1].h("authorization"),
+        seen[n - 1].h("authorization"),
         format!("Bearer {MASTODON_TOKEN}")
     );
+    id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
