@@ -254,14 +254,6 @@ pub async fn run(
         },
         seams,
     );
-    // Once the domain exists, cluster mode hands it what other nodes forward here (until
-    // then answered "unavailable") and binds the relay to its hub and fan-out.
-    if let Some(relay) = &relay {
-        relay.bind(chorus.hub().clone(), chorus.fanout().clone());
-    }
-    if let Some(cluster) = &cluster {
-        cluster.set_serve(chorus.serve());
-    }
     let egress = Egress::new(config.allow_private_destinations);
     let connectors = Arc::new(Connectors::new(&ConnectorSettings {
         // A tenth under the releaser's bound, so that an attempt without an answer ends in
@@ -280,6 +272,14 @@ pub async fn run(
             "--allow-private-destinations: links may point at loopback and private addresses, \
              and Mastodon at plain http (for development and tests only)"
         );
+    }
+    // Once the domain exists, cluster mode hands it what other nodes forward here (until
+    // then answered "unavailable") and binds the relay to its hub and fan-out.
+    if let Some(relay) = &relay {
+        relay.bind(chorus.hub().clone(), chorus.fanout().clone());
+    }
+    if let Some(cluster) = &cluster {
+        cluster.set_serve(chorus.serve());
     }
     let readiness = Readiness::new(store_health);
     if let Some(cluster) = &cluster {
