@@ -28,7 +28,10 @@
 //!   encodes and decodes frames.
 //! - [`connectors`]: the platforms activities are released to (`webhook`, `mastodon`,
 //!   `email`), each validating its link config and making one attempt (`retry_after.rs` reads
-//!   a platform's `Retry-After`); the releaser in `chorus-actors` owns retries.
+//!   a platform's `Retry-After`); the releaser in `chorus-actors` owns retries. The egress
+//!   policy ([`connectors::egress`]) keeps links and releases to public addresses.
+//! - [`secrets`]: link secrets sealed at rest (ChaCha20-Poly1305) under the server key, and
+//!   where that key comes from (`--secret-key-file`, the data directory, the keyspace).
 //! - [`auth`]: argon2id passwords (at most `--password-hash-concurrency` at once), bearer
 //!   tokens and server keys (stored hashed).
 //! - [`limits`]: rate limits per client address (IPv4 address, IPv6 /64; through trusted
@@ -76,6 +79,7 @@ pub mod error;
 pub mod health;
 pub mod http;
 pub mod limits;
+pub mod secrets;
 pub mod store;
 pub mod ws;
 
@@ -97,11 +101,14 @@ use tokio::sync::watch;
 use crate::auth::Passwords;
 use crate::cluster::Cluster;
 use crate::config::{Config, StoreKind};
+use crate::connectors::egress::Egress;
 use crate::connectors::{ConnectorSettings, Connectors};
 use crate::error::{Error, Result};
 use crate::health::{Readiness, StoreHealth};
 use crate::http::AppState;
 use crate::limits::{ClusterLimiter, Limiter, Limits, LocalLimiter};
+use crate::secrets::SecretBox;
+use crate::secrets::key::Keeper;
 use crate::store::{FjallStore, ScyllaStore};
 
 /// The HTTP server on `listener`: actix-web's routes, and WebSocket upgrades handed with
@@ -167,50 +174,59 @@ pub async fn run(
     let addr = listener
         .local_addr()
         .map_err(|e| Error::Internal(e.to_string()))?;
-    let (store, store_desc, store_health): (Arc<dyn Store>, String, StoreHealth) =
-        match config.store {
-            StoreKind::Fjall => {
-                let store = FjallStore::open(&config.data_dir)
-                    .map_err(|e| {
-                        Error::Internal(format!(
-                            "opening store at {}: {e}",
-                            config.data_dir.display()
-                        ))
-                    })?
-                    .with_log_retention(config.caps.log_retention);
-                let health = store.health();
-                (
-                    Arc::new(store),
-                    format!("embedded fjall at {}", config.data_dir.display()),
-                    health,
-                )
+    let key_file = config.secret_key_file.as_deref();
+    let (store, store_desc, store_health, (key, key_desc)): (
+        Arc<dyn Store>,
+        String,
+        StoreHealth,
+        _,
+    ) = match config.store {
+        StoreKind::Fjall => {
+            let store = FjallStore::open(&config.data_dir)
+                .map_err(|e| {
+                    Error::Internal(format!(
+                        "opening store at {}: {e}",
+                        config.data_dir.display()
+                    ))
+                })?
+                .with_log_retention(config.caps.log_retention);
+            let health = store.health();
+            let key = secrets::key::server_key(key_file, Keeper::DataDir(&config.data_dir)).await?;
+            (
+                Arc::new(store),
+                format!("embedded fjall at {}", config.data_dir.display()),
+                health,
+                key,
+            )
+        }
+        StoreKind::Scylla => {
+            let s = &config.scylla;
+            let mut store = ScyllaStore::connect(s)
+                .await
+                .map_err(|e| Error::Internal(format!("connecting to ScyllaDB: {e}")))?
+                .with_log_retention(config.caps.log_retention);
+            if let Some(cluster) = &config.cluster {
+                // A write whose epoch check answers later than half the time after which
+                // the others take this node for dead is refused: the others may have
+                // taken its actors over meanwhile (docs/scylla.md, "Owner epochs").
+                store = store.with_fence_bound(cluster.dead_after / 2);
             }
-            StoreKind::Scylla => {
-                let s = &config.scylla;
-                let mut store = ScyllaStore::connect(s)
-                    .await
-                    .map_err(|e| Error::Internal(format!("connecting to ScyllaDB: {e}")))?
-                    .with_log_retention(config.caps.log_retention);
-                if let Some(cluster) = &config.cluster {
-                    // A write whose epoch check answers later than half the time after which
-                    // the others take this node for dead is refused: the others may have
-                    // taken its actors over meanwhile (docs/scylla.md, "Owner epochs").
-                    store = store.with_fence_bound(cluster.dead_after / 2);
-                }
-                (
-                    Arc::new(store),
-                    format!(
-                        "scylla keyspace {} at {} ({})",
-                        s.keyspace,
-                        s.nodes.join(","),
-                        s.consistency
-                    ),
-                    // A cluster has no sick state to wait out: each write that finds it
-                    // unavailable answers 503 on its own.
-                    StoreHealth::default(),
-                )
-            }
-        };
+            let key = secrets::key::server_key(key_file, Keeper::Cql(&store, &s.keyspace)).await?;
+            (
+                Arc::new(store),
+                format!(
+                    "scylla keyspace {} at {} ({})",
+                    s.keyspace,
+                    s.nodes.join(","),
+                    s.consistency
+                ),
+                // A cluster has no sick state to wait out: each write that finds it
+                // unavailable answers 503 on its own.
+                StoreHealth::default(),
+                key,
+            )
+        }
+    };
     let armed = chorus_actors::faults::armed_points();
     if !armed.is_empty() {
         tracing::warn!(points = ?armed, "fault injection armed ({}): for tests only", chorus_actors::faults::ENV);
@@ -247,6 +263,25 @@ pub async fn run(
         },
         seams,
     );
+    let egress = Egress::new(config.allow_private_destinations);
+    let connectors = Arc::new(Connectors::new(&ConnectorSettings {
+        // A tenth under the releaser's bound, so that an attempt without an answer ends in
+        // the connector, with its fixed reason, not in the releaser's backstop.
+        timeout: config.release.attempt_timeout * 9 / 10,
+        smtp_url: config.smtp_url.clone(),
+        smtp_from: config.smtp_from.clone(),
+        egress,
+        secrets: Arc::new(SecretBox::new(&key)?),
+    })?);
+    // Links stored before secrets were sealed are sealed as their accounts activate.
+    chorus.set_link_sealer(connectors.clone());
+    tracing::info!("link secrets sealed under the key {key_desc}");
+    if egress.allows_private() {
+        tracing::warn!(
+            "--allow-private-destinations: links may point at loopback and private addresses, \
+             and Mastodon at plain http (for development and tests only)"
+        );
+    }
     // Once the domain exists, cluster mode hands it what other nodes forward here (until
     // then answered "unavailable") and binds the relay to its hub and fan-out.
     if let Some(relay) = &relay {
@@ -269,11 +304,6 @@ pub async fn run(
         }
         _ => Arc::new(local_limits),
     };
-    let connectors = Arc::new(Connectors::new(&ConnectorSettings {
-        timeout: config.release.attempt_timeout,
-        smtp_url: config.smtp_url.clone(),
-        smtp_from: config.smtp_from.clone(),
-    })?);
     let readiness = Readiness::new(store_health);
     if let Some(cluster) = &cluster {
         let cluster = cluster.clone();

@@ -171,6 +171,10 @@ pub struct Config {
     pub release: ReleaseConfig,
     pub smtp_url: Option<String>,
     pub smtp_from: String,
+    /// Off: links to non-public addresses (and plain-http Mastodon) are refused.
+    pub allow_private_destinations: bool,
+    /// The key sealing link secrets; `None`: kept by the store (`crate::secrets::key`).
+    pub secret_key_file: Option<PathBuf>,
     pub store: StoreKind,
     /// Used with `store = scylla` and by `chorus schema`.
     pub scylla: ScyllaSettings,
@@ -242,6 +246,8 @@ impl From<Settings> for Config {
             },
             smtp_url: s.smtp_url,
             smtp_from: s.smtp_from,
+            allow_private_destinations: s.allow_private_destinations,
+            secret_key_file: s.secret_key_file,
             store: s.store,
             scylla: ScyllaSettings {
                 nodes: s

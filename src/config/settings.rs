@@ -241,6 +241,20 @@ pub struct Settings {
         default_value_t = caps().log_retention.map_or(0.0, |d| d.as_secs_f64() / DAY)
     )]
     pub log_retention_days: f64,
+    // Egress policy and secrets at rest (docs/api.md "Platform accounts"; README
+    // "Configuration").
+    /// Let platform links point at loopback, private, link-local and other non-public
+    /// addresses, and Mastodon links use plain `http://`: for development and tests, whose
+    /// receivers listen on 127.0.0.1. Off, such links answer 400 and such addresses are
+    /// refused again when a release connects.
+    #[arg(long, env = "CHORUS_ALLOW_PRIVATE_DESTINATIONS")]
+    pub allow_private_destinations: bool,
+    /// File holding the key that seals link secrets at rest (64 hex characters). Unset, the
+    /// embedded store keeps one it makes in `--data-dir` (`secret.key`, mode 0600), and the
+    /// CQL store one row every node shares.
+    #[arg(long, env = "CHORUS_SECRET_KEY_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_key_file: Option<PathBuf>,
 }
 
 impl Default for Settings {

@@ -13,6 +13,9 @@ fn defaults_are_secure() {
     assert_eq!(cfg.release.max_attempts, 8);
     assert_eq!(cfg.release.attempt_timeout, Duration::from_secs(10));
     assert!(cfg.smtp_url.is_none());
+    // The egress policy is on, and the store keeps the secret key, unless told otherwise.
+    assert!(!cfg.allow_private_destinations);
+    assert_eq!(cfg.secret_key_file, None);
     // Without the command line: the same defaults, whatever the environment says.
     let plain = Config::default();
     assert_eq!(
@@ -161,6 +164,8 @@ fn environment_sits_between_flags_and_file() {
             .env("CHORUS_WS_MAILBOX", "6")
             .env("CHORUS_BODY_LIMIT", "2048")
             .env("CHORUS_SCYLLA_NODES", "a:1,b:2")
+            .env("CHORUS_ALLOW_PRIVATE_DESTINATIONS", "true")
+            .env("CHORUS_SECRET_KEY_FILE", "/run/secrets/chorus.key")
             .output()
             .expect("run the child");
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -180,6 +185,31 @@ fn environment_sits_between_flags_and_file() {
         "file (named by CHORUS_CONFIG) over default"
     );
     assert_eq!(cfg.idle_timeout, Duration::from_secs(300), "default");
+    assert!(cfg.allow_private_destinations, "environment");
+    assert_eq!(
+        cfg.secret_key_file.as_deref(),
+        Some(Path::new("/run/secrets/chorus.key"))
+    );
+}
+
+#[test]
+fn egress_and_secret_key_settings_come_from_flags_and_file() {
+    let cfg = Config::from_cli(&cli(&[
+        "--allow-private-destinations",
+        "--secret-key-file",
+        "k.hex",
+    ]))
+    .expect("config");
+    assert!(cfg.allow_private_destinations);
+    assert_eq!(cfg.secret_key_file.as_deref(), Some(Path::new("k.hex")));
+    let (_dir, path) =
+        file("allow_private_destinations = true\nsecret_key_file = \"/etc/chorus/key\"\n");
+    let cfg = Config::from_cli(&cli(&["--config", &path])).expect("config");
+    assert!(cfg.allow_private_destinations);
+    assert_eq!(
+        cfg.secret_key_file.as_deref(),
+        Some(Path::new("/etc/chorus/key"))
+    );
 }
 
 #[test]

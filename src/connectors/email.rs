@@ -15,17 +15,23 @@ use lettre::message::header::ContentType;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::{Value, json};
 
-use super::{find_io_error, human_duration, root_cause};
+use super::Checked;
+use super::http::{find, human_duration, root_cause};
 use crate::error::{Error, Result};
 
 pub const PLATFORM: &str = "email";
 
-/// The handle must be an address; the stored config is always `{}`.
-pub fn validate(handle: &str, _config: &Value) -> Result<Value> {
+/// The handle must be an address; the stored config is always `{}`, with no secret and no
+/// destination of the user's (every email goes through the operator's relay).
+pub fn validate(handle: &str, _config: &Value) -> Result<Checked> {
     if handle.trim().parse::<Address>().is_err() {
         return Err(Error::invalid("handle must be an email address"));
     }
-    Ok(json!({}))
+    Ok(Checked {
+        config: json!({}),
+        secret: None,
+        destination: None,
+    })
 }
 
 /// The SMTP transport and the sender, built once at start-up.
@@ -111,7 +117,7 @@ impl EmailSender {
             format!("SMTP {e}")
         } else if e.is_timeout() {
             format!("timed out after {}", human_duration(self.timeout))
-        } else if find_io_error(e)
+        } else if find::<std::io::Error>(e)
             .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
         {
             "connection refused".to_owned()
@@ -125,17 +131,17 @@ impl EmailSender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connectors::test_support::outgoing;
+    use crate::connectors::egress::Egress;
+    use crate::connectors::test_support::{outgoing, settings};
     use crate::connectors::{ConnectorSettings, Connectors};
     use chorus_actors::release::Connector;
     use chorus_testkit::SmtpSink;
 
-    #[test]
-    fn handle_must_be_an_address() {
-        assert_eq!(
-            validate("ada@example.com", &json!({"x": 1})).unwrap(),
-            json!({})
-        );
+    #[tokio::test]
+    async fn handle_must_be_an_address() {
+        let checked = validate("ada@example.com", &json!({"x": 1})).unwrap();
+        assert_eq!(checked.config, json!({}));
+        assert!(checked.secret.is_none() && checked.destination.is_none());
         for bad in [
             "ada",
             "ada@",
@@ -148,17 +154,22 @@ mod tests {
             assert_eq!(e.to_string(), "handle must be an email address");
         }
         let c = Connectors::new(&ConnectorSettings {
-            timeout: Duration::from_secs(1),
             smtp_url: Some("smtp://127.0.0.1:2525".into()),
-            smtp_from: "Chorus <chorus@localhost>".into(),
+            ..settings(Duration::from_secs(1), Egress::PUBLIC_ONLY)
         })
         .unwrap();
-        let (handle, config) = c
-            .validate("email", " ada@example.com ", &json!({"secret": "dropped"}))
+        let link = c
+            .new_link("email", " ada@example.com ", &json!({"secret": "dropped"}))
+            .await
             .unwrap();
-        assert_eq!((handle.as_str(), config), ("ada@example.com", json!({})));
+        assert_eq!(
+            (link.handle.as_str(), link.config),
+            ("ada@example.com", json!({}))
+        );
+        assert_eq!(link.secret, None);
         assert_eq!(
             c.validate("email", "nobody", &json!({}))
+                .await
                 .unwrap_err()
                 .to_string(),
             "handle must be an email address"
@@ -179,9 +190,8 @@ mod tests {
     /// Connectors that send mail to `sink`.
     fn connectors_to(sink: &SmtpSink) -> Connectors {
         Connectors::new(&ConnectorSettings {
-            timeout: Duration::from_secs(10),
             smtp_url: Some(sink.url()),
-            smtp_from: "Chorus <chorus@localhost>".into(),
+            ..settings(Duration::from_secs(10), Egress::PUBLIC_ONLY)
         })
         .unwrap()
     }
@@ -274,9 +284,8 @@ mod tests {
             l.local_addr().unwrap().port()
         };
         let c = Connectors::new(&ConnectorSettings {
-            timeout: Duration::from_secs(2),
             smtp_url: Some(format!("smtp://127.0.0.1:{port}")),
-            smtp_from: "Chorus <chorus@localhost>".into(),
+            ..settings(Duration::from_secs(2), Egress::PUBLIC_ONLY)
         })
         .unwrap();
         assert_eq!(

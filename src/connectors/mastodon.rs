@@ -5,22 +5,28 @@
 //! post twice. 401/403 (token revoked or lacking `write:statuses`) and 422 (e.g. text over
 //! the instance's limit) cannot be fixed by waiting and fail at once.
 
-use std::time::Duration;
-
 use chorus_actors::release::{AttemptOutcome, Outgoing};
 use serde_json::{Value, json};
 
-use super::{MAX_SECRET, http_url_field, send_http, str_field};
+use super::egress::Egress;
+use super::{Checked, MAX_SECRET, http, http_url_field, str_field};
 use crate::error::{Error, Result};
 
 pub const PLATFORM: &str = "mastodon";
 
-/// The config as it will be stored: `{"base_url" (no trailing slash), "access_token"}`.
-pub fn validate_config(config: &Value) -> Result<Value> {
+/// The config checked: `{"base_url"}` (no trailing slash) to store in the clear and the
+/// access token to seal. The token travels as a bearer header, so the instance must be
+/// `https://` unless the egress policy is off (`--allow-private-destinations`).
+pub fn validate_config(config: &Value, egress: Egress) -> Result<Checked> {
     let url = http_url_field(config, "base_url")?;
     if url.query().is_some() || url.fragment().is_some() {
         return Err(Error::invalid(
             "config.base_url must not have a query or fragment",
+        ));
+    }
+    if url.scheme() != "https" && !egress.allows_private() {
+        return Err(Error::invalid(
+            "config.base_url must be an https URL: the access token must not travel in the clear",
         ));
     }
     let base_url = url.as_str().trim_end_matches('/');
@@ -35,21 +41,23 @@ pub fn validate_config(config: &Value) -> Result<Value> {
             "config.access_token must be 1 to {MAX_SECRET} printable ASCII characters without spaces"
         )));
     }
-    Ok(json!({"base_url": base_url, "access_token": token}))
+    Ok(Checked {
+        config: json!({"base_url": base_url}),
+        secret: Some(token.to_owned()),
+        destination: Some((url, "base_url")),
+    })
 }
 
-/// One attempt: post the status.
+/// One attempt: post the status with the link's (unsealed) access `token`.
 pub async fn attempt(
     client: &reqwest::Client,
-    timeout: Duration,
+    egress: Egress,
     out: &Outgoing,
+    token: &str,
 ) -> AttemptOutcome {
-    let (Some(base_url), Some(token)) = (
-        str_field(&out.link.config, "base_url"),
-        str_field(&out.link.config, "access_token"),
-    ) else {
+    let Some(base_url) = str_field(&out.link.config, "base_url") else {
         return AttemptOutcome::Fail {
-            error: "mastodon link config lacks base_url or access_token".into(),
+            error: "mastodon link config lacks base_url".into(),
         };
     };
     let request = client
@@ -60,30 +68,52 @@ pub async fn attempt(
         .bearer_auth(token)
         .header("Idempotency-Key", &out.idempotency_key)
         .json(&json!({"status": out.activity.text}));
-    send_http(request, timeout).await
+    http::send(client, egress, request).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connectors::test_support::{connectors, outgoing, receiver};
+    use crate::connectors::test_support::{connectors, outgoing, outgoing_with, receiver};
     use chorus_actors::release::Connector;
+    use std::time::Duration;
 
     #[test]
     fn config_needs_base_url_and_token() {
-        assert_eq!(
-            validate_config(&json!({
+        let checked = validate_config(
+            &json!({
                 "base_url": "https://mastodon.example/", "access_token": "abc_DEF-123", "x": 1
-            }))
-            .unwrap(),
-            json!({"base_url": "https://mastodon.example", "access_token": "abc_DEF-123"})
-        );
+            }),
+            Egress::PUBLIC_ONLY,
+        )
+        .unwrap();
         assert_eq!(
-            validate_config(&json!({
-                "base_url": "http://127.0.0.1:3000/social/", "access_token": "t"
-            }))
-            .unwrap()["base_url"],
+            checked.config,
+            json!({"base_url": "https://mastodon.example"})
+        );
+        assert_eq!(checked.secret.as_deref(), Some("abc_DEF-123"));
+        assert_eq!(checked.destination.unwrap().1, "base_url");
+        assert_eq!(
+            validate_config(
+                &json!({
+                    "base_url": "http://127.0.0.1:3000/social/", "access_token": "t"
+                }),
+                Egress::ANYWHERE
+            )
+            .unwrap()
+            .config["base_url"],
             "http://127.0.0.1:3000/social"
+        );
+        // Plain http only with the policy off: the token would travel in the clear.
+        let e = validate_config(
+            &json!({"base_url": "http://mastodon.example", "access_token": "t"}),
+            Egress::PUBLIC_ONLY,
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "invalid_input");
+        assert_eq!(
+            e.to_string(),
+            "config.base_url must be an https URL: the access token must not travel in the clear"
         );
         for (bad, field) in [
             (json!({"access_token": "t"}), "config.base_url"),
@@ -120,7 +150,7 @@ mod tests {
                 "config.access_token",
             ),
         ] {
-            let e = validate_config(&bad).unwrap_err();
+            let e = validate_config(&bad, Egress::PUBLIC_ONLY).unwrap_err();
             assert_eq!(e.code(), "invalid_input", "{bad}");
             assert!(e.to_string().starts_with(field), "{bad}: {e}");
         }
@@ -130,11 +160,14 @@ mod tests {
     async fn posts_a_status_and_maps_statuses() {
         let rx = receiver();
         let c = connectors(Duration::from_secs(5));
-        let config = validate_config(&json!({
-            "base_url": format!("{}/", rx.url("/m200")), "access_token": "tok123"
-        }))
+        let checked = validate_config(
+            &json!({
+                "base_url": format!("{}/", rx.url("/m200")), "access_token": "tok123"
+            }),
+            Egress::ANYWHERE,
+        )
         .unwrap();
-        let out = outgoing("mastodon", "@ada@m.example", config, 1);
+        let out = outgoing_with("mastodon", checked.config, checked.secret.as_deref(), 1);
         assert_eq!(c.attempt(&out).await, AttemptOutcome::Delivered);
         let seen = rx.requests();
         assert_eq!(seen.len(), 1);
@@ -153,12 +186,12 @@ mod tests {
             json!({"base_url": rx.url("/m422"), "access_token": "tok123"}),
             1,
         );
-        match c.attempt(&bad).await {
-            AttemptOutcome::Fail { error } => {
-                assert!(error.starts_with("HTTP 422: "), "{error}");
-                assert!(error.contains("Validation failed"), "{error}");
+        // The instance's reason (its body) is not shown: the status alone.
+        assert_eq!(
+            c.attempt(&bad).await,
+            AttemptOutcome::Fail {
+                error: "HTTP 422".into()
             }
-            other => panic!("422 gave {other:?}"),
-        }
+        );
     }
 }

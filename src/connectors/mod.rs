@@ -1,4 +1,4 @@
-//! Platform connectors: one [`Connectors`] value validates links when they are created and
+//! Platform connectors: one [`Connectors`] value makes links when they are created and
 //! releases activities to them, dispatching on the link's platform.
 //!
 //! Each platform lives in its own module ([`webhook`], [`mastodon`], [`email`]) with the same
@@ -7,21 +7,33 @@
 //! own: the releaser owns the retry policy, so all platforms share it). Every attempt is
 //! bounded by [`ConnectorSettings::timeout`]; whatever goes wrong becomes an
 //! [`AttemptOutcome`], never a panic or an error the caller has to interpret.
+//!
+//! Shared by the platforms: [`egress`], the policy on where a link may point (public
+//! addresses only, checked when the link is made and again as each release connects);
+//! [`http`], one HTTP attempt and the fixed words its outcome is told in; [`sealing`], the
+//! link's secret sealed when the link is made and unsealed for each attempt
+//! ([`crate::secrets`]).
 
+pub mod egress;
 pub mod email;
+pub mod http;
 pub mod mastodon;
 pub mod retry_after;
+pub mod sealing;
 pub mod webhook;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chorus_actors::model::LinkRecord;
 use chorus_actors::model::limits::check_handle;
+use chorus_actors::model::{LinkRecord, new_id, now_ms};
 use chorus_actors::release::{AttemptOutcome, Connector, Outgoing};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::secrets::SecretBox;
+use egress::Egress;
 
 /// Sent with every HTTP request so receivers can tell Chorus traffic apart in their logs.
 pub const USER_AGENT: &str = concat!("chorus/", env!("CARGO_PKG_VERSION"));
@@ -34,22 +46,42 @@ pub const MAX_SECRET: usize = 1024;
 /// How the connectors reach the outside world (from the server's config).
 #[derive(Debug, Clone)]
 pub struct ConnectorSettings {
-    /// Bound on one attempt's whole I/O (connect + request + response).
+    /// Bound on one attempt's whole I/O (connect + request + response). The server sets it a
+    /// little under the releaser's own bound on an attempt, so that an attempt that gets no
+    /// answer ends here, with the connector's fixed reason ([`http::NO_ANSWER`]).
     pub timeout: Duration,
     /// e.g. "smtp://127.0.0.1:2525" or "smtps://user:pass@mail.example:465"; None = no email platform.
     pub smtp_url: Option<String>,
     /// From header, e.g. "Chorus <chorus@localhost>".
     pub smtp_from: String,
+    /// Where links may point ([`egress`]).
+    pub egress: Egress,
+    /// Seals link secrets under the server key.
+    pub secrets: Arc<SecretBox>,
 }
 
 /// Every connector this server has, behind one [`Connector`].
 #[derive(Debug, Clone)]
 pub struct Connectors {
-    /// Shared by webhook and Mastodon: one connection pool, redirects off, whole-attempt timeout.
+    /// Shared by webhook and Mastodon: one connection pool, redirects off, no proxy, the
+    /// egress policy's resolver, whole-attempt timeout.
     http: reqwest::Client,
     /// Present only when SMTP is configured; without it `email` is not a platform at all.
     email: Option<email::EmailSender>,
     timeout: Duration,
+    egress: Egress,
+    secrets: Arc<SecretBox>,
+}
+
+/// A link config as its connector checked it.
+#[derive(Debug)]
+pub struct Checked {
+    /// What is stored in the clear (a URL).
+    pub config: Value,
+    /// What is stored sealed.
+    pub secret: Option<String>,
+    /// The URL releases go to, and the config field it came from (for the egress check).
+    pub destination: Option<(url::Url, &'static str)>,
 }
 
 impl Connectors {
@@ -57,13 +89,19 @@ impl Connectors {
     /// `smtp_from` -> [`Error::Config`], so a misconfigured server fails at start-up rather
     /// than at its first email.
     pub fn new(settings: &ConnectorSettings) -> Result<Self> {
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
             // A platform that moved must be linked again: following a redirect would send the
-            // signed payload (or a bearer token) somewhere the user never agreed to.
-            .redirect(reqwest::redirect::Policy::none())
+            // signed payload (or a bearer token) somewhere the user never agreed to, and
+            // past the egress check.
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(resolver) = settings.egress.resolver() {
+            // A proxy would resolve the destination itself, unchecked.
+            http = http.dns_resolver(resolver).no_proxy();
+        }
+        let http = http
             .build()
             .map_err(|e| Error::Config(format!("building the HTTP client: {e}")))?;
         let email = match &settings.smtp_url {
@@ -78,6 +116,8 @@ impl Connectors {
             http,
             email,
             timeout: settings.timeout,
+            egress: settings.egress,
+            secrets: settings.secrets.clone(),
         })
     }
 
@@ -91,14 +131,14 @@ impl Connectors {
         known
     }
 
-    /// Validates a link when it is created (`POST /v1/me/platforms`). Returns (handle to store,
-    /// config to store); the stored config keeps only the fields the connector uses.
-    pub fn validate(
+    /// Checks a link's handle and config (`POST /v1/me/platforms`) and answers its config as
+    /// it is stored: (handle, [`Checked`]). A destination the egress policy refuses is a 400.
+    pub async fn validate(
         &self,
         platform: &str,
         handle: &str,
         config: &Value,
-    ) -> Result<(String, Value)> {
+    ) -> Result<(String, Checked)> {
         if !self.platforms().contains(&platform) {
             return Err(Error::Domain(chorus_actors::Error::Invalid {
                 code: "unknown_platform",
@@ -109,12 +149,39 @@ impl Connectors {
             }));
         }
         let handle = check_handle(platform, handle)?;
-        let config = match platform {
+        let checked = match platform {
             webhook::PLATFORM => webhook::validate_config(config)?,
-            mastodon::PLATFORM => mastodon::validate_config(config)?,
+            mastodon::PLATFORM => mastodon::validate_config(config, self.egress)?,
             _ => email::validate(&handle, config)?,
         };
-        Ok((handle, config))
+        if let Some((url, field)) = &checked.destination {
+            self.egress.check_link(url, field, self.timeout).await?;
+        }
+        Ok((handle, checked))
+    }
+
+    /// A new link of `platform` to store: checked ([`Connectors::validate`]), with a fresh
+    /// id, its secret sealed for that id.
+    pub async fn new_link(
+        &self,
+        platform: &str,
+        handle: &str,
+        config: &Value,
+    ) -> Result<LinkRecord> {
+        let (handle, checked) = self.validate(platform, handle, config).await?;
+        let link_id = new_id();
+        let secret = match &checked.secret {
+            Some(plain) => Some(self.secrets.seal(&link_id, plain)?),
+            None => None,
+        };
+        Ok(LinkRecord {
+            link_id,
+            platform: platform.to_owned(),
+            handle,
+            config: checked.config,
+            secret,
+            created_ms: now_ms(),
+        })
     }
 }
 
@@ -122,8 +189,15 @@ impl Connectors {
 impl Connector for Connectors {
     async fn attempt(&self, out: &Outgoing) -> AttemptOutcome {
         let outcome = match out.link.platform.as_str() {
-            webhook::PLATFORM => webhook::attempt(&self.http, self.timeout, out).await,
-            mastodon::PLATFORM => mastodon::attempt(&self.http, self.timeout, out).await,
+            platform @ (webhook::PLATFORM | mastodon::PLATFORM) => {
+                match self.secret_of(&out.link) {
+                    Err(error) => AttemptOutcome::Fail { error },
+                    Ok(secret) if platform == webhook::PLATFORM => {
+                        webhook::attempt(&self.http, self.egress, out, &secret).await
+                    }
+                    Ok(token) => mastodon::attempt(&self.http, self.egress, out, &token).await,
+                }
+            }
             email::PLATFORM => match &self.email {
                 Some(sender) => sender.attempt(out).await,
                 // The link was made while SMTP was configured; the server has since been
@@ -182,115 +256,6 @@ fn http_url_field(config: &Value, field: &str) -> Result<url::Url> {
     Ok(parsed)
 }
 
-/// Sends one request and reads the answer the shared way ([`AttemptOutcome::from_http`]).
-async fn send_http(request: reqwest::RequestBuilder, timeout: Duration) -> AttemptOutcome {
-    let response = match request.send().await {
-        Ok(response) => response,
-        Err(e) => return request_error(&e, timeout),
-    };
-    let status = response.status().as_u16();
-    if response.status().is_success() {
-        return AttemptOutcome::Delivered;
-    }
-    let retry_after = retry_after::from_response(status, response.headers());
-    let detail = read_detail(response).await;
-    AttemptOutcome::from_http(status, retry_after, &detail)
-}
-
-/// How many characters of an error response are kept: enough to show the platform's reason,
-/// short enough for a release record.
-const DETAIL_CHARS: usize = 200;
-
-/// The first [`DETAIL_CHARS`] characters of the body (lossy UTF-8, trimmed). Reads at most a
-/// few KiB, so a platform answering with an endless body cannot hold the attempt; a body that
-/// fails mid-way keeps what arrived (the status already says what happened).
-async fn read_detail(mut response: reqwest::Response) -> String {
-    // 4 bytes per char at most, plus slack so a character cut at the end stays beyond 200.
-    const MAX_BYTES: usize = DETAIL_CHARS * 4 + 64;
-    let mut bytes = Vec::new();
-    while bytes.len() < MAX_BYTES {
-        match response.chunk().await {
-            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
-            Ok(None) | Err(_) => break,
-        }
-    }
-    bytes.truncate(MAX_BYTES);
-    String::from_utf8_lossy(&bytes)
-        .trim()
-        .chars()
-        .take(DETAIL_CHARS)
-        .collect::<String>()
-        .trim_end()
-        .to_owned()
-}
-
-/// A request that got no HTTP answer. A request that could not even be built (say, a header
-/// value the stored config makes invalid) fails for good; everything else is the network's
-/// fault and worth another try.
-fn request_error(e: &reqwest::Error, timeout: Duration) -> AttemptOutcome {
-    if e.is_builder() {
-        return AttemptOutcome::Fail {
-            error: format!("invalid request: {}", root_cause(e)),
-        };
-    }
-    AttemptOutcome::Retry {
-        error: describe_network_error(e, timeout),
-        after: None,
-    }
-}
-
-/// A concise reason, e.g. "timed out after 10s", "connection refused".
-fn describe_network_error(e: &reqwest::Error, timeout: Duration) -> String {
-    if e.is_timeout() {
-        return format!("timed out after {}", human_duration(timeout));
-    }
-    if let Some(io) = find_io_error(e) {
-        match io.kind() {
-            std::io::ErrorKind::ConnectionRefused => return "connection refused".into(),
-            std::io::ErrorKind::ConnectionReset => return "connection reset".into(),
-            std::io::ErrorKind::TimedOut => {
-                return format!("timed out after {}", human_duration(timeout));
-            }
-            _ => {}
-        }
-    }
-    if e.is_connect() {
-        format!("could not connect: {}", root_cause(e))
-    } else {
-        format!("request failed: {}", root_cause(e))
-    }
-}
-
-fn find_io_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = current {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return Some(io);
-        }
-        current = err.source();
-    }
-    None
-}
-
-/// The innermost error's message: reqwest's own wrappers ("error sending request for url
-/// (...)") repeat the URL, which may carry a secret path, and say little.
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut current = e;
-    while let Some(next) = current.source() {
-        current = next;
-    }
-    current.to_string()
-}
-
-/// "10s", "1500ms".
-fn human_duration(d: Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod test_support {
     //! The shared recording receiver (`chorus_testkit`) scripted by path for the connector
@@ -303,8 +268,9 @@ pub(crate) mod test_support {
     use chorus_actors::release::Outgoing;
     use chorus_testkit::{Receiver, Reply, Script};
     use serde_json::Value;
+    use std::sync::Arc;
 
-    use super::{ConnectorSettings, Connectors};
+    use super::{ConnectorSettings, Connectors, Egress, SecretBox};
 
     /// A receiver whose answer depends on the path: `/s/{code}` answers that status (429
     /// with `Retry-After: 7`, 302 with a `Location` to `/s/204`); `/hang` never answers in
@@ -336,13 +302,37 @@ pub(crate) mod test_support {
         }
     }
 
-    pub fn connectors(timeout: Duration) -> Connectors {
-        Connectors::new(&ConnectorSettings {
+    /// The key every connector test seals under.
+    pub fn secrets() -> Arc<SecretBox> {
+        Arc::new(SecretBox::new(&[42; crate::secrets::KEY_LEN]).unwrap())
+    }
+
+    /// Settings for tests: no SMTP, `egress` as given.
+    pub fn settings(timeout: Duration, egress: Egress) -> ConnectorSettings {
+        ConnectorSettings {
             timeout,
             smtp_url: None,
             smtp_from: "Chorus <chorus@localhost>".into(),
-        })
-        .unwrap()
+            egress,
+            secrets: secrets(),
+        }
+    }
+
+    /// Connectors with the egress policy off: the receivers listen on 127.0.0.1.
+    pub fn connectors(timeout: Duration) -> Connectors {
+        Connectors::new(&settings(timeout, Egress::ANYWHERE)).unwrap()
+    }
+
+    /// An attempt of a link whose secret is `secret`, sealed as a link made now would be.
+    pub fn outgoing_with(
+        platform: &str,
+        config: Value,
+        secret: Option<&str>,
+        attempt: u32,
+    ) -> Outgoing {
+        let mut out = outgoing(platform, "me", config, attempt);
+        out.link.secret = secret.map(|s| secrets().seal(&out.link.link_id, s).unwrap());
+        out
     }
 
     pub fn outgoing(platform: &str, handle: &str, config: Value, attempt: u32) -> Outgoing {
@@ -360,6 +350,7 @@ pub(crate) mod test_support {
                 platform: platform.into(),
                 handle: handle.into(),
                 config,
+                secret: None,
                 created_ms: 1_700_000_000_000,
             },
             idempotency_key: "0123456789abcdef0123456789abcdef-link1".into(),
@@ -369,148 +360,4 @@ pub(crate) mod test_support {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn settings(smtp_url: Option<&str>, from: &str) -> ConnectorSettings {
-        ConnectorSettings {
-            timeout: Duration::from_secs(5),
-            smtp_url: smtp_url.map(str::to_owned),
-            smtp_from: from.into(),
-        }
-    }
-
-    fn code(r: Result<(String, Value)>) -> &'static str {
-        r.err().map(|e| e.code()).unwrap_or("ok")
-    }
-
-    #[test]
-    fn destinations_group_links_by_server() {
-        let c = Connectors::new(&settings(None, "Chorus <chorus@localhost>")).unwrap();
-        let link = |platform: &str, config: Value| LinkRecord {
-            link_id: "l".into(),
-            platform: platform.into(),
-            handle: "h".into(),
-            config,
-            created_ms: 0,
-        };
-        let dest = |l: LinkRecord| c.destination(&l);
-        assert_eq!(
-            dest(link(
-                "webhook",
-                json!({"url": "http://127.0.0.1:9001/a", "secret": "s"})
-            )),
-            Some("http://127.0.0.1:9001".into())
-        );
-        // Two paths on one server are one destination; the default port is made explicit.
-        assert_eq!(
-            dest(link(
-                "webhook",
-                json!({"url": "https://hooks.example/x", "secret": "s"})
-            )),
-            dest(link(
-                "webhook",
-                json!({"url": "https://hooks.example:443/y", "secret": "s"})
-            ))
-        );
-        assert_eq!(
-            dest(link(
-                "mastodon",
-                json!({"base_url": "https://mastodon.social", "access_token": "t"})
-            )),
-            Some("https://mastodon.social:443".into())
-        );
-        assert_eq!(dest(link("email", json!({}))), Some("smtp".into()));
-        assert_eq!(dest(link("myspace", json!({}))), None);
-    }
-
-    #[test]
-    fn platforms_depend_on_smtp() {
-        let plain = Connectors::new(&settings(None, "Chorus <chorus@localhost>")).unwrap();
-        assert_eq!(plain.platforms(), ["webhook", "mastodon"]);
-        let with_mail = Connectors::new(&settings(
-            Some("smtp://127.0.0.1:2525"),
-            "Chorus <chorus@localhost>",
-        ))
-        .unwrap();
-        assert_eq!(with_mail.platforms(), ["webhook", "mastodon", "email"]);
-        // Email is not a platform without SMTP.
-        let err = plain
-            .validate("email", "ada@example.com", &json!({}))
-            .unwrap_err();
-        assert_eq!(err.code(), "unknown_platform");
-        assert!(err.to_string().contains("\"webhook\""), "{err}");
-        assert!(
-            with_mail
-                .validate("email", "ada@example.com", &json!({}))
-                .is_ok()
-        );
-    }
-
-    #[test]
-    fn bad_smtp_settings_are_config_errors() {
-        for (url, from) in [
-            ("not a url", "Chorus <chorus@localhost>"),
-            ("ftp://mail.example", "Chorus <chorus@localhost>"),
-            ("smtp://127.0.0.1:2525", "not an address"),
-            ("smtp://127.0.0.1:2525", ""),
-        ] {
-            let err = Connectors::new(&settings(Some(url), from)).unwrap_err();
-            assert!(matches!(err, Error::Config(_)), "{url} {from}: {err:?}");
-        }
-    }
-
-    #[test]
-    fn unknown_platform_lists_known_ones() {
-        let c = Connectors::new(&settings(None, "x@y.z")).unwrap();
-        let err = c.validate("myspace", "me", &json!({})).unwrap_err();
-        assert_eq!(err.code(), "unknown_platform");
-        assert_eq!(
-            err.to_string(),
-            "no connector for platform \"myspace\"; known: [\"webhook\", \"mastodon\"]"
-        );
-    }
-
-    #[test]
-    fn handles_are_trimmed_and_bounded() {
-        let c = Connectors::new(&settings(None, "x@y.z")).unwrap();
-        let cfg = json!({"url": "https://x.example/h", "secret": "s"});
-        let (handle, _) = c.validate("webhook", "  me  ", &cfg).unwrap();
-        assert_eq!(handle, "me");
-        assert!(c.validate("webhook", &"é".repeat(128), &cfg).is_ok());
-        // 100 × "İ" lower-cases to 200 characters: over the limit once normalised.
-        for bad in [
-            "",
-            "   ",
-            "é".repeat(129).as_str(),
-            "İ".repeat(100).as_str(),
-        ] {
-            let err = c.validate("webhook", bad, &cfg).unwrap_err();
-            assert_eq!(err.code(), "invalid_input");
-            assert_eq!(err.to_string(), "handle must have 1 to 128 characters");
-        }
-        assert_eq!(
-            code(c.validate("mastodon", "", &json!({}))),
-            "invalid_input"
-        );
-    }
-
-    #[test]
-    fn durations_read_short() {
-        assert_eq!(human_duration(Duration::from_secs(10)), "10s");
-        assert_eq!(human_duration(Duration::from_millis(1500)), "1500ms");
-    }
-
-    #[actix_web::test]
-    async fn unknown_platform_fails_the_attempt() {
-        let c = test_support::connectors(Duration::from_secs(1));
-        let out = test_support::outgoing("myspace", "me", json!({}), 1);
-        assert!(matches!(
-            c.attempt(&out).await,
-            AttemptOutcome::Fail { error } if error.contains("myspace")
-        ));
-        let out = test_support::outgoing("email", "ada@example.com", json!({}), 1);
-        assert!(matches!(c.attempt(&out).await, AttemptOutcome::Fail { .. }));
-    }
-}
+mod tests;

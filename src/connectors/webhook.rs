@@ -6,7 +6,7 @@
 //! carries nothing attempt-specific, so every attempt of one release sends identical bytes
 //! and the `Idempotency-Key` header is all a receiver needs to drop repeats.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use chorus_actors::release::{AttemptOutcome, Outgoing};
 use hmac::{Hmac, Mac};
@@ -14,13 +14,15 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use super::{MAX_SECRET, USER_AGENT, http_url_field, send_http, str_field};
+use super::egress::Egress;
+use super::{Checked, MAX_SECRET, USER_AGENT, http, http_url_field, str_field};
 use crate::error::{Error, Result};
 
 pub const PLATFORM: &str = "webhook";
 
-/// The config as it will be stored: `{"url": normalized, "secret"}`; other fields are dropped.
-pub fn validate_config(config: &Value) -> Result<Value> {
+/// The config checked: `{"url": normalized}` to store in the clear and the secret to seal;
+/// other fields are dropped.
+pub fn validate_config(config: &Value) -> Result<Checked> {
     let url = http_url_field(config, "url")?;
     let secret = str_field(config, "secret").unwrap_or_default();
     if secret.is_empty() || secret.chars().count() > MAX_SECRET {
@@ -28,7 +30,11 @@ pub fn validate_config(config: &Value) -> Result<Value> {
             "config.secret must be a non-empty string of at most {MAX_SECRET} characters"
         )));
     }
-    Ok(json!({"url": url.as_str(), "secret": secret}))
+    Ok(Checked {
+        config: json!({"url": url.as_str()}),
+        secret: Some(secret.to_owned()),
+        destination: Some((url, "url")),
+    })
 }
 
 /// The JSON body, fields in this order (a struct, not a map, so the order is fixed).
@@ -74,20 +80,18 @@ pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// One attempt: POST the signed body to the link's URL.
+/// One attempt: POST the body, signed with the link's (unsealed) `secret`, to its URL.
 pub async fn attempt(
     client: &reqwest::Client,
-    timeout: Duration,
+    egress: Egress,
     out: &Outgoing,
+    secret: &str,
 ) -> AttemptOutcome {
     // The stored config was validated at link time; a record that no longer reads is a
     // permanent problem, not a network one.
-    let (Some(url), Some(secret)) = (
-        str_field(&out.link.config, "url"),
-        str_field(&out.link.config, "secret"),
-    ) else {
+    let Some(url) = str_field(&out.link.config, "url") else {
         return AttemptOutcome::Fail {
-            error: "webhook link config lacks url or secret".into(),
+            error: "webhook link config lacks url".into(),
         };
     };
     let body = body(out);
@@ -106,14 +110,16 @@ pub async fn attempt(
         .header("Idempotency-Key", &out.idempotency_key)
         .header("Chorus-Attempt", out.attempt.to_string())
         .body(body);
-    send_http(request, timeout).await
+    http::send(client, egress, request).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connectors::test_support::{connectors, outgoing, receiver};
+    use crate::connectors::http::NO_ANSWER;
+    use crate::connectors::test_support::{connectors, outgoing, outgoing_with, receiver};
     use chorus_actors::release::Connector;
+    use std::time::Duration;
 
     fn err(config: Value) -> (String, String) {
         let e = validate_config(&config).unwrap_err();
@@ -122,14 +128,15 @@ mod tests {
 
     #[test]
     fn config_needs_http_url_and_secret() {
-        let stored = validate_config(&json!({
+        let checked = validate_config(&json!({
             "url": "HTTPS://X.example/h?q=1", "secret": "s", "extra": true
         }))
         .unwrap();
-        assert_eq!(
-            stored,
-            json!({"url": "https://x.example/h?q=1", "secret": "s"})
-        );
+        // The secret is kept apart, to be sealed; the URL alone is stored in the clear.
+        assert_eq!(checked.config, json!({"url": "https://x.example/h?q=1"}));
+        assert_eq!(checked.secret.as_deref(), Some("s"));
+        let (url, field) = checked.destination.unwrap();
+        assert_eq!((url.as_str(), field), ("https://x.example/h?q=1", "url"));
         for (bad, field) in [
             (
                 json!({"url": "ftp://x.example", "secret": "s"}),
@@ -197,7 +204,14 @@ mod tests {
         let c = connectors(Duration::from_secs(5));
         let config = |path: &str| json!({"url": rx.url(path), "secret": "s3cret"});
 
-        let first = outgoing("webhook", "me", config("/s/204"), 1);
+        // Signed with the sealed secret, unsealed for the attempt; and with the plaintext
+        // secret of a link stored before secrets were sealed.
+        let first = outgoing_with(
+            "webhook",
+            json!({"url": rx.url("/s/204")}),
+            Some("s3cret"),
+            1,
+        );
         assert_eq!(c.attempt(&first).await, AttemptOutcome::Delivered);
         let second = outgoing("webhook", "me", config("/s/200"), 2);
         assert_eq!(c.attempt(&second).await, AttemptOutcome::Delivered);
@@ -239,31 +253,30 @@ mod tests {
         // Same bytes on every attempt.
         assert_eq!(seen[0].body, seen[1].body);
 
-        // 500 -> retry; its Retry-After is not honoured (only 429/503).
+        // 500 -> retry; its Retry-After is not honoured (only 429/503); the body ("boom")
+        // is never shown.
         assert_eq!(
             c.attempt(&outgoing("webhook", "me", config("/s/500"), 1))
                 .await,
             AttemptOutcome::Retry {
-                error: "HTTP 500: boom".into(),
+                error: "HTTP 500".into(),
                 after: None
             }
         );
-        // 400 -> fail, detail cut to 200 chars.
-        match c
-            .attempt(&outgoing("webhook", "me", config("/s/400"), 1))
-            .await
-        {
-            AttemptOutcome::Fail { error } => {
-                assert_eq!(error, format!("HTTP 400: {}", "x".repeat(200)));
+        // 400 -> fail, the status alone.
+        assert_eq!(
+            c.attempt(&outgoing("webhook", "me", config("/s/400"), 1))
+                .await,
+            AttemptOutcome::Fail {
+                error: "HTTP 400".into()
             }
-            other => panic!("400 gave {other:?}"),
-        }
-        // 429 with Retry-After: 7 -> retry after 7 s; the detail is trimmed.
+        );
+        // 429 with Retry-After: 7 -> retry after 7 s.
         assert_eq!(
             c.attempt(&outgoing("webhook", "me", config("/s/429"), 1))
                 .await,
             AttemptOutcome::Retry {
-                error: "HTTP 429: slow down".into(),
+                error: "HTTP 429".into(),
                 after: Some(Duration::from_secs(7))
             }
         );
@@ -298,10 +311,12 @@ mod tests {
         let started = std::time::Instant::now();
         let outcome = c.attempt(&out).await;
         let took = started.elapsed();
+        // The same words as a refused connection: a port that answers nothing and a closed
+        // one look alike.
         assert_eq!(
             outcome,
             AttemptOutcome::Retry {
-                error: "timed out after 1s".into(),
+                error: NO_ANSWER.into(),
                 after: None
             }
         );
@@ -309,7 +324,7 @@ mod tests {
     }
 
     #[actix_web::test]
-    async fn connection_refused_is_retried() {
+    async fn connection_refused_is_retried_in_the_same_words_as_a_timeout() {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
@@ -324,9 +339,23 @@ mod tests {
         assert_eq!(
             c.attempt(&out).await,
             AttemptOutcome::Retry {
-                error: "connection refused".into(),
+                error: NO_ANSWER.into(),
                 after: None
             }
         );
+    }
+
+    #[actix_web::test]
+    async fn a_link_without_its_secret_fails() {
+        let rx = receiver();
+        let c = connectors(Duration::from_secs(5));
+        let out = outgoing_with("webhook", json!({"url": rx.url("/s/204")}), None, 1);
+        assert_eq!(
+            c.attempt(&out).await,
+            AttemptOutcome::Fail {
+                error: "webhook link has no secret".into()
+            }
+        );
+        assert_eq!(rx.requests().len(), 0);
     }
 }

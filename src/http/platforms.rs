@@ -1,10 +1,10 @@
 //! Platform accounts linked to the communication account: `POST/GET /v1/me/platforms`,
 //! `DELETE /v1/me/platforms/{link_id}`. Configs are validated by the platform's connector
-//! ([`crate::connectors`]) when linked and never echoed (they hold secrets).
+//! ([`crate::connectors`]) when linked, under the egress policy, and never echoed; their
+//! secrets are stored sealed, and go with the link when it is unlinked.
 
 use actix_web::{HttpResponse, web};
 use chorus_actors::model::limits::check_id;
-use chorus_actors::model::{LinkRecord, new_id, now_ms};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -35,17 +35,14 @@ async fn link(
         handle,
         config,
     } = body.into_inner();
-    // Each connector checks its own config (400 for a bad URL or a missing field) and says
-    // how the handle is stored.
-    let (handle, config) = state.connectors.validate(&platform, &handle, &config)?;
-    let link_id = new_id();
-    let record = LinkRecord {
-        link_id: link_id.clone(),
-        platform,
-        handle,
-        config,
-        created_ms: now_ms(),
-    };
+    // Each connector checks its own config (400 for a bad URL, a missing field, or a
+    // destination the egress policy refuses) and says how the handle is stored; the secret
+    // is sealed before it leaves this node.
+    let record = state
+        .connectors
+        .new_link(&platform, &handle, &config)
+        .await?;
+    let link_id = record.link_id.clone();
     state.chorus.link_platform(&who.0, record).await?;
     Ok(HttpResponse::Created().json(json!({"link_id": link_id})))
 }

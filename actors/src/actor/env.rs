@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::logs::LogHeads;
 use super::place::Placement;
-use crate::model::{ActivityRecord, Caps, ReleaseRecord};
+use crate::model::{ActivityRecord, Caps, LinkSealer, ReleaseRecord};
 use crate::push::{Fanout, Hub, Relay};
 use crate::store::Store;
 
@@ -88,4 +88,7 @@ pub struct Env {
     pub placement: Arc<dyn Placement>,
     /// Events to devices on other nodes ([`crate::push::NoRelay`] unless in cluster mode).
     pub relay: Arc<dyn Relay>,
+    /// Seals the plaintext secrets of links written before secrets were sealed (set once,
+    /// at start-up, by the server; unset, such links are kept as they are).
+    pub sealer: Arc<OnceLock<Arc<dyn LinkSealer>>>,
 }

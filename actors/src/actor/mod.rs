@@ -40,6 +40,7 @@ macro_rules! durable_actor {
 
             fn started(&mut self, ctx: &mut Self::Context) {
                 $crate::actor::Durable::watch_idle(self, ctx);
+                $crate::actor::Durable::on_start(self, ctx);
             }
 
             fn stopped(&mut self, _ctx: &mut Self::Context) {
@@ -185,6 +186,12 @@ pub trait Durable: Actor<Context = Context<Self>> + Sized {
     /// A change is durable and applied: push its events (and, for a group, advance its log
     /// position).
     fn published(&mut self, events: &[StoredEvent]);
+
+    /// From `Actor::started`, before any message: work the actor finds it must do on
+    /// activation (an account seals the plaintext secrets of old links). Nothing by default.
+    fn on_start(&mut self, ctx: &mut Context<Self>) {
+        let _ = ctx;
+    }
 
     /// Whether the actor may passivate once idle (an account with devices online may not).
     fn may_passivate(&self) -> bool {

@@ -61,23 +61,68 @@ pub fn login_claims_of(profile: &Profile) -> Vec<Claim> {
     claims
 }
 
-/// A platform account linked to a communication account. `config` may hold secrets and is
-/// never echoed to clients.
+/// A platform account linked to a communication account. Neither `config` nor `secret` is
+/// ever echoed to clients.
+///
+/// The link's secret (a webhook's signing secret, a Mastodon access token) is kept apart
+/// from `config`, sealed by the server ([`LinkRecord::secret`]): the domain stores and hands
+/// it on, but never reads it. A record written before secrets were sealed has no `secret`
+/// and keeps the plaintext in `config` under one of [`LEGACY_SECRET_FIELDS`]; such a record
+/// still reads, and the account's actor seals it when it next activates ([`LinkSealer`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkRecord {
     pub link_id: String,
     pub platform: String,
     /// As given by the user (display form).
     pub handle: String,
+    /// What the connector needs besides the secret (a URL); nothing secret.
     pub config: serde_json::Value,
+    /// The secret, sealed (encrypted and authenticated) under the server's key; `None` for
+    /// a platform without one (email) and in the copy a release keeps
+    /// ([`LinkRecord::public`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
     pub created_ms: u64,
 }
+
+/// The `config` fields that held a link's secret in plaintext before secrets were sealed:
+/// a webhook's `secret`, a Mastodon `access_token`.
+pub const LEGACY_SECRET_FIELDS: [&str; 2] = ["secret", "access_token"];
 
 impl LinkRecord {
     /// The claim that makes (platform, handle) unique across accounts.
     pub fn claim(&self) -> Claim {
         Claim::handle(&self.platform, &self.handle)
     }
+
+    /// The link without its secret, sealed or (in a record from before sealing) plain: what
+    /// a release keeps of it. An attempt looks the secret up by `link_id` when it runs, so
+    /// the secret is stored once, and goes with the link when it is unlinked.
+    pub fn public(&self) -> LinkRecord {
+        let mut link = self.clone();
+        link.secret = None;
+        if let Some(config) = link.config.as_object_mut() {
+            for field in LEGACY_SECRET_FIELDS {
+                config.remove(field);
+            }
+        }
+        link
+    }
+
+    /// Whether this record keeps a plaintext secret in `config` (written before sealing).
+    pub fn has_plain_secret(&self) -> bool {
+        self.config
+            .as_object()
+            .is_some_and(|c| LEGACY_SECRET_FIELDS.iter().any(|f| c.contains_key(*f)))
+    }
+}
+
+/// Seals the plaintext secret of a link written before secrets were sealed (implemented by
+/// the server's connectors, which hold the key): the record to store instead, or `None` if
+/// it cannot (the account's actor then keeps the record as it is and tries again on its
+/// next activation).
+pub trait LinkSealer: Send + Sync + 'static {
+    fn seal_legacy(&self, link: &LinkRecord) -> Option<LinkRecord>;
 }
 
 /// A globally unique key owned by one account: a login email or phone, or a platform handle.

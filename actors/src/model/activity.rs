@@ -65,8 +65,11 @@ pub struct ReleaseRecord {
     pub activity_id: ActivityId,
     /// The author, whose actor records every status change (and tells its devices).
     pub account_id: AccountId,
-    /// The link as it was when the activity was posted: where to release to and with what
-    /// credentials, so a restart needs nothing else to carry on.
+    /// The link as it was when the activity was posted, without its secret
+    /// ([`LinkRecord::public`]): each attempt looks the secret up by `link_id`, so it is
+    /// stored once, with the link, and gone once the link is. A record written before
+    /// secrets were sealed may still hold one here; [`ReleaseRecord::new`] and every status
+    /// write drop it.
     pub link: LinkRecord,
     pub status: ReleaseStatus,
     /// Attempts finished so far.
@@ -84,7 +87,7 @@ impl ReleaseRecord {
         ReleaseRecord {
             activity_id: activity.activity_id.clone(),
             account_id: activity.account_id.clone(),
-            link: link.clone(),
+            link: link.public(),
             status: ReleaseStatus::Pending,
             attempts: 0,
             last_error: None,

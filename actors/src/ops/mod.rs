@@ -82,6 +82,7 @@ impl Chorus {
             logs: LogHeads::default(),
             placement: seams.placement,
             relay: seams.relay,
+            sealer: Arc::default(),
         };
         let chorus = Chorus {
             directory: Directory::new(env),
@@ -172,6 +173,13 @@ impl Chorus {
             *slot = Some(arbiter);
         }
         Ok(recovered)
+    }
+
+    /// Has every account's actor seal, when it next activates, the plaintext secrets of
+    /// links written before secrets were sealed ([`crate::model::LinkSealer`]). Call once,
+    /// before taking requests; a second call is ignored.
+    pub fn set_link_sealer(&self, sealer: Arc<dyn crate::model::LinkSealer>) {
+        let _ = self.directory.env().sealer.set(sealer);
     }
 
     /// Stops the releaser and every actor thread (graceful shutdown, after the server stopped

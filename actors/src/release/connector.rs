@@ -13,7 +13,8 @@ use crate::model::{ActivityRecord, LinkRecord};
 #[derive(Debug, Clone)]
 pub struct Outgoing {
     pub activity: ActivityRecord,
-    /// The link as it was when the activity was posted (platform, handle, config).
+    /// The link as its author's actor holds it when the attempt starts (platform, handle,
+    /// config and the sealed secret, which the connector unseals).
     pub link: LinkRecord,
     /// Same for every attempt of this release (see `ReleaseRecord::idempotency_key`).
     pub idempotency_key: String,

@@ -7,11 +7,14 @@
 //! - `releaser`: the Releaser actor, one per server, carrying each release from `pending` to
 //!   `delivered`/`failed`, every status recorded by the author's actor before the next step.
 //! - `recovery`: at start-up, the store's outbox is read and carried on with.
+//! - `secret`: each attempt reads its link (sealed secret included) from the author's actor,
+//!   so a release never keeps a copy of the secret.
 
 pub mod connector;
 pub mod policy;
 mod recovery;
 mod releaser;
+mod secret;
 
 use std::sync::Arc;
 

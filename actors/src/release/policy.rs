@@ -117,6 +117,7 @@ mod tests {
             platform: "webhook".into(),
             handle: "h".into(),
             config: serde_json::json!({}),
+            secret: None,
             created_ms: 0,
         };
         ReleaseRecord::new(&activity, &link)

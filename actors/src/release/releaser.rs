@@ -310,8 +310,15 @@ impl Releaser {
         };
         let connector = self.connector.clone();
         let limit = self.config.attempt_timeout;
+        let (directory, author) = (self.directory.clone(), job.record.account_id.clone());
         let attempt = async move {
-            match tokio::time::timeout(limit, connector.attempt(&out)).await {
+            let attempt = async {
+                match super::secret::with_secret(&directory, &author, out).await {
+                    Ok(out) => connector.attempt(&out).await,
+                    Err(outcome) => outcome,
+                }
+            };
+            match tokio::time::timeout(limit, attempt).await {
                 Ok(outcome) => outcome,
                 Err(_) => AttemptOutcome::Retry {
                     error: format!("timed out after {} ms", limit.as_millis()),

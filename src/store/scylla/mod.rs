@@ -19,6 +19,7 @@
 //! - `epochs.rs`: owner epochs (cluster mode): claims, and the check every write naming an
 //!   epoch passes before its batch, so two nodes never both write one actor;
 //! - `reads.rs`: single rows, paged listings, event logs and feeds across their partitions;
+//! - `server_key.rs`: the key that seals link secrets, one row every node shares;
 //! - `traits.rs`: the storage traits.
 
 mod commit;
@@ -30,6 +31,7 @@ mod lwt;
 mod reads;
 mod rows;
 mod schema;
+mod server_key;
 mod settings;
 mod statements;
 mod traits;

@@ -187,7 +187,7 @@ mod tests {
     fn every_schema_statement_is_idempotent() {
         let statements = schema_statements("ks", "{'class': 'SimpleStrategy'}");
         // The keyspace and every table of the layout.
-        assert_eq!(statements.len(), 1 + 25);
+        assert_eq!(statements.len(), 1 + 26);
         for s in &statements {
             assert!(s.starts_with("CREATE "), "only creates: {s}");
             assert!(

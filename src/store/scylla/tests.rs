@@ -6,6 +6,7 @@ mod ambiguous;
 mod epochs;
 mod figures;
 mod node;
+mod server_key;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -45,6 +45,9 @@ pub struct Server {
     extra_env: Vec<(String, String)>,
     child: Option<Child>,
     log: Arc<Mutex<Vec<String>>>,
+    /// Whether the standard flags include `--allow-private-destinations` (all but the
+    /// servers of [`Server::start_strict`]).
+    allow_private: bool,
 }
 
 impl Server {
@@ -56,6 +59,13 @@ impl Server {
     /// Start a server with the standard test flags plus `extra` arguments.
     pub fn start_with(extra: &[&str]) -> Server {
         Server::start_prepared(extra, &[], |_| {})
+    }
+
+    /// Start a server with the standard test flags but the egress policy on (no
+    /// `--allow-private-destinations`), plus `extra` arguments: for the tests of the policy
+    /// itself, whose links to 127.0.0.1 must be refused.
+    pub fn start_strict(extra: &[&str]) -> Server {
+        Server::start_with_policy(Arc::new(StoreLease::take()), extra, &[], |_| {}, false)
     }
 
     /// Start a server with the standard test flags plus `extra` arguments and `env`
@@ -86,6 +96,16 @@ impl Server {
         env: &[(&str, &str)],
         prepare: impl FnOnce(&Path),
     ) -> Server {
+        Server::start_with_policy(store, extra, env, prepare, true)
+    }
+
+    fn start_with_policy(
+        store: Arc<StoreLease>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&Path),
+        allow_private: bool,
+    ) -> Server {
         let data_dir = tempfile::tempdir().expect("create temp data dir");
         prepare(data_dir.path());
         let mut server = Server {
@@ -100,6 +120,7 @@ impl Server {
                 .collect(),
             child: None,
             log: Arc::new(Mutex::new(Vec::new())),
+            allow_private,
         };
         server.spawn();
         server
@@ -113,6 +134,10 @@ impl Server {
             .arg("--data-dir")
             .arg(self.data_dir.path())
             .args(self.store.args())
+            // The peers a release goes to (testkit's receivers, SMTP sink, plain-http
+            // Mastodon stand-ins) listen on 127.0.0.1, which the egress policy refuses:
+            // every test server but the policy's own ([`Server::start_strict`]) turns it off.
+            .args(self.allow_private.then_some("--allow-private-destinations"))
             .args(&self.extra_args)
             .envs(STANDARD_ENV.iter().copied())
             .env("RUST_LOG", "info")
@@ -258,6 +283,16 @@ impl Server {
     /// none; a running server keeps what it started with.
     pub fn set_faults(&mut self, points: Option<&str>) {
         self.faults = points.map(str::to_owned);
+    }
+
+    /// The store this server runs on (its keyspace, on the CQL store).
+    pub fn store_lease(&self) -> &StoreLease {
+        &self.store
+    }
+
+    /// Whether the next start passes `--allow-private-destinations` (kept across restarts).
+    pub fn set_allow_private(&mut self, allow: bool) {
+        self.allow_private = allow;
     }
 
     /// Start the server again on the same data directory (kills it first if running).

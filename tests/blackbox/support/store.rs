@@ -108,6 +108,47 @@ impl StoreLease {
     }
 }
 
+impl StoreLease {
+    /// The leased keyspace (CQL store only).
+    pub fn keyspace(&self) -> Option<&str> {
+        self.keyspace.as_ref().map(|k| k.name.as_str())
+    }
+
+    /// The first column, as bytes (a blob or text), of every row `cql` selects, `values`
+    /// bound in order as text (CQL store only).
+    pub fn select_first_column(&self, cql: &str, values: Vec<String>) -> Vec<Vec<u8>> {
+        let TestStore::Scylla { nodes } = test_store() else {
+            panic!("a CQL read on the embedded store");
+        };
+        let session = admin_session(nodes);
+        let cql = cql.to_string();
+        on_admin_runtime(async move {
+            let rows = session
+                .query_unpaged(cql.as_str(), values)
+                .await
+                .map_err(|e| format!("{cql}: {e}"))?
+                .into_rows_result()
+                .map_err(|e| format!("{cql}: {e}"))?;
+            let mut out = Vec::new();
+            for row in rows
+                .rows::<(scylla::value::CqlValue,)>()
+                .map_err(|e| format!("{cql}: {e}"))?
+            {
+                let (value,) = row.map_err(|e| format!("{cql}: {e}"))?;
+                out.push(match value {
+                    scylla::value::CqlValue::Blob(b) => b,
+                    scylla::value::CqlValue::Text(t) | scylla::value::CqlValue::Ascii(t) => {
+                        t.into_bytes()
+                    }
+                    other => format!("{other:?}").into_bytes(),
+                });
+            }
+            Ok::<_, String>(out)
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
 /// A keyspace of the pool, held (by a file lock) until dropped.
 struct Keyspace {
     name: String,

@@ -53,7 +53,7 @@ macro_rules! routed {
 routed! {
     Account via ask_here: subscriber {
         AddToken, RevokeToken, GetMe, GetAccount, UpdateProfile,
-        LinkPlatform, UnlinkPlatform,
+        LinkPlatform, UnlinkPlatform, GetLink,
         HeadSeq,
         StartFriendRequest, ReceiveFriendRequest, AcceptFriend, DeclineFriend, BecomeFriends,
         Unfriend,

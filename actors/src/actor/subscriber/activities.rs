@@ -155,7 +155,10 @@ impl Handler<RecordRelease> for Subscriber {
             Ok(data) => self.push_event_json(&mut write, EventType::RELEASE_STATUS, data),
             Err(e) => return ready(Err(Error::invalid(format!("release view: {e}")))),
         }
-        write.outbox.push(msg.release);
+        // A release written before secrets were sealed loses its copy of the secret here.
+        let mut release = msg.release;
+        release.link = release.link.public();
+        write.outbox.push(release);
         self.persist(write, |_| ())
     }
 }

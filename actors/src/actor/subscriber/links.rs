@@ -1,5 +1,8 @@
 //! Platform links: accounts on other platforms that activities are released to. A (platform,
-//! handle) pair belongs to one account at most (a claim taken in the same write).
+//! handle) pair belongs to one account at most (a claim taken in the same write). A link's
+//! secret arrives sealed by the server and stays so here; the releaser reads the link at each
+//! attempt ([`GetLink`]), and unlinking deletes it with the link. Links stored in plaintext
+//! by an older server are sealed when the account activates ([`SealLegacyLinks`]).
 
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -75,6 +78,69 @@ impl Handler<UnlinkPlatform> for Subscriber {
             act.links.remove(&msg.link_id);
             if let Some(releaser) = act.life.env.releaser.get() {
                 releaser.cancel_link(msg.link_id);
+            }
+        })
+    }
+}
+
+/// One link of this account as stored, sealed secret included: what a release attempt needs
+/// besides the release itself (the releaser asks for it at each attempt, so a release never
+/// keeps a copy of the secret). `NotFound("link")` once it is unlinked.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<LinkRecord>")]
+pub struct GetLink {
+    pub link_id: String,
+}
+
+/// Sent by the actor to itself when it activates with links written before secrets were
+/// sealed: each is stored again with its secret sealed ([`crate::model::LinkSealer`]), in
+/// one write. Without a sealer, or if the write fails, the links stay as they are until the
+/// next activation (they still work: the connector reads either form).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<()>")]
+pub(super) struct SealLegacyLinks;
+
+impl Handler<GetLink> for Subscriber {
+    type Result = Result<LinkRecord>;
+    fn handle(&mut self, msg: GetLink, _: &mut Self::Context) -> Self::Result {
+        self.touch();
+        self.links
+            .get(&msg.link_id)
+            .cloned()
+            .ok_or(Error::NotFound("link"))
+    }
+}
+
+impl Handler<SealLegacyLinks> for Subscriber {
+    type Result = Turn<Self, ()>;
+    fn handle(&mut self, _: SealLegacyLinks, _: &mut Self::Context) -> Self::Result {
+        let Some(sealer) = self.life.env.sealer.get().cloned() else {
+            return ready(Ok(()));
+        };
+        let sealed: Vec<LinkRecord> = self
+            .links
+            .values()
+            .filter(|l| l.has_plain_secret())
+            .filter_map(|l| sealer.seal_legacy(l))
+            .collect();
+        let mut write = self.write();
+        for link in &sealed {
+            match serde_json::to_vec(link) {
+                Ok(value) => write.edges.push(EdgeChange::Put(Edge {
+                    kind: EdgeKind::Link,
+                    other: link.link_id.clone(),
+                    value,
+                })),
+                Err(e) => return ready(Err(Error::invalid(format!("link does not encode: {e}")))),
+            }
+        }
+        if write.edges.is_empty() {
+            return ready(Ok(()));
+        }
+        tracing::info!(account = %self.id(), links = sealed.len(), "sealing the secrets of links stored in plaintext");
+        self.persist(write, move |act| {
+            for link in sealed {
+                act.links.insert(link.link_id.clone(), link);
             }
         })
     }

@@ -40,7 +40,7 @@ pub use friends::{
     AcceptFriend, BecomeFriends, DeclineFriend, DropFriend, ListRelation, MatchedBy,
     ReceiveFriendRequest, RecordMatches, RequestOutcome, StartFriendRequest, Unfriend,
 };
-pub use links::{LinkPlatform, UnlinkPlatform};
+pub use links::{GetLink, LinkPlatform, UnlinkPlatform};
 pub use profile::{GetAccount, GetMe, UpdateProfile};
 pub use tokens::{AddToken, RevokeToken};
 
@@ -247,6 +247,13 @@ impl Durable for Subscriber {
                 .env
                 .relay
                 .account_events(&self.record.account_id, events);
+        }
+    }
+
+    /// Links written before secrets were sealed are sealed now ([`links::SealLegacyLinks`]).
+    fn on_start(&mut self, ctx: &mut actix::Context<Self>) {
+        if self.links.values().any(LinkRecord::has_plain_secret) {
+            actix::AsyncContext::notify(ctx, links::SealLegacyLinks);
         }
     }
 

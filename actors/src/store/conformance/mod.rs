@@ -184,7 +184,8 @@ fn link(id: &str) -> LinkRecord {
         link_id: id.into(),
         platform: "webhook".into(),
         handle: format!("h-{id}"),
-        config: serde_json::json!({"url": "http://127.0.0.1:1/", "secret": "s"}),
+        config: serde_json::json!({"url": "http://127.0.0.1:1/"}),
+        secret: Some("v1:sealed".into()),
         created_ms: 1,
     }
 }

@@ -211,6 +211,7 @@ async fn pending_release(store: &dyn SubscriberStore, author: &str) {
         platform: "webhook".into(),
         handle: author.to_owned(),
         config: serde_json::Value::Null,
+        secret: None,
         created_ms: now_ms(),
     };
     let activity = ActivityRecord {

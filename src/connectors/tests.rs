@@ -1,0 +1,289 @@
+//! The connectors as a whole: platforms, link checks (handles, the egress policy), sealed
+//! secrets, destinations, and attempts refused under the policy.
+
+use super::*;
+use serde_json::json;
+
+fn settings(smtp_url: Option<&str>, from: &str) -> ConnectorSettings {
+    ConnectorSettings {
+        smtp_url: smtp_url.map(str::to_owned),
+        smtp_from: from.into(),
+        ..test_support::settings(Duration::from_secs(5), Egress::PUBLIC_ONLY)
+    }
+}
+
+fn code(r: Result<(String, Checked)>) -> &'static str {
+    r.err().map(|e| e.code()).unwrap_or("ok")
+}
+
+#[test]
+fn destinations_group_links_by_server() {
+    let c = Connectors::new(&settings(None, "Chorus <chorus@localhost>")).unwrap();
+    let link = |platform: &str, config: Value| LinkRecord {
+        link_id: "l".into(),
+        platform: platform.into(),
+        handle: "h".into(),
+        config,
+        secret: None,
+        created_ms: 0,
+    };
+    let dest = |l: LinkRecord| c.destination(&l);
+    assert_eq!(
+        dest(link(
+            "webhook",
+            json!({"url": "http://127.0.0.1:9001/a", "secret": "s"})
+        )),
+        Some("http://127.0.0.1:9001".into())
+    );
+    // Two paths on one server are one destination; the default port is made explicit.
+    assert_eq!(
+        dest(link(
+            "webhook",
+            json!({"url": "https://hooks.example/x", "secret": "s"})
+        )),
+        dest(link(
+            "webhook",
+            json!({"url": "https://hooks.example:443/y", "secret": "s"})
+        ))
+    );
+    assert_eq!(
+        dest(link(
+            "mastodon",
+            json!({"base_url": "https://mastodon.social", "access_token": "t"})
+        )),
+        Some("https://mastodon.social:443".into())
+    );
+    assert_eq!(dest(link("email", json!({}))), Some("smtp".into()));
+    assert_eq!(dest(link("myspace", json!({}))), None);
+}
+
+#[tokio::test]
+async fn platforms_depend_on_smtp() {
+    let plain = Connectors::new(&settings(None, "Chorus <chorus@localhost>")).unwrap();
+    assert_eq!(plain.platforms(), ["webhook", "mastodon"]);
+    let with_mail = Connectors::new(&settings(
+        Some("smtp://127.0.0.1:2525"),
+        "Chorus <chorus@localhost>",
+    ))
+    .unwrap();
+    assert_eq!(with_mail.platforms(), ["webhook", "mastodon", "email"]);
+    // Email is not a platform without SMTP.
+    let err = plain
+        .validate("email", "ada@example.com", &json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "unknown_platform");
+    assert!(err.to_string().contains("\"webhook\""), "{err}");
+    assert!(
+        with_mail
+            .validate("email", "ada@example.com", &json!({}))
+            .await
+            .is_ok()
+    );
+}
+
+#[test]
+fn bad_smtp_settings_are_config_errors() {
+    for (url, from) in [
+        ("not a url", "Chorus <chorus@localhost>"),
+        ("ftp://mail.example", "Chorus <chorus@localhost>"),
+        ("smtp://127.0.0.1:2525", "not an address"),
+        ("smtp://127.0.0.1:2525", ""),
+    ] {
+        let err = Connectors::new(&settings(Some(url), from)).unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{url} {from}: {err:?}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_platform_lists_known_ones() {
+    let c = Connectors::new(&settings(None, "x@y.z")).unwrap();
+    let err = c.validate("myspace", "me", &json!({})).await.unwrap_err();
+    assert_eq!(err.code(), "unknown_platform");
+    assert_eq!(
+        err.to_string(),
+        "no connector for platform \"myspace\"; known: [\"webhook\", \"mastodon\"]"
+    );
+}
+
+#[tokio::test]
+async fn handles_are_trimmed_and_bounded() {
+    let c = Connectors::new(&settings(None, "x@y.z")).unwrap();
+    let cfg = json!({"url": "https://x.example/h", "secret": "s"});
+    let (handle, _) = c.validate("webhook", "  me  ", &cfg).await.unwrap();
+    assert_eq!(handle, "me");
+    assert!(c.validate("webhook", &"é".repeat(128), &cfg).await.is_ok());
+    // 100 × "İ" lower-cases to 200 characters: over the limit once normalised.
+    for bad in [
+        "",
+        "   ",
+        "é".repeat(129).as_str(),
+        "İ".repeat(100).as_str(),
+    ] {
+        let err = c.validate("webhook", bad, &cfg).await.unwrap_err();
+        assert_eq!(err.code(), "invalid_input");
+        assert_eq!(err.to_string(), "handle must have 1 to 128 characters");
+    }
+    assert_eq!(
+        code(c.validate("mastodon", "", &json!({})).await),
+        "invalid_input"
+    );
+}
+
+#[actix_web::test]
+async fn unknown_platform_fails_the_attempt() {
+    let c = test_support::connectors(Duration::from_secs(1));
+    let out = test_support::outgoing("myspace", "me", json!({}), 1);
+    assert!(matches!(
+        c.attempt(&out).await,
+        AttemptOutcome::Fail { error } if error.contains("myspace")
+    ));
+    let out = test_support::outgoing("email", "ada@example.com", json!({}), 1);
+    assert!(matches!(c.attempt(&out).await, AttemptOutcome::Fail { .. }));
+}
+
+#[tokio::test]
+async fn new_links_keep_their_secret_sealed_apart() {
+    let c = Connectors::new(&settings(None, "x@y.z")).unwrap();
+    let cfg = json!({"url": "https://8.8.8.8/h", "secret": "whsec_plain"});
+    let link = c.new_link("webhook", "me", &cfg).await.unwrap();
+    assert_eq!(link.config, json!({"url": "https://8.8.8.8/h"}));
+    let sealed = link.secret.clone().unwrap();
+    assert!(sealed.starts_with("v1.") && !sealed.contains("whsec_plain"));
+    assert_eq!(c.secret_of(&link).unwrap(), "whsec_plain");
+    assert!(
+        !serde_json::to_string(&link)
+            .unwrap()
+            .contains("whsec_plain")
+    );
+    // A release keeps the link without it.
+    assert_eq!(link.public().secret, None);
+    let masto = c
+        .new_link(
+            "mastodon",
+            "@me@m.example",
+            &json!({"base_url": "https://8.8.4.4", "access_token": "tok_plain"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(masto.config, json!({"base_url": "https://8.8.4.4"}));
+    assert_eq!(c.secret_of(&masto).unwrap(), "tok_plain");
+    // Two links of one secret seal it differently, each for its own id.
+    let other = c.new_link("webhook", "me2", &cfg).await.unwrap();
+    assert_ne!(other.secret, link.secret);
+    let mut swapped = other.clone();
+    swapped.secret = link.secret.clone();
+    assert!(c.secret_of(&swapped).is_err());
+}
+
+#[tokio::test]
+async fn links_to_private_destinations_are_refused() {
+    let c = Connectors::new(&settings(None, "x@y.z")).unwrap();
+    for (platform, cfg, field) in [
+        (
+            "webhook",
+            json!({"url": "http://127.0.0.1:9/x", "secret": "s"}),
+            "url",
+        ),
+        (
+            "webhook",
+            json!({"url": "http://localhost/x", "secret": "s"}),
+            "url",
+        ),
+        (
+            "webhook",
+            json!({"url": "http://169.254.169.254/", "secret": "s"}),
+            "url",
+        ),
+        (
+            "mastodon",
+            json!({"base_url": "https://[::1]:8443", "access_token": "t"}),
+            "base_url",
+        ),
+    ] {
+        let err = c.new_link(platform, "me", &cfg).await.unwrap_err();
+        assert_eq!(err.code(), "invalid_input", "{cfg}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("config.{field} must point at a public")),
+            "{cfg}: {err}"
+        );
+    }
+    // Plain http is refused for Mastodon (the token would travel in the clear), even
+    // to a public address; a webhook may use it (its secret only signs).
+    let err = c
+        .new_link(
+            "mastodon",
+            "@me@m.example",
+            &json!({"base_url": "http://8.8.4.4", "access_token": "t"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid_input");
+    assert!(err.to_string().contains("https"), "{err}");
+    assert!(
+        c.new_link(
+            "webhook",
+            "me",
+            &json!({"url": "http://8.8.4.4/h", "secret": "s"})
+        )
+        .await
+        .is_ok()
+    );
+    // With the policy off, all of them are taken.
+    let open = test_support::connectors(Duration::from_secs(5));
+    for (platform, cfg) in [
+        (
+            "webhook",
+            json!({"url": "http://127.0.0.1:9/x", "secret": "s"}),
+        ),
+        (
+            "mastodon",
+            json!({"base_url": "http://[::1]:3000", "access_token": "t"}),
+        ),
+    ] {
+        assert!(open.new_link(platform, "me", &cfg).await.is_ok(), "{cfg}");
+    }
+}
+
+#[tokio::test]
+async fn releases_to_private_destinations_are_refused_when_connecting() {
+    // Linked while the address was public, or under another policy: the attempt
+    // itself refuses it, before any byte is sent, for good.
+    let rx = test_support::receiver();
+    let strict = Connectors::new(&test_support::settings(
+        Duration::from_secs(5),
+        Egress::PUBLIC_ONLY,
+    ))
+    .unwrap();
+    let port = url::Url::parse(&rx.url("/s/204")).unwrap().port().unwrap();
+    for url in [
+        rx.url("/s/204"),
+        // A name that resolves to loopback: the resolver refuses its answer.
+        format!("http://localhost:{port}/s/204"),
+        format!("http://[::ffff:127.0.0.1]:{port}/s/204"),
+    ] {
+        let out = test_support::outgoing_with("webhook", json!({"url": url}), Some("s"), 1);
+        assert_eq!(
+            strict.attempt(&out).await,
+            AttemptOutcome::Fail {
+                error: egress::NOT_ALLOWED.into()
+            },
+            "{url}"
+        );
+        let masto = test_support::outgoing_with(
+            "mastodon",
+            json!({"base_url": url.trim_end_matches("/s/204")}),
+            Some("t"),
+            1,
+        );
+        assert!(
+            matches!(strict.attempt(&masto).await, AttemptOutcome::Fail { error } if error == egress::NOT_ALLOWED)
+        );
+    }
+    assert_eq!(
+        rx.requests().len(),
+        0,
+        "a refused destination got a request"
+    );
+}
