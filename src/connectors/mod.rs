@@ -151,17 +151,25 @@ impl Connector for Connectors {
         let url = match link.platform.as_str() {
             webhook::PLATFORM => str_field(&link.config, "url"),
             mastodon::PLATFORM => str_field(&link.config, "base_url"),
-            // Every email goes through the one relay.
-            email::PLATFORM => return Some("smtp".into()),
+            // Every email goes through the one relay (a key no host name can be).
+            email::PLATFORM => return Some("smtp relay".into()),
             _ => None,
         }?;
-        let url = url::Url::parse(url).ok()?;
-        Some(format!(
-            "{}://{}:{}",
-            url.scheme(),
-            url.host_str()?,
-            url.port_or_known_default()?
-        ))
+        Some(host_key(url::Url::parse(url).ok()?.host()?))
+    }
+}
+
+/// The releaser's per-destination key of a URL's host: the host alone, never the port or the
+/// scheme, so that 32 ports of one black-hole host are one destination, not 32. A name as
+/// the URL parser normalised it (lower case, punycode) without a trailing dot; an address
+/// in its canonical form (an IPv4-mapped IPv6 address as the IPv4 one). The key is not
+/// resolved: that happens once, on the attempt's own connect, and many names for one
+/// address are bounded by the cap per author instead.
+fn host_key(host: url::Host<&str>) -> String {
+    match host {
+        url::Host::Domain(name) => name.trim_end_matches('.').to_owned(),
+        url::Host::Ipv4(ip) => ip.to_string(),
+        url::Host::Ipv6(ip) => ip.to_canonical().to_string(),
     }
 }
 
@@ -386,7 +394,7 @@ mod tests {
     }
 
     #[test]
-    fn destinations_group_links_by_server() {
+    fn destinations_group_links_by_host() {
         let c = Connectors::new(&settings(None, "Chorus <chorus@localhost>")).unwrap();
         let link = |platform: &str, config: Value| LinkRecord {
             link_id: "l".into(),
@@ -395,34 +403,41 @@ mod tests {
             config,
             created_ms: 0,
         };
-        let dest = |l: LinkRecord| c.destination(&l);
-        assert_eq!(
-            dest(link(
-                "webhook",
-                json!({"url": "http://127.0.0.1:9001/a", "secret": "s"})
-            )),
-            Some("http://127.0.0.1:9001".into())
+        let hook = |url: &str| c.destination(&link("webhook", json!({"url": url, "secret": "s"})));
+        assert_eq!(hook("http://127.0.0.1:9001/a"), Some("127.0.0.1".into()));
+        // Every port, path and scheme of one host is one destination.
+        for same in [
+            "http://127.0.0.1:9002/b",
+            "https://127.0.0.1/c",
+            "http://127.1:9003/",
+            "http://[::ffff:127.0.0.1]:9004/",
+        ] {
+            assert_eq!(hook(same), Some("127.0.0.1".into()), "{same}");
+        }
+        for same in [
+            "https://hooks.example/x",
+            "https://HOOKS.example:443/y",
+            "http://hooks.example.:8080/z",
+        ] {
+            assert_eq!(hook(same), Some("hooks.example".into()), "{same}");
+        }
+        assert_eq!(hook("http://[2001:DB8::1]:81/"), Some("2001:db8::1".into()));
+        assert_ne!(
+            hook("http://a.hooks.example/"),
+            hook("http://hooks.example/")
         );
-        // Two paths on one server are one destination; the default port is made explicit.
         assert_eq!(
-            dest(link(
-                "webhook",
-                json!({"url": "https://hooks.example/x", "secret": "s"})
-            )),
-            dest(link(
-                "webhook",
-                json!({"url": "https://hooks.example:443/y", "secret": "s"})
-            ))
-        );
-        assert_eq!(
-            dest(link(
+            c.destination(&link(
                 "mastodon",
                 json!({"base_url": "https://mastodon.social", "access_token": "t"})
             )),
-            Some("https://mastodon.social:443".into())
+            Some("mastodon.social".into())
         );
-        assert_eq!(dest(link("email", json!({}))), Some("smtp".into()));
-        assert_eq!(dest(link("myspace", json!({}))), None);
+        assert_eq!(
+            c.destination(&link("email", json!({}))),
+            Some("smtp relay".into())
+        );
+        assert_eq!(c.destination(&link("myspace", json!({}))), None);
     }
 
     #[test]
