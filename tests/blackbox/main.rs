@@ -27,5 +27,6 @@ mod platforms;
 mod profile_sync;
 mod release;
 mod release_crash;
+mod release_fairness;
 mod scylla_cli;
 mod websocket;
