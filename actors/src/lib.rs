@@ -16,9 +16,11 @@
 //!   a failure, and after a crash; `ops/retention.rs` trims event logs and tells a reader
 //!   from before the horizon `resync_required`.
 //! - [`release`]: activities to linked platforms. The Releaser actor (`releaser.rs`), its
-//!   policy (`policy.rs`: backoff with jitter, `Retry-After`, giving up, concurrency caps),
-//!   recovery of the outbox at start-up (`recovery.rs`) and the seam to the platforms
-//!   (`connector.rs`, implemented in the server crate).
+//!   policy (`policy.rs`: backoff with jitter, `Retry-After`, giving up, concurrency caps,
+//!   bounds), its queues (`queues/`: authors in turn, caps per author, link and host, bounds
+//!   on releases held), reading the outbox (`recovery.rs`: at start-up, after a view change,
+//!   when there is room again) and the seam to the platforms (`connector.rs`, implemented in
+//!   the server crate).
 //! - `actor` (private): the actors. `actor/mod.rs` is the plumbing they share, written once
 //!   (persist, passivate when idle, leave the directory); `env.rs` what an actor is handed
 //!   (store, hub, fan-out, log heads, settings, the releaser); `logs.rs` the account log heads

@@ -242,6 +242,9 @@ impl From<Settings> for Config {
                 max_in_flight: s.release_concurrency,
                 max_in_flight_per_link: s.release_per_link,
                 max_in_flight_per_destination: s.release_per_destination,
+                max_in_flight_per_account: s.release_per_account,
+                max_held: s.release_held,
+                max_held_per_account: s.release_held_per_account,
                 ..ReleaseConfig::default()
             },
             smtp_url: s.smtp_url,
@@ -348,10 +351,15 @@ impl Config {
         if r.max_in_flight == 0
             || r.max_in_flight_per_link == 0
             || r.max_in_flight_per_destination == 0
+            || r.max_in_flight_per_account == 0
         {
             return bad(
-                "release_concurrency, release_per_link and release_per_destination must be at least 1",
+                "release_concurrency, release_per_link, release_per_destination and \
+                 release_per_account must be at least 1",
             );
+        }
+        if r.max_held_per_account == 0 || r.max_held < r.max_held_per_account {
+            return bad("release_held_per_account must be at least 1 and at most release_held");
         }
         if self.store == StoreKind::Scylla {
             self.check_scylla()?;

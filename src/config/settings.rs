@@ -194,13 +194,32 @@ pub struct Settings {
         default_value_t = release().max_in_flight_per_link
     )]
     pub release_per_link: usize,
-    /// Release attempts running at once to one destination server, all links to it together.
+    /// Release attempts running at once to one destination host (any port), all links to it
+    /// together.
     #[arg(
         long,
         env = "CHORUS_RELEASE_PER_DESTINATION",
         default_value_t = release().max_in_flight_per_destination
     )]
     pub release_per_destination: usize,
+    /// Release attempts running at once of one account's releases (accounts take turns).
+    #[arg(
+        long,
+        env = "CHORUS_RELEASE_PER_ACCOUNT",
+        default_value_t = release().max_in_flight_per_account
+    )]
+    pub release_per_account: usize,
+    /// Releases the releaser holds in memory; past it they wait in the outbox on disk.
+    #[arg(long, env = "CHORUS_RELEASE_HELD", default_value_t = release().max_held)]
+    pub release_held: usize,
+    /// Releases the releaser holds in memory for one account; past it theirs wait in the
+    /// outbox on disk.
+    #[arg(
+        long,
+        env = "CHORUS_RELEASE_HELD_PER_ACCOUNT",
+        default_value_t = release().max_held_per_account
+    )]
+    pub release_held_per_account: usize,
     /// SMTP relay for the `email` platform, e.g. `smtp://127.0.0.1:25` or
     /// `smtps://user:pass@mail.example.com`; without it there is no `email` platform.
     #[arg(long, env = "CHORUS_SMTP_URL")]

@@ -80,6 +80,34 @@ fn release_settings_are_checked() {
 }
 
 #[test]
+fn release_fairness_settings_are_read_and_checked() {
+    let cfg = Config::default();
+    assert_eq!(cfg.release.max_in_flight_per_account, 8);
+    assert_eq!(cfg.release.max_held, 16_384);
+    assert_eq!(cfg.release.max_held_per_account, 512);
+    let cfg = Config::from_cli(&cli(&[
+        "--release-per-account",
+        "2",
+        "--release-held",
+        "100",
+        "--release-held-per-account",
+        "10",
+    ]))
+    .expect("config");
+    assert_eq!(cfg.release.max_in_flight_per_account, 2);
+    assert_eq!(cfg.release.max_held, 100);
+    assert_eq!(cfg.release.max_held_per_account, 10);
+    for bad in [
+        ["--release-per-account", "0"],
+        ["--release-held-per-account", "0"],
+        ["--release-held", "10"],
+    ] {
+        let err = Config::from_cli(&cli(&bad)).expect_err("must fail");
+        assert!(err.to_string().contains("release_"), "{bad:?}: {err}");
+    }
+}
+
+#[test]
 fn flags_win_over_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("chorus.toml");

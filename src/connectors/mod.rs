@@ -225,17 +225,25 @@ impl Connector for Connectors {
         let url = match link.platform.as_str() {
             webhook::PLATFORM => str_field(&link.config, "url"),
             mastodon::PLATFORM => str_field(&link.config, "base_url"),
-            // Every email goes through the one relay.
-            email::PLATFORM => return Some("smtp".into()),
+            // Every email goes through the one relay (a key no host name can be).
+            email::PLATFORM => return Some("smtp relay".into()),
             _ => None,
         }?;
-        let url = url::Url::parse(url).ok()?;
-        Some(format!(
-            "{}://{}:{}",
-            url.scheme(),
-            url.host_str()?,
-            url.port_or_known_default()?
-        ))
+        Some(host_key(url::Url::parse(url).ok()?.host()?))
+    }
+}
+
+/// The releaser's per-destination key of a URL's host: the host alone, never the port or the
+/// scheme, so that 32 ports of one black-hole host are one destination, not 32. A name as
+/// the URL parser normalised it (lower case, punycode) without a trailing dot; an address
+/// in its canonical form (an IPv4-mapped IPv6 address as the IPv4 one). The key is not
+/// resolved: that happens once, on the attempt's own connect, and many names for one
+/// address are bounded by the cap per author instead.
+fn host_key(host: url::Host<&str>) -> String {
+    match host {
+        url::Host::Domain(name) => name.trim_end_matches('.').to_owned(),
+        url::Host::Ipv4(ip) => ip.to_string(),
+        url::Host::Ipv6(ip) => ip.to_canonical().to_string(),
     }
 }
 

@@ -17,7 +17,7 @@ fn code(r: Result<(String, Checked)>) -> &'static str {
 }
 
 #[test]
-fn destinations_group_links_by_server() {
+fn destinations_group_links_by_host() {
     let c = Connectors::new(&settings(None, "Chorus <chorus@localhost>")).unwrap();
     let link = |platform: &str, config: Value| LinkRecord {
         link_id: "l".into(),
@@ -27,34 +27,41 @@ fn destinations_group_links_by_server() {
         secret: None,
         created_ms: 0,
     };
-    let dest = |l: LinkRecord| c.destination(&l);
-    assert_eq!(
-        dest(link(
-            "webhook",
-            json!({"url": "http://127.0.0.1:9001/a", "secret": "s"})
-        )),
-        Some("http://127.0.0.1:9001".into())
+    let hook = |url: &str| c.destination(&link("webhook", json!({"url": url, "secret": "s"})));
+    assert_eq!(hook("http://127.0.0.1:9001/a"), Some("127.0.0.1".into()));
+    // Every port, path and scheme of one host is one destination.
+    for same in [
+        "http://127.0.0.1:9002/b",
+        "https://127.0.0.1/c",
+        "http://127.1:9003/",
+        "http://[::ffff:127.0.0.1]:9004/",
+    ] {
+        assert_eq!(hook(same), Some("127.0.0.1".into()), "{same}");
+    }
+    for same in [
+        "https://hooks.example/x",
+        "https://HOOKS.example:443/y",
+        "http://hooks.example.:8080/z",
+    ] {
+        assert_eq!(hook(same), Some("hooks.example".into()), "{same}");
+    }
+    assert_eq!(hook("http://[2001:DB8::1]:81/"), Some("2001:db8::1".into()));
+    assert_ne!(
+        hook("http://a.hooks.example/"),
+        hook("http://hooks.example/")
     );
-    // Two paths on one server are one destination; the default port is made explicit.
     assert_eq!(
-        dest(link(
-            "webhook",
-            json!({"url": "https://hooks.example/x", "secret": "s"})
-        )),
-        dest(link(
-            "webhook",
-            json!({"url": "https://hooks.example:443/y", "secret": "s"})
-        ))
-    );
-    assert_eq!(
-        dest(link(
+        c.destination(&link(
             "mastodon",
             json!({"base_url": "https://mastodon.social", "access_token": "t"})
         )),
-        Some("https://mastodon.social:443".into())
+        Some("mastodon.social".into())
     );
-    assert_eq!(dest(link("email", json!({}))), Some("smtp".into()));
-    assert_eq!(dest(link("myspace", json!({}))), None);
+    assert_eq!(
+        c.destination(&link("email", json!({}))),
+        Some("smtp relay".into())
+    );
+    assert_eq!(c.destination(&link("myspace", json!({}))), None);
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 //! [`Script`]. Stopped when dropped.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -152,7 +152,8 @@ struct State {
     log: Mutex<Vec<Received>>,
 }
 
-/// An HTTP server on `127.0.0.1:<port the OS chose>`, stopped when dropped.
+/// An HTTP server on `127.0.0.1:<port the OS chose>` (or the address given to
+/// [`Receiver::start_at`]), stopped when dropped.
 pub struct Receiver {
     pub addr: SocketAddr,
     state: Arc<State>,
@@ -229,6 +230,12 @@ impl Receiver {
     /// A receiver answering by `script`; `secret` is the webhook secret its signatures are
     /// checked with (None: `sig_ok` is always false, e.g. for Mastodon).
     pub fn start(script: Script, secret: Option<&str>) -> Receiver {
+        Receiver::start_at(IpAddr::V4(Ipv4Addr::LOCALHOST), script, secret)
+    }
+
+    /// [`Receiver::start`] on another address, e.g. `127.0.0.2` (Linux answers on all of
+    /// 127.0.0.0/8): to the releaser, whose caps are per destination host, another host.
+    pub fn start_at(ip: IpAddr, script: Script, secret: Option<&str>) -> Receiver {
         let state = Arc::new(State {
             script,
             secret: secret.map(str::to_string),
@@ -248,7 +255,7 @@ impl Receiver {
                 .workers(1)
                 .disable_signals()
                 .shutdown_timeout(0)
-                .bind(("127.0.0.1", 0))
+                .bind((ip, 0))
                 .expect("bind receiver");
                 let addr = server.addrs()[0];
                 let running = server.run();
@@ -267,7 +274,7 @@ impl Receiver {
         }
     }
 
-    /// `http://127.0.0.1:<port><path>`.
+    /// `http://<address>:<port><path>`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

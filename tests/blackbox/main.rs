@@ -30,6 +30,7 @@ mod platforms;
 mod profile_sync;
 mod release;
 mod release_crash;
+mod release_fairness;
 mod retention;
 mod scylla_cli;
 mod secrets;

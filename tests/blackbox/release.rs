@@ -1159,9 +1159,10 @@ async fn unlinking_a_platform_fails_its_waiting_releases() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dark_server_cannot_take_every_slot() {
-    // 4 slots in all, at most 2 per destination. Five accounts link the same hanging server;
-    // without the per-destination cap their first attempts would hold all 4 slots for the
-    // whole timeout and the healthy platform would wait behind them.
+    // 4 slots in all, at most 2 per destination host. Five accounts link the same hanging
+    // server (another host than the healthy one: 127.0.0.2); without the per-destination cap
+    // their first attempts would hold all 4 slots for the whole timeout and the healthy
+    // platform would wait behind them.
     let mut f = ReleaseFixture::start_as(
         "Bea Healthy",
         &[
@@ -1174,7 +1175,11 @@ async fn a_dark_server_cannot_take_every_slot() {
         ],
     )
     .await;
-    let dark = Receiver::start(Script::Always(Reply::hang(Duration::from_secs(7))), None);
+    let dark = Receiver::start_at(
+        [127, 0, 0, 2].into(),
+        Script::Always(Reply::hang(Duration::from_secs(7))),
+        None,
+    );
     let mut posts = Vec::new();
     for i in 0..5 {
         let a = new_acct(&f.s, &format!("Dark {i}")).await;

@@ -65,9 +65,11 @@ impl AttemptOutcome {
 pub trait Connector: Send + Sync + 'static {
     async fn attempt(&self, out: &Outgoing) -> AttemptOutcome;
 
-    /// The server a link's releases go to (e.g. `host:port`), so the releaser can cap the
-    /// attempts running against one server: many accounts linked to one instance that went
-    /// dark must not take every slot. `None` counts the link as its own destination.
+    /// The host a link's releases go to (its name, or its address when the link names an IP
+    /// address; never the port or the scheme), so the releaser can cap the attempts running
+    /// against one host: many accounts linked to one instance that went dark, or one account
+    /// linking many ports of one host, must not take every slot. `None` counts the link as
+    /// its own destination.
     fn destination(&self, link: &LinkRecord) -> Option<String> {
         let _ = link;
         None

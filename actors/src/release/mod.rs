@@ -2,16 +2,21 @@
 //!
 //! - [`connector`]: the seam to the platforms ([`Connector`], implemented in the server
 //!   crate) and the shared reading of HTTP answers ([`AttemptOutcome::from_http`]).
-//! - [`policy`]: retries (backoff with jitter, `Retry-After`, giving up) and concurrency
-//!   bounds ([`ReleaseConfig`]).
+//! - [`policy`]: retries (backoff with jitter, `Retry-After`, giving up), caps on attempts
+//!   running at once and bounds on releases held ([`ReleaseConfig`]).
+//! - `queues`: what the releaser holds and which attempt starts next: round-robin over
+//!   authors, under caps in all, per author, per link and per destination host; at most so
+//!   many releases held, the rest left in the outbox.
 //! - `releaser`: the Releaser actor, one per server, carrying each release from `pending` to
 //!   `delivered`/`failed`, every status recorded by the author's actor before the next step.
-//! - `recovery`: at start-up, the store's outbox is read and carried on with.
+//! - `recovery`: the store's outbox read and carried on with: at start-up, after a cluster
+//!   view change, and when the bounds left releases there and there is room again.
 //! - `secret`: each attempt reads its link (sealed secret included) from the author's actor,
 //!   so a release never keeps a copy of the secret.
 
 pub mod connector;
 pub mod policy;
+mod queues;
 mod recovery;
 mod releaser;
 mod secret;

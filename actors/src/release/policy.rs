@@ -1,6 +1,7 @@
 //! The release policy, the same for every platform: exponential backoff with jitter, the
 //! platform's `Retry-After` when it gave one (up to a cap), `failed` after `max_attempts`,
-//! and the bounds on attempts running at once.
+//! the caps on attempts running at once and the bounds on releases held (both applied by
+//! [`super::queues`]).
 
 use std::time::Duration;
 
@@ -24,14 +25,25 @@ pub struct ReleaseConfig {
     pub attempt_timeout: Duration,
     /// Attempts running at once, over all platforms.
     pub max_in_flight: usize,
+    /// Attempts running at once of one author's releases, so one account cannot take the
+    /// slots of all (authors also take turns).
+    pub max_in_flight_per_account: usize,
     /// Attempts running at once to one link.
     pub max_in_flight_per_link: usize,
-    /// Attempts running at once to one destination server (all links to it together).
+    /// Attempts running at once to one destination host (all links to it together, whatever
+    /// their port or author).
     pub max_in_flight_per_destination: usize,
+    /// Releases the releaser holds in memory; past it they wait in the outbox on disk.
+    pub max_held: usize,
+    /// Releases the releaser holds in memory for one author; past it theirs wait in the
+    /// outbox on disk.
+    pub max_held_per_account: usize,
 }
 
 impl Default for ReleaseConfig {
     /// 8 attempts over about an hour: waits of 30 s, 1, 2, 4, 8, 16 and 32 min, each ±20 %.
+    /// 16,384 releases held at about 1-2 KiB each (the activity is shared by its releases;
+    /// one with the longest text and a single link is about 21 KiB).
     fn default() -> Self {
         ReleaseConfig {
             max_attempts: 8,
@@ -40,8 +52,11 @@ impl Default for ReleaseConfig {
             max_retry_after: Duration::from_secs(3600),
             attempt_timeout: Duration::from_secs(10),
             max_in_flight: 256,
+            max_in_flight_per_account: 8,
             max_in_flight_per_link: 4,
             max_in_flight_per_destination: 32,
+            max_held: 16_384,
+            max_held_per_account: 512,
         }
     }
 }

@@ -13,13 +13,18 @@
 //!   go of those that moved away (an attempt under way finishes and is recorded through the
 //!   author's new owner) and takes on those that moved to it (`super::recovery`, `Rescan`).
 //!   A release a node was attempting when it died is attempted again by the new owner, with
-//!   the same `Idempotency-Key`.
-//! - **Nobody waits for the slowest.** Attempts run concurrently, each bounded by a timeout;
-//!   at most `max_in_flight` at once, at most `max_in_flight_per_link` per link and at most
-//!   `max_in_flight_per_destination` per server ([`Connector::destination`]), so a dead
-//!   platform holding slots until its timeout cannot starve the others.
+//!   the same `Idempotency-Key`. So an author's releases all run on one node, and the caps
+//!   per author hold across the cluster.
+//! - **Fair, and nobody waits for the slowest** ([`super::queues`]). Attempts run
+//!   concurrently, each bounded by a timeout, taken round-robin over authors; at most
+//!   `max_in_flight` at once, `max_in_flight_per_account` per author, `max_in_flight_per_link`
+//!   per link and `max_in_flight_per_destination` per destination host
+//!   ([`Connector::destination`]). A dead platform, or one author's thousands of releases,
+//!   cannot starve the others.
+//! - **Bounded.** At most `max_held` releases are held (`max_held_per_account` per author);
+//!   the others wait in the outbox, which is read again when there is room.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +32,8 @@ use actix::prelude::*;
 
 use super::connector::{AttemptOutcome, Connector, Outgoing};
 use super::policy::ReleaseConfig;
+use super::queues::{Admitted, Queues};
+use super::recovery::Refill;
 use crate::actor::directory::WeakDirectory;
 use crate::actor::env::ReleaseQueue;
 use crate::actor::place::{ActorKind, Owner, Placement, SingleNode};
@@ -68,33 +75,6 @@ impl ReleaseQueue for Addr<Releaser> {
     }
 }
 
-/// A release the releaser carries. At any time it is in exactly one place: `schedule`
-/// (waiting for its time), `ready` or a link's `parked` queue (due, waiting for a slot),
-/// running, or being recorded by the author's actor.
-struct Job {
-    record: ReleaseRecord,
-    activity: Arc<ActivityRecord>,
-    /// Where its attempts go ([`Connector::destination`], or the link itself).
-    destination: String,
-}
-
-/// What caps concurrent attempts besides the global limit.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Gate {
-    Link(String),
-    Destination(String),
-}
-
-impl Job {
-    /// The gates an attempt of this job holds while it runs.
-    fn gates(&self, key: &ReleaseKey) -> Vec<Gate> {
-        vec![
-            Gate::Link(key.link_id.clone()),
-            Gate::Destination(self.destination.clone()),
-        ]
-    }
-}
-
 /// The actor.
 pub struct Releaser {
     directory: WeakDirectory,
@@ -103,26 +83,21 @@ pub struct Releaser {
     pub(super) store: Arc<dyn Store>,
     connector: Arc<dyn Connector>,
     config: ReleaseConfig,
-    /// Every release not final that this releaser is carrying, by key.
-    jobs: HashMap<ReleaseKey, Job>,
-    /// `(due ms, key)` of the releases waiting for their time, soonest first.
-    schedule: BTreeSet<(u64, ReleaseKey)>,
-    /// Due, waiting for a global slot.
-    ready: VecDeque<ReleaseKey>,
-    /// Due, waiting for a slot on their link or destination (by [`Gate`]).
-    parked: HashMap<Gate, VecDeque<ReleaseKey>>,
-    in_flight: usize,
-    /// Attempts running per link and per destination.
-    running: HashMap<Gate, usize>,
+    /// Every release not final that this releaser is carrying, where it is, and what starts
+    /// next.
+    pub(super) queues: Queues,
     /// The timer for the soonest due time, and that time.
     wake: Option<(u64, SpawnHandle)>,
-    /// Links unlinked while this releaser ran and that still have a release in `jobs`
-    /// (running or being recorded): nothing more is attempted to them. A link leaves it with
-    /// its last release, so it is never larger than `jobs`.
+    /// Links unlinked while this releaser ran and that still have a release held (running
+    /// or being recorded): nothing more is attempted to them. A link leaves it with its last
+    /// release, so it is never larger than what is held.
     cancelled: HashSet<String>,
     /// Failed recordings of a status (the store refusing writes): retried after waits that
     /// double from 1 s to 30 s, logged when it starts and when it ends, not on every retry.
     store_backoff: Backoff,
+    /// Reading the outbox again for releases the bounds left there ([`super::recovery`]):
+    /// whether a read runs, when the last one began, and the timer for the next.
+    pub(super) refill: Refill,
 }
 
 /// First wait before recording a status again after the store refused it.
@@ -146,16 +121,12 @@ impl Releaser {
             placement,
             store,
             connector,
+            queues: Queues::new(config.clone()),
             config,
-            jobs: HashMap::new(),
-            schedule: BTreeSet::new(),
-            ready: VecDeque::new(),
-            parked: HashMap::new(),
-            in_flight: 0,
-            running: HashMap::new(),
             wake: None,
             cancelled: HashSet::new(),
             store_backoff: Backoff::new(RECORD_RETRY_FIRST, RECORD_RETRY_CAP),
+            refill: Refill::default(),
         }
     }
 
@@ -174,111 +145,57 @@ impl Releaser {
     /// every queue now; one being attempted or recorded is let go once recorded. Answers how
     /// many were waiting.
     pub(super) fn let_go_moved(&mut self) -> usize {
-        let moved: HashSet<ReleaseKey> = self
-            .jobs
-            .iter()
-            .filter(|(_, job)| !self.owns(&job.record.account_id))
-            .map(|(key, _)| key.clone())
-            .collect();
-        if moved.is_empty() {
-            return 0;
-        }
-        let mut waiting: Vec<ReleaseKey> = Vec::new();
-        self.schedule.retain(|(_, k)| {
-            let gone = moved.contains(k);
-            if gone {
-                waiting.push(k.clone());
-            }
-            !gone
+        let placement = self.placement.clone();
+        let moved = self.queues.unqueue_where(|job| {
+            placement.owner(ActorKind::Account, job.account()) != Owner::Local
         });
-        for queue in std::iter::once(&mut self.ready).chain(self.parked.values_mut()) {
-            queue.retain(|k| {
-                let gone = moved.contains(k);
-                if gone {
-                    waiting.push(k.clone());
-                }
-                !gone
-            });
+        for key in &moved {
+            self.forget(key, false);
         }
-        self.parked.retain(|_, queue| !queue.is_empty());
-        for key in &waiting {
-            self.forget(key);
-        }
-        waiting.len()
+        moved.len()
     }
 
-    /// Takes a release on (once: a key already held is ignored).
-    pub(super) fn admit(&mut self, record: ReleaseRecord, activity: Arc<ActivityRecord>) {
-        if record.status.is_final() {
-            return;
-        }
-        let key = record.key();
-        if self.jobs.contains_key(&key) {
-            return;
-        }
-        self.schedule.insert((record.next_attempt_ms, key.clone()));
+    /// Takes a release on (once: a key already held is ignored), unless a bound leaves it in
+    /// the outbox; answers which.
+    pub(super) fn admit(
+        &mut self,
+        record: ReleaseRecord,
+        activity: Arc<ActivityRecord>,
+    ) -> Admitted {
         let destination = self
             .connector
             .destination(&record.link)
-            .unwrap_or_else(|| format!("link {}", key.link_id));
-        self.jobs.insert(
-            key,
-            Job {
-                record,
-                activity,
-                destination,
-            },
-        );
+            .unwrap_or_else(|| format!("link {}", record.link.link_id));
+        let was_spilled = self.queues.spilled();
+        let admitted = self.queues.admit(record, activity, &destination);
+        if admitted == Admitted::Spilled && !was_spilled {
+            tracing::info!(
+                held = self.queues.held(),
+                max_held = self.config.max_held,
+                max_held_per_account = self.config.max_held_per_account,
+                "releases past the releaser's bounds wait in the outbox; it is read again \
+                 when there is room"
+            );
+        }
+        admitted
     }
 
     /// Starts what is due and free to run, then sets the timer for the next due time.
     pub(super) fn pump(&mut self, ctx: &mut Context<Self>) {
-        let now = now_ms();
-        while let Some((due, _)) = self.schedule.first() {
-            if *due > now {
-                break;
-            }
-            let Some((_, key)) = self.schedule.pop_first() else {
-                break;
-            };
-            if self.jobs.contains_key(&key) {
-                self.ready.push_back(key);
-            }
-        }
-        while self.in_flight < self.config.max_in_flight {
-            let Some(key) = self.ready.pop_front() else {
-                break;
-            };
-            let Some(job) = self.jobs.get(&key) else {
-                continue;
-            };
-            let gates = [
-                (
-                    Gate::Link(key.link_id.clone()),
-                    self.config.max_in_flight_per_link,
-                ),
-                (
-                    Gate::Destination(job.destination.clone()),
-                    self.config.max_in_flight_per_destination,
-                ),
-            ];
-            match gates
-                .into_iter()
-                .find(|(gate, cap)| self.running.get(gate).copied().unwrap_or(0) >= *cap)
-            {
-                Some((full, _)) => self.parked.entry(full).or_default().push_back(key),
-                None => self.start(key, ctx),
-            }
+        self.queues.promote(now_ms());
+        while let Some(key) = self.queues.next_start() {
+            self.start(key, ctx);
         }
         self.arm(ctx);
+        self.refill_if_room(ctx);
     }
 
-    /// Sets the timer for the soonest release in `schedule` (if it is not set for it already).
+    /// Sets the timer for the soonest release waiting for its time (if it is not set for it
+    /// already).
     fn arm(&mut self, ctx: &mut Context<Self>) {
-        let Some((due, _)) = self.schedule.first() else {
+        let Some(due) = self.queues.next_due() else {
             return;
         };
-        let due = *due;
         if let Some((at, handle)) = self.wake {
             if at <= due {
                 return;
@@ -293,15 +210,11 @@ impl Releaser {
         self.wake = Some((due, handle));
     }
 
-    /// Runs one attempt of `key`.
+    /// Runs one attempt of `key` (its slots are taken already).
     fn start(&mut self, key: ReleaseKey, ctx: &mut Context<Self>) {
-        let Some(job) = self.jobs.get(&key) else {
+        let Some(job) = self.queues.job(&key) else {
             return;
         };
-        self.in_flight += 1;
-        for gate in job.gates(&key) {
-            *self.running.entry(gate).or_insert(0) += 1;
-        }
         let out = Outgoing {
             activity: (*job.activity).clone(),
             link: job.record.link.clone(),
@@ -335,30 +248,8 @@ impl Releaser {
 
     /// An attempt ended: free its slots, work out the new state, have it recorded.
     fn finished(&mut self, key: ReleaseKey, outcome: AttemptOutcome, ctx: &mut Context<Self>) {
-        self.in_flight = self.in_flight.saturating_sub(1);
-        let gates = self
-            .jobs
-            .get(&key)
-            .map(|job| job.gates(&key))
-            .unwrap_or_default();
-        for gate in gates {
-            if let Some(n) = self.running.get_mut(&gate) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    self.running.remove(&gate);
-                }
-            }
-            // The gate has a free slot again: its longest-waiting release goes first.
-            if let Some(queue) = self.parked.get_mut(&gate) {
-                if let Some(next) = queue.pop_front() {
-                    self.ready.push_front(next);
-                }
-                if queue.is_empty() {
-                    self.parked.remove(&gate);
-                }
-            }
-        }
-        if let Some(job) = self.jobs.get_mut(&key) {
+        self.queues.finished(&key);
+        if let Some(job) = self.queues.job(&key) {
             match &outcome {
                 AttemptOutcome::Delivered => {}
                 AttemptOutcome::Retry { error, .. } | AttemptOutcome::Fail { error } => {
@@ -403,7 +294,8 @@ impl Releaser {
                             activity = %key.activity_id, link = %key.link_id,
                             "author of a release is gone; dropping it"
                         );
-                        act.forget(&key);
+                        act.forget(&key, true);
+                        act.refill_if_room(ctx);
                     }
                     Err(e) => {
                         let (wait, first) = act.store_backoff.failed();
@@ -431,45 +323,25 @@ impl Releaser {
     /// The link is gone: its waiting and queued releases leave every queue and are recorded
     /// as failed; running or recording ones see `cancelled` when they come back.
     pub(super) fn cancel_link(&mut self, link: String, ctx: &mut Context<Self>) {
-        let waiting: Vec<(u64, ReleaseKey)> = self
-            .schedule
-            .iter()
-            .filter(|(_, k)| k.link_id == link)
-            .cloned()
-            .collect();
-        let mut stopped: Vec<ReleaseKey> = Vec::new();
-        for entry in waiting {
-            self.schedule.remove(&entry);
-            stopped.push(entry.1);
-        }
-        for queue in std::iter::once(&mut self.ready).chain(self.parked.values_mut()) {
-            queue.retain(|k| {
-                let hit = k.link_id == link;
-                if hit {
-                    stopped.push(k.clone());
-                }
-                !hit
-            });
-        }
-        self.parked.retain(|_, queue| !queue.is_empty());
+        let stopped = self.queues.unqueue_where(|job| job.link() == link);
         for key in stopped {
-            if let Some(job) = self.jobs.get(&key) {
+            if let Some(job) = self.queues.job(&key) {
                 let failed = unlinked(job.record.clone());
                 self.record(key, failed, ctx);
             }
         }
         // Only releases still held can come back to find it.
-        if self.jobs.keys().any(|k| k.link_id == link) {
+        if self.queues.jobs().any(|(k, _)| k.link_id == link) {
             self.cancelled.insert(link);
         }
     }
 
-    /// A release is done with (final, or its author gone): it leaves `jobs`, and its link
-    /// leaves `cancelled` with the link's last release.
-    fn forget(&mut self, key: &ReleaseKey) {
-        self.jobs.remove(key);
+    /// A release is done with (final, its author gone, or moved to another node): it leaves
+    /// the queues, and its link leaves `cancelled` with the link's last release.
+    fn forget(&mut self, key: &ReleaseKey, settled: bool) {
+        self.queues.forget(key, settled);
         if self.cancelled.contains(&key.link_id)
-            && !self.jobs.keys().any(|k| k.link_id == key.link_id)
+            && !self.queues.jobs().any(|(k, _)| k.link_id == key.link_id)
         {
             self.cancelled.remove(&key.link_id);
         }
@@ -478,8 +350,10 @@ impl Releaser {
     fn recorded(&mut self, key: ReleaseKey, next: ReleaseRecord, ctx: &mut Context<Self>) {
         // Final, or its author moved to another node while it was attempted (that node's
         // releaser carries it on from the status just recorded).
-        if next.status.is_final() || !self.owns(&next.account_id) {
-            self.forget(&key);
+        let is_final = next.status.is_final();
+        if is_final || !self.owns(&next.account_id) {
+            self.forget(&key, is_final);
+            self.refill_if_room(ctx);
             return;
         }
         if self.cancelled.contains(&key.link_id) {
@@ -487,11 +361,8 @@ impl Releaser {
             self.record(key, failed, ctx);
             return;
         }
-        if let Some(job) = self.jobs.get_mut(&key) {
-            self.schedule.insert((next.next_attempt_ms, key));
-            job.record = next;
-            self.pump(ctx);
-        }
+        self.queues.reschedule(&key, next);
+        self.pump(ctx);
     }
 }
 
@@ -502,6 +373,8 @@ impl Actor for Releaser {
         tracing::debug!(
             max_attempts = self.config.max_attempts,
             max_in_flight = self.config.max_in_flight,
+            max_in_flight_per_account = self.config.max_in_flight_per_account,
+            max_held = self.config.max_held,
             "releaser started"
         );
     }
