@@ -87,12 +87,13 @@ use actix_service::{
 use actix_web::dev::AppConfig;
 use actix_web::{App, web};
 use chorus_actors::store::{OwnerStore, Store};
-use chorus_actors::{ActorConfig, Chorus, Seams};
+use chorus_actors::{ActorConfig, Chorus, Courier, Seams, Verification};
 use tokio::sync::watch;
 
 use crate::auth::{LoginLimits, Passwords};
 use crate::cluster::Cluster;
 use crate::config::{Config, StoreKind};
+use crate::connectors::email::EmailSender;
 use crate::connectors::{ConnectorSettings, Connectors};
 use crate::error::{Error, Result};
 use crate::health::{Readiness, StoreHealth};
@@ -149,6 +150,24 @@ fn serve(
         .map_err(|e| Error::Internal(format!("listen: {e}")))?
         .run();
     Ok(server)
+}
+
+/// How identifiers are proven (`chorus_actors::model::identity`): with `--smtp-url`, emails
+/// by a code sent through the relay; without it nothing can prove them, so they are taken as
+/// registered. Phones always are (no SMS gateway).
+fn identities(config: &Config) -> Result<Verification> {
+    let courier: Option<Arc<dyn Courier>> = match &config.smtp_url {
+        Some(url) => Some(Arc::new(EmailSender::new(
+            url,
+            &config.smtp_from,
+            config.release.attempt_timeout,
+        )?)),
+        None => None,
+    };
+    Ok(Verification {
+        courier,
+        ..config.verification.clone()
+    })
 }
 
 /// Serves on `listener` until `shutdown` resolves, then stops taking connections, closes
@@ -228,6 +247,8 @@ pub async fn run(
         },
         _ => Seams::default(),
     };
+    let verification = identities(&config)?;
+    let identities_line = verification.describe();
     let chorus = Chorus::with_seams(
         store.clone(),
         ActorConfig {
@@ -235,6 +256,7 @@ pub async fn run(
             arbiters: config.workers,
             binding_request_ttl: config.binding_request_ttl,
             fanout_budget: config.fanout_budget,
+            verification,
         },
         seams,
     );
@@ -303,7 +325,7 @@ pub async fn run(
         format!("; cluster node {} on {}", c.node_id(), c.prefix())
     });
     tracing::info!(
-        "chorus listening on http://{addr} (store: {store_desc}; platforms: {}{mode})",
+        "chorus listening on http://{addr} (store: {store_desc}; platforms: {}; {identities_line}{mode})",
         state_platforms.join(", ")
     );
     let pruner = actix_web::rt::spawn(async move {

@@ -123,6 +123,10 @@ pub const CODES: &[&str] = &[
     "request_expired",
     "owner_cannot_leave",
     "idempotency_key_reused",
+    "not_verifiable",
+    "already_verified",
+    "code_expired",
+    "invalid_code",
 ];
 
 /// Every thing [`Error::NotFound`] names, for the same purpose as [`CODES`].

@@ -75,7 +75,9 @@ pub mod push;
 pub mod release;
 pub mod store;
 
+pub use actor::courier::{Courier, Verification};
 pub use actor::env::{ActorConfig, DEFAULT_FANOUT_BUDGET};
 pub use actor::place;
 pub use error::{Error, Result, StoreError};
+pub use ops::proofs::CodeSent;
 pub use ops::{Chorus, Seams};

@@ -19,6 +19,7 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use chorus_actors::Verification;
 use chorus_actors::release::ReleaseConfig;
 
 use crate::cluster::ClusterSettings;
@@ -164,6 +165,9 @@ pub struct Config {
     pub release: ReleaseConfig,
     pub smtp_url: Option<String>,
     pub smtp_from: String,
+    /// The rules of verification codes (the courier is set at start-up: the SMTP relay, if
+    /// any).
+    pub verification: Verification,
     pub store: StoreKind,
     /// Used with `store = scylla` and by `chorus schema`.
     pub scylla: ScyllaSettings,
@@ -219,6 +223,12 @@ impl From<Settings> for Config {
             },
             smtp_url: s.smtp_url,
             smtp_from: s.smtp_from,
+            verification: Verification {
+                courier: None,
+                code_ttl: Duration::from_secs(s.verify_code_ttl_secs),
+                code_attempts: s.verify_code_attempts,
+                resend_after: Duration::from_secs(s.verify_resend_secs),
+            },
             store: s.store,
             scylla: ScyllaSettings {
                 nodes: s
@@ -304,6 +314,13 @@ impl Config {
             return bad(
                 "release_concurrency, release_per_link and release_per_destination must be at least 1",
             );
+        }
+        let v = &self.verification;
+        if v.code_ttl.is_zero() || v.resend_after.is_zero() {
+            return bad("verify_code_ttl_secs and verify_resend_secs must be at least 1");
+        }
+        if v.code_attempts == 0 || v.code_attempts > 100 {
+            return bad("verify_code_attempts must be from 1 to 100");
         }
         if self.store == StoreKind::Scylla {
             self.check_scylla()?;

@@ -18,6 +18,9 @@ use serde_json::{Value, json};
 use super::{find_io_error, human_duration, root_cause};
 use crate::error::{Error, Result};
 
+// Verification codes go out through the same relay (`email/code.rs`).
+mod code;
+
 pub const PLATFORM: &str = "email";
 
 /// The handle must be an address; the stored config is always `{}`.

@@ -361,6 +361,7 @@ pub(crate) mod test_support {
                 handle: handle.into(),
                 config,
                 created_ms: 1_700_000_000_000,
+                proof: Default::default(),
             },
             idempotency_key: "0123456789abcdef0123456789abcdef-link1".into(),
             attempt,
@@ -394,6 +395,7 @@ mod tests {
             handle: "h".into(),
             config,
             created_ms: 0,
+            proof: Default::default(),
         };
         let dest = |l: LinkRecord| c.destination(&l);
         assert_eq!(

@@ -67,6 +67,7 @@ async fn create(state: web::Data<AppState>, body: Body<NewAccount>) -> Result<Ht
         profile,
         profile_version: 1,
         created_ms: now_ms(),
+        proofs: Default::default(),
     };
     state.chorus.create_account(record, hash).await?;
     tracing::info!(account = %account_id, "account created");

@@ -13,6 +13,7 @@ pub mod friends;
 pub mod groups;
 pub mod panics;
 pub mod platforms;
+pub mod proofs;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -171,6 +172,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
                 .configure(accounts::routes)
                 .configure(activities::routes)
                 .configure(platforms::routes)
+                .configure(proofs::routes)
                 .configure(friends::routes)
                 .configure(groups::routes)
                 .configure(communities::routes)

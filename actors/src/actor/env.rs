@@ -5,6 +5,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use super::courier::Verification;
 use super::logs::LogHeads;
 use super::place::Placement;
 use crate::model::{ActivityRecord, ReleaseRecord};
@@ -27,6 +28,9 @@ pub struct ActorConfig {
     /// Recipients of group events in flight (handed to the I/O threads, not yet written to
     /// sockets) past which publishing answers 503 `unavailable` ([`crate::push::Fanout`]).
     pub fanout_budget: usize,
+    /// How identifiers are proven (the courier of codes and their rules); by default nothing
+    /// can be, so every identifier is taken as registered.
+    pub verification: Verification,
 }
 
 impl Default for ActorConfig {
@@ -36,6 +40,7 @@ impl Default for ActorConfig {
             arbiters: std::thread::available_parallelism().map_or(2, |n| n.get()),
             binding_request_ttl: Duration::from_secs(7 * 24 * 3600),
             fanout_budget: DEFAULT_FANOUT_BUDGET,
+            verification: Verification::default(),
         }
     }
 }

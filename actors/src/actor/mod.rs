@@ -50,6 +50,7 @@ macro_rules! durable_actor {
 }
 
 pub mod community;
+pub mod courier;
 pub mod directory;
 pub mod env;
 pub mod group;

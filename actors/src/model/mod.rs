@@ -7,6 +7,7 @@
 pub mod account;
 pub mod activity;
 pub mod group;
+pub mod identity;
 pub mod ids;
 pub mod limits;
 pub mod page;
@@ -15,6 +16,7 @@ pub mod step;
 pub use account::*;
 pub use activity::*;
 pub use group::*;
+pub use identity::{CodeTarget, IdKind, PendingCode, Proof, Provable};
 pub use ids::new_id;
 pub use page::*;
 pub use step::{Step, StepRecord};

@@ -118,6 +118,7 @@ mod tests {
             handle: "h".into(),
             config: serde_json::json!({}),
             created_ms: 0,
+            proof: Default::default(),
         };
         ReleaseRecord::new(&activity, &link)
     }

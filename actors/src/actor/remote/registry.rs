@@ -58,6 +58,7 @@ routed! {
         StartFriendRequest, ReceiveFriendRequest, AcceptFriend, BecomeFriends, Unfriend,
         DropFriend, RecordMatches, MatchedBy, ListRelation,
         PostActivity, RecordRelease, CanSeeActivities,
+        Vouch, IssueCode, WithdrawCode, ConfirmCode,
     }
     Group via ask_group_here: group {
         GetGroup, MemberAccess, AddMember, RemoveMember, PostMessage,

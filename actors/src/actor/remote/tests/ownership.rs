@@ -212,6 +212,7 @@ async fn pending_release(store: &dyn SubscriberStore, author: &str) {
         handle: author.to_owned(),
         config: serde_json::Value::Null,
         created_ms: now_ms(),
+        proof: Default::default(),
     };
     let activity = ActivityRecord {
         activity_id: format!("act-{author}"),
