@@ -272,3 +272,52 @@ async fn without_smtp_emails_count_as_registered() {
     .await;
     assert_eq!(friend_ids(&s, &a).await, [b.id.clone()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_rules_hold_across_cluster_nodes() {
+    // Each account's proofs and codes live with its actor, on the node that owns it; the
+    // other nodes forward to that one. Two nodes with one relay: Alice's requests go to node
+    // 0 and Mallory's to node 1, and a code is asked for, paced and confirmed on either.
+    let Some(sink) = SmtpSink::start(&[]) else {
+        return;
+    };
+    let url = sink.url();
+    let env: Vec<(usize, &str, &str)> = (0..2)
+        .map(|i| (i, "CHORUS_SMTP_URL", url.as_str()))
+        .collect();
+    let Some(cluster) = crate::support::cluster::TestCluster::start_with(2, &env).await else {
+        return;
+    };
+    let (n0, n1) = (cluster.node(0), cluster.node(1));
+    let a = alice(n0).await;
+    let m = new_acct_with(n1, "Mallory", Some("bob@example.com"), None).await;
+    link_webhook(n1, &m, "bob-blog", "http://127.0.0.1:9/hook", "sekrit").await;
+    let (mut wa, _) = ws_connect(n0, &a).await;
+    let (mut wm, _) = ws_connect(n1, &m).await;
+    contacts(
+        n0,
+        &a,
+        json!([{"kind": "platform", "platform": "webhook", "value": "bob-blog"},
+               {"kind": "email", "value": "bob@example.com"}]),
+    )
+    .await;
+    contacts(n1, &m, json!([phone("+15550400001")])).await;
+    only_suggestions(n0, &a, &m, &mut wa, &mut wm).await;
+
+    let code =
+        crate::support::smtp::ask_code(n0, &a, "/v1/me/email", &sink, "alice@example.com").await;
+    post(n1, "/v1/me/email/code", a.tok(), &json!({}))
+        .await
+        .expect_error(429, "rate_limited");
+    let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+    let r = post(n1, "/v1/me/email/verify", a.tok(), &json!({"code": wrong})).await;
+    r.expect_error(400, "invalid_code");
+    assert!(r.text.contains("4 attempt"), "{}", r.text);
+    post(n0, "/v1/me/email/verify", a.tok(), &json!({"code": wrong}))
+        .await
+        .expect_error(400, "invalid_code");
+    post(n1, "/v1/me/email/verify", a.tok(), &json!({"code": code}))
+        .await
+        .expect(200);
+    assert_eq!(me(n0, &a).await["unverified"], json!([]));
+}
