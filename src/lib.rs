@@ -14,8 +14,8 @@
 //! # Code map
 //! - [`config`]: each setting defined once (`config/settings.rs`), filled by flags, `CHORUS_*`
 //!   environment, TOML file, defaults.
-//! - [`http`]: routes of the contract (`accounts`, `platforms`, `activities`, `friends`,
-//!   `groups`, `communities`), each calling the facade; [`http::auth`], every way a request
+//! - [`http`]: routes of the contract (`accounts`, `platforms`, `proofs`, `activities`,
+//!   `friends`, `groups`, `communities`), each calling the facade; [`http::auth`], every way a request
 //!   authenticates (client token, community server key, either); the object-only JSON body
 //!   extractor, the page query, query/path error mapping, `/healthz`. No actor message and no
 //!   store call appears here.
@@ -28,7 +28,9 @@
 //!   encodes and decodes frames.
 //! - [`connectors`]: the platforms activities are released to (`webhook`, `mastodon`,
 //!   `email`), each validating its link config and making one attempt (`retry_after.rs` reads
-//!   a platform's `Retry-After`); the releaser in `chorus-actors` owns retries.
+//!   a platform's `Retry-After`); the releaser in `chorus-actors` owns retries. A Mastodon
+//!   link is proven with the instance when made; the SMTP relay also carries the codes that
+//!   prove an email (`email/code.rs`, the domain's `Courier`).
 //! - [`auth`]: argon2id passwords, bearer tokens and server keys (stored hashed), login rate
 //!   limits.
 //! - [`cluster`]: cluster mode (`--nats-url`): membership by NATS heartbeats, placement by

@@ -375,3 +375,25 @@ impl Handler<ListRelation> for Subscriber {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actor::subscriber::decode_since;
+
+    #[test]
+    fn a_match_stores_whether_it_counts_and_old_ones_do_not() {
+        for counts in [false, true] {
+            let EdgeChange::Put(edge) = match_edge("b", 1_700_000_000_123, counts) else {
+                panic!("a match is a put");
+            };
+            assert_eq!(edge.kind, EdgeKind::Matched);
+            assert_eq!(decode_since(&edge.value), 1_700_000_000_123);
+            assert_eq!(match_counts(&edge.value), counts);
+        }
+        // Written before the flag: 8 bytes of time, weighed by no rule.
+        let old = 1_600_000_000_000u64.to_be_bytes();
+        assert_eq!(decode_since(&old), 1_600_000_000_000);
+        assert!(!match_counts(&old));
+    }
+}
