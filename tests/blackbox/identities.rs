@@ -80,14 +80,14 @@ async fn a_squatted_webhook_handle_forces_no_friendship() {
         if squatter_first {
             assert_eq!(
                 contacts(&s, &m, json!([phone("+1 555 040 0001")])).await,
-                [a.id.clone()]
+                vec![a.id.clone()]
             );
-            assert_eq!(contacts(&s, &a, alice_uploads).await, [m.id.clone()]);
+            assert_eq!(contacts(&s, &a, alice_uploads).await, vec![m.id.clone()]);
         } else {
-            assert_eq!(contacts(&s, &a, alice_uploads).await, [m.id.clone()]);
+            assert_eq!(contacts(&s, &a, alice_uploads).await, vec![m.id.clone()]);
             assert_eq!(
                 contacts(&s, &m, json!([phone("+1 555 040 0001")])).await,
-                [a.id.clone()]
+                vec![a.id.clone()]
             );
         }
         only_suggestions(&s, &a, &m, &mut wa, &mut wm).await;
@@ -118,10 +118,10 @@ async fn a_squatted_unverified_email_forces_no_friendship() {
                {"kind": "platform", "platform": "email", "value": "carol@example.com"}]),
     )
     .await;
-    assert_eq!(matched, [m.id.clone()]);
+    assert_eq!(matched, vec![m.id.clone()]);
     assert_eq!(
         contacts(&s, &m, json!([phone("+15550400001")])).await,
-        [a.id.clone()]
+        vec![a.id.clone()]
     );
     only_suggestions(&s, &a, &m, &mut wa, &mut wm).await;
     // Mallory cannot prove what she does not receive: asking for codes sends them to Bob and
@@ -169,12 +169,12 @@ async fn matching_phones_make_friends_at_once() {
     let (mut wb, _) = ws_connect(&s, &b).await;
     assert_eq!(
         contacts(&s, &a, json!([phone("+15550400002")])).await,
-        [b.id.clone()]
+        vec![b.id.clone()]
     );
     expect_no_event(&mut wa, QUIET).await;
     assert_eq!(
         contacts(&s, &b, json!([phone("+15550400001")])).await,
-        [a.id.clone()]
+        vec![a.id.clone()]
     );
     assert_eq!(
         expect_event(&mut wa, "friend.added").await["data"]["account_id"],
@@ -184,7 +184,7 @@ async fn matching_phones_make_friends_at_once() {
         expect_event(&mut wb, "friend.added").await["data"]["account_id"],
         json!(a.id)
     );
-    assert_eq!(friend_ids(&s, &a).await, [b.id.clone()]);
+    assert_eq!(friend_ids(&s, &a).await, vec![b.id.clone()]);
     // Friends see each other's email and phone.
     let shown = get(&s, &format!("/v1/accounts/{}", a.id), b.tok()).await;
     assert_eq!(shown.expect(200)["profile"]["phone"], "+15550400001");
@@ -229,7 +229,7 @@ async fn verified_emails_and_mastodon_handles_count() {
         json!(b.id)
     );
     expect_no_event(&mut wa, QUIET).await;
-    assert_eq!(friend_ids(&s, &a).await, [b.id.clone()]);
+    assert_eq!(friend_ids(&s, &a).await, vec![b.id.clone()]);
     // Once Alice proves her email, Cleo's next upload counts.
     prove(&s, &a, "/v1/me/email", &sink, "alice@example.com").await;
     contacts(
@@ -270,7 +270,7 @@ async fn without_smtp_emails_count_as_registered() {
         json!([{"kind": "email", "value": "alice@example.com"}]),
     )
     .await;
-    assert_eq!(friend_ids(&s, &a).await, [b.id.clone()]);
+    assert_eq!(friend_ids(&s, &a).await, vec![b.id.clone()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
