@@ -16,10 +16,8 @@ use super::{AppState, Authed, Body};
 use crate::error::{Error, Result};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/me/email/code", web::post().to(send_email))
-        .route("/me/email/verify", web::post().to(verify_email))
-        .route("/me/phone/code", web::post().to(send_phone))
-        .route("/me/phone/verify", web::post().to(verify_phone))
+    cfg.route("/me/{field}/code", web::post().to(send_profile))
+        .route("/me/{field}/verify", web::post().to(verify_profile))
         .route("/me/platforms/{link_id}/code", web::post().to(send_link))
         .route(
             "/me/platforms/{link_id}/verify",
@@ -30,6 +28,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[derive(Deserialize)]
 pub struct Code {
     code: String,
+}
+
+/// The profile identifier a path names: `email` or `phone` (any other is an unknown route).
+fn profile(field: &str) -> Result<CodeTarget> {
+    match field {
+        "email" => Ok(CodeTarget::Profile(IdKind::Email)),
+        "phone" => Ok(CodeTarget::Profile(IdKind::Phone)),
+        _ => Err(Error::Domain(chorus_actors::Error::NotFound("route"))),
+    }
+}
+
+/// A link a path names.
+fn link(link_id: String) -> Result<CodeTarget> {
+    check_id("link", &link_id)?;
+    Ok(CodeTarget::Link(link_id))
 }
 
 /// 202 `{"sent_to", "expires_in_secs"}`, or 429 `rate_limited` with `Retry-After` while the
@@ -60,12 +73,21 @@ async fn verify(
     Ok(HttpResponse::Ok().json(json!({"verified": true})))
 }
 
-async fn send_email(state: web::Data<AppState>, who: Authed) -> Result<HttpResponse> {
-    send(&state, &who.0, CodeTarget::Profile(IdKind::Email)).await
+async fn send_profile(
+    state: web::Data<AppState>,
+    who: Authed,
+    field: web::Path<String>,
+) -> Result<HttpResponse> {
+    send(&state, &who.0, profile(&field)?).await
 }
 
-async fn send_phone(state: web::Data<AppState>, who: Authed) -> Result<HttpResponse> {
-    send(&state, &who.0, CodeTarget::Profile(IdKind::Phone)).await
+async fn verify_profile(
+    state: web::Data<AppState>,
+    who: Authed,
+    field: web::Path<String>,
+    body: Body<Code>,
+) -> Result<HttpResponse> {
+    verify(&state, &who.0, profile(&field)?, &body.code).await
 }
 
 async fn send_link(
@@ -73,36 +95,7 @@ async fn send_link(
     who: Authed,
     link_id: web::Path<String>,
 ) -> Result<HttpResponse> {
-    check_id("link", &link_id)?;
-    send(&state, &who.0, CodeTarget::Link(link_id.into_inner())).await
-}
-
-async fn verify_email(
-    state: web::Data<AppState>,
-    who: Authed,
-    body: Body<Code>,
-) -> Result<HttpResponse> {
-    verify(
-        &state,
-        &who.0,
-        CodeTarget::Profile(IdKind::Email),
-        &body.code,
-    )
-    .await
-}
-
-async fn verify_phone(
-    state: web::Data<AppState>,
-    who: Authed,
-    body: Body<Code>,
-) -> Result<HttpResponse> {
-    verify(
-        &state,
-        &who.0,
-        CodeTarget::Profile(IdKind::Phone),
-        &body.code,
-    )
-    .await
+    send(&state, &who.0, link(link_id.into_inner())?).await
 }
 
 async fn verify_link(
@@ -111,12 +104,5 @@ async fn verify_link(
     link_id: web::Path<String>,
     body: Body<Code>,
 ) -> Result<HttpResponse> {
-    check_id("link", &link_id)?;
-    verify(
-        &state,
-        &who.0,
-        CodeTarget::Link(link_id.into_inner()),
-        &body.code,
-    )
-    .await
+    verify(&state, &who.0, link(link_id.into_inner())?, &body.code).await
 }

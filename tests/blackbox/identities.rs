@@ -44,6 +44,14 @@ async fn alice(s: &Server) -> Acct {
     new_acct_with(s, "Alice", Some("alice@example.com"), Some("+15550400001")).await
 }
 
+/// A relay (`None` without aiosmtpd), a server that sends codes through it, and Alice.
+async fn alice_with_smtp() -> Option<(SmtpSink, Server, Acct)> {
+    let sink = SmtpSink::start(&[])?;
+    let s = Server::start_with(&["--smtp-url", &sink.url()]);
+    let a = alice(&s).await;
+    Some((sink, s, a))
+}
+
 /// Neither is the other's friend, each is the other's suggestion, no `friend.added` reached
 /// either, and `m` sees no email or phone of `victim`, anywhere.
 async fn only_suggestions(s: &Server, victim: &Acct, m: &Acct, wv: &mut Ws, wm: &mut Ws) {
@@ -100,11 +108,9 @@ async fn a_squatted_webhook_handle_forces_no_friendship() {
 
 #[tokio::test]
 async fn a_squatted_unverified_email_forces_no_friendship() {
-    let Some(sink) = SmtpSink::start(&[]) else {
+    let Some((sink, s, a)) = alice_with_smtp().await else {
         return;
     };
-    let s = Server::start_with(&["--smtp-url", &sink.url()]);
-    let a = alice(&s).await;
     // Mallory puts Bob's address in her profile and links Carol's as an email platform;
     // with an SMTP relay neither counts until a code sent there comes back.
     let m = new_acct_with(&s, "Mallory", Some("bob@example.com"), None).await;
@@ -159,11 +165,9 @@ async fn a_squatted_unverified_email_forces_no_friendship() {
 async fn matching_phones_make_friends_at_once() {
     // The contract's rule holds for identifiers that count: phones always do (no SMS
     // gateway), with an SMTP relay too.
-    let Some(sink) = SmtpSink::start(&[]) else {
+    let Some((_sink, s, a)) = alice_with_smtp().await else {
         return;
     };
-    let s = Server::start_with(&["--smtp-url", &sink.url()]);
-    let a = alice(&s).await;
     let b = new_acct_with(&s, "Bob", Some("bob@example.com"), Some("+15550400002")).await;
     let (mut wa, _) = ws_connect(&s, &a).await;
     let (mut wb, _) = ws_connect(&s, &b).await;
@@ -192,11 +196,9 @@ async fn matching_phones_make_friends_at_once() {
 
 #[tokio::test]
 async fn verified_emails_and_mastodon_handles_count() {
-    let Some(sink) = SmtpSink::start(&[]) else {
+    let Some((sink, s, a)) = alice_with_smtp().await else {
         return;
     };
-    let s = Server::start_with(&["--smtp-url", &sink.url()]);
-    let a = alice(&s).await;
     let b = new_acct_with(&s, "Bob", Some("bob@example.com"), None).await;
     let c = new_acct(&s, "Cleo").await;
     // Bob proves his email; Cleo links her Mastodon account, verified by the instance.
@@ -216,12 +218,8 @@ async fn verified_emails_and_mastodon_handles_count() {
     want.sort();
     assert_eq!(matched, want);
     contacts(&s, &b, json!([phone("+15550400001")])).await;
-    contacts(
-        &s,
-        &c,
-        json!([{"kind": "email", "value": "alice@example.com"}]),
-    )
-    .await;
+    let alices_email = json!([{"kind": "email", "value": "alice@example.com"}]);
+    contacts(&s, &c, alices_email.clone()).await;
     // Alice's email is not verified, yet Cleo matched it: her own side does not count, so
     // only Bob is a friend.
     assert_eq!(
@@ -232,12 +230,7 @@ async fn verified_emails_and_mastodon_handles_count() {
     assert_eq!(friend_ids(&s, &a).await, vec![b.id.clone()]);
     // Once Alice proves her email, Cleo's next upload counts.
     prove(&s, &a, "/v1/me/email", &sink, "alice@example.com").await;
-    contacts(
-        &s,
-        &c,
-        json!([{"kind": "email", "value": "alice@example.com"}]),
-    )
-    .await;
+    contacts(&s, &c, alices_email).await;
     assert_eq!(
         expect_event(&mut wa, "friend.added").await["data"]["account_id"],
         json!(c.id)
