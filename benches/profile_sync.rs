@@ -44,6 +44,7 @@ fn record(id: &str) -> AccountRecord {
         profile,
         profile_version: 1,
         created_ms: 1,
+        proofs: Default::default(),
     }
 }
 

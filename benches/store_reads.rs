@@ -33,6 +33,7 @@ fn store_reads(c: &mut Criterion) {
         profile,
         profile_version: 1,
         created_ms: 1,
+        proofs: Default::default(),
     });
     write.edges = (0..EDGES)
         .map(|i| {

@@ -14,8 +14,8 @@
 //! # Code map
 //! - [`config`]: each setting defined once (`config/settings.rs`), filled by flags, `CHORUS_*`
 //!   environment, TOML file, defaults.
-//! - [`http`]: routes of the contract (`accounts`, `platforms`, `activities`, `friends`,
-//!   `groups`, `communities`), each calling the facade; [`http::auth`], every way a request
+//! - [`http`]: routes of the contract (`accounts`, `platforms`, `proofs`, `activities`,
+//!   `friends`, `groups`, `communities`), each calling the facade; [`http::auth`], every way a request
 //!   authenticates (client token, community server key, either); the object-only JSON body
 //!   extractor, the page query, query/path error mapping, `/healthz`. No actor message and no
 //!   store call appears here.
@@ -29,7 +29,9 @@
 //! - [`connectors`]: the platforms activities are released to (`webhook`, `mastodon`,
 //!   `email`), each validating its link config and making one attempt (`retry_after.rs` reads
 //!   a platform's `Retry-After`); the releaser in `chorus-actors` owns retries. The egress
-//!   policy ([`connectors::egress`]) keeps links and releases to public addresses.
+//!   policy ([`connectors::egress`]) keeps links and releases to public addresses. A
+//!   Mastodon link is proven with the instance when made; the SMTP relay also carries the
+//!   codes that prove an email (`email/code.rs`, the domain's `Courier`).
 //! - [`secrets`]: link secrets sealed at rest (ChaCha20-Poly1305) under the server key, and
 //!   where that key comes from (`--secret-key-file`, the data directory, the keyspace).
 //! - [`auth`]: argon2id passwords (at most `--password-hash-concurrency` at once), bearer
@@ -95,13 +97,14 @@ use actix_service::{
 use actix_web::dev::AppConfig;
 use actix_web::{App, web};
 use chorus_actors::store::{OwnerStore, Store};
-use chorus_actors::{ActorConfig, Chorus, Seams};
+use chorus_actors::{ActorConfig, Chorus, Courier, Seams, Verification};
 use tokio::sync::watch;
 
 use crate::auth::Passwords;
 use crate::cluster::Cluster;
 use crate::config::{Config, StoreKind};
 use crate::connectors::egress::Egress;
+use crate::connectors::email::EmailSender;
 use crate::connectors::{ConnectorSettings, Connectors};
 use crate::error::{Error, Result};
 use crate::health::{Readiness, StoreHealth};
@@ -161,6 +164,24 @@ fn serve(
         .map_err(|e| Error::Internal(format!("listen: {e}")))?
         .run();
     Ok(server)
+}
+
+/// How identifiers are proven (`chorus_actors::model::identity`): with `--smtp-url`, emails
+/// by a code sent through the relay; without it nothing can prove them, so they are taken as
+/// registered. Phones always are (no SMS gateway).
+fn identities(config: &Config) -> Result<Verification> {
+    let courier: Option<Arc<dyn Courier>> = match &config.smtp_url {
+        Some(url) => Some(Arc::new(EmailSender::new(
+            url,
+            &config.smtp_from,
+            config.release.attempt_timeout,
+        )?)),
+        None => None,
+    };
+    Ok(Verification {
+        courier,
+        ..config.verification.clone()
+    })
 }
 
 /// Serves on `listener` until `shutdown` resolves, then stops taking connections, closes
@@ -252,6 +273,8 @@ pub async fn run(
         },
         _ => Seams::default(),
     };
+    let verification = identities(&config)?;
+    let identities_line = verification.describe();
     let chorus = Chorus::with_seams(
         store.clone(),
         ActorConfig {
@@ -260,6 +283,7 @@ pub async fn run(
             binding_request_ttl: config.binding_request_ttl,
             fanout_budget: config.fanout_budget,
             caps: config.caps.clone(),
+            verification,
         },
         seams,
     );
@@ -356,7 +380,7 @@ pub async fn run(
         format!("; cluster node {} on {}", c.node_id(), c.prefix())
     });
     tracing::info!(
-        "chorus listening on http://{addr} (store: {store_desc}; platforms: {}{mode})",
+        "chorus listening on http://{addr} (store: {store_desc}; platforms: {}; {identities_line}{mode})",
         state_platforms.join(", ")
     );
     let pruner = actix_web::rt::spawn(async move {

@@ -14,6 +14,10 @@ with the test that started it.
 Options:
     --fail-first N  answer the first N DATA commands with ``451 4.3.0 try again later``
     --reject        answer every RCPT with ``550 5.1.1 no such user``
+    --spare-codes   accept Chorus's verification codes (Subject ``Your Chorus code: …``)
+                    whatever the options above say: they fail or reject only the other
+                    messages (``--reject`` then answers the DATA of those, as it cannot
+                    tell them apart at RCPT)
 
 Needs ``pip install aiosmtpd`` (1.4.x).
 """
@@ -34,25 +38,33 @@ def emit(obj):
     sys.stdout.flush()
 
 
+CODE_SUBJECT = "Your Chorus code"
+
+
 class Handler:
-    def __init__(self, fail_first, reject):
+    def __init__(self, fail_first, reject, spare_codes):
         self.fail_left = fail_first
         self.reject = reject
+        self.spare_codes = spare_codes
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if self.reject:
+        if self.reject and not self.spare_codes:
             return "550 5.1.1 no such user"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        if self.fail_left > 0:
-            self.fail_left -= 1
-            return "451 4.3.0 try again later"
         raw = envelope.content
         if isinstance(raw, str):
             raw = raw.encode("utf-8")
         message = BytesParser(policy=policy.default).parsebytes(raw)
+        spared = self.spare_codes and str(message["subject"] or "").startswith(CODE_SUBJECT)
+        if not spared:
+            if self.reject:
+                return "550 5.1.1 no such user"
+            if self.fail_left > 0:
+                self.fail_left -= 1
+                return "451 4.3.0 try again later"
         body = message.get_body(preferencelist=("plain",))
         emit(
             {
@@ -70,10 +82,11 @@ async def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fail-first", type=int, default=0, metavar="N")
     parser.add_argument("--reject", action="store_true")
+    parser.add_argument("--spare-codes", action="store_true")
     args = parser.parse_args()
 
     loop = asyncio.get_running_loop()
-    handler = Handler(args.fail_first, args.reject)
+    handler = Handler(args.fail_first, args.reject, args.spare_codes)
     # aiosmtpd's Controller cannot report an OS-chosen port, so the server is made here.
     server = await loop.create_server(
         lambda: SMTP(handler, hostname="localhost", enable_SMTPUTF8=True),

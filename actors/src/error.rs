@@ -125,6 +125,10 @@ pub const CODES: &[&str] = &[
     "idempotency_key_reused",
     "limit_reached",
     "resync_required",
+    "not_verifiable",
+    "already_verified",
+    "code_expired",
+    "invalid_code",
 ];
 
 /// Every thing [`Error::NotFound`] names, for the same purpose as [`CODES`].

@@ -11,7 +11,7 @@
 //!   Operations spanning actors (friend requests, contact matching, profile fan-out, the
 //!   binding handshake, dynamics to bound groups, merged feeds, posting an activity) are
 //!   orchestrated here, so that no actor waits for another. `ops/{accounts, friends, groups,
-//!   communities, activities}.rs`; `ops/steps.rs` carries out what such an operation left
+//!   communities, activities, proofs}.rs`; `ops/steps.rs` carries out what such an operation left
 //!   after its first write (stored in that write: the outbox of cross-actor steps), now, after
 //!   a failure, and after a crash; `ops/retention.rs` trims event logs and tells a reader
 //!   from before the horizon `resync_required`.
@@ -23,13 +23,14 @@
 //!   the server crate).
 //! - `actor` (private): the actors. `actor/mod.rs` is the plumbing they share, written once
 //!   (persist, passivate when idle, leave the directory); `env.rs` what an actor is handed
-//!   (store, hub, fan-out, log heads, settings, the releaser); `logs.rs` the account log heads
+//!   (store, hub, fan-out, log heads, settings, the releaser); `courier.rs` the seam that
+//!   proves identifiers ([`Courier`]: email codes today, an SMS gateway tomorrow); `logs.rs` the account log heads
 //!   (where an account's next `seq` comes from) and `notify_each`, one event appended to many
 //!   accounts' logs with a few store calls (in a cluster, on each recipient's owner);
 //!   `directory.rs` activates an actor on first use and finds it again, here or on its
 //!   owner; `place.rs` where actors live and the epoch their writes carry (cluster mode);
 //!   `remote/` messages to actors another node owns (wire names, the one registry, the
-//!   node-level calls); `subscriber/` (profile, links, friends, activities, devices),
+//!   node-level calls); `subscriber/` (profile, links, friends, activities, devices, proofs),
 //!   `group/` (members, bindings) and `community.rs`, each message beside its handler.
 //! - [`store`]: the storage traits the actors need (one change set per actor turn), and their
 //!   conformance suite (`store/conformance/`, feature `conformance`: the fixture and the macro
@@ -40,9 +41,9 @@
 //!   threads and the budget of group events in flight (`fanout.rs`). Uses nothing else of
 //!   the crate.
 //! - [`model`]: records as stored (accounts, groups, communities, activities and their
-//!   releases, cross-actor steps), views, the one page/cursor type, and every input limit with its rule
-//!   (`model/limits.rs`), and the caps on what grows from other people's input
-//!   (`model/caps.rs`, enforced by the actors).
+//!   releases, cross-actor steps), identities that count (`model/identity.rs`), views, the
+//!   one page/cursor type, and every input limit with its rule (`model/limits.rs`), and the
+//!   caps on what grows from other people's input (`model/caps.rs`, enforced by the actors).
 //! - [`backoff`]: waits that double up to a cap, and which failures and recoveries to log
 //!   (the releaser's store retries; the embedded store's writer).
 //! - [`faults`]: named fault points (crash as under `kill -9`, panic) that only tests arm,
@@ -79,7 +80,9 @@ pub mod push;
 pub mod release;
 pub mod store;
 
+pub use actor::courier::{Courier, Verification};
 pub use actor::env::{ActorConfig, DEFAULT_FANOUT_BUDGET};
 pub use actor::place;
 pub use error::{Error, Result, StoreError};
+pub use ops::proofs::CodeSent;
 pub use ops::{Chorus, Seams};

@@ -20,6 +20,7 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use chorus_actors::Verification;
 use chorus_actors::model::Caps;
 use chorus_actors::release::ReleaseConfig;
 
@@ -175,6 +176,9 @@ pub struct Config {
     pub allow_private_destinations: bool,
     /// The key sealing link secrets; `None`: kept by the store (`crate::secrets::key`).
     pub secret_key_file: Option<PathBuf>,
+    /// The rules of verification codes (the courier is set at start-up: the SMTP relay, if
+    /// any).
+    pub verification: Verification,
     pub store: StoreKind,
     /// Used with `store = scylla` and by `chorus schema`.
     pub scylla: ScyllaSettings,
@@ -251,6 +255,12 @@ impl From<Settings> for Config {
             smtp_from: s.smtp_from,
             allow_private_destinations: s.allow_private_destinations,
             secret_key_file: s.secret_key_file,
+            verification: Verification {
+                courier: None,
+                code_ttl: Duration::from_secs(s.verify_code_ttl_secs),
+                code_attempts: s.verify_code_attempts,
+                resend_after: Duration::from_secs(s.verify_resend_secs),
+            },
             store: s.store,
             scylla: ScyllaSettings {
                 nodes: s
@@ -360,6 +370,13 @@ impl Config {
         }
         if r.max_held_per_account == 0 || r.max_held < r.max_held_per_account {
             return bad("release_held_per_account must be at least 1 and at most release_held");
+        }
+        let v = &self.verification;
+        if v.code_ttl.is_zero() || v.resend_after.is_zero() {
+            return bad("verify_code_ttl_secs and verify_resend_secs must be at least 1");
+        }
+        if v.code_attempts == 0 || v.code_attempts > 100 {
+            return bad("verify_code_attempts must be from 1 to 100");
         }
         if self.store == StoreKind::Scylla {
             self.check_scylla()?;

@@ -11,7 +11,7 @@ use clap::{Args, FromArgMatches, ValueEnum};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::ReleaseConfig;
+use super::{ReleaseConfig, Verification};
 
 /// The settings of the server, filled by flags and environment (clap) or by the TOML file
 /// (serde); the key of a field is the same in both, which is what lets the layers be merged
@@ -274,6 +274,28 @@ pub struct Settings {
     #[arg(long, env = "CHORUS_SECRET_KEY_FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_key_file: Option<PathBuf>,
+    // Identities (issue 15): the codes that prove an email with `--smtp-url`.
+    /// Seconds a verification code stays good.
+    #[arg(
+        long,
+        env = "CHORUS_VERIFY_CODE_TTL_SECS",
+        default_value_t = verification().code_ttl.as_secs()
+    )]
+    pub verify_code_ttl_secs: u64,
+    /// Wrong codes accepted before a verification code is spent.
+    #[arg(
+        long,
+        env = "CHORUS_VERIFY_CODE_ATTEMPTS",
+        default_value_t = verification().code_attempts
+    )]
+    pub verify_code_attempts: u32,
+    /// Least seconds between two codes sent to one identifier (429 before).
+    #[arg(
+        long,
+        env = "CHORUS_VERIFY_RESEND_SECS",
+        default_value_t = verification().resend_after.as_secs()
+    )]
+    pub verify_resend_secs: u64,
 }
 
 impl Default for Settings {
@@ -313,6 +335,11 @@ fn caps() -> chorus_actors::model::Caps {
 /// The release defaults belong to the releaser; the flags show them.
 fn release() -> ReleaseConfig {
     ReleaseConfig::default()
+}
+
+/// The defaults of verification codes belong to the domain; the flags show them.
+fn verification() -> Verification {
+    Verification::default()
 }
 
 fn millis(d: Duration) -> u64 {

@@ -393,3 +393,23 @@ fn cluster_settings_are_checked() {
         assert!(msg.contains(expected), "{args:?}: {msg}");
     }
 }
+
+#[test]
+fn verification_settings_are_checked() {
+    let c = config_of(&[]).unwrap();
+    assert_eq!(c.verification.code_ttl, Duration::from_secs(600));
+    assert_eq!(c.verification.code_attempts, 5);
+    assert_eq!(c.verification.resend_after, Duration::from_secs(60));
+    assert!(c.verification.courier.is_none());
+    let c = config_of(&["--verify-code-ttl-secs".into(), "30".into()]).unwrap();
+    assert_eq!(c.verification.code_ttl, Duration::from_secs(30));
+    for (flag, value) in [
+        ("--verify-code-ttl-secs", "0"),
+        ("--verify-resend-secs", "0"),
+        ("--verify-code-attempts", "0"),
+        ("--verify-code-attempts", "101"),
+    ] {
+        let err = config_of(&[flag.into(), value.into()]).unwrap_err();
+        assert!(err.to_string().contains("verify_"), "{flag} {value}: {err}");
+    }
+}

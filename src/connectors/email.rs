@@ -19,6 +19,9 @@ use super::Checked;
 use super::http::{find, human_duration, root_cause};
 use crate::error::{Error, Result};
 
+// Verification codes go out through the same relay (`email/code.rs`).
+mod code;
+
 pub const PLATFORM: &str = "email";
 
 /// The handle must be an address; the stored config is always `{}`, with no secret and no

@@ -48,6 +48,79 @@ pub fn validate_config(config: &Value, egress: Egress) -> Result<Checked> {
     })
 }
 
+impl super::Connectors {
+    /// Proves a Mastodon link when it is made: the instance at `config.base_url` must say,
+    /// through `GET /api/v1/accounts/verify_credentials` with the token, that the token's
+    /// account is `handle`, written `user@host` with the instance's host (its port too, if
+    /// the URL names one). Otherwise 400 `invalid_input`, with a fixed reason (the status at
+    /// most, never the instance's words: the URL is the user's to choose). So a handle
+    /// counts for contact matching (`chorus_actors::model::identity`) only for its owner.
+    /// The host is the URL's, never an `acct` the instance reports: any server may answer
+    /// `verify_credentials`, but only the real instance is reached at its own host.
+    ///
+    /// The request goes out under the egress policy like a release: the client's resolver
+    /// refuses non-public addresses, and an address written in the URL is checked here.
+    pub(super) async fn verify_mastodon(
+        &self,
+        handle: &str,
+        base_url: &str,
+        token: &str,
+    ) -> Result<()> {
+        const MAX_BODY: usize = 64 * 1024;
+        let url = url::Url::parse(base_url)
+            .map_err(|_| Error::invalid("config.base_url must be an http or https URL"))?;
+        let host = url.host_str().unwrap_or_default().to_lowercase();
+        let unverified = |why: &str| {
+            Error::invalid(format!("the Mastodon account could not be verified: {why}"))
+        };
+        let request = self
+            .http
+            .get(format!("{base_url}/api/v1/accounts/verify_credentials"))
+            .bearer_auth(token)
+            .build()
+            .map_err(|_| unverified("the request could not be built"))?;
+        if self.egress.check_url(request.url()).is_err() {
+            return Err(unverified(super::egress::NOT_ALLOWED));
+        }
+        let mut response = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|_| unverified("the instance did not answer"))?;
+        if !response.status().is_success() {
+            return Err(unverified(&format!(
+                "the instance refused the access token (HTTP {})",
+                response.status().as_u16()
+            )));
+        }
+        let mut body = Vec::new();
+        while let Ok(Some(chunk)) = response.chunk().await {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_BODY {
+                return Err(unverified("the instance's answer is too long"));
+            }
+        }
+        let account: Value = serde_json::from_slice(&body)
+            .map_err(|_| unverified("the instance's answer is not an account"))?;
+        let Some(username) = account.get("username").and_then(Value::as_str) else {
+            return Err(unverified("the instance's answer is not an account"));
+        };
+        let username = username.to_lowercase();
+        let mut owners = vec![format!("{username}@{host}")];
+        if let Some(port) = url.port() {
+            owners.push(format!("{username}@{host}:{port}"));
+        }
+        let claimed = chorus_actors::model::normalize_handle(PLATFORM, handle);
+        if owners.contains(&claimed) {
+            Ok(())
+        } else {
+            Err(unverified(&format!(
+                "the handle is not the access token's account (write it as user@{host})"
+            )))
+        }
+    }
+}
+
 /// One attempt: post the status with the link's (unsealed) access `token`.
 pub async fn attempt(
     client: &reqwest::Client,

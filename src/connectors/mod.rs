@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chorus_actors::model::limits::check_handle;
-use chorus_actors::model::{LinkRecord, new_id, now_ms};
+use chorus_actors::model::{LinkRecord, Proof, new_id, now_ms};
 use chorus_actors::release::{AttemptOutcome, Connector, Outgoing};
 use serde_json::Value;
 
@@ -169,6 +169,16 @@ impl Connectors {
         config: &Value,
     ) -> Result<LinkRecord> {
         let (handle, checked) = self.validate(platform, handle, config).await?;
+        // A Mastodon handle counts only once the instance vouches for it; an email address
+        // awaits its code, a webhook handle is a label and never counts.
+        let proof = if platform == mastodon::PLATFORM {
+            let base_url = str_field(&checked.config, "base_url").unwrap_or_default();
+            let token = checked.secret.as_deref().unwrap_or_default();
+            self.verify_mastodon(&handle, base_url, token).await?;
+            Proof::Verified
+        } else {
+            Proof::Unproven
+        };
         let link_id = new_id();
         let secret = match &checked.secret {
             Some(plain) => Some(self.secrets.seal(&link_id, plain)?),
@@ -181,6 +191,7 @@ impl Connectors {
             config: checked.config,
             secret,
             created_ms: now_ms(),
+            proof,
         })
     }
 }
@@ -360,6 +371,7 @@ pub(crate) mod test_support {
                 config,
                 secret: None,
                 created_ms: 1_700_000_000_000,
+                proof: Default::default(),
             },
             idempotency_key: "0123456789abcdef0123456789abcdef-link1".into(),
             attempt,

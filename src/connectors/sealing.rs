@@ -62,6 +62,7 @@ mod tests {
             config,
             secret: None,
             created_ms: 1,
+            proof: Default::default(),
         }
     }
 

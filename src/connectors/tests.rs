@@ -26,6 +26,7 @@ fn destinations_group_links_by_host() {
         config,
         secret: None,
         created_ms: 0,
+        proof: Default::default(),
     };
     let hook = |url: &str| c.destination(&link("webhook", json!({"url": url, "secret": "s"})));
     assert_eq!(hook("http://127.0.0.1:9001/a"), Some("127.0.0.1".into()));

@@ -66,6 +66,7 @@ async fn create(
         profile,
         profile_version: 1,
         created_ms: now_ms(),
+        proofs: Default::default(),
     };
     state.chorus.create_account(record, hash).await?;
     tracing::info!(account = %account_id, "account created");

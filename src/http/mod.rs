@@ -15,6 +15,7 @@ pub mod friends;
 pub mod groups;
 pub mod panics;
 pub mod platforms;
+pub mod proofs;
 pub mod sessions;
 
 use std::pin::Pin;
@@ -179,6 +180,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
                 .configure(sessions::routes)
                 .configure(activities::routes)
                 .configure(platforms::routes)
+                .configure(proofs::routes)
                 .configure(friends::routes)
                 .configure(groups::routes)
                 .configure(communities::routes)

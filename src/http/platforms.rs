@@ -1,7 +1,8 @@
 //! Platform accounts linked to the communication account: `POST/GET /v1/me/platforms`,
 //! `DELETE /v1/me/platforms/{link_id}`. Configs are validated by the platform's connector
 //! ([`crate::connectors`]) when linked, under the egress policy, and never echoed; their
-//! secrets are stored sealed, and go with the link when it is unlinked.
+//! secrets are stored sealed, and go with the link when it is unlinked. A Mastodon link is
+//! verified with the instance first (`verify_credentials`).
 
 use actix_web::{HttpResponse, web};
 use chorus_actors::model::limits::check_id;
@@ -36,8 +37,10 @@ async fn link(
         config,
     } = body.into_inner();
     // Each connector checks its own config (400 for a bad URL, a missing field, or a
-    // destination the egress policy refuses) and says how the handle is stored; the secret
-    // is sealed before it leaves this node.
+    // destination the egress policy refuses) and says how the handle is stored; a Mastodon
+    // handle is proven by the instance before anything is stored, an email address awaits
+    // its code (`POST /v1/me/platforms/{link_id}/code`); the secret is sealed before it
+    // leaves this node.
     let record = state
         .connectors
         .new_link(&platform, &handle, &config)

@@ -38,6 +38,7 @@ mod tests {
             profile,
             profile_version: 3,
             created_ms: 9,
+            proofs: Default::default(),
         };
         let bytes = encode("accounts/a1", &rec).unwrap();
         // Plain serde_json, nothing around it.

@@ -130,7 +130,8 @@ async fn acknowledged_writes_survive_sigkill() {
     let r = get(&s, "/v1/me/platforms", a.tok()).await;
     assert_eq!(
         r.expect(200)["items"],
-        json!([{"link_id": link_id, "platform": "webhook", "handle": "Durable-Hook"}])
+        json!([{"link_id": link_id, "platform": "webhook", "handle": "Durable-Hook",
+                 "status": "active"}])
     );
     // uniqueness constraints are still enforced
     post(&s, "/v1/me/platforms", b.tok(), &link_body("durable-hook"))
@@ -279,7 +280,8 @@ async fn state_survives_passivation() {
     let r = get(&s, "/v1/me/platforms", a.tok()).await;
     assert_eq!(
         r.expect(200)["items"],
-        json!([{"link_id": link_id, "platform": "webhook", "handle": "Sleeper-Hook"}])
+        json!([{"link_id": link_id, "platform": "webhook", "handle": "Sleeper-Hook",
+                 "status": "active"}])
     );
     assert_eq!(friend_ids(&s, &a).await, vec![b.id.clone()]);
     assert_eq!(friend_ids(&s, &b).await, vec![a.id.clone()]);

@@ -440,6 +440,8 @@ async fn contacts_match_platform_handles() {
     assert_eq!(suggestions(&s, &d).await, vec![c.id.clone()]);
     assert_eq!(friend_ids(&s, &d).await, Vec::<String>::new());
 
+    // A webhook handle is its owner's own label: matched both ways, C and D are still only
+    // suggestions to each other (issue 15; tests/blackbox/identities.rs has the rest).
     let (mut wc, _) = ws_connect(&s, &c).await;
     let r = contacts(
         &s,
@@ -448,9 +450,9 @@ async fn contacts_match_platform_handles() {
     )
     .await;
     assert_eq!(matched(&r), vec![d.id.clone()]);
-    let ev = expect_event(&mut wc, "friend.added").await;
-    assert_eq!(ev["data"]["account_id"], json!(d.id));
-    assert_eq!(friend_ids(&s, &c).await, vec![d.id.clone()]);
+    expect_no_event(&mut wc, Duration::from_millis(300)).await;
+    assert_eq!(friend_ids(&s, &c).await, Vec::<String>::new());
+    assert_eq!(suggestions(&s, &c).await, vec![d.id.clone()]);
 }
 
 #[tokio::test]

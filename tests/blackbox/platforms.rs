@@ -58,8 +58,10 @@ async fn link_list_and_delete_a_webhook() {
     assert_eq!(
         items,
         vec![
-            json!({"link_id": link_id, "platform": "webhook", "handle": "linker-hook"}),
-            json!({"link_id": link2, "platform": "webhook", "handle": "second"}),
+            json!({"link_id": link_id, "platform": "webhook", "handle": "linker-hook",
+                   "status": "active"}),
+            json!({"link_id": link2, "platform": "webhook", "handle": "second",
+                   "status": "active"}),
         ]
     );
 
@@ -88,7 +90,8 @@ async fn link_list_and_delete_a_webhook() {
     assert_eq!(r.status.as_u16(), 204, "{}", r.text);
     assert_eq!(
         list(&s, &a).await["items"],
-        json!([{"link_id": link2, "platform": "webhook", "handle": "second"}])
+        json!([{"link_id": link2, "platform": "webhook", "handle": "second",
+                 "status": "active"}])
     );
     // deleting again is 404
     delete(&s, &format!("/v1/me/platforms/{link_id}"), a.tok())
@@ -225,7 +228,8 @@ async fn a_handle_belongs_to_one_link() {
     let lb = r.expect(201)["link_id"].as_str().unwrap().to_string();
     assert_eq!(
         list(&s, &b).await["items"],
-        json!([{"link_id": lb, "platform": "webhook", "handle": "shared-hook"}])
+        json!([{"link_id": lb, "platform": "webhook", "handle": "shared-hook",
+                 "status": "active"}])
     );
 }
 
@@ -244,7 +248,8 @@ async fn another_accounts_link_cannot_be_deleted() {
         .expect_error(404, "not_found");
     assert_eq!(
         list(&s, &a).await["items"],
-        json!([{"link_id": la, "platform": "webhook", "handle": "victim-hook"}])
+        json!([{"link_id": la, "platform": "webhook", "handle": "victim-hook",
+                 "status": "active"}])
     );
     // still held: B cannot take it
     link(&s, &b, &webhook("victim-hook"))

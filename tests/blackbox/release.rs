@@ -884,14 +884,21 @@ async fn slow_platform_does_not_delay_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mastodon_status_is_posted() {
     let f = ReleaseFixture::start(&FAST_RETRY).await;
+    // Linking asks the instance whose account the token is (verify_credentials) first.
     let social = f
         .mastodon(
-            "@ann@social.example",
+            "@ann@127.0.0.1",
             "/social/",
             "tok_ABC-123",
-            Script::Always(Reply::ok()),
+            Script::ByPath(mastodon_instance),
         )
         .await;
+    let check = &social.rx.wait_for(1, RELEASE_WAIT).await[0];
+    assert_eq!(
+        (check.method.as_str(), check.path.as_str()),
+        ("GET", "/social/api/v1/accounts/verify_credentials")
+    );
+    assert_eq!(check.h("authorization"), "Bearer tok_ABC-123");
     let (s, a, lm, rx) = (&f.s, &f.a, &social.link, &social.rx);
     let mut wa = f.device().await;
 
@@ -902,8 +909,8 @@ async fn mastodon_status_is_posted() {
         r["releases"],
         json!([{"link_id": lm, "platform": "mastodon", "status": "pending"}])
     );
-    let got = rx.wait_for(1, RELEASE_WAIT).await;
-    let req = &got[0];
+    let got = rx.wait_for(2, RELEASE_WAIT).await;
+    let req = &got[1];
     assert_eq!(req.method, "POST");
     assert_eq!(req.path, "/social/api/v1/statuses");
     assert_eq!(req.h("authorization"), "Bearer tok_ABC-123");
@@ -1024,7 +1031,7 @@ async fn email_is_sent_through_smtp() {
     };
     let f = ReleaseFixture::with_smtp("Edna Mail", &sink).await;
     let (s, a) = (&f.s, &f.a);
-    let le = f.email("bob@example.com").await;
+    let le = f.email("bob@example.com", &sink).await;
     let mut wa = f.device().await;
 
     let text = "Hello by mail — ünïcödé ✉\nsecond line";
@@ -1034,8 +1041,9 @@ async fn email_is_sent_through_smtp() {
         r["releases"],
         json!([{"link_id": le, "platform": "email", "status": "pending"}])
     );
-    let msgs = sink.wait_for(1, RELEASE_WAIT).await;
-    let m = &msgs[0];
+    // The first message was the link's code.
+    let msgs = sink.wait_for(2, RELEASE_WAIT).await;
+    let m = &msgs[1];
     assert_eq!(m["rcpt_tos"], json!(["bob@example.com"]), "{m}");
     assert_eq!(m["subject"], "Edna Mail posted on Chorus", "{m}");
     let data = m["data"].as_str().unwrap();
@@ -1061,16 +1069,17 @@ async fn email_is_sent_through_smtp() {
     let items = f.wait_final(&id).await;
     assert_eq!(items[0]["status"], "delivered");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(sink.messages().len(), 1);
+    assert_eq!(sink.messages().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn email_transient_failure_is_retried_permanent_fails() {
-    let Some(flaky) = SmtpSink::start(&["--fail-first", "1"]) else {
+    // The link's code goes through; the release's first attempt is refused.
+    let Some(flaky) = SmtpSink::start(&["--fail-first", "1", "--spare-codes"]) else {
         return;
     };
     let f = ReleaseFixture::with_smtp("Edna Mail", &flaky).await;
-    let le = f.email("bob@example.com").await;
+    let le = f.email("bob@example.com", &flaky).await;
     let mut wa = f.device().await;
     let id = f.post("second time lucky").await;
     expect_event(&mut wa, "activity.posted").await;
@@ -1086,15 +1095,15 @@ async fn email_transient_failure_is_retried_permanent_fails() {
     );
     assert_eq!(ev[1]["status"], "delivered", "{ev:?}");
     assert_eq!(ev[1]["attempts"], 2);
-    let msgs = flaky.wait_for(1, RELEASE_WAIT).await;
-    assert!(message_id_line(msgs[0]["data"].as_str().unwrap()).is_some_and(|l| l.contains(&id)));
+    let msgs = flaky.wait_for(2, RELEASE_WAIT).await;
+    assert!(message_id_line(msgs[1]["data"].as_str().unwrap()).is_some_and(|l| l.contains(&id)));
     drop(f);
 
-    let Some(rejecting) = SmtpSink::start(&["--reject"]) else {
+    let Some(rejecting) = SmtpSink::start(&["--reject", "--spare-codes"]) else {
         return;
     };
     let f = ReleaseFixture::with_smtp("Edna Mail", &rejecting).await;
-    f.email("nobody@example.com").await;
+    f.email("nobody@example.com", &rejecting).await;
     let id = f.post("to nobody").await;
     let items = f.wait_final(&id).await;
     assert_eq!(items[0]["status"], "failed", "{items:?}");

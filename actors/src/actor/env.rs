@@ -5,6 +5,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use super::courier::Verification;
 use super::logs::LogHeads;
 use super::place::Placement;
 use crate::model::{ActivityRecord, Caps, LinkSealer, ReleaseRecord};
@@ -29,6 +30,9 @@ pub struct ActorConfig {
     pub fanout_budget: usize,
     /// Caps on what grows from other people's input, each enforced by the owning actor.
     pub caps: Caps,
+    /// How identifiers are proven (the courier of codes and their rules); by default nothing
+    /// can be, so every identifier is taken as registered.
+    pub verification: Verification,
 }
 
 impl Default for ActorConfig {
@@ -39,6 +43,7 @@ impl Default for ActorConfig {
             binding_request_ttl: Duration::from_secs(7 * 24 * 3600),
             fanout_budget: DEFAULT_FANOUT_BUDGET,
             caps: Caps::default(),
+            verification: Verification::default(),
         }
     }
 }

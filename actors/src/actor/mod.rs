@@ -51,6 +51,7 @@ macro_rules! durable_actor {
 }
 
 pub mod community;
+pub mod courier;
 pub mod directory;
 pub mod env;
 pub mod group;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::identity::{Proof, Provable};
 use crate::error::{Error, Result, StoreError};
 
 /// An account id: 32 lowercase hex characters (128 random bits), opaque to clients.
@@ -28,6 +29,10 @@ pub struct AccountRecord {
     /// Rises by one per accepted profile change.
     pub profile_version: u64,
     pub created_ms: u64,
+    /// Proofs of the profile's identifiers (email, phone), by claim
+    /// ([`super::identity`]); only those the profile holds now are kept.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub proofs: BTreeMap<String, Proof>,
 }
 
 impl AccountRecord {
@@ -83,6 +88,10 @@ pub struct LinkRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
     pub created_ms: u64,
+    /// Whether the handle is proven to be the account's ([`super::identity`]): a Mastodon
+    /// link when made, an email link by a code; a webhook handle never.
+    #[serde(default, skip_serializing_if = "Proof::is_unproven")]
+    pub proof: Proof,
 }
 
 /// The `config` fields that held a link's secret in plaintext before secrets were sealed:
@@ -101,6 +110,10 @@ impl LinkRecord {
     pub fn public(&self) -> LinkRecord {
         let mut link = self.clone();
         link.secret = None;
+        // A code waiting for its confirmation is as secret as the link's own.
+        if matches!(link.proof, Proof::Pending(_)) {
+            link.proof = Proof::Unproven;
+        }
         if let Some(config) = link.config.as_object_mut() {
             for field in LEGACY_SECRET_FIELDS {
                 config.remove(field);
@@ -127,7 +140,7 @@ pub trait LinkSealer: Send + Sync + 'static {
 
 /// A globally unique key owned by one account: a login email or phone, or a platform handle.
 /// The store grants it atomically with the rest of a write, or rejects the whole write.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Claim(pub String);
 
 impl Claim {
@@ -257,14 +270,31 @@ pub struct LinkView {
     pub link_id: String,
     pub platform: String,
     pub handle: String,
+    /// `active`: activities are released to it; `unverified`: an email address that awaits
+    /// its code, released nothing until confirmed.
+    pub status: LinkStatus,
 }
 
-impl From<&LinkRecord> for LinkView {
-    fn from(l: &LinkRecord) -> Self {
+/// See [`LinkView::status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkStatus {
+    Active,
+    Unverified,
+}
+
+impl LinkView {
+    /// `l` as its owner sees it on a server that can prove `provable`.
+    pub fn of(l: &LinkRecord, provable: Provable) -> Self {
         LinkView {
             link_id: l.link_id.clone(),
             platform: l.platform.clone(),
             handle: l.handle.clone(),
+            status: if l.releases(provable) {
+                LinkStatus::Active
+            } else {
+                LinkStatus::Unverified
+            },
         }
     }
 }
@@ -276,6 +306,9 @@ pub struct MeView {
     pub profile: Profile,
     pub profile_version: u64,
     pub platforms: Vec<LinkView>,
+    /// Profile fields (`email`) whose identifier does not count for contact matching until
+    /// proven with a code ([`super::identity`]).
+    pub unverified: Vec<String>,
 }
 
 /// Which relation of an account to list.
@@ -339,6 +372,7 @@ mod tests {
             profile,
             profile_version: 1,
             created_ms: 0,
+            proofs: BTreeMap::new(),
         };
         assert!(!rec.visible_profile(false).contains_key("email"));
         assert!(rec.visible_profile(true).contains_key("email"));

@@ -6,9 +6,10 @@ use super::Chorus;
 use crate::actor::place::ActorKind;
 use crate::actor::subscriber::{
     AcceptFriend, DeclineFriend, ListRelation, MatchedBy, ReceiveFriendRequest, RecordMatches,
-    RequestOutcome, StartFriendRequest, Unfriend,
+    RequestOutcome, StartFriendRequest, Unfriend, Vouch,
 };
 use crate::error::{Error, Result};
+use crate::model::identity::{Weight, weigh};
 use crate::model::{AccountId, AccountView, Claim, Page, PageRequest, Relation, RequestStatus};
 
 impl Chorus {
@@ -82,28 +83,43 @@ impl Chorus {
     }
 
     /// `me` uploaded contacts that normalise to `claims`. Answers every other account they
-    /// match; where the match is mutual the two become friends at once.
+    /// match; where the match is mutual, and each side matched an identifier of the other
+    /// that counts (`crate::model::identity`), the two become friends at once.
     pub async fn match_contacts(&self, me: &str, claims: Vec<Claim>) -> Result<Vec<AccountId>> {
-        let mut matched = Vec::new();
-        for claim in &claims {
-            if let Some(id) = self.store().find_claim(claim).await?
-                && id != me
-                && !matched.contains(&id)
-            {
-                matched.push(id);
+        // Each matched account (in the order first matched) with the claims that matched it.
+        let mut found: Vec<(AccountId, Vec<Claim>)> = Vec::new();
+        for claim in claims {
+            let Some(id) = self.store().find_claim(&claim).await? else {
+                continue;
+            };
+            if id == me {
+                continue;
+            }
+            match found.iter_mut().find(|(other, _)| *other == id) {
+                Some((_, of_it)) => of_it.push(claim),
+                None => found.push((id, vec![claim])),
             }
         }
+        let mut counting = Vec::new();
+        for (id, of_it) in &found {
+            if self.match_counts(id, of_it).await? {
+                counting.push(id.clone());
+            }
+        }
+        let matched: Vec<AccountId> = found.into_iter().map(|(id, _)| id).collect();
         let candidates = self
             .directory
             .ask(
                 me,
                 RecordMatches {
                     matched: matched.clone(),
+                    counting: counting.clone(),
                 },
             )
             .await?;
-        for other in candidates {
-            // A mutual match: `other` becomes a friend, with the step that makes `me` one.
+        for other in candidates.into_iter().filter(|c| counting.contains(c)) {
+            // A mutual match that counts: `other` becomes a friend, with the step that makes
+            // `me` one.
             let step = self
                 .directory
                 .ask(
@@ -116,6 +132,25 @@ impl Chorus {
             self.carry(step).await;
         }
         Ok(matched)
+    }
+
+    /// Does a match on any of `claims`, held by `holder`, count? Known from a claim's kind
+    /// where it can be (a phone here; a webhook handle never); otherwise the holder says,
+    /// from its proofs.
+    async fn match_counts(&self, holder: &str, claims: &[Claim]) -> Result<bool> {
+        let provable = self.directory.env().config.verification.provable();
+        let mut ask = Vec::new();
+        for claim in claims {
+            match weigh(claim, provable) {
+                Weight::Counts => return Ok(true),
+                Weight::Label => {}
+                Weight::AskHolder => ask.push(claim.clone()),
+            }
+        }
+        if ask.is_empty() {
+            return Ok(false);
+        }
+        self.directory.ask(holder, Vouch { claims: ask }).await
     }
 
     /// One page of `me`'s friends, incoming requests or suggestions, with their profiles

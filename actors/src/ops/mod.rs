@@ -7,7 +7,7 @@
 //! that the actor whose state is the source of truth writes first. By concern: [`accounts`]
 //! (accounts, logins, profiles, links, devices), [`friends`], [`groups`] (members, chat,
 //! the owner's side of bindings, merged feeds), [`communities`] (the community server's
-//! side) and [`activities`]. Whatever an operation leaves for other actors after its first
+//! side), [`activities`] and [`proofs`] (codes that prove an email). Whatever an operation leaves for other actors after its first
 //! write is a durable step, stored with that write and carried out by [`steps`].
 //!
 //! Input reaches these methods already checked by the rules in [`crate::model::limits`] (and
@@ -18,6 +18,7 @@ pub mod activities;
 pub mod communities;
 pub mod friends;
 pub mod groups;
+pub mod proofs;
 pub mod retention;
 pub mod steps;
 

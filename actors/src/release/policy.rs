@@ -134,6 +134,7 @@ mod tests {
             config: serde_json::json!({}),
             secret: None,
             created_ms: 0,
+            proof: Default::default(),
         };
         ReleaseRecord::new(&activity, &link)
     }

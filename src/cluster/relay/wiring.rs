@@ -50,6 +50,7 @@ fn record(id: &str) -> AccountRecord {
         profile: Profile::new(),
         profile_version: 1,
         created_ms: 1,
+        proofs: Default::default(),
     }
 }
 

@@ -47,6 +47,7 @@ async fn a_record_that_fails_to_encode_fails_its_write_and_stores_nothing() {
         profile: Profile::new(),
         profile_version: 1,
         created_ms: 1,
+        proofs: Default::default(),
     });
     write.claims.push(Claim::email("a1@example.com"));
     write.events.push(encode_event(

@@ -39,6 +39,31 @@ pub async fn link_mastodon(
     .await
 }
 
+/// The account path a Mastodon instance answers `verify_credentials` at.
+pub const VERIFY_CREDENTIALS: &str = "/api/v1/accounts/verify_credentials";
+
+/// A Mastodon instance, as a [`Script::ByPath`]: `verify_credentials` answers the account
+/// `ann`, or `{user}` under a base path `/as-{user}/`, 401 under `/revoked/` and a page that
+/// is no account under `/not-mastodon/`; anything else (a status) 200. Link it as `ann@127.0.0.1` (the instance's host).
+pub fn mastodon_instance(path: &str) -> Reply {
+    let Some(base) = path.strip_suffix(VERIFY_CREDENTIALS) else {
+        return Reply::status(200).json(r#"{"id":"103254962155278888"}"#);
+    };
+    if base.starts_with("/revoked") {
+        return Reply::status(401).json(r#"{"error":"The access token is invalid"}"#);
+    }
+    if base.starts_with("/not-mastodon") {
+        return Reply::status(200).body("<html>The access token is invalid</html>");
+    }
+    let user = base
+        .strip_prefix("/as-")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("ann");
+    Reply::status(200).json(&format!(
+        r#"{{"id":"1","username":"{user}","acct":"{user}","display_name":"{user}"}}"#
+    ))
+}
+
 /// POST /v1/me/platforms, expecting 201; returns the link id.
 #[track_caller]
 pub fn link<'a>(s: &'a Server, a: &'a Acct, body: &'a Value) -> impl Future<Output = String> + 'a {

@@ -86,9 +86,10 @@ impl ReleaseFixture {
         }
     }
 
-    /// Links the email address `to`; the server needs `--smtp-url` ([`Self::with_smtp`]).
-    pub async fn email(&self, to: &str) -> String {
-        link_email(&self.s, &self.a, to).await
+    /// Links the email address `to` and proves it with the code `sink` got; the server
+    /// needs `--smtp-url` ([`Self::with_smtp`]).
+    pub async fn email(&self, to: &str, sink: &SmtpSink) -> String {
+        link_proven_email(&self.s, &self.a, to, sink).await
     }
 
     /// A device of the author, past its hello.

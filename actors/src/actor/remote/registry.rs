@@ -59,6 +59,7 @@ routed! {
         Unfriend,
         DropFriend, RecordMatches, MatchedBy, ListRelation,
         PostActivity, RecordRelease, CanSeeActivities,
+        Vouch, IssueCode, WithdrawCode, ConfirmCode,
     }
     Group via ask_group_here: group {
         GetGroup, MemberAccess, LogAccess, AddMember, RemoveMember, PostMessage,

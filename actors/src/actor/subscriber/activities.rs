@@ -16,7 +16,7 @@ use crate::model::{
 use crate::push::event::{EventType, encode_data};
 
 /// Post an activity, checked by [`crate::model::limits::check_post`]. Stores it, one release
-/// per linked platform and `activity.posted` in the author's log in one atomic write, then
+/// per linked platform (but an unverified email link) and `activity.posted` in the author's log in one atomic write, then
 /// hands the releases to the releaser; the write carries the step that tells the friends,
 /// which the answer hands back for the caller to carry out. With an `idempotency_key` seen before, answers the first activity and changes
 /// nothing.
@@ -63,9 +63,12 @@ impl Subscriber {
             created_ms: now_ms(),
             idempotency_key,
         };
+        // Not to an email address that awaits its code (`LinkRecord::releases`).
+        let provable = self.provable();
         let releases: Vec<ReleaseRecord> = self
             .links
             .values()
+            .filter(|link| link.releases(provable))
             .map(|link| ReleaseRecord::new(&activity, link))
             .collect();
         let mut write = self.write();

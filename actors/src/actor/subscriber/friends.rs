@@ -89,11 +89,17 @@ pub struct DropFriend {
 #[rtype(result = "Result<Vec<AccountId>>")]
 pub struct RecordMatches {
     pub matched: Vec<AccountId>,
+    /// Those of `matched` matched by an identifier that counts (`crate::model::identity`).
+    /// A match already stored as not counting is upgraded; one that counts stays so. Absent
+    /// (a node of an older build): none counts.
+    #[serde(default)]
+    pub counting: Vec<AccountId>,
 }
 
-/// `other`'s contacts matched this account. If this account had matched `other` too, they
-/// become friends here and the answer is the step that makes `other` a friend too (`None`:
-/// no mutual match, or friends already).
+/// `other`'s contacts matched this account by an identifier that counts. If this account
+/// had matched `other` by one that counts too, they become friends here and the answer is
+/// the step that makes `other` a friend too (`None`: no mutual match that counts, or
+/// friends already).
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<Option<StepRecord>>")]
 pub struct MatchedBy {
@@ -105,6 +111,24 @@ pub struct MatchedBy {
 #[rtype(result = "Result<Vec<FeedPos>>")]
 pub struct ListRelation {
     pub relation: Relation,
+}
+
+/// A contact match as stored: the time it was made (8 bytes, big-endian), then 1 if it was
+/// made by an identifier that counts. A match stored before that byte existed reads as not
+/// counting: it was weighed by no rule, and uploading the contacts again weighs it.
+fn match_edge(other: &str, since: u64, counts: bool) -> EdgeChange {
+    let mut value = since.to_be_bytes().to_vec();
+    value.push(u8::from(counts));
+    EdgeChange::Put(Edge {
+        kind: EdgeKind::Matched,
+        other: other.to_owned(),
+        value,
+    })
+}
+
+/// Does a stored contact match count ([`match_edge`])?
+pub(super) fn match_counts(value: &[u8]) -> bool {
+    value.get(8) == Some(&1)
 }
 
 impl Subscriber {
@@ -317,26 +341,40 @@ impl Handler<RecordMatches> for Subscriber {
         candidates.sort();
         candidates.dedup();
         let mut write = self.write();
-        let fresh: Vec<AccountId> = candidates
+        // New matches, and matches that count now where they did not: (id, since, counts).
+        let changed: Vec<(AccountId, u64, bool)> = candidates
             .iter()
-            .filter(|id| !self.matched.contains_key(*id))
-            .cloned()
+            .filter_map(|id| {
+                let counts = msg.counting.contains(id);
+                match self.matched.get(id) {
+                    None => Some((id.clone(), now, counts)),
+                    Some(since) if counts && !self.counted.contains(id) => {
+                        Some((id.clone(), *since, true))
+                    }
+                    Some(_) => None,
+                }
+            })
             .collect();
+        let fresh = changed
+            .iter()
+            .filter(|(id, _, _)| !self.matched.contains_key(id))
+            .count();
         let cap = self.life.env.config.caps.contact_matches;
-        if self.matched.len() + fresh.len() > cap {
+        if self.matched.len() + fresh > cap {
             return ready(Err(limit_reached(
                 "your contacts would match too many accounts",
                 cap,
             )));
         }
-        for id in &fresh {
-            write
-                .edges
-                .push(Self::friend_edge(EdgeKind::Matched, id, now));
+        for (id, since, counts) in &changed {
+            write.edges.push(match_edge(id, *since, *counts));
         }
         self.persist(write, move |act| {
-            for id in fresh {
-                act.matched.insert(id, now);
+            for (id, since, counts) in changed {
+                if counts {
+                    act.counted.insert(id.clone());
+                }
+                act.matched.insert(id, since);
             }
             candidates
         })
@@ -346,7 +384,7 @@ impl Handler<RecordMatches> for Subscriber {
 impl Handler<MatchedBy> for Subscriber {
     type Result = Turn<Self, Option<StepRecord>>;
     fn handle(&mut self, msg: MatchedBy, _: &mut Self::Context) -> Self::Result {
-        if self.friends.contains_key(&msg.other) || !self.matched.contains_key(&msg.other) {
+        if self.friends.contains_key(&msg.other) || !self.counted.contains(&msg.other) {
             self.touch();
             return ready(Ok(None));
         }
@@ -379,5 +417,27 @@ impl Handler<ListRelation> for Subscriber {
                 })
                 .collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actor::subscriber::decode_since;
+
+    #[test]
+    fn a_match_stores_whether_it_counts_and_old_ones_do_not() {
+        for counts in [false, true] {
+            let EdgeChange::Put(edge) = match_edge("b", 1_700_000_000_123, counts) else {
+                panic!("a match is a put");
+            };
+            assert_eq!(edge.kind, EdgeKind::Matched);
+            assert_eq!(decode_since(&edge.value), 1_700_000_000_123);
+            assert_eq!(match_counts(&edge.value), counts);
+        }
+        // Written before the flag: 8 bytes of time, weighed by no rule.
+        let old = 1_600_000_000_000u64.to_be_bytes();
+        assert_eq!(decode_since(&old), 1_600_000_000_000);
+        assert!(!match_counts(&old));
     }
 }

@@ -29,6 +29,17 @@ pub struct UnlinkPlatform {
     pub link_id: String,
 }
 
+/// The edge that stores `link` (its record as JSON): the one way a link is written.
+pub(super) fn link_edge(link: &LinkRecord) -> Result<EdgeChange> {
+    let value = serde_json::to_vec(link)
+        .map_err(|e| Error::invalid(format!("link does not encode: {e}")))?;
+    Ok(EdgeChange::Put(Edge {
+        kind: EdgeKind::Link,
+        other: link.link_id.clone(),
+        value,
+    }))
+}
+
 impl Handler<LinkPlatform> for Subscriber {
     type Result = Turn<Self, ()>;
     fn handle(&mut self, msg: LinkPlatform, _: &mut Self::Context) -> Self::Result {
@@ -44,17 +55,13 @@ impl Handler<LinkPlatform> for Subscriber {
                 "this platform account is already linked",
             )));
         }
-        let value = match serde_json::to_vec(&msg.link) {
-            Ok(v) => v,
-            Err(e) => return ready(Err(Error::invalid(format!("link does not encode: {e}")))),
+        let edge = match link_edge(&msg.link) {
+            Ok(edge) => edge,
+            Err(e) => return ready(Err(e)),
         };
         let mut write = self.write();
         write.claims.push(claim);
-        write.edges.push(EdgeChange::Put(Edge {
-            kind: EdgeKind::Link,
-            other: msg.link.link_id.clone(),
-            value,
-        }));
+        write.edges.push(edge);
         let link = msg.link;
         self.persist(write, move |act| {
             act.links.insert(link.link_id.clone(), link);

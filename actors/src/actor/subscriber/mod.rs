@@ -17,9 +17,10 @@ pub mod devices;
 pub mod friends;
 pub mod links;
 pub mod profile;
+pub mod proofs;
 pub mod tokens;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
@@ -30,7 +31,7 @@ use super::logs::LogHead;
 use super::place::ActorKind;
 use super::{Change, Committed, Durable, Life};
 use crate::error::StoreError;
-use crate::model::{AccountId, AccountRecord, AccountView, LinkRecord, Step, StepRecord};
+use crate::model::{AccountId, AccountRecord, AccountView, LinkRecord, Provable, Step, StepRecord};
 use crate::push::event::{EventType, StoredEvent, encode_data, frame_with_data};
 use crate::store::{EdgeKind, SubscriberSnapshot, SubscriberWrite, TokenSelector};
 
@@ -42,6 +43,7 @@ pub use friends::{
 };
 pub use links::{GetLink, LinkPlatform, UnlinkPlatform};
 pub use profile::{GetAccount, GetMe, UpdateProfile};
+pub use proofs::{ConfirmCode, Confirmed, IssueCode, Issued, Vouch, WithdrawCode};
 pub use tokens::{AddToken, RevokeToken};
 
 /// The actor.
@@ -53,6 +55,9 @@ pub struct Subscriber {
     requests_in: HashMap<AccountId, u64>,
     /// Account this one's contacts matched -> matched at (ms).
     matched: HashMap<AccountId, u64>,
+    /// Those of `matched` matched by an identifier that counts (`model::identity`): only
+    /// these take part in a mutual match.
+    counted: HashSet<AccountId>,
     links: BTreeMap<String, LinkRecord>,
     /// Live tokens (by selector) -> issued at (ms).
     tokens: HashMap<TokenSelector, u64>,
@@ -72,6 +77,7 @@ impl Subscriber {
             friends: HashMap::new(),
             requests_in: HashMap::new(),
             matched: HashMap::new(),
+            counted: HashSet::new(),
             links: BTreeMap::new(),
             tokens: HashMap::new(),
             log,
@@ -87,6 +93,9 @@ impl Subscriber {
                     me.requests_in.insert(edge.other, since);
                 }
                 EdgeKind::Matched => {
+                    if friends::match_counts(&edge.value) {
+                        me.counted.insert(edge.other.clone());
+                    }
                     me.matched.insert(edge.other, since);
                 }
                 EdgeKind::Token => match TokenSelector::from_hex(&edge.other) {
@@ -109,6 +118,11 @@ impl Subscriber {
             }
         }
         me
+    }
+
+    /// Which kinds of identifier this server can prove.
+    fn provable(&self) -> Provable {
+        self.life.env.config.verification.provable()
     }
 
     fn view(&self, viewer_is_close: bool) -> AccountView {
@@ -147,9 +161,14 @@ impl Subscriber {
     }
 }
 
-/// A stored relation value is the start time in ms (big-endian); anything else reads as 0.
+/// A stored relation value starts with the start time in ms (big-endian; a contact match
+/// adds a byte after it, `friends::match_counts`); anything shorter reads as 0.
 fn decode_since(value: &[u8]) -> u64 {
-    value.try_into().map(u64::from_be_bytes).unwrap_or_default()
+    value
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or_default()
 }
 
 /// One turn's change set of an account: the store's write, and the events it appends, not

@@ -51,13 +51,24 @@ impl Handler<GetMe> for Subscriber {
     fn handle(&mut self, _: GetMe, _: &mut Self::Context) -> Self::Result {
         crate::faults::panic_at(crate::faults::Point::ACTOR_PANIC);
         self.touch();
-        let mut platforms: Vec<LinkView> = self.links.values().map(LinkView::from).collect();
+        let provable = self.provable();
+        let mut platforms: Vec<LinkView> = self
+            .links
+            .values()
+            .map(|l| LinkView::of(l, provable))
+            .collect();
         platforms.sort_by(|a, b| a.link_id.cmp(&b.link_id));
         Ok(MeView {
             account_id: self.record.account_id.clone(),
             profile: self.record.profile.clone(),
             profile_version: self.record.profile_version,
             platforms,
+            unverified: self
+                .record
+                .unverified(provable)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
         })
     }
 }
@@ -98,6 +109,8 @@ impl Handler<UpdateProfile> for Subscriber {
         let mut record = self.record.clone();
         record.profile = profile;
         record.profile_version += 1;
+        // A changed email or phone is unproven again.
+        record.prune_proofs();
         let version = record.profile_version;
 
         let mut write = self.write();

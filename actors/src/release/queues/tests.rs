@@ -38,6 +38,7 @@ fn release(account: &str, activity: &str, link: &str, due: u64) -> ReleaseRecord
         handle: link.into(),
         config: serde_json::Value::Null,
         secret: None,
+        proof: Default::default(),
         created_ms: 0,
     };
     ReleaseRecord::new(&activity, &link)

@@ -148,6 +148,7 @@ fn record(id: &str, name: &str) -> AccountRecord {
         profile,
         profile_version: 1,
         created_ms: 1,
+        proofs: Default::default(),
     }
 }
 
@@ -187,6 +188,7 @@ fn link(id: &str) -> LinkRecord {
         config: serde_json::json!({"url": "http://127.0.0.1:1/"}),
         secret: Some("v1:sealed".into()),
         created_ms: 1,
+        proof: Default::default(),
     }
 }
 

@@ -43,6 +43,7 @@ fn account(id: &str, version: u64) -> AccountRecord {
         profile: Profile::new(),
         profile_version: version,
         created_ms: 1,
+        proofs: Default::default(),
     }
 }
 

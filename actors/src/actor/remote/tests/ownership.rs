@@ -213,6 +213,7 @@ async fn pending_release(store: &dyn SubscriberStore, author: &str) {
         config: serde_json::Value::Null,
         secret: None,
         created_ms: now_ms(),
+        proof: Default::default(),
     };
     let activity = ActivityRecord {
         activity_id: format!("act-{author}"),

@@ -22,6 +22,7 @@ pub(super) fn record(id: &str) -> AccountRecord {
         profile,
         profile_version: 0,
         created_ms: now_ms(),
+        proofs: Default::default(),
     }
 }
 
