@@ -293,7 +293,8 @@ pub(crate) mod test_support {
 
     /// A receiver whose answer depends on the path: `/s/{code}` answers that status (429
     /// with `Retry-After: 7`, 302 with a `Location` to `/s/204`); `/hang` never answers in
-    /// time; `.../api/v1/statuses` answers like Mastodon (422 under `/m422`).
+    /// time; `.../api/v1/statuses` answers like Mastodon (422 under `/m422`), and
+    /// `.../api/v1/accounts/verify_credentials` names the account `me`.
     pub fn receiver() -> Receiver {
         Receiver::start(Script::ByPath(by_path), None)
     }
@@ -301,6 +302,9 @@ pub(crate) mod test_support {
     fn by_path(path: &str) -> Reply {
         if path == "/hang" {
             return Reply::hang(Duration::from_secs(30));
+        }
+        if path.ends_with("/api/v1/accounts/verify_credentials") {
+            return Reply::status(200).json(r#"{"id":"1","username":"me","acct":"me"}"#);
         }
         if path.ends_with("/api/v1/statuses") {
             if path.starts_with("/m422") {

@@ -166,16 +166,24 @@ async fn new_links_keep_their_secret_sealed_apart() {
     );
     // A release keeps the link without it.
     assert_eq!(link.public().secret, None);
-    let masto = c
+    // A Mastodon link is verified with its instance first: a local one, policy off.
+    let rx = test_support::receiver();
+    let base_url = rx.url("");
+    let base_url = base_url.trim_end_matches('/');
+    let host = base_url.trim_start_matches("http://");
+    let open = test_support::connectors(Duration::from_secs(5));
+    let masto = open
         .new_link(
             "mastodon",
-            "@me@m.example",
-            &json!({"base_url": "https://8.8.4.4", "access_token": "tok_plain"}),
+            &format!("@me@{host}"),
+            &json!({"base_url": base_url, "access_token": "tok_plain"}),
         )
         .await
         .unwrap();
-    assert_eq!(masto.config, json!({"base_url": "https://8.8.4.4"}));
-    assert_eq!(c.secret_of(&masto).unwrap(), "tok_plain");
+    assert_eq!(masto.config, json!({"base_url": base_url}));
+    assert!(masto.proof.is_verified());
+    assert_eq!(open.secret_of(&masto).unwrap(), "tok_plain");
+    assert!(!serde_json::to_string(&masto).unwrap().contains("tok_plain"));
     // Two links of one secret seal it differently, each for its own id.
     let other = c.new_link("webhook", "me2", &cfg).await.unwrap();
     assert_ne!(other.secret, link.secret);
@@ -238,19 +246,27 @@ async fn links_to_private_destinations_are_refused() {
         .await
         .is_ok()
     );
-    // With the policy off, all of them are taken.
+    // With the policy off, loopback and plain http are taken (the Mastodon instance must
+    // still vouch for the handle).
     let open = test_support::connectors(Duration::from_secs(5));
-    for (platform, cfg) in [
+    let rx = test_support::receiver();
+    let base_url = rx.url("");
+    let base_url = base_url.trim_end_matches('/');
+    let host = base_url.trim_start_matches("http://");
+    for (platform, handle, cfg) in [
         (
             "webhook",
+            "me".to_owned(),
             json!({"url": "http://127.0.0.1:9/x", "secret": "s"}),
         ),
         (
             "mastodon",
-            json!({"base_url": "http://[::1]:3000", "access_token": "t"}),
+            format!("me@{host}"),
+            json!({"base_url": base_url, "access_token": "t"}),
         ),
     ] {
-        assert!(open.new_link(platform, "me", &cfg).await.is_ok(), "{cfg}");
+        let made = open.new_link(platform, &handle, &cfg).await;
+        assert!(made.is_ok(), "{cfg}: {made:?}");
     }
 }
 

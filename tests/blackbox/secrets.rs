@@ -86,10 +86,10 @@ async fn secrets_are_sealed_at_rest_and_still_sign_after_a_restart() {
     link_webhook(&f.s, &f.a, "at-rest", &rx.url("/hook"), WEBHOOK_SECRET).await;
     let masto = f
         .mastodon(
-            "@ann@m.example",
+            "@ann@127.0.0.1",
             "/m",
             MASTODON_TOKEN,
-            Script::Always(Reply::status(200).json(r#"{"id":"1"}"#)),
+            Script::ByPath(mastodon_instance),
         )
         .await;
     let first = post_to_both(&f, &rx, &masto.rx, 1).await;
@@ -148,9 +148,11 @@ async fn post_to_both(f: &ReleaseFixture, hook: &Receiver, masto: &Receiver, n: 
         hook.wait_for(n, RELEASE_WAIT).await[n - 1].sig_ok,
         "post {n} signed with another secret"
     );
-    let seen = masto.wait_for(n, RELEASE_WAIT).await;
+    // The instance's first request was the link's `verify_credentials`.
+    let seen = masto.wait_for(n + 1, RELEASE_WAIT).await;
+    assert_eq!(seen[n].path, "/m/api/v1/statuses");
     assert_eq!(
-        seen[n - 1].h("authorization"),
+        seen[n].h("authorization"),
         format!("Bearer {MASTODON_TOKEN}")
     );
     id
