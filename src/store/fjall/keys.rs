@@ -6,8 +6,8 @@
 //! - `edges`: `id \0 tag other` -> opaque value
 //! - `claims`: claim text -> owning account id
 //! - `sessions`: first 16 bytes of a bearer token's SHA-256 -> last 16 bytes ++ issued ms ++
-//!   account id (the keyspace `tokens` of earlier versions, without an issue time, is no
-//!   longer read: its tokens count as expired)
+//!   account id (the keyspace `tokens` of earlier versions, without an issue time, is moved
+//!   here on open, as issued then, and deleted: `upgrade.rs`)
 //! - `events`: `id \0 seq` -> frame text
 //! - `groups`: `gid` -> JSON `GroupRecord`; `group_members`: `gid \0 account` -> empty;
 //!   `member_groups`: `account \0 gid` -> empty, the same membership the other way round,

@@ -23,6 +23,7 @@ mod reads;
 mod retention;
 mod sick;
 mod traits;
+mod upgrade;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -31,7 +32,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use chorus_actors::StoreError;
-use fjall::{Database, PersistMode};
+use fjall::Database;
 use tokio::sync::oneshot;
 
 use self::encode::EncodedWrite;
@@ -86,7 +87,7 @@ impl FjallStore {
         std::fs::create_dir_all(dir).map_err(backend)?;
         let db = Database::builder(dir).open().map_err(backend)?;
         let ks = Arc::new(Keyspaces::open(&db)?);
-        fill_member_groups(&db, &ks)?;
+        upgrade::bring_up_to_date(&db, &ks)?;
         let shared = Arc::new(Shared {
             dir: dir.to_owned(),
             current: RwLock::new(Some(ks.clone())),
@@ -199,34 +200,6 @@ impl FjallStore {
         }
         result
     }
-}
-
-/// Fills `member_groups` (the account -> groups index) from `group_members` in a database
-/// made before the index existed: it is empty there while members are not. Every write since
-/// keeps both in one batch, so an empty index with members happens only then.
-fn fill_member_groups(db: &Database, ks: &Keyspaces) -> Result<(), StoreError> {
-    if !ks.member_groups.is_empty().map_err(backend)?
-        || ks.group_members.is_empty().map_err(backend)?
-    {
-        return Ok(());
-    }
-    let mut batch = db.batch().durability(Some(PersistMode::SyncAll));
-    let mut rows = 0usize;
-    for item in ks.group_members.iter() {
-        let key = item.key().map_err(backend)?;
-        let mut parts = key.splitn(2, |b| *b == 0);
-        let (Some(group), Some(account)) = (parts.next(), parts.next()) else {
-            continue;
-        };
-        let mut index = account.to_vec();
-        index.push(0);
-        index.extend_from_slice(group);
-        batch.insert(&ks.member_groups, index, b"".as_slice());
-        rows += 1;
-    }
-    batch.commit().map_err(backend)?;
-    tracing::info!(rows, "member_groups filled from group_members");
-    Ok(())
 }
 
 #[cfg(test)]

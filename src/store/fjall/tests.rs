@@ -134,3 +134,67 @@ async fn opening_an_older_database_fills_the_groups_of_each_member() {
     assert_eq!(store.groups_of("a3").await.expect("groups_of"), ["g2"]);
     store.close().await.expect("close");
 }
+
+/// Tokens an older version kept in `tokens` (hash halves and owner, no issue time) still log
+/// in after the upgrade: moved to `sessions` with the account's token edge, issued at the
+/// upgrade, and the old keyspace is gone.
+#[tokio::test]
+async fn opening_an_older_database_moves_its_tokens_to_sessions() {
+    use chorus_actors::model::now_ms;
+    use chorus_actors::store::{EdgeKind, TokenSelector};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = FjallStore::open(dir.path()).expect("open");
+    let mut write = SubscriberWrite::new("a1");
+    write.record = Some(AccountRecord {
+        account_id: "a1".into(),
+        password_hash: "$argon2id$test".into(),
+        profile: Profile::new(),
+        profile_version: 1,
+        created_ms: 1,
+        proofs: Default::default(),
+    });
+    store.commit(write).await.expect("account");
+    store.close().await.expect("close");
+    drop(store);
+    let hash: [u8; 32] = std::array::from_fn(|i| i as u8 * 7 + 1);
+    {
+        // What an older version left: selector -> verifier ++ owner, and a broken entry.
+        let db = fjall::Database::builder(dir.path()).open().expect("db");
+        let old = db
+            .keyspace("tokens", fjall::KeyspaceCreateOptions::default)
+            .expect("old keyspace");
+        let mut value = hash[16..].to_vec();
+        value.extend_from_slice(b"a1");
+        old.insert(&hash[..16], value).expect("insert");
+        old.insert(b"short", b"x").expect("insert");
+        db.persist(fjall::PersistMode::SyncAll).expect("sync");
+    }
+    let before = now_ms();
+    let store = FjallStore::open(dir.path()).expect("reopen");
+    let owner = store
+        .find_token(&hash)
+        .await
+        .expect("find")
+        .expect("the old token still logs in");
+    assert_eq!(owner.account, "a1");
+    assert!(owner.issued_ms >= before, "issued at the upgrade");
+    let mut wrong = hash;
+    wrong[31] ^= 1;
+    assert!(store.find_token(&wrong).await.expect("find").is_none());
+    let snapshot = store
+        .load_subscriber("a1")
+        .await
+        .expect("load")
+        .expect("account");
+    let tokens: Vec<_> = snapshot
+        .edges
+        .iter()
+        .filter(|e| e.kind == EdgeKind::Token)
+        .map(|e| e.other.clone())
+        .collect();
+    assert_eq!(tokens, [TokenSelector::of(&hash).to_hex()]);
+    store.close().await.expect("close");
+    drop(store);
+    let db = fjall::Database::builder(dir.path()).open().expect("db");
+    assert!(!db.keyspace_exists("tokens"), "the old keyspace is deleted");
+}

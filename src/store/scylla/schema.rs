@@ -1,12 +1,17 @@
 //! The schema (`schema.cql`): printed by `chorus schema print`, applied by
 //! `chorus schema apply`, which also brings keyspaces made by earlier versions up to date
-//! (columns added since, the `member_groups` index filled from `group_members`).
+//! (columns added since, the `member_groups` index filled from `group_members`, bearer tokens
+//! moved from `tokens` to `sessions`).
 
 use chorus_actors::StoreError;
+use chorus_actors::model::now_ms;
+use chorus_actors::store::{EdgeKind, TokenSelector};
 use futures_util::TryStreamExt;
 use scylla::client::session::Session;
+use scylla::statement::batch::{Batch, BatchType};
 
 use super::backend;
+use super::keys::{edge_kind_text, to_bigint};
 use super::settings::{ScyllaSettings, connect_session};
 
 /// The schema, with `{keyspace}` and `{replication}` placeholders.
@@ -69,6 +74,16 @@ pub async fn apply_schema(settings: &ScyllaSettings) -> Result<(), StoreError> {
     if backfill {
         let rows = backfill_member_groups(&session, ks).await?;
         tracing::info!(keyspace = %ks, rows, "member_groups filled from group_members");
+    }
+    if exists(&session, ks, OLD_TOKENS, None).await? {
+        let moved = move_old_tokens(&session, ks, now_ms()).await?;
+        if moved > 0 {
+            tracing::info!(
+                keyspace = %ks,
+                moved,
+                "bearer tokens of an earlier version moved to sessions (each lives --token-ttl-secs from now)"
+            );
+        }
     }
     tracing::info!(keyspace = %ks, "scylla schema applied");
     Ok(())
@@ -161,6 +176,83 @@ pub(super) async fn backfill_member_groups(session: &Session, ks: &str) -> Resul
                     .await
                     .map_err(|e| backend(what, e))
                     .map(|_| 1u64)
+            }
+        })
+        .try_buffer_unordered(BACKFILL_CONCURRENCY)
+        .try_fold(0u64, |n, one| async move { Ok(n + one) })
+        .await
+}
+
+/// The table bearer tokens were kept in before they had an issue time (`sessions` now).
+const OLD_TOKENS: &str = "tokens";
+
+/// Moves each row of the old `tokens` table (selector, verifier, owner) into `sessions`, as
+/// issued at `now`, with the account's token edge, and deletes it from `tokens`: one logged
+/// batch per token, so a crash or a second apply moves each once. The old rows have no
+/// issue time, so each token lives `--token-ttl-secs` from the upgrade, and the account's
+/// actor knows it (to cap its tokens and to log it out). The table itself stays (servers of
+/// the earlier version may still write to it during a rolling upgrade; an apply after the
+/// last of them is gone moves what they wrote, and the empty table may then be dropped:
+/// docs/scylla.md). Answers how many were moved; rows no token could match are deleted.
+pub(super) async fn move_old_tokens(
+    session: &Session,
+    ks: &str,
+    now: u64,
+) -> Result<u64, StoreError> {
+    let what = "moving tokens to sessions";
+    let prepare =
+        |cql: String| async move { session.prepare(cql).await.map_err(|e| backend(what, e)) };
+    let insert = prepare(format!(
+        "INSERT INTO {ks}.sessions (selector, verifier, issued_ms, owner) VALUES (?, ?, ?, ?)"
+    ))
+    .await?;
+    let edge = prepare(format!(
+        "INSERT INTO {ks}.edges (account, kind, other, value) VALUES (?, ?, ?, ?)"
+    ))
+    .await?;
+    let delete = prepare(format!("DELETE FROM {ks}.{OLD_TOKENS} WHERE selector = ?")).await?;
+    let issued = to_bigint(now, "issue time")?;
+    let kind = edge_kind_text(EdgeKind::Token);
+    let mut batch = Batch::new(BatchType::Logged);
+    batch.append_statement(insert);
+    batch.append_statement(edge);
+    batch.append_statement(delete.clone());
+    let rows = session
+        .query_iter(
+            format!("SELECT selector, verifier, owner FROM {ks}.{OLD_TOKENS}"),
+            (),
+        )
+        .await
+        .map_err(|e| backend(what, e))?
+        .rows_stream::<(Vec<u8>, Option<Vec<u8>>, Option<String>)>()
+        .map_err(|e| backend(what, e))?;
+    rows.map_err(|e| backend(what, e))
+        .map_ok(|(selector, verifier, owner)| {
+            let (batch, delete, kind) = (&batch, &delete, &kind);
+            async move {
+                let (Ok(head), Some(verifier), Some(owner)) =
+                    (<[u8; 16]>::try_from(selector.as_slice()), verifier, owner)
+                else {
+                    session
+                        .execute_unpaged(delete, (selector,))
+                        .await
+                        .map_err(|e| backend(what, e))?;
+                    return Ok(0u64);
+                };
+                let hex = TokenSelector(head).to_hex();
+                let stamp = issued.to_be_bytes().to_vec();
+                session
+                    .batch(
+                        batch,
+                        (
+                            (selector.clone(), verifier, issued, owner.clone()),
+                            (owner, kind.as_str(), hex, stamp),
+                            (selector,),
+                        ),
+                    )
+                    .await
+                    .map_err(|e| backend(what, e))?;
+                Ok(1u64)
             }
         })
         .try_buffer_unordered(BACKFILL_CONCURRENCY)

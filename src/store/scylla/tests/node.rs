@@ -219,8 +219,9 @@ async fn a_batch_surely_not_applied_gives_its_seqs_back() {
     .await;
 }
 
-/// A keyspace made before owner epochs and the account -> groups index: `schema apply`
-/// adds the `epoch` column and fills `member_groups` from `group_members`, and a second
+/// A keyspace made before owner epochs, the account -> groups index and `sessions`:
+/// `schema apply` adds the `epoch` column, fills `member_groups` from `group_members`,
+/// moves the old `tokens` into `sessions` (with each account's token edge), and a second
 /// apply changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_apply_brings_an_older_keyspace_up_to_date() {
@@ -246,6 +247,25 @@ async fn schema_apply_brings_an_older_keyspace_up_to_date() {
             "INSERT INTO {ks}.logs (log, last_seq) VALUES ('g:g1', 5)"
         ))
         .await;
+        // Bearer tokens as an earlier version kept them: no issue time, no edge.
+        let hash: [u8; 32] = std::array::from_fn(|i| i as u8 * 7 + 1);
+        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        run(format!(
+            "CREATE TABLE {ks}.tokens (selector blob PRIMARY KEY, verifier blob, owner text)"
+        ))
+        .await;
+        session.await_schema_agreement().await.expect("agreement");
+        run(format!(
+            "INSERT INTO {ks}.tokens (selector, verifier, owner) VALUES (0x{}, 0x{}, 'a1')",
+            hex(&hash[..16]),
+            hex(&hash[16..])
+        ))
+        .await;
+        run(format!(
+            "INSERT INTO {ks}.tokens (selector, owner) VALUES (0x01, 'a2')"
+        ))
+        .await;
+        let before = chorus_actors::model::now_ms();
         for round in ["upgrade", "again"] {
             apply_schema(&settings)
                 .await
@@ -255,6 +275,39 @@ async fn schema_apply_brings_an_older_keyspace_up_to_date() {
         let mut groups = store.groups_of("a1").await.expect("groups_of");
         groups.sort();
         assert_eq!(groups, ["g1", "g2"], "member_groups filled");
+        let owner = store
+            .find_token(&hash)
+            .await
+            .expect("find_token")
+            .expect("the old token still logs in");
+        assert_eq!(owner.account, "a1");
+        assert!(owner.issued_ms >= before, "issued at the upgrade");
+        let edges = session
+            .query_unpaged(
+                format!("SELECT other FROM {ks}.edges WHERE account = 'a1' AND kind = 't'"),
+                (),
+            )
+            .await
+            .expect("edges")
+            .into_rows_result()
+            .expect("rows")
+            .rows::<(String,)>()
+            .expect("typed")
+            .map(|r| r.expect("row").0)
+            .collect::<Vec<_>>();
+        assert_eq!(
+            edges,
+            [hex(&hash[..16])],
+            "the account's actor knows its token"
+        );
+        let left = session
+            .query_unpaged(format!("SELECT selector FROM {ks}.tokens"), ())
+            .await
+            .expect("old table")
+            .into_rows_result()
+            .expect("rows")
+            .rows_num();
+        assert_eq!(left, 0, "every old row moved or dropped");
         assert_eq!(store.groups_of("a2").await.expect("groups_of"), ["g1"]);
         assert_eq!(
             store
