@@ -6,8 +6,8 @@
 //! - **When a link is made** ([`Egress::check_link`]): a URL whose host is, or resolves to,
 //!   a non-public address is a 400, and nothing is stored. A host that does not resolve now
 //!   is taken (it may be set up later); the second check covers it.
-//! - **When a release connects**: a host name is resolved once, by [`PublicOnly`], the HTTP
-//!   client's resolver, which refuses the whole answer if any address in it is not public,
+//! - **When a release connects**: a host name is resolved once, by [`PolicyResolver`], the
+//!   HTTP client's resolver, which refuses the whole answer if any address in it is not public,
 //!   and the client connects to the addresses it checked: no second lookup, so a name that
 //!   answers a public address at link time and 127.0.0.1 now (DNS rebinding) gets nowhere.
 //!   An address written in the URL never reaches a resolver, so [`Egress::check_url`] checks
@@ -16,6 +16,9 @@
 //!
 //! `--allow-private-destinations` turns both checks off (development and tests, whose
 //! receivers listen on 127.0.0.1).
+//!
+//! Both lookups also tell [`ResolvedHosts`] what each name resolved to, the key of the
+//! releaser's cap per destination host.
 //!
 //! "Public" is decided by [`is_public`] from the IANA special-purpose registries, IPv4 and
 //! IPv6, including the IPv6 forms that carry an IPv4 address (mapped, NAT64, 6to4): the
@@ -29,6 +32,7 @@ use std::time::Duration;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::{Host, Url};
 
+use super::hosts::ResolvedHosts;
 use crate::error::{Error, Result};
 
 /// `last_error` of a release whose destination is not a public address now.
@@ -66,7 +70,14 @@ impl Egress {
     /// The link-time check of `url` (the config field `field`): a 400 naming the field if
     /// its host is, or now resolves to, an address the policy refuses. Resolution is bounded
     /// by `timeout`; a host that does not resolve passes (checked again at connect time).
-    pub async fn check_link(self, url: &Url, field: &str, timeout: Duration) -> Result<()> {
+    /// What the name resolved to is remembered in `hosts`.
+    pub async fn check_link(
+        self,
+        url: &Url,
+        field: &str,
+        timeout: Duration,
+        hosts: &ResolvedHosts,
+    ) -> Result<()> {
         if self.allow_private {
             return Ok(());
         }
@@ -84,6 +95,7 @@ impl Egress {
                 match tokio::time::timeout(timeout, tokio::net::lookup_host((name, port))).await {
                     Ok(Ok(addrs)) => {
                         let addrs: Vec<SocketAddr> = addrs.collect();
+                        hosts.record(name, addrs.iter().map(SocketAddr::ip));
                         if addrs.iter().any(|a| !is_public(a.ip())) {
                             Err(refused())
                         } else {
@@ -113,9 +125,13 @@ impl Egress {
         }
     }
 
-    /// The resolver the HTTP client uses under this policy (`None`: the client's own).
-    pub fn resolver(self) -> Option<Arc<PublicOnly>> {
-        (!self.allow_private).then(|| Arc::new(PublicOnly))
+    /// The resolver the HTTP client uses under this policy, telling `hosts` what each name
+    /// resolved to.
+    pub fn resolver(self, hosts: Arc<ResolvedHosts>) -> Arc<PolicyResolver> {
+        Arc::new(PolicyResolver {
+            egress: self,
+            hosts,
+        })
     }
 }
 
@@ -132,17 +148,26 @@ impl fmt::Display for NotAllowed {
 
 impl std::error::Error for NotAllowed {}
 
-/// The HTTP client's resolver under the policy: the system's lookup (as the client's own
-/// default), whose answer is refused whole if any address in it is not public.
-#[derive(Debug, Clone, Copy)]
-pub struct PublicOnly;
+/// The HTTP client's resolver: the system's lookup (as the client's own default), whose
+/// answer is refused whole, under the policy, if any address in it is not public. Every
+/// answer is remembered in [`ResolvedHosts`].
+#[derive(Debug, Clone)]
+pub struct PolicyResolver {
+    egress: Egress,
+    hosts: Arc<ResolvedHosts>,
+}
 
-impl Resolve for PublicOnly {
+impl Resolve for PolicyResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_owned();
+        let (egress, hosts) = (self.egress, self.hosts.clone());
         Box::pin(async move {
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            hosts.record(&host, addrs.iter().map(SocketAddr::ip));
+            if egress.allow_private {
+                return Ok(Box::new(addrs.into_iter()) as Addrs);
+            }
             public_only(addrs)
                 .map(|addrs| Box::new(addrs.into_iter()) as Addrs)
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
@@ -334,7 +359,7 @@ mod tests {
             "https://localhost:8443/",
         ] {
             let err = Egress::PUBLIC_ONLY
-                .check_link(&url(bad), "url", t)
+                .check_link(&url(bad), "url", t, &ResolvedHosts::default())
                 .await
                 .unwrap_err();
             assert_eq!(err.code(), "invalid_input", "{bad}");
@@ -346,7 +371,7 @@ mod tests {
             // The policy off takes them all.
             assert!(
                 Egress::ANYWHERE
-                    .check_link(&url(bad), "url", t)
+                    .check_link(&url(bad), "url", t, &ResolvedHosts::default())
                     .await
                     .is_ok()
             );
@@ -359,7 +384,7 @@ mod tests {
         ] {
             assert!(
                 Egress::PUBLIC_ONLY
-                    .check_link(&url(good), "url", t)
+                    .check_link(&url(good), "url", t, &ResolvedHosts::default())
                     .await
                     .is_ok(),
                 "{good}"
@@ -390,17 +415,24 @@ mod tests {
             Egress::ANYWHERE.check_url(&url("http://127.0.0.1/")),
             Ok(())
         );
-        assert!(Egress::ANYWHERE.resolver().is_none());
     }
 
     #[tokio::test]
     async fn the_resolver_refuses_an_answer_with_any_private_address() {
+        let hosts = Arc::new(ResolvedHosts::default());
         let name: Name = "localhost".parse().unwrap();
-        let err = match PublicOnly.resolve(name).await {
+        let resolver = Egress::PUBLIC_ONLY.resolver(hosts.clone());
+        let err = match resolver.resolve(name).await {
             Ok(addrs) => panic!("localhost resolved to {:?}", addrs.collect::<Vec<_>>()),
             Err(e) => e,
         };
         assert!(err.downcast_ref::<NotAllowed>().is_some(), "{err}");
+        // Refused or not, what the name resolved to keys its destination.
+        assert_eq!(hosts.key("localhost"), "127.0.0.1");
+        // With the policy off the answer is taken.
+        let name: Name = "localhost".parse().unwrap();
+        let open = Egress::ANYWHERE.resolver(hosts.clone());
+        assert!(open.resolve(name).await.is_ok());
         let sa = |s: &str| -> SocketAddr { s.parse().unwrap() };
         // One private address among public ones refuses the whole answer.
         assert_eq!(

@@ -10,12 +10,14 @@
 //!
 //! Shared by the platforms: [`egress`], the policy on where a link may point (public
 //! addresses only, checked when the link is made and again as each release connects);
+//! [`hosts`], what destination names resolved to (the key of the cap per destination host);
 //! [`http`], one HTTP attempt and the fixed words its outcome is told in; [`sealing`], the
 //! link's secret sealed when the link is made and unsealed for each attempt
 //! ([`crate::secrets`]).
 
 pub mod egress;
 pub mod email;
+pub mod hosts;
 pub mod http;
 pub mod mastodon;
 pub mod retry_after;
@@ -34,6 +36,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::secrets::SecretBox;
 use egress::Egress;
+use hosts::ResolvedHosts;
 
 /// Sent with every HTTP request so receivers can tell Chorus traffic apart in their logs.
 pub const USER_AGENT: &str = concat!("chorus/", env!("CARGO_PKG_VERSION"));
@@ -71,6 +74,8 @@ pub struct Connectors {
     timeout: Duration,
     egress: Egress,
     secrets: Arc<SecretBox>,
+    /// What destination names resolved to, filled by the egress policy's lookups.
+    hosts: Arc<ResolvedHosts>,
 }
 
 /// A link config as its connector checked it.
@@ -97,9 +102,11 @@ impl Connectors {
             // signed payload (or a bearer token) somewhere the user never agreed to, and
             // past the egress check.
             .redirect(reqwest::redirect::Policy::none());
-        if let Some(resolver) = settings.egress.resolver() {
+        let hosts = Arc::new(ResolvedHosts::default());
+        http = http.dns_resolver(settings.egress.resolver(hosts.clone()));
+        if !settings.egress.allows_private() {
             // A proxy would resolve the destination itself, unchecked.
-            http = http.dns_resolver(resolver).no_proxy();
+            http = http.no_proxy();
         }
         let http = http
             .build()
@@ -118,6 +125,7 @@ impl Connectors {
             timeout: settings.timeout,
             egress: settings.egress,
             secrets: settings.secrets.clone(),
+            hosts,
         })
     }
 
@@ -155,7 +163,9 @@ impl Connectors {
             _ => email::validate(&handle, config)?,
         };
         if let Some((url, field)) = &checked.destination {
-            self.egress.check_link(url, field, self.timeout).await?;
+            self.egress
+                .check_link(url, field, self.timeout, &self.hosts)
+                .await?;
         }
         Ok((handle, checked))
     }
@@ -240,16 +250,18 @@ impl Connector for Connectors {
             email::PLATFORM => return Some("smtp relay".into()),
             _ => None,
         }?;
-        Some(host_key(url::Url::parse(url).ok()?.host()?))
+        Some(match url::Url::parse(url).ok()?.host()? {
+            url::Host::Domain(name) => self.hosts.key(name),
+            literal => host_key(literal),
+        })
     }
 }
 
 /// The releaser's per-destination key of a URL's host: the host alone, never the port or the
-/// scheme, so that 32 ports of one black-hole host are one destination, not 32. A name as
-/// the URL parser normalised it (lower case, punycode) without a trailing dot; an address
-/// in its canonical form (an IPv4-mapped IPv6 address as the IPv4 one). The key is not
-/// resolved: that happens once, on the attempt's own connect, and many names for one
-/// address are bounded by the cap per author instead.
+/// scheme, so that 32 ports of one black-hole host are one destination, not 32. A name is
+/// keyed by the address it resolved to ([`ResolvedHosts`]; the name as the URL parser
+/// normalised it, without a trailing dot, until it has resolved); an address by its
+/// canonical form (an IPv4-mapped IPv6 address as the IPv4 one).
 fn host_key(host: url::Host<&str>) -> String {
     match host {
         url::Host::Domain(name) => name.trim_end_matches('.').to_owned(),

@@ -65,6 +65,33 @@ fn destinations_group_links_by_host() {
     assert_eq!(c.destination(&link("myspace", json!({}))), None);
 }
 
+/// The cap per destination counts a host once under all its names: once a name has
+/// resolved (as an attempt connects, or when a link is made under the policy), its key is
+/// the address it resolved to.
+#[tokio::test]
+async fn names_of_one_host_share_its_destination_once_resolved() {
+    let c = test_support::connectors(Duration::from_secs(5));
+    let rx = test_support::receiver();
+    let port = rx
+        .url("")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    let by_name = format!("http://localhost:{port}/s/204");
+    let out = test_support::outgoing_with("webhook", json!({"url": by_name}), Some("s"), 1);
+    assert_eq!(
+        c.destination(&out.link),
+        Some("localhost".into()),
+        "not resolved yet"
+    );
+    assert!(matches!(c.attempt(&out).await, AttemptOutcome::Delivered));
+    let by_address = test_support::outgoing("webhook", "h", json!({"url": rx.url("/x")}), 1);
+    assert_eq!(c.destination(&out.link), Some("127.0.0.1".into()));
+    assert_eq!(c.destination(&out.link), c.destination(&by_address.link));
+}
+
 #[tokio::test]
 async fn platforms_depend_on_smtp() {
     let plain = Connectors::new(&settings(None, "Chorus <chorus@localhost>")).unwrap();
