@@ -260,6 +260,7 @@ impl From<Settings> for Config {
                 code_ttl: Duration::from_secs(s.verify_code_ttl_secs),
                 code_attempts: s.verify_code_attempts,
                 resend_after: Duration::from_secs(s.verify_resend_secs),
+                codes_per_day: s.verify_codes_per_day,
             },
             store: s.store,
             scylla: ScyllaSettings {
@@ -377,6 +378,9 @@ impl Config {
         }
         if v.code_attempts == 0 || v.code_attempts > 100 {
             return bad("verify_code_attempts must be from 1 to 100");
+        }
+        if v.codes_per_day == 0 || v.codes_per_day > 1000 {
+            return bad("verify_codes_per_day must be from 1 to 1000");
         }
         if self.store == StoreKind::Scylla {
             self.check_scylla()?;

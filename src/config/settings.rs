@@ -296,6 +296,13 @@ pub struct Settings {
         default_value_t = verification().resend_after.as_secs()
     )]
     pub verify_resend_secs: u64,
+    /// Codes sent to one identifier in 24 hours at most (429 past it, with `Retry-After`).
+    #[arg(
+        long,
+        env = "CHORUS_VERIFY_CODES_PER_DAY",
+        default_value_t = verification().codes_per_day
+    )]
+    pub verify_codes_per_day: u32,
 }
 
 impl Default for Settings {

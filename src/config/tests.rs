@@ -400,6 +400,7 @@ fn verification_settings_are_checked() {
     assert_eq!(c.verification.code_ttl, Duration::from_secs(600));
     assert_eq!(c.verification.code_attempts, 5);
     assert_eq!(c.verification.resend_after, Duration::from_secs(60));
+    assert_eq!(c.verification.codes_per_day, 10);
     assert!(c.verification.courier.is_none());
     let c = config_of(&["--verify-code-ttl-secs".into(), "30".into()]).unwrap();
     assert_eq!(c.verification.code_ttl, Duration::from_secs(30));
@@ -408,6 +409,8 @@ fn verification_settings_are_checked() {
         ("--verify-resend-secs", "0"),
         ("--verify-code-attempts", "0"),
         ("--verify-code-attempts", "101"),
+        ("--verify-codes-per-day", "0"),
+        ("--verify-codes-per-day", "1001"),
     ] {
         let err = config_of(&[flag.into(), value.into()]).unwrap_err();
         assert!(err.to_string().contains("verify_"), "{flag} {value}: {err}");

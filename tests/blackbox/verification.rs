@@ -164,6 +164,40 @@ async fn a_code_expires() {
     assert_eq!(me(&s, &a).await["unverified"], json!([]));
 }
 
+/// Each code brings its attempts, so codes per identifier are bounded per day too: past
+/// `--verify-codes-per-day` the next waits out the 24 h window (429, nothing sent), and
+/// the code already sent still works.
+#[tokio::test]
+async fn codes_per_identifier_are_bounded_per_day() {
+    let Some(sink) = SmtpSink::start(&[]) else {
+        return;
+    };
+    let (s, a) = with_smtp(
+        &sink,
+        &["--verify-resend-secs", "1", "--verify-codes-per-day", "2"],
+    )
+    .await;
+    ask_code(&s, &a, "/v1/me/email", &sink, "ann@example.com").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let code = ask_code(&s, &a, "/v1/me/email", &sink, "ann@example.com").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let third = post(&s, "/v1/me/email/code", a.tok(), &json!({})).await;
+    third.expect_error(429, "rate_limited");
+    let wait: u64 = third.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (86_000..=86_400).contains(&wait),
+        "Retry-After {wait}: the rest of the day"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sink.messages().len(), 2, "nothing sent past the budget");
+    verify(&s, &a, "/v1/me/email", &code).await.expect(200);
+    assert_eq!(me(&s, &a).await["unverified"], json!([]));
+}
+
 #[tokio::test]
 async fn an_email_link_releases_nothing_until_proven() {
     let Some(sink) = SmtpSink::start(&[]) else {

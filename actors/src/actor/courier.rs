@@ -39,6 +39,9 @@ pub struct Verification {
     pub code_attempts: u32,
     /// The least time between two codes sent to one identifier.
     pub resend_after: Duration,
+    /// Codes sent to one identifier in 24 h at most: with `code_attempts`, the guesses a
+    /// day at a six-digit code.
+    pub codes_per_day: u32,
 }
 
 impl Default for Verification {
@@ -48,6 +51,7 @@ impl Default for Verification {
             code_ttl: Duration::from_secs(600),
             code_attempts: 5,
             resend_after: Duration::from_secs(60),
+            codes_per_day: 10,
         }
     }
 }

@@ -121,7 +121,18 @@ pub struct PendingCode {
     pub expires_ms: u64,
     /// Wrong codes still accepted before this one is spent.
     pub attempts_left: u32,
+    /// Start of the 24 h window the codes sent to this identifier are counted in, and how
+    /// many were sent in it, this one included: carried from code to code, so that guesses
+    /// are bounded per day (`--verify-codes-per-day` × `--verify-code-attempts`), not only
+    /// per code. Records from before the window load as a window of their own.
+    #[serde(default)]
+    pub day_start_ms: u64,
+    #[serde(default)]
+    pub day_codes: u32,
 }
+
+/// The window codes per identifier are counted in.
+pub const CODE_DAY_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// Digits of a code.
 pub const CODE_DIGITS: usize = 6;
@@ -152,8 +163,25 @@ impl PendingCode {
             sent_ms: now_ms,
             expires_ms: now_ms.saturating_add(ttl_ms),
             attempts_left: attempts,
+            day_start_ms: now_ms,
+            day_codes: 1,
         };
         (code, pending)
+    }
+
+    /// When the next code may be sent after this one, if `per_day` codes were sent in its
+    /// window already (`None`: it may, as far as the daily budget goes).
+    pub fn day_full_until(&self, per_day: u32) -> Option<u64> {
+        (self.day_codes >= per_day).then(|| self.day_start_ms.saturating_add(CODE_DAY_MS))
+    }
+
+    /// This code, sent at `now_ms`, counted in `last`'s window while that lasts.
+    pub fn counted_after(mut self, last: &PendingCode, now_ms: u64) -> PendingCode {
+        if now_ms < last.day_start_ms.saturating_add(CODE_DAY_MS) {
+            self.day_start_ms = last.day_start_ms;
+            self.day_codes = last.day_codes.saturating_add(1);
+        }
+        self
     }
 
     /// Is `code` this one? Compares every byte of the hashes, whatever differs first.
@@ -348,9 +376,20 @@ mod tests {
         assert!(pending.live(1000) && !pending.live(601_000));
         let spent = PendingCode {
             attempts_left: 0,
-            ..pending
+            ..pending.clone()
         };
         assert!(!spent.live(1000));
+        // Codes are counted per identifier in a 24 h window, carried from code to code.
+        assert_eq!((pending.day_start_ms, pending.day_codes), (1000, 1));
+        assert_eq!(pending.day_full_until(2), None);
+        let (_, second) = PendingCode::issue(5000, 600_000, 5);
+        let second = second.counted_after(&pending, 5000);
+        assert_eq!((second.day_start_ms, second.day_codes), (1000, 2));
+        assert_eq!(second.day_full_until(2), Some(1000 + CODE_DAY_MS));
+        let later = 1000 + CODE_DAY_MS;
+        let (_, next_day) = PendingCode::issue(later, 600_000, 5);
+        let next_day = next_day.counted_after(&second, later);
+        assert_eq!((next_day.day_start_ms, next_day.day_codes), (later, 1));
     }
 
     #[test]

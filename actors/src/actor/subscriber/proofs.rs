@@ -223,17 +223,30 @@ impl Handler<IssueCode> for Subscriber {
                 )));
             }
             Proof::Pending(last) => {
-                let pause = self.life.env.config.verification.resend_after;
-                let next = last
+                let rules = &self.life.env.config.verification;
+                let pause = rules.resend_after;
+                let paced = last
                     .sent_ms
                     .saturating_add(u64::try_from(pause.as_millis()).unwrap_or(u64::MAX));
                 let now = now_ms();
+                let counted = msg.code.counted_after(&last, now);
+                // Paced, and at most so many a day: each code brings its attempts, so the
+                // day's budget bounds the guesses, whatever the pace.
+                let next = match last.day_full_until(rules.codes_per_day) {
+                    Some(day_end) if counted.day_codes > 1 => paced.max(day_end),
+                    _ => paced,
+                };
                 if now < next {
                     self.touch();
                     return ready(Ok(Issued::Wait {
                         secs: (next - now).div_ceil(1000),
                     }));
                 }
+                return self.persist_proof(
+                    &msg.target,
+                    Proof::Pending(counted),
+                    Issued::Send { kind, to },
+                );
             }
             Proof::Unproven => {}
         }
