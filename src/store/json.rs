@@ -20,6 +20,24 @@ pub fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreEr
     })
 }
 
+/// A stored release record (`ReleaseRecord`) without the plaintext secret versions before
+/// sealing copied into its link's `config` (a webhook's `secret`, a Mastodon
+/// `access_token`), or `None` if it has none (or is not a JSON object). Works on the
+/// document, not the type, so whatever else the record holds is kept as it is. A release
+/// reads its link's secret from the account when it attempts, so nothing is lost.
+pub fn without_copied_secret(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut record: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let config = record.get_mut("link")?.get_mut("config")?.as_object_mut()?;
+    let mut removed = false;
+    for field in chorus_actors::model::LEGACY_SECRET_FIELDS {
+        removed |= config.remove(field).is_some();
+    }
+    if !removed {
+        return None;
+    }
+    serde_json::to_vec(&record).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -27,6 +45,28 @@ mod tests {
     use chorus_actors::model::{AccountRecord, Profile};
 
     use super::*;
+
+    #[test]
+    fn copied_secrets_are_taken_out_of_release_records() {
+        let old = serde_json::json!({
+            "activity_id": "a1", "status": "delivered", "attempts": 1,
+            "link": {"link_id": "l1", "platform": "webhook", "handle": "h",
+                     "config": {"url": "https://x.example/h", "secret": "whsec_old"},
+                     "created_ms": 1}
+        });
+        let bytes = serde_json::to_vec(&old).unwrap();
+        let scrubbed = without_copied_secret(&bytes).expect("rewritten");
+        let back: serde_json::Value = serde_json::from_slice(&scrubbed).unwrap();
+        let mut want = old.clone();
+        want["link"]["config"] = serde_json::json!({"url": "https://x.example/h"});
+        assert_eq!(back, want);
+        assert_eq!(
+            without_copied_secret(&scrubbed),
+            None,
+            "nothing left to take"
+        );
+        assert_eq!(without_copied_secret(b"not json"), None);
+    }
 
     #[test]
     fn records_round_trip_and_bad_bytes_are_corrupt() {

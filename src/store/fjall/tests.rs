@@ -137,7 +137,8 @@ async fn opening_an_older_database_fills_the_groups_of_each_member() {
 
 /// Tokens an older version kept in `tokens` (hash halves and owner, no issue time) still log
 /// in after the upgrade: moved to `sessions` with the account's token edge, issued at the
-/// upgrade, and the old keyspace is gone.
+/// upgrade, and the old keyspace is gone. The secrets that version copied into release
+/// records are taken out of them.
 #[tokio::test]
 async fn opening_an_older_database_moves_its_tokens_to_sessions() {
     use chorus_actors::model::now_ms;
@@ -167,6 +168,18 @@ async fn opening_an_older_database_moves_its_tokens_to_sessions() {
         value.extend_from_slice(b"a1");
         old.insert(&hash[..16], value).expect("insert");
         old.insert(b"short", b"x").expect("insert");
+        let ks = Keyspaces::open(&db).expect("keyspaces");
+        let release = serde_json::json!({
+            "activity_id": "act1", "status": "retrying",
+            "link": {"link_id": "l1", "platform": "webhook", "handle": "h", "created_ms": 1,
+                     "config": {"url": "https://x.example/h", "secret": "whsec_copied"}}
+        });
+        let bytes = serde_json::to_vec(&release).expect("json");
+        ks.deliveries.insert(b"act1\0l1", &bytes).expect("insert");
+        ks.outbox.insert(b"act1\0l1", &bytes).expect("insert");
+        ks.deliveries
+            .insert(b"act2\0l1", br#"{"link":{"config":{"url":"u"}}}"#)
+            .expect("insert");
         db.persist(fjall::PersistMode::SyncAll).expect("sync");
     }
     let before = now_ms();
@@ -197,4 +210,19 @@ async fn opening_an_older_database_moves_its_tokens_to_sessions() {
     drop(store);
     let db = fjall::Database::builder(dir.path()).open().expect("db");
     assert!(!db.keyspace_exists("tokens"), "the old keyspace is deleted");
+    let ks = Keyspaces::open(&db).expect("keyspaces");
+    for keyspace in [&ks.deliveries, &ks.outbox] {
+        let record = keyspace.get(b"act1\0l1").expect("read").expect("kept");
+        let record: serde_json::Value = serde_json::from_slice(&record).expect("json");
+        assert_eq!(
+            record["link"]["config"],
+            serde_json::json!({"url": "https://x.example/h"})
+        );
+        assert_eq!(record["status"], "retrying", "the rest is kept");
+    }
+    assert_eq!(
+        &*ks.deliveries.get(b"act2\0l1").expect("read").expect("kept"),
+        br#"{"link":{"config":{"url":"u"}}}"#,
+        "a record without a copy is left as it was"
+    );
 }

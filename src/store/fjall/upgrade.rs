@@ -1,5 +1,6 @@
 //! Bringing a database made by an earlier version up to date, once, when it is opened: the
-//! indexes added since are filled, and what moved is moved. Each step finds nothing to do
+//! indexes added since are filled, what moved is moved, and plaintext secrets copied into
+//! release records are taken out. Each step finds nothing to do
 //! on a database this version made.
 
 use chorus_actors::StoreError;
@@ -9,14 +10,54 @@ use fjall::{Database, KeyspaceCreateOptions, PersistMode};
 
 use super::backend;
 use super::keys::{Keyspaces, edge_key, token_entry};
+use crate::store::json::without_copied_secret;
 
 /// The keyspace bearer tokens were kept in before they had an issue time (`sessions` now).
 const OLD_TOKENS: &str = "tokens";
 
-/// Every step, in order.
+/// Every step, in order. A database from before sealed secrets still has the old `tokens`
+/// keyspace; its release records are cleaned first, so that deleting that keyspace, last,
+/// marks the step done (a crash before it repeats the step, which is idempotent).
 pub(super) fn bring_up_to_date(db: &Database, ks: &Keyspaces) -> Result<(), StoreError> {
     fill_member_groups(db, ks)?;
+    if db.keyspace_exists(OLD_TOKENS) {
+        remove_copied_secrets(db, ks)?;
+    }
     move_old_tokens(db, ks, now_ms())
+}
+
+/// Takes out of every release record (`deliveries`, and `outbox` for those not final) the
+/// plaintext secret versions before sealing copied into it
+/// ([`crate::store::json::without_copied_secret`]): the links are sealed as their accounts
+/// start (`LinkSealer`), and releases read the secret from there.
+fn remove_copied_secrets(db: &Database, ks: &Keyspaces) -> Result<(), StoreError> {
+    // Batches of a bounded size: the records may be many.
+    const PER_BATCH: usize = 4096;
+    let mut batch = db.batch().durability(Some(PersistMode::SyncAll));
+    let (mut rewritten, mut in_batch) = (0usize, 0usize);
+    for keyspace in [&ks.deliveries, &ks.outbox] {
+        for item in keyspace.iter() {
+            let (key, value) = item.into_inner().map_err(backend)?;
+            if let Some(clean) = without_copied_secret(&value) {
+                batch.insert(keyspace, key, clean);
+                rewritten += 1;
+                in_batch += 1;
+            }
+            if in_batch == PER_BATCH {
+                batch.commit().map_err(backend)?;
+                batch = db.batch().durability(Some(PersistMode::SyncAll));
+                in_batch = 0;
+            }
+        }
+    }
+    batch.commit().map_err(backend)?;
+    if rewritten > 0 {
+        tracing::info!(
+            rewritten,
+            "plaintext secrets taken out of release records written before sealing"
+        );
+    }
+    Ok(())
 }
 
 /// Fills `member_groups` (the account -> groups index) from `group_members` in a database

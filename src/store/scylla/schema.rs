@@ -9,10 +9,12 @@ use chorus_actors::store::{EdgeKind, TokenSelector};
 use futures_util::TryStreamExt;
 use scylla::client::session::Session;
 use scylla::statement::batch::{Batch, BatchType};
+use scylla::value::{CqlValue, Row};
 
 use super::backend;
 use super::keys::{edge_kind_text, to_bigint};
 use super::settings::{ScyllaSettings, connect_session};
+use crate::store::json::without_copied_secret;
 
 /// The schema, with `{keyspace}` and `{replication}` placeholders.
 const SCHEMA: &str = include_str!("schema.cql");
@@ -76,6 +78,15 @@ pub async fn apply_schema(settings: &ScyllaSettings) -> Result<(), StoreError> {
         tracing::info!(keyspace = %ks, rows, "member_groups filled from group_members");
     }
     if exists(&session, ks, OLD_TOKENS, None).await? {
+        // A keyspace from before sealed secrets: its release records may hold copies.
+        let rewritten = remove_copied_secrets(&session, ks).await?;
+        if rewritten > 0 {
+            tracing::info!(
+                keyspace = %ks,
+                rewritten,
+                "plaintext secrets taken out of release records written before sealing"
+            );
+        }
         let moved = move_old_tokens(&session, ks, now_ms()).await?;
         if moved > 0 {
             tracing::info!(
@@ -181,6 +192,64 @@ pub(super) async fn backfill_member_groups(session: &Session, ks: &str) -> Resul
         .try_buffer_unordered(BACKFILL_CONCURRENCY)
         .try_fold(0u64, |n, one| async move { Ok(n + one) })
         .await
+}
+
+/// Takes out of every release record (`deliveries`, and `outbox` for those not final) the
+/// plaintext secret versions before sealing copied into it
+/// ([`crate::store::json::without_copied_secret`]); a paged scan of both tables, rewriting
+/// only the records that hold one. Answers how many.
+pub(super) async fn remove_copied_secrets(session: &Session, ks: &str) -> Result<u64, StoreError> {
+    let what = "taking secrets out of release records";
+    let mut rewritten = 0;
+    for (table, keys) in [
+        ("deliveries", ["activity_id", "link_id"].as_slice()),
+        ("outbox", ["shard", "activity_id", "link_id"].as_slice()),
+    ] {
+        let by_key = keys
+            .iter()
+            .map(|k| format!("{k} = ?"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let update = session
+            .prepare(format!("UPDATE {ks}.{table} SET record = ? WHERE {by_key}"))
+            .await
+            .map_err(|e| backend(what, e))?;
+        let select = format!("SELECT record, {} FROM {ks}.{table}", keys.join(", "));
+        rewritten += session
+            .query_iter(select, ())
+            .await
+            .map_err(|e| backend(what, e))?
+            .rows_stream::<Row>()
+            .map_err(|e| backend(what, e))?
+            .map_err(|e| backend(what, e))
+            // The new record, then the row's key columns as they came.
+            .try_filter_map(|row| async move {
+                let mut columns = row.columns.into_iter();
+                let clean = match columns.next().flatten() {
+                    Some(CqlValue::Blob(record)) => without_copied_secret(&record),
+                    _ => None,
+                };
+                Ok(clean.map(|clean| {
+                    let mut values = vec![Some(CqlValue::Blob(clean))];
+                    values.extend(columns);
+                    values
+                }))
+            })
+            .map_ok(|values| {
+                let update = &update;
+                async move {
+                    session
+                        .execute_unpaged(update, values)
+                        .await
+                        .map_err(|e| backend(what, e))
+                        .map(|_| 1u64)
+                }
+            })
+            .try_buffer_unordered(BACKFILL_CONCURRENCY)
+            .try_fold(0u64, |n, one| async move { Ok(n + one) })
+            .await?;
+    }
+    Ok(rewritten)
 }
 
 /// The table bearer tokens were kept in before they had an issue time (`sessions` now).

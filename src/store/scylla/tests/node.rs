@@ -221,8 +221,8 @@ async fn a_batch_surely_not_applied_gives_its_seqs_back() {
 
 /// A keyspace made before owner epochs, the account -> groups index and `sessions`:
 /// `schema apply` adds the `epoch` column, fills `member_groups` from `group_members`,
-/// moves the old `tokens` into `sessions` (with each account's token edge), and a second
-/// apply changes nothing.
+/// moves the old `tokens` into `sessions` (with each account's token edge), takes the
+/// secrets copied into release records out of them, and a second apply changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_apply_brings_an_older_keyspace_up_to_date() {
     on_keyspace(|settings| async move {
@@ -263,6 +263,20 @@ async fn schema_apply_brings_an_older_keyspace_up_to_date() {
         .await;
         run(format!(
             "INSERT INTO {ks}.tokens (selector, owner) VALUES (0x01, 'a2')"
+        ))
+        .await;
+        let release = serde_json::json!({
+            "activity_id": "act1", "status": "retrying",
+            "link": {"link_id": "l1", "platform": "webhook", "handle": "h", "created_ms": 1,
+                     "config": {"url": "https://x.example/h", "secret": "whsec_copied"}}
+        });
+        let blob = hex(&serde_json::to_vec(&release).expect("json"));
+        run(format!(
+            "INSERT INTO {ks}.deliveries (activity_id, link_id, record) VALUES ('act1', 'l1', 0x{blob})"
+        ))
+        .await;
+        run(format!(
+            "INSERT INTO {ks}.outbox (shard, activity_id, link_id, record) VALUES (3, 'act1', 'l1', 0x{blob})"
         ))
         .await;
         let before = chorus_actors::model::now_ms();
@@ -308,6 +322,23 @@ async fn schema_apply_brings_an_older_keyspace_up_to_date() {
             .expect("rows")
             .rows_num();
         assert_eq!(left, 0, "every old row moved or dropped");
+        for table in ["deliveries", "outbox"] {
+            let (record,) = session
+                .query_unpaged(format!("SELECT record FROM {ks}.{table}"), ())
+                .await
+                .expect("read")
+                .into_rows_result()
+                .expect("rows")
+                .single_row::<(Vec<u8>,)>()
+                .expect("one row");
+            let record: serde_json::Value = serde_json::from_slice(&record).expect("json");
+            assert_eq!(
+                record["link"]["config"],
+                serde_json::json!({"url": "https://x.example/h"}),
+                "{table}"
+            );
+            assert_eq!(record["status"], "retrying", "{table}: the rest is kept");
+        }
         assert_eq!(store.groups_of("a2").await.expect("groups_of"), ["g1"]);
         assert_eq!(
             store
