@@ -256,3 +256,27 @@ async fn another_accounts_link_cannot_be_deleted() {
         .await
         .expect_error(409, "handle_taken");
 }
+
+/// An account links at most 32 platform accounts: the 33rd is 400 and stores nothing, and
+/// unlinking one makes room again.
+#[tokio::test]
+async fn an_account_links_at_most_32_platform_accounts() {
+    let s = Server::start();
+    let a = new_acct(&s, "Ann").await;
+    let mut first = None;
+    for n in 0..32 {
+        let r = link(&s, &a, &webhook(&format!("hook-{n}"))).await;
+        let id = r.expect(201)["link_id"].as_str().unwrap().to_owned();
+        first.get_or_insert(id);
+    }
+    let r = link(&s, &a, &webhook("hook-32")).await;
+    r.expect_error(400, "invalid_input");
+    assert!(r.text.contains("at most 32"), "{}", r.text);
+    assert_eq!(list(&s, &a).await["items"].as_array().unwrap().len(), 32);
+    let first = first.unwrap();
+    delete(&s, &format!("/v1/me/platforms/{first}"), a.tok())
+        .await
+        .expect(204);
+    link(&s, &a, &webhook("hook-32")).await.expect(201);
+    assert_eq!(list(&s, &a).await["items"].as_array().unwrap().len(), 32);
+}

@@ -33,6 +33,20 @@ async fn fjall() -> Option<FjallFixture> {
 
 chorus_actors::conformance_tests!(conformance, fjall());
 
+/// The write that creates the account `id`.
+fn new_account(id: &str) -> SubscriberWrite {
+    let mut write = SubscriberWrite::new(id);
+    write.record = Some(AccountRecord {
+        account_id: id.into(),
+        password_hash: "$argon2id$test".into(),
+        profile: Profile::new(),
+        profile_version: 1,
+        created_ms: 1,
+        proofs: Default::default(),
+    });
+    write
+}
+
 /// No record type of today can fail to encode, so the failure is brought in the way one
 /// would arrive: a value whose serialization fails (JSON object keys must be strings), put
 /// through the same encoding step as every record of a write.
@@ -40,15 +54,7 @@ chorus_actors::conformance_tests!(conformance, fjall());
 async fn a_record_that_fails_to_encode_fails_its_write_and_stores_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = FjallStore::open(dir.path()).expect("open");
-    let mut write = SubscriberWrite::new("a1");
-    write.record = Some(AccountRecord {
-        account_id: "a1".into(),
-        password_hash: "$argon2id$test".into(),
-        profile: Profile::new(),
-        profile_version: 1,
-        created_ms: 1,
-        proofs: Default::default(),
-    });
+    let mut write = new_account("a1");
     write.claims.push(Claim::email("a1@example.com"));
     write.events.push(encode_event(
         EventType::FRIEND_ADDED,
@@ -145,16 +151,7 @@ async fn opening_an_older_database_moves_its_tokens_to_sessions() {
     use chorus_actors::store::{EdgeKind, TokenSelector};
     let dir = tempfile::tempdir().expect("tempdir");
     let store = FjallStore::open(dir.path()).expect("open");
-    let mut write = SubscriberWrite::new("a1");
-    write.record = Some(AccountRecord {
-        account_id: "a1".into(),
-        password_hash: "$argon2id$test".into(),
-        profile: Profile::new(),
-        profile_version: 1,
-        created_ms: 1,
-        proofs: Default::default(),
-    });
-    store.commit(write).await.expect("account");
+    store.commit(new_account("a1")).await.expect("account");
     store.close().await.expect("close");
     drop(store);
     let hash: [u8; 32] = std::array::from_fn(|i| i as u8 * 7 + 1);
