@@ -8,7 +8,8 @@
 //! room. Reads (`reads.rs`) go straight to the keyspaces; those that can walk more than
 //! [`INLINE_READ_KEYS`] keys (snapshots, long logs and pages, scans) run on tokio's blocking
 //! pool ([`FjallStore::read`]), not on the async or actor thread that asked. The keyspaces and their keys are in `keys.rs`; the storage
-//! traits are implemented in `traits.rs`.
+//! traits are implemented in `traits.rs`; a database of an earlier version is brought up to
+//! date when it is opened (`upgrade.rs`).
 //!
 //! A full or failing disk (`sick.rs`): after one failed commit fjall refuses every later
 //! write until it is reopened. The writer then answers every write at once with
