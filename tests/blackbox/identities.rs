@@ -241,7 +241,8 @@ async fn verified_emails_and_mastodon_handles_count() {
 async fn without_smtp_emails_count_as_registered() {
     let s = Server::start();
     assert!(
-        s.log_text().contains("emails taken as registered"),
+        s.logged("emails taken as registered", Duration::from_secs(5))
+            .await,
         "the start-up line says how emails count: {}",
         s.log_text()
     );

@@ -126,7 +126,11 @@ async fn releases_past_the_bounds_wait_in_the_outbox_and_all_land() {
         ));
         if n == 5 {
             // Half of them posted: the server dies, the rest of its outbox waits on disk.
-            assert!(f.s.log_text().contains(SPILLED), "{}", f.s.log_text());
+            assert!(
+                f.s.logged(SPILLED, Duration::from_secs(5)).await,
+                "{}",
+                f.s.log_text()
+            );
             f.s.kill();
             f.s.restart();
         }

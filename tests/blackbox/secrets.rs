@@ -283,8 +283,11 @@ async fn a_secret_key_file_is_used_and_nothing_is_made_beside_the_data() {
         "a key was made although a key file was given"
     );
     assert!(
-        s.log_text()
-            .contains("link secrets sealed under the key from"),
+        s.logged(
+            "link secrets sealed under the key from",
+            Duration::from_secs(5)
+        )
+        .await,
         "{}",
         s.log_text()
     );

@@ -204,6 +204,19 @@ impl Server {
         self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
     }
 
+    /// Whether the server's log shows `text` within `within`: its output is read by a thread
+    /// of its own, so a line written just before an answer may be read just after it.
+    pub async fn logged(&self, text: &str, within: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        while !self.log_text().contains(text) {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        true
+    }
+
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
