@@ -271,10 +271,9 @@ async fn a_step_whose_first_run_fails_is_carried_out_by_the_sweeper() {
     )
     .await
     .expect(200);
-    assert!(
-        events_of(&s, &b, "profile.updated").await.is_empty(),
-        "the first run failed"
-    );
+    // The first run failed (the log says so; asserted below): only the sweeper, 1 s later,
+    // can carry the step out. Nothing is asserted on the moment before it does, which a
+    // slow store can take longer than.
     eventually(
         "the sweeper tells the friend and makes the other side",
         || async {
