@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 use chorus::ws::shard::{Limits, Shard};
-use chorus_actors::push::{Fanout, MemberList};
+use chorus_actors::push::{Fanout, MemberList, Shared};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tokio::sync::Notify;
 
@@ -79,6 +79,7 @@ async fn setup(members: usize) -> Bench {
                 c.hello(
                     "{}",
                     0,
+                    &[],
                     &Limits {
                         mailbox: usize::MAX,
                     },
@@ -100,9 +101,10 @@ impl Bench {
     /// Hands `events` group events to the lane and times the pass that delivers them.
     fn pass(&mut self, frame: &ByteString, events: usize) -> Duration {
         let members = self.list.snapshot();
+        let event = Shared::new("bench", 0, frame.clone());
         let started = Instant::now();
         for _ in 0..events {
-            self.fanout.send(&members, self.list.len(), frame);
+            self.fanout.send(&members, self.list.len(), &event);
         }
         if let Ok(first) = self.jobs.try_recv() {
             self.shard.pass(first, &mut self.jobs);

@@ -84,5 +84,6 @@ pub use actor::courier::{Courier, Verification};
 pub use actor::env::{ActorConfig, DEFAULT_FANOUT_BUDGET};
 pub use actor::place;
 pub use error::{Error, Result, StoreError};
+pub use ops::cursor::{GroupHeads, GroupStart, ResumeGroups};
 pub use ops::proofs::CodeSent;
 pub use ops::{Chorus, Seams};

@@ -50,7 +50,8 @@ use async_nats::{Client, HeaderMap, Message, RequestErrorKind};
 use bytes::Bytes;
 use bytestring::ByteString;
 use chorus_actors::model::GroupId;
-use chorus_actors::push::{Fanout, Hub, MemberList, StoredEvent};
+use chorus_actors::push::event::current_group_frame;
+use chorus_actors::push::{Fanout, Hub, MemberList, Shared, StoredEvent};
 use chorus_actors::{Error, StoreError};
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
@@ -508,11 +509,21 @@ impl Interest {
         targets.hub.deliver(account, &[StoredEvent { seq, frame }]);
     }
 
-    /// A message on a group subject: its frame to the group's local members.
+    /// A message on a group subject: its frame to the group's local members. Its
+    /// `group_seq` comes in the `Chorus-Seq` header; a node of a version before it sends
+    /// none, and a frame of the old shape (`seq`), which is brought to the current one.
     fn on_group(&self, group: &str, members: &SyncMutex<MemberList>, msg: Message) {
         let Ok(frame) = ByteString::try_from(msg.payload.clone()) else {
             self.dropped(&msg, format!("group {group} event not UTF-8"));
             return;
+        };
+        let event = match header(msg.headers.as_ref(), SEQ_HEADER).and_then(|s| s.parse().ok()) {
+            Some(seq) => Shared::new(group, seq, frame),
+            None => {
+                let seq = legacy_seq(&frame).unwrap_or(0);
+                let frame = current_group_frame(group, StoredEvent { seq, frame }).frame;
+                Shared::new(group, seq, frame)
+            }
         };
         let Some(targets) = self.targets.get() else {
             self.dropped(&msg, "relay not bound yet".into());
@@ -524,7 +535,7 @@ impl Interest {
         let (snapshot, count) = (members.snapshot(), members.len());
         drop(members);
         bump(&self.counters.inbound_group);
-        targets.fanout.send(&snapshot, count, &frame);
+        targets.fanout.send(&snapshot, count, &event);
     }
 
     fn dropped(&self, msg: &Message, why: String) {
@@ -540,6 +551,14 @@ impl Interest {
             .and_then(|g| g.members.lock().ok().map(|m| m.len()))
             .unwrap_or(0)
     }
+}
+
+/// The `seq` of a group frame of the old shape (`{"type","group_id","seq",...}`), found
+/// in its header (before `"data"`), so that it can be rewritten.
+fn legacy_seq(frame: &str) -> Option<u64> {
+    let head = &frame[..frame.find(r#","data":"#)?];
+    let digits = &head[head.find(r#","seq":"#)? + 7..];
+    digits.parse().ok()
 }
 
 fn header<'a>(headers: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {

@@ -62,7 +62,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_nats::{Client, Event, HeaderMap};
 use bytes::Bytes;
-use bytestring::ByteString;
 use chorus_actors::Error;
 use chorus_actors::push::{Fanout, Hub, Relay, StoredEvent};
 use chorus_actors::store::Store;
@@ -79,7 +78,7 @@ pub const QUEUE: usize = 64 * 1024;
 pub const KIND_HEADER: &str = "Chorus-Kind";
 /// [`KIND_HEADER`] of a membership control message.
 pub const KIND_GROUPS: &str = "groups";
-/// Header carrying an account event's `seq`.
+/// Header carrying an account event's `seq`, or a group event's `group_seq`.
 pub const SEQ_HEADER: &str = "Chorus-Seq";
 
 /// The body of a membership control message: the account (named by the subject) joined
@@ -200,7 +199,7 @@ enum Outbound {
     },
     Group {
         group: String,
-        frame: ByteString,
+        event: StoredEvent,
     },
     Membership {
         account: String,
@@ -324,7 +323,7 @@ impl Relay for ClusterRelay {
     fn group_event(&self, group: &str, event: &StoredEvent) {
         self.enqueue(Outbound::Group {
             group: group.to_owned(),
-            frame: event.frame.clone(),
+            event: event.clone(),
         });
     }
 
@@ -365,12 +364,18 @@ async fn drain(
                 let body = event.frame.into_bytes();
                 (subject, Some(headers), body, &counters.account_published)
             }
-            Outbound::Group { group, frame } => (
-                subjects.group(&group),
-                None,
-                frame.into_bytes(),
-                &counters.group_published,
-            ),
+            Outbound::Group { group, event } => {
+                // The group_seq travels in a header too, so receiving nodes need not parse
+                // the frame to send each event once to a device that resumed the group.
+                let mut headers = HeaderMap::new();
+                headers.insert(SEQ_HEADER, event.seq.to_string());
+                (
+                    subjects.group(&group),
+                    Some(headers),
+                    event.frame.into_bytes(),
+                    &counters.group_published,
+                )
+            }
             Outbound::Membership { account, control } => {
                 interest
                     .membership(&account, &control.group, control.member)

@@ -16,6 +16,7 @@
 //! dropped, so replay-then-live has no gap and no duplicate.
 
 pub mod frames;
+mod resume;
 mod session;
 pub mod shard;
 
@@ -28,6 +29,7 @@ use actix_http::body::{BodySize, MessageBody};
 use actix_http::{ConnectionType, Method, Request, Response, h1};
 use actix_rt::net::TcpStream;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use chorus_actors::GroupHeads;
 use chorus_actors::push::{Job, Lane, Outlet, Pushed, StoredEvent};
 use futures_util::SinkExt;
 use serde_json::json;
@@ -155,9 +157,20 @@ async fn open(
             return None;
         }
     };
+    let groups = match state.chorus.group_heads(&account).await {
+        Ok(groups) => groups,
+        Err(e) => {
+            tracing::warn!(%account, error = %e, "device not attached: its groups were not read");
+            shard.unregister(slot);
+            if let Err(e) = state.chorus.detach(&account, id).await {
+                tracing::debug!(%account, error = %e, "detach after a failed hello");
+            }
+            return None;
+        }
+    };
     tracing::debug!(%account, connection = id, seq, "device connected");
-    let hello = json!({"type": "hello", "account_id": &*account, "seq": seq}).to_string();
-    shard.with(slot, |c| c.hello(&hello, seq, &limits));
+    let hello = hello_frame(&account, seq, &groups);
+    shard.with(slot, |c| c.hello(&hello, seq, &groups.heads, &limits));
     let mut reader = FrameReader::new(state.config.ws_max_frame);
     reader.feed(&read_buf);
     Some(Session {
@@ -172,6 +185,22 @@ async fn open(
         too_slow,
         reader,
     })
+}
+
+/// `{"type":"hello","account_id","seq","groups":{"GID":group_seq,...}}`, and
+/// `"groups_more":true` when the account is in more groups than a hello lists
+/// ([`chorus_actors::model::limits::MAX_CURSOR_GROUPS`]).
+fn hello_frame(account: &str, seq: u64, groups: &GroupHeads) -> String {
+    let heads: serde_json::Map<String, serde_json::Value> = groups
+        .heads
+        .iter()
+        .map(|(gid, head)| (gid.clone(), json!(head)))
+        .collect();
+    let mut hello = json!({"type": "hello", "account_id": account, "seq": seq, "groups": heads});
+    if groups.more {
+        hello["groups_more"] = json!(true);
+    }
+    hello.to_string()
 }
 
 /// Answers `error` in the contract's shape and closes the connection.

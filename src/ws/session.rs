@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use actix_http::ws::CloseCode;
 use actix_rt::net::TcpStream;
+use chorus_actors::ResumeGroups;
 use chorus_actors::model::caps::RESYNC_REQUIRED;
 use chorus_actors::model::limits::MAX_EVENTS_PAGE;
 use chorus_actors::push::StoredEvent;
@@ -22,6 +23,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use super::frames::{FrameReader, Incoming, Opcode, ReadError, close_payload};
+use super::resume::{self, Next, Progress, Replay, Resuming};
 use super::shard::{Conn, Shard, Verdict};
 use crate::http::AppState;
 
@@ -30,9 +32,6 @@ const READ_CHUNK: usize = 8 * 1024;
 
 /// The longest closing handshake while the server shuts down (its grace period is 5 s).
 const SHUTDOWN_CLOSE: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// A page read of a running replay.
-type PageRead = Pin<Box<dyn Future<Output = chorus_actors::Result<Vec<StoredEvent>>>>>;
 
 /// A check of the session's token under way: does it still authenticate the account?
 type TokenCheck = Pin<Box<dyn Future<Output = crate::error::Result<bool>>>>;
@@ -61,14 +60,6 @@ pub struct Session {
     /// Raised from other threads when the device's outlet could not queue an account event.
     pub too_slow: Arc<Notify>,
     pub reader: FrameReader,
-}
-
-/// Where a replay is.
-struct Replay {
-    after: u64,
-    /// The first page is still to be read (it checks the retention horizon).
-    first: bool,
-    read: Option<PageRead>,
 }
 
 impl Session {
@@ -110,7 +101,7 @@ impl Session {
         let mut heartbeat = tokio::time::interval(config.ws_heartbeat);
         heartbeat.tick().await;
         let mut last_heard = Instant::now();
-        let mut replay: Option<Replay> = None;
+        let mut replay: Option<Resuming> = None;
         let mut token_check: Option<TokenCheck> = None;
         loop {
             let Some((verdict, blocked)) = self.with(|c| (c.verdict(), c.blocked_since())) else {
@@ -129,21 +120,10 @@ impl Session {
                 tracing::debug!(account = %self.account, connection = self.id, "write timed out");
                 return End::Gone;
             }
-            let replay_ready =
-                replay.as_ref().is_some_and(|r| r.read.is_none()) && blocked.is_none();
-            if replay_ready && let Some(r) = replay.as_mut() {
-                let chorus = self.state.chorus.clone();
-                let account = self.account.clone();
-                let (after, first) = (r.after, r.first);
-                r.first = false;
-                r.read = Some(Box::pin(async move {
-                    if first {
-                        // The first page checks the retention horizon.
-                        chorus.resume_events(&account, after).await
-                    } else {
-                        chorus.read_events(&account, after).await
-                    }
-                }));
+            if blocked.is_none()
+                && let Some(r) = replay.as_mut().filter(|r| r.wants_page())
+            {
+                r.read_next(&self.state.chorus, &self.account);
             }
             let step = tokio::select! {
                 biased;
@@ -158,7 +138,7 @@ impl Session {
                     Err(_) => Some(End::Gone),
                 },
                 _ = sleep_past(blocked, config.ws_write_timeout), if blocked.is_some() => None,
-                page = poll_read(&mut replay) => self.on_page(&mut replay, page),
+                progress = resume::poll(&mut replay) => self.on_progress(&mut replay, progress),
                 valid = poll_check(&mut token_check) => {
                     token_check = None;
                     match valid {
@@ -261,9 +241,16 @@ impl Session {
         self.send_text(&frame.to_string());
     }
 
+    /// An error frame about one group of a `resume`: it names the group.
+    fn send_group_error(&self, group: &str, code: &str, message: &str) {
+        let frame = json!({"type": "error", "group_id": group,
+            "error": {"code": code, "message": message}});
+        self.send_text(&frame.to_string());
+    }
+
     /// Reads what the socket has and handles every complete message. Answers how the
     /// session ends, if it does, and whether anything was heard.
-    fn on_readable(&mut self, replay: &mut Option<Replay>) -> (Option<End>, bool) {
+    fn on_readable(&mut self, replay: &mut Option<Resuming>) -> (Option<End>, bool) {
         let mut chunk = [0u8; READ_CHUNK];
         match self.stream.try_read(&mut chunk) {
             Ok(0) => return (Some(End::Gone), false),
@@ -283,7 +270,7 @@ impl Session {
     fn on_message(
         &mut self,
         message: Result<Incoming, ReadError>,
-        replay: &mut Option<Replay>,
+        replay: &mut Option<Resuming>,
     ) -> Option<End> {
         match message {
             Err(ReadError::TooLarge) => Some(End::Close(CloseCode::Size, "frame too large")),
@@ -312,25 +299,23 @@ impl Session {
         }
     }
 
-    fn on_text(&self, text: &str, replay: &mut Option<Replay>) {
+    fn on_text(&self, text: &str, replay: &mut Option<Resuming>) {
         let Ok(Value::Object(frame)) = serde_json::from_str::<Value>(text) else {
             return self.send_error("bad_frame", "a client frame is a JSON object");
         };
         match frame.get("type").and_then(Value::as_str) {
             Some("ping") => self.send_text(r#"{"type":"pong"}"#),
-            Some("resume") => match frame.get("since").and_then(Value::as_u64) {
-                Some(since) => {
-                    self.with(|c| c.begin_replay(since));
-                    *replay = Some(Replay {
-                        after: since,
-                        first: true,
-                        read: None,
-                    });
+            // A resume replaces one under way.
+            Some("resume") => match resume::parse(&frame) {
+                Ok(request) => {
+                    let since = request.since;
+                    let next = Resuming::start(request, &self.state.chorus, &self.account);
+                    if let Resuming::Replaying(_) = next {
+                        self.with(|c| c.begin_replay(since, &[]));
+                    }
+                    *replay = Some(next);
                 }
-                None => self.send_error(
-                    "bad_frame",
-                    "resume needs \"since\": a non-negative integer",
-                ),
+                Err(refused) => self.send_error(refused.code, &refused.message),
             },
             Some(other) => {
                 let msg = format!("unknown frame type {other:?}; known: resume, ping");
@@ -340,47 +325,100 @@ impl Session {
         }
     }
 
-    /// A page of the replay came: write it, and end the replay after a short page.
-    fn on_page(
+    /// A step of a resume came: its groups checked, or a page.
+    fn on_progress(&self, replay: &mut Option<Resuming>, progress: Progress) -> Option<End> {
+        match progress {
+            Progress::Checked(since, checked) => self.on_checked(replay, since, checked),
+            Progress::Page(page) => self.on_page(replay, page),
+        }
+        None
+    }
+
+    /// The groups of a resume were checked: the replay starts, or it is refused.
+    fn on_checked(
         &self,
-        replay: &mut Option<Replay>,
-        page: chorus_actors::Result<Vec<StoredEvent>>,
-    ) -> Option<End> {
-        let limits = *self.shard.limits();
-        match page {
-            Ok(page) => {
-                let full = page.len() == MAX_EVENTS_PAGE;
-                let mut after = replay.as_ref().map_or(0, |r| r.after);
-                self.with(|c| {
-                    for event in page {
-                        after = event.seq;
-                        c.replayed(event);
-                    }
-                    if !full {
-                        c.go_live(&limits);
-                    }
-                });
-                *replay = full.then_some(Replay {
-                    after,
-                    first: false,
-                    read: None,
-                });
+        replay: &mut Option<Resuming>,
+        since: u64,
+        checked: chorus_actors::Result<ResumeGroups>,
+    ) {
+        match checked {
+            Ok(ResumeGroups::Replay(starts)) => {
+                let groups: Vec<(&str, u64, u64)> = starts
+                    .iter()
+                    .map(|s| (s.group_id.as_str(), s.after, s.head))
+                    .collect();
+                self.with(|c| c.begin_replay(since, &groups));
+                *replay = Some(Resuming::Replaying(Replay::new(since, starts)));
             }
-            Err(e @ chorus_actors::Error::Conflict { .. }) => {
-                // Events after `since` are gone (retention): the device reloads its state;
-                // the connection stays, live from the hello's seq.
-                self.with(|c| c.go_live(&limits));
+            Ok(ResumeGroups::NotMember(group)) => {
+                // A resume this one replaced may have held live frames: let them go.
+                self.with(|c| c.go_live(self.shard.limits()));
                 *replay = None;
-                self.send_error(RESYNC_REQUIRED, &e.to_string());
+                self.send_group_error(
+                    &group,
+                    "forbidden",
+                    "resume names a group this account is not a member of; nothing was replayed",
+                );
             }
             Err(e) => {
-                tracing::warn!(account = %self.account, error = %e, "resume failed");
-                self.with(|c| c.go_live(&limits));
+                tracing::warn!(account = %self.account, error = %e, "resume check failed");
+                self.with(|c| c.go_live(self.shard.limits()));
                 *replay = None;
                 self.send_error("unavailable", "history could not be read; retry");
             }
         }
-        None
+    }
+
+    /// A page of the replay came: write it; after a short page the next log follows, and
+    /// after the last one the held live frames.
+    fn on_page(
+        &self,
+        resuming: &mut Option<Resuming>,
+        page: chorus_actors::Result<Vec<StoredEvent>>,
+    ) {
+        let limits = *self.shard.limits();
+        let Some(Resuming::Replaying(replay)) = resuming.as_mut() else {
+            return;
+        };
+        let next = match page {
+            Ok(page) => {
+                let full = page.len() == MAX_EVENTS_PAGE;
+                let group = replay.group().map(|(g, _)| g.to_owned());
+                let mut after = 0;
+                self.with(|c| {
+                    for event in page {
+                        after = event.seq;
+                        match &group {
+                            Some(group) => c.replayed_group(group, event),
+                            None => c.replayed(event),
+                        }
+                    }
+                });
+                replay.paged(after, full)
+            }
+            Err(e @ chorus_actors::Error::Conflict { .. }) => {
+                // Events after the cursor are gone (retention): the device reloads that
+                // state; the connection goes on live from the hello's seq (the account) or
+                // the group's head.
+                match replay.group() {
+                    Some((group, head)) => {
+                        self.with(|c| c.skip_group(group, head));
+                        self.send_group_error(group, RESYNC_REQUIRED, &e.to_string());
+                    }
+                    None => self.send_error(RESYNC_REQUIRED, &e.to_string()),
+                }
+                replay.next_log()
+            }
+            Err(e) => {
+                tracing::warn!(account = %self.account, error = %e, "resume failed");
+                self.send_error("unavailable", "history could not be read; retry");
+                Next::Done
+            }
+        };
+        if let Next::Done = next {
+            self.with(|c| c.go_live(&limits));
+            *resuming = None;
+        }
     }
 }
 
@@ -389,14 +427,6 @@ impl Session {
 fn discard_read(stream: &TcpStream) -> std::io::Result<usize> {
     let mut chunk = [0u8; READ_CHUNK];
     stream.try_read(&mut chunk)
-}
-
-/// The page read of a running replay, or never.
-async fn poll_read(replay: &mut Option<Replay>) -> chorus_actors::Result<Vec<StoredEvent>> {
-    match replay.as_mut().and_then(|r| r.read.as_mut()) {
-        Some(read) => read.await,
-        None => std::future::pending().await,
-    }
 }
 
 /// The token check under way, or never.

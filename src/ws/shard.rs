@@ -24,8 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix_rt::net::TcpStream;
-use bytestring::ByteString;
-use chorus_actors::push::{Fanout, Job, Lane, Members, StoredEvent};
+use chorus_actors::push::{Fanout, Job, Lane, Members, Shared, StoredEvent};
 use nohash_hasher::NoHashHasher;
 use slab::Slab;
 use tokio::sync::{Notify, mpsc};
@@ -57,7 +56,55 @@ pub struct Limits {
 /// What a live frame waiting in a connection is (while it has not had `hello` or replays).
 enum Held {
     Account(StoredEvent),
-    Shared(ByteString),
+    Shared(Shared),
+}
+
+/// The highest `group_seq` sent to a connection, per group, for the groups whose head its
+/// `hello` listed or that it resumed: a group event at or below it is not sent (again),
+/// which makes hello-then-live and replay-then-live free of duplicates. Keyed by the
+/// group's member key (computed once per event, not per socket); the id is kept to tell two
+/// groups with the same key apart (that second group is then simply not tracked).
+#[derive(Default)]
+pub struct Cursors(IntMap<(Arc<str>, u64)>);
+
+impl Cursors {
+    /// Whether event `seq` of `group` (member key `key`) is still to be sent; if so, the
+    /// group's cursor (when it is tracked) moves to it. `seq` 0 (unknown) always is.
+    pub fn advance(&mut self, key: u64, group: &str, seq: u64) -> bool {
+        let Some(cursor) = self.0.get_mut(&key).filter(|(id, _)| **id == *group) else {
+            return true;
+        };
+        if seq == 0 {
+            return true;
+        }
+        if seq <= cursor.1 {
+            return false;
+        }
+        cursor.1 = seq;
+        true
+    }
+
+    /// Sets the cursor of `group`, tracking it from now on (unless another group holds its
+    /// key).
+    pub fn set(&mut self, group: &str, seq: u64) {
+        let key = chorus_actors::push::fanout::member_key(group);
+        match self.0.get_mut(&key) {
+            Some((id, at)) if **id == *group => *at = seq,
+            Some(_) => {}
+            None => {
+                self.0.insert(key, (Arc::from(group), seq));
+            }
+        }
+    }
+
+    /// The cursor of `group`, if it is tracked.
+    pub fn get(&self, group: &str) -> Option<u64> {
+        let key = chorus_actors::push::fanout::member_key(group);
+        self.0
+            .get(&key)
+            .filter(|(id, _)| **id == *group)
+            .map(|(_, at)| *at)
+    }
 }
 
 /// Why a connection is to be closed, decided by the shard.
@@ -86,6 +133,8 @@ pub struct Conn {
     last_sent: u64,
     /// The highest account `seq` this connection knows of.
     latest: u64,
+    /// Per group, the highest `group_seq` sent (None while no group is tracked).
+    cursors: Option<Box<Cursors>>,
     /// Live frames waiting while `hello` is not out yet or a replay runs.
     held: Option<Vec<Held>>,
     dirty: bool,
@@ -100,16 +149,36 @@ pub struct Conn {
 
 impl Conn {
     /// Queues a whole frame, or holds it while the connection is not live.
-    fn queue_shared(&mut self, header: &Header, frame: &ByteString, limits: &Limits) -> bool {
+    fn queue_shared(&mut self, header: &Header, event: &Shared, limits: &Limits) -> bool {
         if self.closing {
             return false;
         }
         if self.held.is_some() {
-            return self.hold(Held::Shared(frame.clone()), limits);
+            return self.hold(Held::Shared(event.clone()), limits);
+        }
+        if !self.advance(event.key, &event.group, event.seq) {
+            return false;
         }
         self.out.extend_from_slice(header.as_bytes());
-        self.out.extend_from_slice(frame.as_bytes());
+        self.out.extend_from_slice(event.frame.as_bytes());
         self.counted(limits)
+    }
+
+    /// Whether group event `seq` of `group` is still to be sent (see [`Cursors`]).
+    fn advance(&mut self, key: u64, group: &str, seq: u64) -> bool {
+        self.cursors
+            .as_mut()
+            .is_none_or(|c| c.advance(key, group, seq))
+    }
+
+    fn set_cursor(&mut self, group: &str, seq: u64) {
+        self.cursors
+            .get_or_insert_with(Box::default)
+            .set(group, seq);
+    }
+
+    fn cursor(&self, group: &str) -> Option<u64> {
+        self.cursors.as_ref()?.get(group)
     }
 
     /// Queues an event of the account's log unless it was sent already.
@@ -341,7 +410,7 @@ impl Shard {
         let mut taken = 0;
         while let Some(job) = next {
             match job {
-                Job::Group { members, frame, .. } => self.on_group(&members, &frame),
+                Job::Group { members, event, .. } => self.on_group(&members, &event),
                 Job::Account { device, event } => self.on_account(device, event),
                 Job::Barrier(done) => barriers.push(done),
             }
@@ -361,7 +430,7 @@ impl Shard {
     /// A group event: the frame goes to each local socket of a member. The local sockets of
     /// a member list are found once and remembered until the list or the table changes, so
     /// an event to a group costs a walk of its local sockets, not of all its members.
-    fn on_group(&self, members: &Members, frame: &ByteString) {
+    fn on_group(&self, members: &Members, event: &Shared) {
         let mut table = self.table.borrow_mut();
         if table.conns.is_empty() {
             return;
@@ -373,10 +442,10 @@ impl Shard {
             locals,
             ..
         } = &mut *table;
-        let header = Header::new(Opcode::Text, frame.len());
+        let header = Header::new(Opcode::Text, event.frame.len());
         for &slot in &locals[at].slots {
             if let Some(conn) = conns.get_mut(slot)
-                && conn.queue_shared(&header, frame, &self.limits)
+                && conn.queue_shared(&header, event, &self.limits)
                 && conn.mark_dirty()
             {
                 dirty.push(slot);
@@ -435,6 +504,7 @@ impl Shard {
             queued: 0,
             last_sent: 0,
             latest: 0,
+            cursors: None,
             held: Some(Vec::new()),
             dirty: false,
             blocked: None,
@@ -488,20 +558,31 @@ impl Shard {
 }
 
 impl Conn {
-    /// Writes `hello` (the account's log at `seq`) and lets held frames through.
-    pub fn hello(&mut self, hello: &str, seq: u64, limits: &Limits) {
+    /// Writes `hello` (the account's log at `seq`, each listed group's at its head) and lets
+    /// held frames through: from then on, only events after those are sent.
+    pub fn hello(&mut self, hello: &str, seq: u64, groups: &[(String, u64)], limits: &Limits) {
         put_frame(&mut self.out, Opcode::Text, hello.as_bytes());
         self.last_sent = seq;
         self.latest = self.latest.max(seq);
+        for (group, head) in groups {
+            self.set_cursor(group, *head);
+        }
         self.go_live(limits);
     }
 
-    /// A replay begins: live frames wait, and account events after `since` are sent again.
-    pub fn begin_replay(&mut self, since: u64) {
+    /// A replay begins: live frames wait, account events after `since` are sent again, and
+    /// so are the events of each group in `groups` after the device's cursor for it (capped
+    /// at what the connection has seen of the group, or at its head: a cursor past the head
+    /// must not hide the events to come).
+    pub fn begin_replay(&mut self, since: u64, groups: &[(&str, u64, u64)]) {
         if self.closing {
             return;
         }
         self.last_sent = since.min(self.latest);
+        for &(group, after, head) in groups {
+            let known = self.cursor(group).map_or(head, |at| at.max(head));
+            self.set_cursor(group, after.min(known));
+        }
         self.held.get_or_insert_with(Vec::new);
     }
 
@@ -514,6 +595,21 @@ impl Conn {
         }
     }
 
+    /// One replayed event of `group`'s log.
+    pub fn replayed_group(&mut self, group: &str, event: StoredEvent) {
+        let key = chorus_actors::push::fanout::member_key(group);
+        if !self.closing && self.advance(key, group, event.seq) {
+            put_frame(&mut self.out, Opcode::Text, event.frame.as_bytes());
+        }
+    }
+
+    /// The replay of `group` could not be made (`resync_required`): the device goes on
+    /// live from the group's `head`, as the account's log goes on from `hello`'s `seq`.
+    pub fn skip_group(&mut self, group: &str, head: u64) {
+        let at = self.cursor(group).map_or(head, |at| at.max(head));
+        self.set_cursor(group, at);
+    }
+
     /// The replay is over (or `hello` is out): held frames follow, in order.
     pub fn go_live(&mut self, limits: &Limits) {
         let Some(held) = self.held.take() else {
@@ -524,9 +620,9 @@ impl Conn {
                 Held::Account(event) => {
                     self.queue_account(event, limits);
                 }
-                Held::Shared(frame) => {
-                    let header = Header::new(Opcode::Text, frame.len());
-                    self.queue_shared(&header, &frame, limits);
+                Held::Shared(event) => {
+                    let header = Header::new(Opcode::Text, event.frame.len());
+                    self.queue_shared(&header, &event, limits);
                 }
             }
         }
@@ -574,5 +670,31 @@ impl Conn {
 impl Shard {
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chorus_actors::push::fanout::member_key;
+
+    #[test]
+    fn a_tracked_group_is_sent_each_event_once_and_others_pass() {
+        let mut c = Cursors::default();
+        let (g, h) = ("g1", "g2");
+        // Not tracked: everything passes.
+        assert!(c.advance(member_key(g), g, 1));
+        c.set(g, 5);
+        assert_eq!(c.get(g), Some(5));
+        assert!(!c.advance(member_key(g), g, 4));
+        assert!(!c.advance(member_key(g), g, 5));
+        assert!(c.advance(member_key(g), g, 6));
+        assert!(!c.advance(member_key(g), g, 6), "sent once");
+        assert_eq!(c.get(g), Some(6));
+        // Unknown numbers (an old node's relay) always pass.
+        assert!(c.advance(member_key(g), g, 0));
+        // Another group with the same key is not taken for the tracked one.
+        assert!(c.advance(member_key(g), h, 3));
+        assert_eq!(c.get(h), None);
     }
 }

@@ -44,6 +44,12 @@ pub const MAX_PAGE: usize = 200;
 pub const DEFAULT_PAGE: usize = 50;
 /// Most events one read of an event log answers (`resume` pages, `GET .../events`).
 pub const MAX_EVENTS_PAGE: usize = 1000;
+
+/// Groups a WebSocket `hello` lists (the first by id) and a `resume` may name in one frame:
+/// each costs a read of the group's head at connect time. An account in more groups is told
+/// so (`hello`'s `groups_more`) and reads the others' events over HTTP
+/// (`GET /v1/groups/{gid}/events?after=N`).
+pub const MAX_CURSOR_GROUPS: usize = 256;
 /// Events of a group log read when the client does not say.
 pub const DEFAULT_EVENTS_PAGE: usize = 100;
 /// Most contacts one upload may carry.

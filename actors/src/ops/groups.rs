@@ -127,10 +127,10 @@ impl Chorus {
             .await?;
         let Some(since) = after else {
             // From the oldest event kept: where a reader starts again after a resync.
-            return Ok(self.store().read_group_events(group_id, 0, limit).await?);
+            return self.read_group_page(group_id, 0, limit).await;
         };
         let (from, read) = checked_read(since, limit);
-        let page = self.store().read_group_events(group_id, from, read).await?;
+        let page = self.read_group_page(group_id, from, read).await?;
         after_horizon(since, page, limit, head)
     }
 

@@ -16,6 +16,7 @@
 pub mod accounts;
 pub mod activities;
 pub mod communities;
+pub mod cursor;
 pub mod friends;
 pub mod groups;
 pub mod proofs;

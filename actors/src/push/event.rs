@@ -13,7 +13,8 @@ use serde::Serialize;
 pub struct StoredEvent {
     /// Position in the account's log: 1, 2, 3, ... with no gaps.
     pub seq: u64,
-    /// The complete text frame `{"type","seq","data"}`.
+    /// The complete text frame: `{"type","seq","data"}` for an account's event,
+    /// `{"type","group_id","group_seq","data"}` for a group's (whose number `seq` is then).
     pub frame: ByteString,
 }
 
@@ -67,17 +68,20 @@ pub fn encode_data<D: Serialize>(data: &D) -> std::sync::Arc<str> {
         .into()
 }
 
-/// Writes `{"type", ["group_id",] "seq", "data"}` around data already encoded: one copy of
-/// the data, never a re-serialisation.
+/// Writes `{"type", ["group_id",] <counter>, "data"}` around data already encoded: one copy
+/// of the data, never a re-serialisation.
 fn frame(kind: EventType, group_id: Option<&str>, seq: u64, data: &str) -> StoredEvent {
     let mut text = String::with_capacity(data.len() + kind.0.len() + 64);
     text.push_str(r#"{"type":""#);
     text.push_str(kind.0);
-    if let Some(group_id) = group_id {
-        text.push_str(r#"","group_id":""#);
-        text.push_str(group_id);
+    match group_id {
+        Some(group_id) => {
+            text.push_str(r#"","group_id":""#);
+            text.push_str(group_id);
+            text.push_str(r#"","group_seq":"#);
+        }
+        None => text.push_str(r#"","seq":"#),
     }
-    text.push_str(r#"","seq":"#);
     text.push_str(&seq.to_string());
     text.push_str(r#","data":"#);
     text.push_str(data);
@@ -94,11 +98,51 @@ pub fn frame_with_data(kind: EventType, seq: u64, data: &str) -> StoredEvent {
     frame(kind, None, seq, data)
 }
 
-/// Builds a group event frame `{"type","group_id","seq","data"}`: encoded once per group
-/// event and shared, byte for byte, by every member's every device. Its `seq` counts the
-/// group's events, not the account's.
+/// Builds a group event frame `{"type","group_id","group_seq","data"}`: encoded once per
+/// group event and shared, byte for byte, by every member's every device. `group_seq`
+/// counts the group's events; the frame has no `seq`, which belongs to the account's log
+/// alone (contract revision 2).
 pub fn group_frame(kind: EventType, group_id: &str, seq: u64, data: &str) -> StoredEvent {
     frame(kind, Some(group_id), seq, data)
+}
+
+/// A group event as read back from the group's log, in the current shape. Versions before
+/// contract revision 2 stored group frames as `{"type","group_id","seq","data"}`: such a
+/// frame is rewritten on read to `{"type","group_id","group_seq","data"}` (only its header
+/// changes; `data` is copied as it is). A frame already in the current shape is returned
+/// untouched, without a copy. The header is the one [`group_frame`] writes, so it is matched
+/// exactly: the event's type, then `group_id` and the event's own number.
+pub fn current_group_frame(group_id: &str, event: StoredEvent) -> StoredEvent {
+    match legacy_header_len(&event.frame, group_id, event.seq) {
+        Some(at) => {
+            let (head, rest) = (&event.frame[..at], &event.frame[at..]);
+            let head = head.strip_suffix(r#""seq":"#).unwrap_or(head);
+            let mut text = String::with_capacity(event.frame.len() + 6);
+            text.push_str(head);
+            text.push_str(r#""group_seq":"#);
+            text.push_str(rest);
+            StoredEvent {
+                seq: event.seq,
+                frame: ByteString::from(text),
+            }
+        }
+        None => event,
+    }
+}
+
+/// In a frame of the old shape, the length of its header up to and including `"seq":`
+/// (where the number starts); `None` for any other frame.
+fn legacy_header_len(frame: &str, group_id: &str, seq: u64) -> Option<usize> {
+    let rest = frame.strip_prefix(r#"{"type":""#)?;
+    let kind_len = rest.find('"')?;
+    EventType::named(&rest[..kind_len])?;
+    let rest = rest[kind_len..].strip_prefix(r#"","group_id":""#)?;
+    let rest = rest.strip_prefix(group_id)?;
+    let rest = rest.strip_prefix(r#"","seq":"#)?;
+    let digits = seq.to_string();
+    rest.strip_prefix(digits.as_str())?
+        .strip_prefix(r#","data":"#)?;
+    Some(frame.len() - rest.len())
 }
 
 /// Encodes `{"type","seq","data"}` in one step. Only the storage conformance suite builds
@@ -149,7 +193,52 @@ mod tests {
         let g = group_frame(EventType::GROUP_MESSAGE, "g1", 3, &data);
         let v: serde_json::Value = serde_json::from_str(&g.frame).unwrap_or_default();
         assert_eq!(v["group_id"], "g1");
-        assert_eq!(v["seq"], 3);
+        assert_eq!(v["group_seq"], 3);
+        assert!(v.get("seq").is_none(), "a group frame has no seq: {v}");
         assert_eq!(v["data"]["account_id"], "x");
+    }
+
+    #[test]
+    fn a_group_frame_of_the_old_shape_is_rewritten_on_read() {
+        let old = StoredEvent {
+            seq: 12,
+            frame: ByteString::from_static(
+                r#"{"type":"group.message","group_id":"g1","seq":12,"data":{"text":"\"seq\":12"}}"#,
+            ),
+        };
+        let new = current_group_frame("g1", old);
+        assert_eq!(new.seq, 12);
+        assert_eq!(
+            &*new.frame,
+            r#"{"type":"group.message","group_id":"g1","group_seq":12,"data":{"text":"\"seq\":12"}}"#
+        );
+        // Already current: the same buffer comes back.
+        let current = group_frame(EventType::BINDING_APPROVED, "g1", 4, "{}");
+        let again = current_group_frame("g1", current.clone());
+        assert_eq!(again, current);
+        assert_eq!(again.frame.as_ptr(), current.frame.as_ptr());
+        // Only the exact old header is rewritten: another group, another number, an
+        // account event, an unknown type.
+        for (gid, frame) in [
+            (
+                "g2",
+                r#"{"type":"group.message","group_id":"g1","seq":12,"data":{}}"#,
+            ),
+            (
+                "g1",
+                r#"{"type":"group.message","group_id":"g1","seq":13,"data":{}}"#,
+            ),
+            ("g1", r#"{"type":"friend.added","seq":12,"data":{}}"#),
+            (
+                "g1",
+                r#"{"type":"nope","group_id":"g1","seq":12,"data":{}}"#,
+            ),
+        ] {
+            let event = StoredEvent {
+                seq: 12,
+                frame: ByteString::from(frame),
+            };
+            assert_eq!(current_group_frame(gid, event.clone()), event, "{frame}");
+        }
     }
 }

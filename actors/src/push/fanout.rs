@@ -145,12 +145,38 @@ fn partition(members: Vec<Member>, n: usize) -> Vec<Partition> {
     parts.into_iter().map(Arc::new).collect()
 }
 
+/// A group event as the lanes carry it: the shared frame, and which group and number it is,
+/// so that a device that resumed the group (or was told its head in `hello`) is sent each
+/// event of it once ([`Shared::seq`] above the device's cursor for the group).
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// [`member_key`] of `group`: how a connection finds its cursor for the group.
+    pub key: u64,
+    pub group: Arc<str>,
+    /// The event's `group_seq`; 0 when not known (then it is never taken for one sent).
+    pub seq: u64,
+    /// The frame `{"type","group_id","group_seq","data"}`, shared by every device.
+    pub frame: ByteString,
+}
+
+impl Shared {
+    pub fn new(group: &str, seq: u64, frame: ByteString) -> Self {
+        Shared {
+            key: member_key(group),
+            group: Arc::from(group),
+            seq,
+            frame,
+        }
+    }
+}
+
 /// What an I/O thread is asked to do.
 pub enum Job {
-    /// Write `frame` to every socket of every member in `members` that this thread owns.
+    /// Write `event`'s frame to every socket of every member in `members` that this thread
+    /// owns.
     Group {
         members: Members,
-        frame: ByteString,
+        event: Shared,
         /// Returns the event's recipients to the budget once every lane is done with it.
         permit: Arc<Permit>,
     },
@@ -227,7 +253,7 @@ impl Fanout {
     /// Hands a group event to every lane and returns at once. A lane that is full (the
     /// budget makes this rare) sheds the event for that thread's devices, which read it back
     /// from the group's history; it is logged.
-    pub fn send(&self, members: &Members, recipients: usize, frame: &ByteString) {
+    pub fn send(&self, members: &Members, recipients: usize, event: &Shared) {
         let Ok(lanes) = self.lanes.read() else {
             return;
         };
@@ -242,7 +268,7 @@ impl Fanout {
         for lane in lanes.iter() {
             let job = Job::Group {
                 members: members.clone(),
-                frame: frame.clone(),
+                event: event.clone(),
                 permit: permit.clone(),
             };
             if let Err(e) = lane.try_send(job) {
@@ -330,7 +356,8 @@ mod tests {
         let (_, mut b) = fanout.open_lane();
         let mut list = MemberList::new((0..10).map(|i| Arc::from(format!("m{i}"))));
         assert!(!fanout.busy());
-        fanout.send(&list.snapshot(), list.len(), &ByteString::from("f"));
+        let event = Shared::new("g", 1, ByteString::from("f"));
+        fanout.send(&list.snapshot(), list.len(), &event);
         assert!(
             fanout.busy(),
             "ten recipients in flight fill a budget of ten"
@@ -338,7 +365,9 @@ mod tests {
         let ja = a.recv().await;
         let jb = b.recv().await;
         for job in [&ja, &jb] {
-            assert!(matches!(job, Some(Job::Group { frame, .. }) if frame == "f"));
+            assert!(
+                matches!(job, Some(Job::Group { event, .. }) if event.frame == "f" && event.seq == 1)
+            );
         }
         drop(ja);
         assert!(fanout.busy(), "one lane still holds the event");

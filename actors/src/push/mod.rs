@@ -10,6 +10,6 @@ pub mod hub;
 pub mod relay;
 
 pub use event::{EventType, Outlet, Pushed, StoredEvent};
-pub use fanout::{Fanout, Job, Lane, Member, MemberList, Members};
+pub use fanout::{Fanout, Job, Lane, Member, MemberList, Members, Shared};
 pub use hub::Hub;
 pub use relay::{NoRelay, Relay};

@@ -371,6 +371,9 @@ pub trait GroupStore: Send + Sync + 'static {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The heads (newest `group_seq`, 0 for none) of `groups`' logs, in order: what a
+    /// device's `hello` lists and where a `resume` of a group stops being a replay.
+    async fn last_group_seqs(&self, groups: &[GroupId]) -> Result<Vec<u64>, StoreError>;
     /// The groups `account` is a member of (an index written with the membership itself),
     /// so a node where the account has devices knows which groups' events to take.
     async fn groups_of(&self, account: &str) -> Result<Vec<GroupId>, StoreError>;

@@ -110,8 +110,8 @@ impl Node {
     /// Waits for the next group job on the lane: its frame and member ids.
     async fn next_group_job(&mut self) -> (String, Vec<String>) {
         match tokio::time::timeout(WAIT, self.lane.recv()).await {
-            Ok(Some(Job::Group { members, frame, .. })) => (
-                frame.to_string(),
+            Ok(Some(Job::Group { members, event, .. })) => (
+                event.frame.to_string(),
                 members
                     .iter()
                     .flat_map(|p| p.iter())

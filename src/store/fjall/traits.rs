@@ -157,6 +157,17 @@ impl GroupStore for FjallStore {
             .await
     }
 
+    async fn last_group_seqs(&self, groups: &[GroupId]) -> Result<Vec<u64>, StoreError> {
+        let groups = groups.to_vec();
+        self.read_up_to(groups.len(), move |ks| {
+            groups
+                .iter()
+                .map(|id| last_seq(&ks.group_events, id))
+                .collect()
+        })
+        .await
+    }
+
     async fn load_group(&self, id: &str) -> Result<Option<GroupSnapshot>, StoreError> {
         let id = id.to_owned();
         self.read(move |ks| {

@@ -126,10 +126,15 @@ impl ScyllaStore {
         }
     }
 
-    /// The heads of many accounts' logs, in order, a bounded number of reads at a time.
-    pub(super) async fn last_seqs_of(&self, accounts: &[String]) -> Result<Vec<u64>, StoreError> {
-        stream::iter(accounts.iter().cloned())
-            .map(|id| async move { self.last_seq(LogKind::Account, &id).await })
+    /// The heads of many accounts' (or groups') logs, in order, a bounded number of reads
+    /// at a time.
+    pub(super) async fn last_seqs_of(
+        &self,
+        kind: LogKind,
+        ids: &[String],
+    ) -> Result<Vec<u64>, StoreError> {
+        stream::iter(ids.iter().cloned())
+            .map(|id| async move { self.last_seq(kind, &id).await })
             .buffered(HEAD_READS)
             .try_collect()
             .await

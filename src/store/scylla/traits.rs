@@ -74,7 +74,7 @@ impl SubscriberStore for ScyllaStore {
     }
 
     async fn last_seqs(&self, accounts: &[AccountId]) -> Result<Vec<u64>, StoreError> {
-        self.last_seqs_of(accounts).await
+        self.last_seqs_of(LogKind::Account, accounts).await
     }
 
     async fn read_events(
@@ -172,6 +172,10 @@ impl GroupStore for ScyllaStore {
         let _admitted = self.gate.enter().await?;
         let rows = self.group_rows(&write)?;
         self.write_rows(rows, &[], &write.group_id).await
+    }
+
+    async fn last_group_seqs(&self, groups: &[GroupId]) -> Result<Vec<u64>, StoreError> {
+        self.last_seqs_of(LogKind::Group, groups).await
     }
 
     async fn groups_of(&self, account: &str) -> Result<Vec<GroupId>, StoreError> {

@@ -22,7 +22,7 @@ use super::{Change, Committed, Durable, Life};
 use crate::error::{Error, Result, StoreError};
 use crate::model::{Binding, BindingRequest, GroupRecord};
 use crate::push::event::{EventType, StoredEvent, encode_data, group_frame};
-use crate::push::fanout::MemberList;
+use crate::push::fanout::{MemberList, Shared};
 use crate::store::{GroupSnapshot, GroupWrite};
 
 pub use bindings::{
@@ -169,10 +169,11 @@ impl Durable for Group {
         let members = self.list.snapshot();
         for event in events {
             self.seq = event.seq;
+            let shared = Shared::new(&self.record.group_id, event.seq, event.frame.clone());
             self.life
                 .env
                 .fanout
-                .send(&members, self.list.len(), &event.frame);
+                .send(&members, self.list.len(), &shared);
             self.life
                 .env
                 .relay

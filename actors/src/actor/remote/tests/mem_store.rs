@@ -408,6 +408,19 @@ impl GroupStore for MemStore {
             .unwrap_or_default())
     }
 
+    async fn last_group_seqs(&self, groups: &[GroupId]) -> Result<Vec<u64>, StoreError> {
+        let s = self.state();
+        Ok(groups
+            .iter()
+            .map(|id| {
+                s.groups
+                    .get(id)
+                    .and_then(|g| g.events.last())
+                    .map_or(0, |e| e.seq)
+            })
+            .collect())
+    }
+
     async fn groups_of(&self, account: &str) -> Result<Vec<GroupId>, StoreError> {
         let s = self.state();
         Ok(s.groups
