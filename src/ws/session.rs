@@ -310,9 +310,12 @@ impl Session {
                 Ok(request) => {
                     let since = request.since;
                     let next = Resuming::start(request, &self.state.chorus, &self.account);
-                    if let Resuming::Replaying(_) = next {
-                        self.with(|c| c.begin_replay(since, &[]));
-                    }
+                    // Live frames wait from now on, so that none is sent before the replay
+                    // of what precedes it.
+                    match next {
+                        Resuming::Replaying(_) => self.with(|c| c.begin_replay(since, &[])),
+                        Resuming::Checking { .. } => self.with(|c| c.hold_live()),
+                    };
                     *replay = Some(next);
                 }
                 Err(refused) => self.send_error(refused.code, &refused.message),

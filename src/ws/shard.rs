@@ -586,6 +586,14 @@ impl Conn {
         self.held.get_or_insert_with(Vec::new);
     }
 
+    /// Live frames wait (a `resume` is being checked); [`Conn::begin_replay`] or
+    /// [`Conn::go_live`] follows.
+    pub fn hold_live(&mut self) {
+        if !self.closing {
+            self.held.get_or_insert_with(Vec::new);
+        }
+    }
+
     /// One replayed event of the account's log.
     pub fn replayed(&mut self, event: StoredEvent) {
         self.latest = self.latest.max(event.seq);

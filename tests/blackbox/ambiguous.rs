@@ -160,7 +160,7 @@ async fn frames_until(ws: &mut Ws, last: impl Fn(&Value) -> bool) -> Vec<Value> 
 async fn group_log(s: &Server, who: &Acct, gid: &str) -> Vec<Value> {
     let mut events: Vec<Value> = Vec::new();
     loop {
-        let after = events.last().map_or(0, |e| e["seq"].as_u64().unwrap());
+        let after = events.last().map_or(0, log_seq);
         let path = format!("/v1/groups/{gid}/events?after={after}&limit=100");
         let page = get(s, &path, who.tok()).await.expect(200)["items"]
             .as_array()
@@ -176,7 +176,7 @@ async fn group_log(s: &Server, who: &Acct, gid: &str) -> Vec<Value> {
 /// The log's seqs rise strictly (so none is there twice); `key` of its events, in order.
 #[track_caller]
 fn rising(events: &[Value], key: impl Fn(&Value) -> String) -> Vec<String> {
-    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = events.iter().map(log_seq).collect();
     assert!(
         seqs.windows(2).all(|w| w[0] < w[1]),
         "seqs must rise, none twice: {seqs:?}"
@@ -189,7 +189,7 @@ fn rising(events: &[Value], key: impl Fn(&Value) -> String) -> Vec<String> {
 #[track_caller]
 fn shown(what: &str, log: &[Value], key: impl Fn(&Value) -> String) -> Vec<String> {
     let keys = rising(log, key);
-    let seqs = log.iter().map(|e| e["seq"].as_u64().unwrap());
+    let seqs = log.iter().map(log_seq);
     println!(
         "{what} after the pause: {:?}",
         seqs.zip(&keys).collect::<Vec<_>>()

@@ -128,14 +128,15 @@ async fn post_messages(srv: &Server, who: &Acct, gid: &str, n: usize, tag: &str)
     ids
 }
 
-/// Reads `n` group events of `gid` from `ws`: their `seq`s must follow `after` one by one.
+/// Reads `n` group events of `gid` from `ws`: their `group_seq`s must follow `after` one by
+/// one.
 async fn read_group_events(ws: &mut Ws, gid: &str, after: u64, n: usize) -> Vec<Value> {
     let mut got = Vec::new();
     for k in 0..n as u64 {
         let v = next_non_pong(ws, EVENT_TIMEOUT).await;
         assert_eq!(v["group_id"], gid, "a frame of another group: {v}");
         assert_eq!(
-            v["seq"],
+            v["group_seq"],
             json!(after + 1 + k),
             "group events in order, once: {v}"
         );
@@ -224,7 +225,7 @@ async fn group_spread_over_three_nodes() {
     for ws in devices.iter_mut() {
         let v = next_non_pong(ws, EVENT_TIMEOUT).await;
         assert_eq!(v["type"], "binding.approved", "{v}");
-        assert_eq!(v["seq"], 21);
+        assert_eq!(v["group_seq"], 21);
     }
     let did = post_dynamic(cluster.node(2), &c, &members[2], "run", "5 km").await;
     for ws in devices.iter_mut() {

@@ -19,6 +19,7 @@ mod caps;
 mod cluster;
 mod conventions;
 mod crash_steps;
+mod cursor;
 mod disk;
 mod durability;
 mod egress;

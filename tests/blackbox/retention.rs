@@ -96,7 +96,7 @@ async fn group_events_from_before_the_horizon_answer_resync_required() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|e| e["seq"].as_u64().unwrap())
+            .map(|e| e["group_seq"].as_u64().unwrap())
             .collect()
     };
     get(&s, &format!("{path}?after=0"), owner.tok())

@@ -31,9 +31,15 @@ async fn hello_by_header_and_by_query_token() {
     let s = Server::start();
     let a = new_acct(&s, "Hello").await;
     let (mut w1, h1) = ws_connect(&s, &a).await;
-    assert_eq!(h1, json!({"type": "hello", "account_id": a.id, "seq": 0}));
+    assert_eq!(
+        h1,
+        json!({"type": "hello", "account_id": a.id, "seq": 0, "groups": {}})
+    );
     let (mut w2, h2) = ws_connect_query(&s, &a).await;
-    assert_eq!(h2, json!({"type": "hello", "account_id": a.id, "seq": 0}));
+    assert_eq!(
+        h2,
+        json!({"type": "hello", "account_id": a.id, "seq": 0, "groups": {}})
+    );
     ping_pong(&mut w1).await;
     ping_pong(&mut w2).await;
     // a token from a later login works too

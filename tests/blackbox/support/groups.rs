@@ -273,11 +273,10 @@ pub async fn walk_pages(srv: &Server, who: &Acct, path: &str, limit: usize) -> V
 pub async fn expect_group_event(ws: &mut Ws, ty: &str, gid: &str, seq: u64) -> Value {
     let v = next_non_pong(ws, EVENT_TIMEOUT).await;
     assert_eq!(v["type"], ty, "expected group event {ty}, got {v}");
-    assert_eq!(v["seq"], json!(seq), "group seq of {ty}: {v}");
+    assert_eq!(v["group_seq"], json!(seq), "group_seq of {ty}: {v}");
+    assert!(v.get("seq").is_none(), "a group event carries no seq: {v}");
     assert_eq!(v["data"]["group_id"], gid, "data.group_id of {ty}: {v}");
-    if ty == "group.message" || v.get("group_id").is_some() {
-        assert_eq!(v["group_id"], gid, "top-level group_id of {ty}: {v}");
-    }
+    assert_eq!(v["group_id"], gid, "top-level group_id of {ty}: {v}");
     v
 }
 
@@ -286,6 +285,10 @@ pub async fn expect_account_event(ws: &mut Ws, ty: &str, seq: u64) -> Value {
     let v = next_non_pong(ws, EVENT_TIMEOUT).await;
     assert_eq!(v["type"], ty, "expected account event {ty}, got {v}");
     assert_eq!(v["seq"], json!(seq), "account seq of {ty}: {v}");
+    assert!(
+        v.get("group_seq").is_none(),
+        "an account event has no group_seq: {v}"
+    );
     assert!(v["data"].is_object(), "event without data: {v}");
     v
 }

@@ -59,6 +59,51 @@ pub fn check_hello(hello: &Value, account_id: &str) {
         hello["seq"].is_u64(),
         "hello.seq must be a non-negative integer: {hello}"
     );
+    let groups = hello["groups"]
+        .as_object()
+        .unwrap_or_else(|| panic!("hello.groups must be an object: {hello}"));
+    assert!(
+        groups.values().all(Value::is_u64),
+        "hello.groups maps group ids to group_seqs: {hello}"
+    );
+}
+
+/// The `group_seq` of `gid` in a hello frame (panics if the group is not listed).
+pub fn hello_group_seq(hello: &Value, gid: &str) -> u64 {
+    hello["groups"][gid]
+        .as_u64()
+        .unwrap_or_else(|| panic!("hello lists no group {gid}: {hello}"))
+}
+
+/// Checks an event's shape (contract revision 2): a group event carries `group_id` and
+/// `group_seq` and no `seq`; an account event carries `seq` and no `group_seq`.
+#[track_caller]
+pub fn check_event_shape(v: &Value) {
+    assert!(v["type"].is_string(), "event without type: {v}");
+    assert!(v["data"].is_object(), "event without data object: {v}");
+    if v.get("group_id").is_some() {
+        assert!(v["group_id"].is_string(), "group_id is a string: {v}");
+        assert!(
+            v["group_seq"].is_u64(),
+            "group event without group_seq: {v}"
+        );
+        assert!(v.get("seq").is_none(), "a group event carries no seq: {v}");
+    } else {
+        assert!(v["seq"].is_u64(), "event without integer seq: {v}");
+        assert!(
+            v.get("group_seq").is_none(),
+            "an account event has no group_seq: {v}"
+        );
+    }
+}
+
+/// The number of an event in its log: `group_seq` for a group event, `seq` otherwise.
+#[track_caller]
+pub fn log_seq(v: &Value) -> u64 {
+    v.get("group_seq")
+        .or_else(|| v.get("seq"))
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("event without seq or group_seq: {v}"))
 }
 
 pub fn hello_seq(hello: &Value) -> u64 {
@@ -157,9 +202,7 @@ pub async fn collect_events(ws: &mut Ws, n: usize) -> Vec<Value> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let v = next_non_pong(ws, EVENT_TIMEOUT).await;
-        assert!(v["seq"].is_u64(), "event without integer seq: {v}");
-        assert!(v["type"].is_string(), "event without type: {v}");
-        assert!(v["data"].is_object(), "event without data object: {v}");
+        check_event_shape(&v);
         out.push(v);
     }
     out
@@ -169,7 +212,6 @@ pub async fn collect_events(ws: &mut Ws, n: usize) -> Vec<Value> {
 pub async fn expect_event(ws: &mut Ws, ty: &str) -> Value {
     let v = next_non_pong(ws, EVENT_TIMEOUT).await;
     assert_eq!(v["type"], ty, "expected a {ty} event, got {v}");
-    assert!(v["seq"].is_u64(), "event without integer seq: {v}");
-    assert!(v["data"].is_object(), "event without data object: {v}");
+    check_event_shape(&v);
     v
 }
