@@ -20,6 +20,7 @@ mod cluster;
 mod conventions;
 mod crash_steps;
 mod cursor;
+mod cursor_cluster;
 mod disk;
 mod durability;
 mod egress;
