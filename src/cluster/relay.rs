@@ -30,7 +30,8 @@
 //!
 //! **The connection must be made with `no_echo`** (the core's `ConnectOptions`): a node
 //! subscribes subjects it also publishes on, and without it the owner's devices would get
-//! each account event twice (dropped by `seq`) and each group event twice (not dropped).
+//! each account event twice (dropped by `seq`) and each group event twice (dropped only for
+//! a device whose cursor for the group is tracked: one its `hello` listed or it resumed).
 //!
 //! **Wiring** (the cluster's start-up):
 //! 1. connect with `no_echo()`, and an `event_callback` that hands every [`Event`] to
@@ -47,15 +48,16 @@
 //!   message a full subscription queue drops. [`ClusterRelay::on_event`] (or
 //!   [`ClusterRelay::connection_lost`]) then tells every device here to resume: 1013, and the
 //!   device reads its account's log back from its `seq`.
-//! - **Group events are not read back that way**: the contract's `resume` `groups` map is not
-//!   implemented in `src/ws`, so a device reads group events missed over NATS from the group's
-//!   history over HTTP (the same gap as a shed lane on a single node).
+//! - Group events are read back the same way: the device resumes with its `groups` cursors
+//!   (`src/ws/resume.rs`), replayed from the group's log in the store. A group event carries
+//!   its `group_seq` in the `Chorus-Seq` header, so receiving nodes send it once to a device
+//!   that resumed the group (`src/ws/shard.rs`, `Cursors`) without parsing the frame.
 //! - **The join race**: a group's first events after a join can be published before the
 //!   joining member's node has registered its SUB for the group (the control message travels
 //!   on the account subject and the SUB follows it). Those events reach the member's devices
-//!   on other nodes only through group history.
+//!   on other nodes only through the group's log (`resume` with the group).
 //! - An event shed from the outbound queue reaches no other node; devices there see a gap
-//!   in account `seq`s only at their next resume, and group events only in group history.
+//!   in account `seq`s or a group's `group_seq`s only at their next resume.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
