@@ -8,7 +8,8 @@ use crate::store::{CommunityStore, CommunityWrite, GroupStore, GroupWrite, Subsc
 
 use super::{Fixture, dynamic, group_record};
 
-/// A group, its members, requests and log read back after adds and removes.
+/// A group, its members, requests and log (and its head, `last_group_seqs`) read back after
+/// adds and removes.
 pub async fn groups_round_trip<F: Fixture>(fx: &F) {
     let store = fx.open().await;
     assert!(store.load_group("g1").await.expect("load").is_none());
@@ -49,6 +50,18 @@ pub async fn groups_round_trip<F: Fixture>(fx: &F) {
     assert_eq!(snap.last_seq, 3, "group log position");
     let events = store.read_group_events("g1", 1, 10).await.expect("read");
     assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 3]);
+    assert_eq!(
+        store
+            .last_group_seqs(&["g1".into(), "nope".into(), "g1".into()])
+            .await
+            .expect("heads"),
+        vec![3, 0, 3],
+        "group heads, in order, 0 for a log with no event"
+    );
+    assert!(
+        store.last_group_seqs(&[]).await.expect("no heads").is_empty(),
+        "no group, no read"
+    );
     store.close().await.expect("close");
 }
 
