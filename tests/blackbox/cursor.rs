@@ -26,20 +26,6 @@ async fn chat(s: &Server, who: &Acct, gid: &str, n: usize, tag: &str) {
     }
 }
 
-/// Reads group events of `gid` from `ws` until `group_seq` `last`: they must run from
-/// `after + 1` to `last`, once each, with no account event among them.
-async fn group_run(ws: &mut Ws, gid: &str, after: u64, last: u64) -> Vec<Value> {
-    let mut got = Vec::new();
-    for want in after + 1..=last {
-        let v = next_non_pong(ws, EVENT_TIMEOUT).await;
-        check_event_shape(&v);
-        assert_eq!(v["group_id"], gid, "a frame of group {gid}: {v}");
-        assert_eq!(v["group_seq"], want, "group events in order, once: {v}");
-        got.push(v);
-    }
-    got
-}
-
 /// Sends `frame` and expects the error frame `code` (with `group_id` when given), then a
 /// pong: nothing was replayed and the connection stays.
 async fn refused(ws: &mut Ws, frame: Value, code: &str, group: Option<&str>) {
@@ -77,7 +63,7 @@ async fn the_owner_of_a_busy_group_resumes_and_gets_the_binding_request() {
     assert_eq!(hello["seq"], 0, "{hello}");
     assert_eq!(hello["groups"], json!({ &gid: 0 }), "{hello}");
     chat(&s, &member, &gid, 3, "before").await;
-    group_run(&mut ws, &gid, 0, 3).await;
+    expect_group_run(&mut ws, &gid, 0, 3).await;
     friend_request(&s, &fan, &owner).await;
     expect_account_event(&mut ws, "friend.requested", 1).await;
     // What the owner saw: seq 1 of its own log, group_seq 3 of the group.
@@ -100,11 +86,11 @@ async fn the_owner_of_a_busy_group_resumes_and_gets_the_binding_request() {
     .await;
     let req = expect_account_event(&mut ws, "binding.requested", 2).await;
     assert_eq!(req["data"]["request_id"], rid, "{req}");
-    group_run(&mut ws, &gid, 3, 10).await;
+    expect_group_run(&mut ws, &gid, 3, 10).await;
     expect_no_event(&mut ws, Duration::from_millis(300)).await;
     // Live, once.
     post_message(&s, &member, &gid, "live").await;
-    group_run(&mut ws, &gid, 10, 11).await;
+    expect_group_run(&mut ws, &gid, 10, 11).await;
     approve_ok(&s, &owner, &gid, &rid).await;
     expect_group_event(&mut ws, "binding.approved", &gid, 12).await;
     expect_no_event(&mut ws, Duration::from_millis(300)).await;
@@ -159,7 +145,7 @@ async fn group_frames_carry_group_seq_and_account_frames_seq() {
     .await;
     expect_account_event(&mut again, "binding.requested", 1).await;
     expect_account_event(&mut again, "friend.requested", 2).await;
-    let replayed = group_run(&mut again, &gid, 0, 4).await;
+    let replayed = expect_group_run(&mut again, &gid, 0, 4).await;
     assert_eq!(&replayed, items, "a replay is the stored frames, as pushed");
 }
 
@@ -253,9 +239,9 @@ async fn bad_resumes_answer_error_frames_and_keep_the_connection() {
     // The connection is whole: a good resume replays, then live.
     send_json(&mut ws, &resume(json!({ &mine: 0 }))).await;
     expect_account_event(&mut ws, "friend.requested", 1).await;
-    group_run(&mut ws, &mine, 0, 1).await;
+    expect_group_run(&mut ws, &mine, 0, 1).await;
     post_message(&s, &a, &mine, "two").await;
-    group_run(&mut ws, &mine, 1, 2).await;
+    expect_group_run(&mut ws, &mine, 1, 2).await;
     // An empty `groups`, or `null`, is the account's log alone.
     for groups in [json!({}), json!(null)] {
         send_json(&mut ws, &resume(groups)).await;
@@ -285,12 +271,12 @@ async fn a_group_replay_goes_live_without_gap_or_duplicate() {
     .await;
     // The resume is under way once its first event is here; events posted from now on
     // race the rest of the replay.
-    group_run(&mut ws, &gid, 0, 1).await;
+    expect_group_run(&mut ws, &gid, 0, 1).await;
     let posting = {
         let (s, b, gid) = (&s, &b, gid.clone());
         async move { chat(s, b, &gid, 30, "busy").await }
     };
-    let reading = group_run(&mut ws, &gid, 1, 50);
+    let reading = expect_group_run(&mut ws, &gid, 1, 50);
     let ((), _) = tokio::join!(posting, reading);
     expect_no_event(&mut ws, Duration::from_millis(300)).await;
 
@@ -302,7 +288,7 @@ async fn a_group_replay_goes_live_without_gap_or_duplicate() {
     .await;
     ping_pong(&mut ws).await;
     post_message(&s, &b, &gid, "next").await;
-    group_run(&mut ws, &gid, 50, 51).await;
+    expect_group_run(&mut ws, &gid, 50, 51).await;
 }
 
 /// Retention (issue 15): a group cursor from before the group log's horizon answers
@@ -334,7 +320,7 @@ async fn a_group_cursor_from_before_the_horizon_answers_resync_required() {
     assert_eq!(first["group_id"], old, "{first}");
     ping_pong(&mut ws).await;
     post_message(&s, &a, &old, "four").await;
-    group_run(&mut ws, &old, 3, 4).await;
+    expect_group_run(&mut ws, &old, 3, 4).await;
 
     // Beside a fresh group and the account's own events, only the stale group is refused.
     let fresh = create_group(&s, &a, "Fresh").await;
@@ -398,9 +384,9 @@ async fn group_frames_stored_by_an_earlier_version_replay_in_the_current_shape()
         &json!({"type": "resume", "since": 0, "groups": { &gid: 0 }}),
     )
     .await;
-    assert_eq!(group_run(&mut ws, &gid, 0, 2).await, items);
+    assert_eq!(expect_group_run(&mut ws, &gid, 0, 2).await, items);
     post_message(&s, &a, &gid, "new").await;
-    group_run(&mut ws, &gid, 2, 3).await;
+    expect_group_run(&mut ws, &gid, 2, 3).await;
 }
 
 /// Writes every stored group frame of `s`'s (stopped) embedded store back in the shape of

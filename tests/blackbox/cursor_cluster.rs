@@ -14,16 +14,6 @@ use crate::support::cluster::TestCluster;
 use crate::support::groups::*;
 use crate::support::*;
 
-/// Reads group events of `gid` until `group_seq` `last`: `after + 1` to `last`, once each.
-async fn group_run(ws: &mut Ws, gid: &str, after: u64, last: u64) {
-    for want in after + 1..=last {
-        let v = next_non_pong(ws, EVENT_TIMEOUT).await;
-        assert_eq!(v["group_id"], gid, "a frame of group {gid}: {v}");
-        assert_eq!(v["group_seq"], want, "group events in order, once: {v}");
-        assert!(v.get("seq").is_none(), "{v}");
-    }
-}
-
 /// A device left node 1 having seen the group up to 3; the group went on (and its own log
 /// too); it comes back on node 2 and resumes with its two cursors: everything it missed,
 /// then live, once.
@@ -43,7 +33,7 @@ async fn a_device_resumes_its_groups_on_another_node() {
     for k in 0..3 {
         post_message(n2, &owner, &gid, &format!("seen {k}")).await;
     }
-    group_run(&mut ws, &gid, 0, 3).await;
+    expect_group_run(&mut ws, &gid, 0, 3).await;
     drop(ws);
 
     for k in 0..4 {
@@ -67,9 +57,9 @@ async fn a_device_resumes_its_groups_on_another_node() {
     )
     .await;
     expect_account_event(&mut ws, "friend.requested", 1).await;
-    group_run(&mut ws, &gid, 3, 7).await;
+    expect_group_run(&mut ws, &gid, 3, 7).await;
     post_message(n1, &owner, &gid, "live").await;
-    group_run(&mut ws, &gid, 7, 8).await;
+    expect_group_run(&mut ws, &gid, 7, 8).await;
     expect_no_event(&mut ws, Duration::from_millis(300)).await;
 }
 
@@ -77,13 +67,7 @@ async fn a_device_resumes_its_groups_on_another_node() {
 async fn post_until_taken(srv: &Server, who: &Acct, gid: &str, text: &str) {
     let started = Instant::now();
     loop {
-        let r = post(
-            srv,
-            &format!("/v1/groups/{gid}/messages"),
-            who.tok(),
-            &json!({ "text": text }),
-        )
-        .await;
+        let r = try_post_message(srv, who, gid, text).await;
         if r.status == 201 {
             return;
         }
@@ -140,7 +124,7 @@ async fn group_events_lost_on_a_nats_reconnect_are_recovered_by_resume() {
     for k in 0..3 {
         post_until_taken(cluster.node(via), &owner, &gid, &format!("before {k}")).await;
     }
-    group_run(&mut ws, &gid, 0, 3).await;
+    expect_group_run(&mut ws, &gid, 0, 3).await;
 
     cluster.nats.restart();
     let total = 3 + 5;
@@ -169,7 +153,7 @@ async fn group_events_lost_on_a_nats_reconnect_are_recovered_by_resume() {
         &json!({"type": "resume", "since": hello_seq(&hello), "groups": { &gid: cursor }}),
     )
     .await;
-    group_run(&mut ws, &gid, cursor, total).await;
+    expect_group_run(&mut ws, &gid, cursor, total).await;
     post_until_taken(cluster.node(via), &owner, &gid, "after").await;
-    group_run(&mut ws, &gid, total, total + 1).await;
+    expect_group_run(&mut ws, &gid, total, total + 1).await;
 }

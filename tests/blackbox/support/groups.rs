@@ -82,14 +82,34 @@ pub fn sorted(ids: &[&str]) -> Vec<String> {
 
 /// `POST /v1/groups/{gid}/messages` → message id.
 pub async fn post_message(srv: &Server, who: &Acct, gid: &str, text: &str) -> String {
-    let r = post(
+    let r = try_post_message(srv, who, gid, text).await;
+    s(r.expect(201), "message_id")
+}
+
+/// `POST /v1/groups/{gid}/messages`, whatever it answers.
+pub async fn try_post_message(srv: &Server, who: &Acct, gid: &str, text: &str) -> Resp {
+    post(
         srv,
         &format!("/v1/groups/{gid}/messages"),
         who.tok(),
         &json!({ "text": text }),
     )
-    .await;
-    s(r.expect(201), "message_id")
+    .await
+}
+
+/// Reads group events of `gid` from `ws` until `group_seq` `last`: they must run from
+/// `after + 1` to `last`, once each, in the contract's shape, with no other frame among
+/// them. Answers them.
+pub async fn expect_group_run(ws: &mut Ws, gid: &str, after: u64, last: u64) -> Vec<Value> {
+    let mut got = Vec::new();
+    for want in after + 1..=last {
+        let v = next_non_pong(ws, EVENT_TIMEOUT).await;
+        check_event_shape(&v);
+        assert_eq!(v["group_id"], gid, "a frame of group {gid}: {v}");
+        assert_eq!(v["group_seq"], want, "group events in order, once: {v}");
+        got.push(v);
+    }
+    got
 }
 
 /// `POST /v1/communities` (client token).

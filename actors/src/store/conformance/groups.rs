@@ -59,7 +59,11 @@ pub async fn groups_round_trip<F: Fixture>(fx: &F) {
         "group heads, in order, 0 for a log with no event"
     );
     assert!(
-        store.last_group_seqs(&[]).await.expect("no heads").is_empty(),
+        store
+            .last_group_seqs(&[])
+            .await
+            .expect("no heads")
+            .is_empty(),
         "no group, no read"
     );
     store.close().await.expect("close");
