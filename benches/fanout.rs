@@ -11,7 +11,9 @@
 //! Two cases: one event per pass (a `write` per recipient per event), from 100 to 100k
 //! members, and 16 events per pass (what the shard does when events pile up: one `write` per
 //! recipient for all 16), to 10k (at 100k one pass is 200 MB through 64 sockets, and the
-//! untimed draining between samples takes minutes). Criterion reports recipients (deliveries) per second; the cost per delivery is
+//! untimed draining between samples takes minutes). A third case, `1_per_pass_tracked`, is
+//! the first with every connection keeping a cursor for the group (contract revision 2: a
+//! device's `hello` lists its groups), each event checked against it. Criterion reports recipients (deliveries) per second; the cost per delivery is
 //! its inverse and should stay flat from 100 to 100k members.
 //!
 //! `cargo bench --bench fanout`
@@ -38,8 +40,14 @@ struct Bench {
     slots: Vec<usize>,
 }
 
-/// `members` connections of `members` accounts over [`SOCKETS`] loopback sockets.
-async fn setup(members: usize) -> Bench {
+/// The group the events are of.
+const GROUP: &str = "g";
+
+/// `members` connections of `members` accounts over [`SOCKETS`] loopback sockets. With
+/// `tracked`, each connection's `hello` listed the group, so it keeps a cursor for it and
+/// every event is checked against it (as every member's device does since `hello` lists the
+/// account's groups).
+async fn setup(members: usize, tracked: bool) -> Bench {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let mut streams = Vec::new();
@@ -65,6 +73,7 @@ async fn setup(members: usize) -> Bench {
     let ids: Vec<Arc<str>> = (0..members)
         .map(|i| Arc::from(format!("{i:032x}")))
         .collect();
+    let heads = [(GROUP.to_owned(), 0)];
     let slots = ids
         .iter()
         .enumerate()
@@ -79,7 +88,7 @@ async fn setup(members: usize) -> Bench {
                 c.hello(
                     "{}",
                     0,
-                    &[],
+                    if tracked { &heads[..] } else { &[] },
                     &Limits {
                         mailbox: usize::MAX,
                     },
@@ -101,7 +110,8 @@ impl Bench {
     /// Hands `events` group events to the lane and times the pass that delivers them.
     fn pass(&mut self, frame: &ByteString, events: usize) -> Duration {
         let members = self.list.snapshot();
-        let event = Shared::new("bench", 0, frame.clone());
+        // Numbered 0 ("unknown"): checked against the cursor, never taken for one sent.
+        let event = Shared::new(GROUP, 0, frame.clone());
         let started = Instant::now();
         for _ in 0..events {
             self.fanout.send(&members, self.list.len(), &event);
@@ -133,7 +143,7 @@ impl Bench {
 fn fanout(c: &mut Criterion) {
     // A 100-byte payload, as in the load-test target.
     let frame = ByteString::from(format!(
-        r#"{{"type":"group.message","group_id":"g","seq":1,"data":{{"text":"{}"}}}}"#,
+        r#"{{"type":"group.message","group_id":"g","group_seq":1,"data":{{"text":"{}"}}}}"#,
         "x".repeat(100)
     ));
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -142,15 +152,17 @@ fn fanout(c: &mut Criterion) {
         .expect("runtime");
     let mut bench = c.benchmark_group("shard_pass");
     bench.warm_up_time(Duration::from_secs(1));
-    for (events, sizes) in [
-        (1usize, &[100usize, 1_000, 10_000, 100_000][..]),
-        (16, &[100, 1_000, 10_000][..]),
+    for (events, tracked, sizes) in [
+        (1usize, false, &[100usize, 1_000, 10_000, 100_000][..]),
+        (16, false, &[100, 1_000, 10_000][..]),
+        (1, true, &[1_000, 10_000][..]),
     ] {
         for &members in sizes {
-            let mut b = runtime.block_on(setup(members));
+            let mut b = runtime.block_on(setup(members, tracked));
             bench.throughput(Throughput::Elements((members * events) as u64));
             bench.sample_size(if members >= 10_000 { 10 } else { 30 });
-            let id = BenchmarkId::new(format!("{events}_per_pass"), members);
+            let case = if tracked { "_tracked" } else { "" };
+            let id = BenchmarkId::new(format!("{events}_per_pass{case}"), members);
             bench.bench_with_input(id, &members, |bencher, _| {
                 bencher.iter_custom(|iters| {
                     let _guard = runtime.enter();

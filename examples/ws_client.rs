@@ -8,7 +8,7 @@
 //! events, and per group the last `group_seq` seen with none missing before it. When the
 //! connection drops (or the server closes it, 1013 for a device too slow to read), it
 //! connects again and resumes from them, so nothing is missed; it stops when the server
-//! cannot be reached.
+//! cannot be reached (at once at start, after 30 s of tries once it was connected).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,6 +18,9 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// Seconds of failed connections after a drop before the client gives up.
+const RECONNECT_TRIES: u32 = 30;
 
 #[derive(Parser)]
 struct Args {
@@ -86,12 +89,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         since: args.since,
         groups: args.groups.into_iter().collect(),
     };
+    let mut tries = 0;
     loop {
         let mut request = args.url.as_str().into_client_request()?;
         request
             .headers_mut()
             .insert("Authorization", format!("Bearer {}", args.token).parse()?);
-        let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
+        let mut ws = match tokio_tungstenite::connect_async(request).await {
+            Ok((ws, _)) => ws,
+            // Once connected, a server that restarts gets RECONNECT_TRIES seconds to return.
+            Err(e) if tries > 0 && tries < RECONNECT_TRIES => {
+                tries += 1;
+                eprintln!("reconnecting: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        tries = 1;
         let mut hello: Option<Value> = None;
         while let Some(msg) = ws.next().await {
             let text = match msg {
