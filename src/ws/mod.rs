@@ -7,13 +7,15 @@
 //! - the thread's [`shard::Shard`] writes every live frame: group events from the fan-out
 //!   lane, account events from the device's [`WsOutlet`], many frames per `write`;
 //! - the connection's [`session::Session`] reads client frames (`resume`, `ping`, errors),
-//!   pings, replays, and waits on the socket when it blocks.
+//!   pings, replays ([`resume`]), and waits on the socket when it blocks.
 //!
 //! A device that stops reading is closed with 1013 once more frames than the mailbox holds
 //! wait for it, and its TCP connection is dropped when the close frame cannot go out within
-//! the write timeout; the device resumes later from its `seq`. `resume` replays the account's
-//! log while live frames wait, and the account events at or below the last `seq` sent are
-//! dropped, so replay-then-live has no gap and no duplicate.
+//! the write timeout; the device resumes later from its cursors: its account's `seq` and
+//! each group's `group_seq` (its `hello` lists the account's groups and their heads).
+//! `resume` replays the account's log, then each listed group's, while live frames wait;
+//! account events at or below the last `seq` sent, and events of a tracked group at or below
+//! the last `group_seq` sent, are dropped, so replay-then-live has no gap and no duplicate.
 
 pub mod frames;
 mod resume;
