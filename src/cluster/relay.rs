@@ -51,7 +51,7 @@
 //! - Group events are read back the same way: the device resumes with its `groups` cursors
 //!   (`src/ws/resume.rs`), replayed from the group's log in the store. A group event carries
 //!   its `group_seq` in the `Chorus-Seq` header, so receiving nodes send it once to a device
-//!   that resumed the group (`src/ws/shard.rs`, `Cursors`) without parsing the frame.
+//!   that resumed the group (`src/ws/cursors.rs`) without parsing the frame.
 //! - **The join race**: a group's first events after a join can be published before the
 //!   joining member's node has registered its SUB for the group (the control message travels
 //!   on the account subject and the SUB follows it). Those events reach the member's devices

@@ -17,6 +17,7 @@
 //! account events at or below the last `seq` sent, and events of a tracked group at or below
 //! the last `group_seq` sent, are dropped, so replay-then-live has no gap and no duplicate.
 
+mod cursors;
 pub mod frames;
 mod resume;
 mod session;
