@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use utoipa::openapi::RefOr;
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 
 use super::{AppState, Authed, Body, ClientIp, Router};
 use crate::auth::{Passwords, new_token};
@@ -34,35 +34,60 @@ pub struct NewAccount {
     profile: Map<String, Value>,
 }
 
-/// The schema of the profile a new account sends: string fields, `display_name` required;
-/// at most 32 fields, names `[a-z0-9_]{1,64}`, values up to 1024 characters (docs/api.md,
-/// "Accounts"). Written by hand: a map with one required key is not a Rust type.
+/// The rules every profile field keeps (docs/api.md, "Accounts"): at most 32 fields, names
+/// `[a-z0-9_]{1,64}`, values up to 1024 characters.
+fn profile_object(value: ObjectBuilder) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[a-z0-9_]{1,64}$")),
+        ))
+        .additional_properties(Some(value.max_length(Some(1024))))
+        .max_properties(Some(32))
+}
+
+/// The schema of the profile a new account sends: string fields, `display_name` required.
+/// Written by hand, as [`ProfilePatch`]: a map with rules on its keys is not a Rust type.
 pub struct NewProfile;
 
 impl utoipa::PartialSchema for NewProfile {
     fn schema() -> RefOr<Schema> {
-        let text = || {
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .max_length(Some(1024))
-        };
-        ObjectBuilder::new()
+        let text = || ObjectBuilder::new().schema_type(Type::String);
+        profile_object(text())
             .description(Some(
                 "Personal info: string fields. `email` is lower-cased and `phone` must be \
                  E.164 (once spaces, dashes, dots and parentheses are removed); both are \
                  logins, unique across accounts.",
             ))
-            .property("display_name", text().min_length(Some(1)))
+            .property(
+                "display_name",
+                text().min_length(Some(1)).max_length(Some(1024)),
+            )
             .required("display_name")
-            .property("email", text())
-            .property("phone", text())
-            .additional_properties(Some(text()))
-            .max_properties(Some(32))
             .into()
     }
 }
 
 impl ToSchema for NewProfile {}
+
+/// `PATCH /v1/me/profile`'s body: fields to set, `null` clears one.
+pub struct ProfilePatch;
+
+impl utoipa::PartialSchema for ProfilePatch {
+    fn schema() -> RefOr<Schema> {
+        profile_object(
+            ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null])),
+        )
+        .description(Some(
+            "Fields to set (strings) or clear (`null`); `display_name` cannot be cleared.",
+        ))
+        .min_properties(Some(1))
+        .into()
+    }
+}
+
+impl ToSchema for ProfilePatch {}
 
 /// An account and a new client token (shown once): `POST /v1/accounts`, `POST /v1/sessions`.
 #[derive(Serialize, ToSchema)]
@@ -187,8 +212,7 @@ async fn me(state: web::Data<AppState>, who: Authed) -> Result<HttpResponse> {
 }
 
 #[utoipa::path(patch, path = "/v1/me/profile", tag = "accounts", operation_id = "patch_profile",
-    request_body(content = BTreeMap<String, Option<String>>,
-        description = "Fields to set; `null` clears one (`display_name` cannot be cleared)."),
+    request_body = ProfilePatch,
     responses(
         (status = 200, description = "The profile's version (unchanged if nothing changed).", body = ProfileVersion),
         (status = 400, description = "`bad_json`; `invalid_input` for an empty object, a non-string non-null value, clearing `display_name`, or a broken rule.", body = ErrorBody),

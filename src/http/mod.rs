@@ -69,7 +69,7 @@ pub struct ListQuery {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     limit: Option<String>,
     /// The `next` of the previous page.
-    #[param(max_length = 53)]
+    #[param(pattern = r"^[0-9]{1,20}\.[0-9a-f]{32}$", max_length = 53)]
     before: Option<String>,
 }
 

@@ -98,7 +98,7 @@ async fn verify(
 }
 
 #[utoipa::path(post, path = "/v1/me/{field}/code", tag = "identities", operation_id = "send_profile_code",
-    params(("field" = ProfileField, Path, description = "The profile identifier to prove.")),
+    params(("field" = inline(ProfileField), Path, description = "The profile identifier to prove.")),
     responses(
         (status = 202, description = "A code was sent to the profile's identifier.", body = CodeSentAnswer),
         (status = 409, description = "`already_verified`, `not_verifiable` (no such identifier in the profile, no courier for it).", body = ErrorBody),
@@ -113,7 +113,7 @@ async fn send_profile(
 }
 
 #[utoipa::path(post, path = "/v1/me/{field}/verify", tag = "identities", operation_id = "verify_profile_code",
-    params(("field" = ProfileField, Path, description = "The profile identifier to prove.")),
+    params(("field" = inline(ProfileField), Path, description = "The profile identifier to prove.")),
     request_body = Code,
     responses(
         (status = 200, description = "Proven (again: 200 too).", body = Verified),
