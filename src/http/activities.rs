@@ -113,7 +113,6 @@ async fn releases(
     params(("id" = String, Path, description = "An account id."), ListQuery),
     responses(
         (status = 200, description = "The account's activities, newest first.", body = Page<ActivityView>),
-        (status = 400, description = "`invalid_input`: a bad `limit` or `before`.", body = ErrorBody),
         (status = 403, description = "`forbidden`: neither the account nor a friend.", body = ErrorBody),
     ))]
 async fn feed(

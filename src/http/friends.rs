@@ -118,7 +118,6 @@ async fn list(
     params(ListQuery),
     responses(
         (status = 200, description = "Friends, newest friendship first (profiles with `email`, `phone`).", body = Page<AccountView>),
-        (status = 400, description = "`invalid_input`: a bad `limit` or `before`.", body = ErrorBody),
     ))]
 async fn list_friends(
     state: web::Data<AppState>,
@@ -132,7 +131,6 @@ async fn list_friends(
     params(ListQuery),
     responses(
         (status = 200, description = "Incoming pending requests.", body = Page<AccountView>),
-        (status = 400, description = "`invalid_input`: a bad `limit` or `before`.", body = ErrorBody),
     ))]
 async fn list_requests(
     state: web::Data<AppState>,
@@ -146,7 +144,6 @@ async fn list_requests(
     params(ListQuery),
     responses(
         (status = 200, description = "Accounts the caller's contacts matched, not friends yet.", body = Page<AccountView>),
-        (status = 400, description = "`invalid_input`: a bad `limit` or `before`.", body = ErrorBody),
     ))]
 async fn list_suggestions(
     state: web::Data<AppState>,

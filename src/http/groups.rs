@@ -189,7 +189,6 @@ async fn post_message(
     params(("gid" = String, Path, description = "A group id."), ListQuery),
     responses(
         (status = 200, description = "Messages, newest first (members only).", body = Page<MessageRecord>),
-        (status = 400, description = "`invalid_input`: a bad `limit` or `before`.", body = ErrorBody),
         (status = 403, description = "`forbidden`: not a member.", body = ErrorBody),
     ))]
 async fn list_messages(
@@ -254,7 +253,6 @@ async fn events(
     params(("gid" = String, Path, description = "A group id."), ListQuery),
     responses(
         (status = 200, description = "Pending, unexpired requests, newest first (owner only).", body = Page<BindingRequest>),
-        (status = 400, description = "`invalid_input`: a bad `limit` or `before`.", body = ErrorBody),
         (status = 403, description = "`forbidden`: not the owner.", body = ErrorBody),
     ))]
 async fn list_requests(
@@ -283,15 +281,7 @@ async fn approve(
     who: Authed,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
-    let (gid, rid) = path.into_inner();
-    check_id("group", &gid)?;
-    check_id("binding request", &rid)?;
-    state.chorus.approve_binding(&who.0, &gid, &rid).await?;
-    Ok(HttpResponse::Ok().json(Decided {
-        group_id: gid,
-        request_id: rid,
-        status: Decision::Approved,
-    }))
+    decide(&state, &who.0, path.into_inner(), Decision::Approved).await
 }
 
 #[utoipa::path(post, path = "/v1/groups/{gid}/binding-requests/{rid}/reject", tag = "groups", operation_id = "reject_binding",
@@ -306,14 +296,26 @@ async fn reject(
     who: Authed,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
-    let (gid, rid) = path.into_inner();
+    decide(&state, &who.0, path.into_inner(), Decision::Rejected).await
+}
+
+/// The owner's answer to binding request `rid` of group `gid`.
+async fn decide(
+    state: &AppState,
+    who: &str,
+    (gid, rid): (String, String),
+    decision: Decision,
+) -> Result<HttpResponse> {
     check_id("group", &gid)?;
     check_id("binding request", &rid)?;
-    state.chorus.reject_binding(&who.0, &gid, &rid).await?;
+    match decision {
+        Decision::Approved => state.chorus.approve_binding(who, &gid, &rid).await?,
+        Decision::Rejected => state.chorus.reject_binding(who, &gid, &rid).await?,
+    }
     Ok(HttpResponse::Ok().json(Decided {
         group_id: gid,
         request_id: rid,
-        status: Decision::Rejected,
+        status: decision,
     }))
 }
 
@@ -342,7 +344,6 @@ async fn revoke(
     params(("gid" = String, Path, description = "A group id."), ListQuery),
     responses(
         (status = 200, description = "The bound communities' dynamics merged, newest first (members only).", body = Page<DynamicRecord>),
-        (status = 400, description = "`invalid_input`: a bad `limit` or `before`.", body = ErrorBody),
         (status = 403, description = "`forbidden`: not a member.", body = ErrorBody),
     ))]
 async fn dynamics(

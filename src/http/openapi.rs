@@ -147,8 +147,9 @@ impl Modify for SecuritySchemes {
 }
 
 /// The answers a route may give by its kind, added where its handler lists none for the
-/// status: 400 `bad_json` and 413 with a body, 401 with credentials, 404 with a path
-/// parameter, and 500 / 503 everywhere but the health routes.
+/// status: 400 `bad_json` and 413 with a body, 400 for a list's bad `limit` or `before`, 401
+/// with credentials, 404 with a path parameter, and 500 / 503 everywhere but the health
+/// routes.
 struct CommonAnswers;
 
 impl CommonAnswers {
@@ -160,16 +161,24 @@ impl CommonAnswers {
             reqs.iter()
                 .any(|r| serde_json::to_value(r).is_ok_and(|v| v != serde_json::json!({})))
         });
-        let has_path_param = operation.parameters.as_ref().is_some_and(|ps| {
-            ps.iter().any(|p| {
-                serde_json::to_value(p).is_ok_and(|v| v["in"] == serde_json::json!("path"))
+        let has_param = |what: &str, value: &str| {
+            operation.parameters.as_ref().is_some_and(|ps| {
+                ps.iter()
+                    .any(|p| serde_json::to_value(p).is_ok_and(|v| v[what] == value))
             })
-        });
+        };
+        let has_path_param = has_param("in", "path");
+        let is_list = has_param("name", "before");
         let answers = [
             (
                 has_body,
                 "400",
                 "`bad_json`: not a JSON object, a wrong type or a missing field; `invalid_input`: a value breaks a rule.",
+            ),
+            (
+                is_list,
+                "400",
+                "`invalid_input`: a bad `limit` or `before`.",
             ),
             (has_body, "413", "`body_too_large`: over `--body-limit`."),
             (
