@@ -3,7 +3,8 @@
 //! ([`chorus_actors::Chorus`]) and turns every failure into the contract's error shape via
 //! [`crate::error::Error`]. Who is calling is read in [`auth`], from which address in
 //! [`client`] (for the rate limits); a panic anywhere in a request becomes a 500 in
-//! [`panics`].
+//! [`panics`]. Routes are registered through [`router::Router`], which records the route
+//! table; [`openapi`] is the OpenAPI 3.1 document of them all, served at `/openapi.json`.
 
 pub mod accounts;
 pub mod activities;
