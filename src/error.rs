@@ -4,7 +4,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use chorus_actors::{Error as Domain, StoreError};
-use serde_json::json;
+use serde::Serialize;
 
 /// `Retry-After` of a write the store refused because it cannot take writes now (a full or
 /// failing disk, an unreachable cluster): long enough for an operator's fix or a cluster's
@@ -135,7 +135,32 @@ impl ResponseError for Error {
         if let Error::Unauthorized = self {
             builder.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        builder.json(json!({"error": {"code": self.code(), "message": message}}))
+        builder.json(ErrorBody::new(self.code(), message))
+    }
+}
+
+/// The contract's error shape, `{"error": {"code", "message"}}`, of every error answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong: a stable snake_case `code` (docs/api.md lists them) and human text.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    #[schema(example = "invalid_input")]
+    pub code: String,
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        ErrorBody {
+            error: ErrorDetail {
+                code: code.into(),
+                message: message.into(),
+            },
+        }
     }
 }
 

@@ -6,26 +6,100 @@ use std::collections::BTreeMap;
 use actix_web::{HttpResponse, web};
 use chorus_actors::faults::{self, Point};
 use chorus_actors::model::limits::{check_id, check_login, normalize_patch, normalize_profile};
-use chorus_actors::model::{AccountRecord, Profile, new_id, now_ms};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use chorus_actors::model::{AccountRecord, AccountView, MeView, Profile, new_id, now_ms};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 
-use super::{AppState, Authed, Body, ClientIp};
+use super::{AppState, Authed, Body, ClientIp, Router};
 use crate::auth::{Passwords, new_token};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorBody, Result};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/accounts", web::post().to(create))
-        .route("/accounts/{id}", web::get().to(get_account))
-        .route("/sessions", web::post().to(login))
-        .route("/me", web::get().to(me))
-        .route("/me/profile", web::patch().to(patch_profile));
+pub fn routes(r: &mut Router) {
+    r.post("/accounts", create)
+        .get("/accounts/{id}", get_account)
+        .post("/sessions", login)
+        .get("/me", me)
+        .patch("/me/profile", patch_profile);
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct NewAccount {
+    /// 8 to 1024 characters.
+    #[schema(min_length = 8, max_length = 1024)]
     password: String,
+    #[schema(value_type = NewProfile)]
     profile: Map<String, Value>,
+}
+
+/// The rules every profile field keeps (docs/api.md, "Accounts"): at most 32 fields, names
+/// `[a-z0-9_]{1,64}`, values up to 1024 characters.
+fn profile_object(value: ObjectBuilder) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[a-z0-9_]{1,64}$")),
+        ))
+        .additional_properties(Some(value.max_length(Some(1024))))
+        .max_properties(Some(32))
+}
+
+/// The schema of the profile a new account sends: string fields, `display_name` required.
+/// Written by hand, as [`ProfilePatch`]: a map with rules on its keys is not a Rust type.
+pub struct NewProfile;
+
+impl utoipa::PartialSchema for NewProfile {
+    fn schema() -> RefOr<Schema> {
+        let text = || ObjectBuilder::new().schema_type(Type::String);
+        profile_object(text())
+            .description(Some(
+                "Personal info: string fields. `email` is lower-cased and `phone` must be \
+                 E.164 (once spaces, dashes, dots and parentheses are removed); both are \
+                 logins, unique across accounts.",
+            ))
+            .property(
+                "display_name",
+                text().min_length(Some(1)).max_length(Some(1024)),
+            )
+            .required("display_name")
+            .into()
+    }
+}
+
+impl ToSchema for NewProfile {}
+
+/// `PATCH /v1/me/profile`'s body: fields to set, `null` clears one.
+pub struct ProfilePatch;
+
+impl utoipa::PartialSchema for ProfilePatch {
+    fn schema() -> RefOr<Schema> {
+        profile_object(
+            ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null])),
+        )
+        .description(Some(
+            "Fields to set (strings) or clear (`null`); `display_name` cannot be cleared.",
+        ))
+        .min_properties(Some(1))
+        .into()
+    }
+}
+
+impl ToSchema for ProfilePatch {}
+
+/// An account and a new client token (shown once): `POST /v1/accounts`, `POST /v1/sessions`.
+#[derive(Serialize, ToSchema)]
+pub struct TokenAnswer {
+    account_id: String,
+    token: String,
+}
+
+/// `PATCH /v1/me/profile`: the profile's version after the patch.
+#[derive(Serialize, ToSchema)]
+pub struct ProfileVersion {
+    profile_version: u64,
 }
 
 /// Profile fields must be strings; anything else is `invalid_input` naming the field.
@@ -42,6 +116,14 @@ fn string_fields(map: Map<String, Value>) -> Result<Profile> {
 
 /// `POST /v1/accounts`: counted against the client address first (429), then checked, then
 /// hashed (503 when every hash slot is taken); nothing is stored before all three pass.
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", operation_id = "create_account",
+    security(()), request_body = NewAccount,
+    responses(
+        (status = 201, description = "The account and its first client token.", body = TokenAnswer),
+        (status = 400, description = "`bad_json` without `password`, `profile` or `profile.display_name`; `invalid_input` for a non-string field or a broken rule.", body = ErrorBody),
+        (status = 409, description = "`email_taken`, `phone_taken`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many account creations from this address; `Retry-After`.", body = ErrorBody),
+    ))]
 async fn create(
     state: web::Data<AppState>,
     client: ClientIp,
@@ -70,11 +152,13 @@ async fn create(
     };
     state.chorus.create_account(record, hash).await?;
     tracing::info!(account = %account_id, "account created");
-    Ok(HttpResponse::Created().json(json!({"account_id": account_id, "token": token})))
+    Ok(HttpResponse::Created().json(TokenAnswer { account_id, token }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct Login {
+    /// An email, a phone (starting with `+`) or an account id; up to 256 characters.
+    #[schema(max_length = 256)]
     login: String,
     password: String,
 }
@@ -85,6 +169,14 @@ const DUMMY_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$7
 
 /// `POST /v1/sessions`: counted against the client address and the normalised login (429),
 /// then checked (503 when every hash slot is taken).
+#[utoipa::path(post, path = "/v1/sessions", tag = "accounts", operation_id = "login",
+    security(()), request_body = Login,
+    responses(
+        (status = 200, description = "A new client token.", body = TokenAnswer),
+        (status = 400, description = "`bad_json`; `invalid_input` for a `login` over 256 characters.", body = ErrorBody),
+        (status = 401, description = "`invalid_credentials`: no such login, or a wrong password.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many attempts for this login or from this address; `Retry-After`.", body = ErrorBody),
+    ))]
 async fn login(
     state: web::Data<AppState>,
     client: ClientIp,
@@ -105,15 +197,27 @@ async fn login(
     };
     let (token, hash) = new_token();
     state.chorus.add_token(&record.account_id, hash).await?;
-    Ok(HttpResponse::Ok().json(json!({"account_id": record.account_id, "token": token})))
+    Ok(HttpResponse::Ok().json(TokenAnswer {
+        account_id: record.account_id,
+        token,
+    }))
 }
 
+#[utoipa::path(get, path = "/v1/me", tag = "accounts", operation_id = "me",
+    responses((status = 200, description = "The account's own full view.", body = MeView)))]
 async fn me(state: web::Data<AppState>, who: Authed) -> Result<HttpResponse> {
     faults::panic_at(Point::HANDLER_PANIC);
     let me = state.chorus.me(&who.0).await?;
     Ok(HttpResponse::Ok().json(me))
 }
 
+#[utoipa::path(patch, path = "/v1/me/profile", tag = "accounts", operation_id = "patch_profile",
+    request_body = ProfilePatch,
+    responses(
+        (status = 200, description = "The profile's version (unchanged if nothing changed).", body = ProfileVersion),
+        (status = 400, description = "`bad_json`; `invalid_input` for an empty object, a non-string non-null value, clearing `display_name`, or a broken rule.", body = ErrorBody),
+        (status = 409, description = "`email_taken`, `phone_taken`.", body = ErrorBody),
+    ))]
 async fn patch_profile(
     state: web::Data<AppState>,
     who: Authed,
@@ -134,9 +238,14 @@ async fn patch_profile(
     }
     normalize_patch(&mut changes)?;
     let version = state.chorus.update_profile(&who.0, changes).await?;
-    Ok(HttpResponse::Ok().json(json!({"profile_version": version})))
+    Ok(HttpResponse::Ok().json(ProfileVersion {
+        profile_version: version,
+    }))
 }
 
+#[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts", operation_id = "get_account",
+    params(("id" = String, Path, description = "An account id.")),
+    responses((status = 200, description = "The account as the caller sees it (`email`, `phone` only to itself and friends).", body = AccountView)))]
 async fn get_account(
     state: web::Data<AppState>,
     who: Authed,

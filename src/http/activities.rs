@@ -4,28 +4,55 @@
 
 use actix_web::{HttpResponse, web};
 use chorus_actors::model::limits::{check_id, check_post};
-use serde::Deserialize;
-use serde_json::json;
+use chorus_actors::model::{ActivityView, Page, ReleaseStatus, ReleaseView};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::{AppState, Authed, Body, ListQuery};
-use crate::error::Result;
+use super::{AppState, Authed, Body, ListQuery, Router};
+use crate::error::{ErrorBody, Result};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/me/activities", web::post().to(post))
-        .route("/activities/{id}/releases", web::get().to(releases))
-        .route("/accounts/{id}/activities", web::get().to(feed));
+pub fn routes(r: &mut Router) {
+    r.post("/me/activities", post)
+        .get("/activities/{id}/releases", releases)
+        .get("/accounts/{id}/activities", feed);
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct NewActivity {
+    /// 1 to 5000 characters, not blank, no NUL.
+    #[schema(min_length = 1, max_length = 5000)]
     text: String,
+    /// 1 to 128 characters, no control characters; per account.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 128)]
     idempotency_key: Option<String>,
+}
+
+/// `POST /v1/me/activities`: the activity and one release per linked platform.
+#[derive(Serialize, ToSchema)]
+pub struct Posted {
+    activity_id: String,
+    created_ms: u64,
+    releases: Vec<NewRelease>,
+}
+
+/// A release as a post answers it.
+#[derive(Serialize, ToSchema)]
+pub struct NewRelease {
+    link_id: String,
+    platform: String,
+    status: ReleaseStatus,
 }
 
 /// 201 with the activity and one release per linked platform. A repeat with a known
 /// `idempotency_key` answers the first activity (releases as they stand now) with the header
 /// `Idempotent-Replayed: true`, and releases nothing again.
+#[utoipa::path(post, path = "/v1/me/activities", tag = "activities", operation_id = "post_activity",
+    request_body = NewActivity,
+    responses(
+        (status = 201, description = "The activity (or, for a known `idempotency_key`, the first one, with `Idempotent-Replayed: true`).", body = Posted),
+        (status = 409, description = "`idempotency_key_reused`: the key with another text.", body = ErrorBody),
+    ))]
 async fn post(
     state: web::Data<AppState>,
     who: Authed,
@@ -43,7 +70,11 @@ async fn post(
     let releases: Vec<_> = posted
         .releases
         .iter()
-        .map(|r| json!({"link_id": r.link_id, "platform": r.platform, "status": r.status}))
+        .map(|r| NewRelease {
+            link_id: r.link_id.clone(),
+            platform: r.platform.clone(),
+            status: r.status,
+        })
         .collect();
     if !posted.replayed {
         tracing::info!(
@@ -55,13 +86,19 @@ async fn post(
     if posted.replayed {
         answer.insert_header(("Idempotent-Replayed", "true"));
     }
-    Ok(answer.json(json!({
-        "activity_id": posted.activity.activity_id,
-        "created_ms": posted.activity.created_ms,
-        "releases": releases,
-    })))
+    Ok(answer.json(Posted {
+        activity_id: posted.activity.activity_id,
+        created_ms: posted.activity.created_ms,
+        releases,
+    }))
 }
 
+#[utoipa::path(get, path = "/v1/activities/{id}/releases", tag = "activities", operation_id = "list_releases",
+    params(("id" = String, Path, description = "An activity id.")),
+    responses(
+        (status = 200, description = "One release per platform, by `link_id`; `next` is null.", body = Page<ReleaseView>),
+        (status = 403, description = "`forbidden`: not the author.", body = ErrorBody),
+    ))]
 async fn releases(
     state: web::Data<AppState>,
     who: Authed,
@@ -69,9 +106,15 @@ async fn releases(
 ) -> Result<HttpResponse> {
     check_id("activity", &id)?;
     let items = state.chorus.list_releases(&who.0, &id).await?;
-    Ok(HttpResponse::Ok().json(json!({"items": items, "next": null})))
+    Ok(HttpResponse::Ok().json(Page { items, next: None }))
 }
 
+#[utoipa::path(get, path = "/v1/accounts/{id}/activities", tag = "activities", operation_id = "activity_feed",
+    params(("id" = String, Path, description = "An account id."), ListQuery),
+    responses(
+        (status = 200, description = "The account's activities, newest first.", body = Page<ActivityView>),
+        (status = 403, description = "`forbidden`: neither the account nor a friend.", body = ErrorBody),
+    ))]
 async fn feed(
     state: web::Data<AppState>,
     who: Authed,

@@ -4,47 +4,67 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use chorus_actors::model::ids::is_id;
 use chorus_actors::model::limits::{check_id, check_kind, check_name, check_note, check_text};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::auth::community_server;
-use super::{AppState, Authed, Body};
+use super::groups::{NewMember, NewName};
+use super::{AppState, Authed, Body, Router};
 use crate::auth::new_token;
-use crate::error::Result;
+use crate::error::{ErrorBody, Result};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/communities", web::post().to(create))
-        .route("/communities/{cid}/members", web::post().to(add_member))
-        .route("/communities/{cid}/dynamics", web::post().to(post_dynamic))
-        .route(
-            "/communities/{cid}/binding-requests",
-            web::post().to(request_binding),
-        );
+pub fn routes(r: &mut Router) {
+    r.post("/communities", create)
+        .post("/communities/{cid}/members", add_member)
+        .post("/communities/{cid}/dynamics", post_dynamic)
+        .post("/communities/{cid}/binding-requests", request_binding);
 }
 
-#[derive(Deserialize)]
-pub struct NewCommunity {
-    name: String,
+/// `POST /v1/communities`: the community and its server key (shown once).
+#[derive(Serialize, ToSchema)]
+pub struct CommunityCreated {
+    community_id: String,
+    server_key: String,
 }
 
+/// `POST /v1/communities/{cid}/dynamics`: the dynamic stored.
+#[derive(Serialize, ToSchema)]
+pub struct DynamicPosted {
+    dynamic_id: String,
+}
+
+/// `POST /v1/communities/{cid}/binding-requests`: the request made.
+#[derive(Serialize, ToSchema)]
+pub struct BindingRequested {
+    request_id: String,
+}
+
+#[utoipa::path(post, path = "/v1/communities", tag = "communities", operation_id = "create_community",
+    request_body = NewName,
+    responses((status = 201, description = "The community and its server key.", body = CommunityCreated)))]
 async fn create(
     state: web::Data<AppState>,
     who: Authed,
-    body: Body<NewCommunity>,
+    body: Body<NewName>,
 ) -> Result<HttpResponse> {
     let name = check_name(&body.name)?;
     let (server_key, hash) = new_token();
     let community_id = state.chorus.create_community(&who.0, name, hash).await?;
     tracing::info!(community = %community_id, creator = %who.0, "community created");
-    Ok(HttpResponse::Created()
-        .json(json!({"community_id": community_id, "server_key": server_key})))
+    Ok(HttpResponse::Created().json(CommunityCreated {
+        community_id,
+        server_key,
+    }))
 }
 
-#[derive(Deserialize)]
-pub struct NewMember {
-    account_id: String,
-}
-
+#[utoipa::path(post, path = "/v1/communities/{cid}/members", tag = "communities", operation_id = "add_community_member",
+    params(("cid" = String, Path, description = "A community id.")), request_body = NewMember,
+    security(("community_server" = [])),
+    responses(
+        (status = 204, description = "A member (again: 204 too)."),
+        (status = 403, description = "`forbidden`: another community's key.", body = ErrorBody),
+        (status = 404, description = "`not_found`: an unknown account.", body = ErrorBody),
+    ))]
 async fn add_member(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -60,13 +80,25 @@ async fn add_member(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct NewDynamic {
+    /// A member of the community.
     account_id: String,
+    #[schema(pattern = "^[a-z0-9_.-]{1,32}$", example = "post")]
     kind: String,
+    /// 1 to 4096 characters, not only white space.
+    #[schema(min_length = 1, max_length = 4096)]
     text: String,
 }
 
+#[utoipa::path(post, path = "/v1/communities/{cid}/dynamics", tag = "communities", operation_id = "post_dynamic",
+    params(("cid" = String, Path, description = "A community id.")), request_body = NewDynamic,
+    security(("community_server" = [])),
+    responses(
+        (status = 201, description = "Stored, and stored by every bound group.", body = DynamicPosted),
+        (status = 403, description = "`forbidden`: the account is not a member, or another community's key.", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the fan-out is overloaded (nothing stored) or the store refuses writes; `Retry-After`.", body = ErrorBody),
+    ))]
 async fn post_dynamic(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -92,15 +124,28 @@ async fn post_dynamic(
         .chorus
         .post_dynamic(&cid, &account_id, kind, text)
         .await?;
-    Ok(HttpResponse::Created().json(json!({"dynamic_id": dynamic.dynamic_id})))
+    Ok(HttpResponse::Created().json(DynamicPosted {
+        dynamic_id: dynamic.dynamic_id,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct NewBindingRequest {
     group_id: String,
+    /// Up to 512 characters.
+    #[schema(max_length = 512)]
     note: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/communities/{cid}/binding-requests", tag = "communities", operation_id = "request_binding",
+    params(("cid" = String, Path, description = "A community id.")), request_body = NewBindingRequest,
+    security(("community_server" = [])),
+    responses(
+        (status = 201, description = "Requested; the group owner gets `binding.requested`.", body = BindingRequested),
+        (status = 403, description = "`forbidden`: another community's key.", body = ErrorBody),
+        (status = 404, description = "`not_found`: an unknown group.", body = ErrorBody),
+        (status = 409, description = "`already_bound`, `already_requested`, `limit_reached`.", body = ErrorBody),
+    ))]
 async fn request_binding(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -112,5 +157,5 @@ async fn request_binding(
     check_id("group", &group_id)?;
     check_note(note.as_deref())?;
     let request_id = state.chorus.request_binding(&cid, &group_id, note).await?;
-    Ok(HttpResponse::Created().json(json!({"request_id": request_id})))
+    Ok(HttpResponse::Created().json(BindingRequested { request_id }))
 }

@@ -3,56 +3,109 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chorus_actors::model::limits::{check_id, check_name, check_text, events_limit};
-use serde::Deserialize;
-use serde_json::json;
+use chorus_actors::model::{BindingRequest, DynamicRecord, GroupView, MessageRecord, Page};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::owner_or_community;
-use super::{AppState, Authed, Body, ListQuery};
-use crate::error::Result;
+use super::{AppState, Authed, Body, ListQuery, Router};
+use crate::error::{ErrorBody, Result};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/groups", web::post().to(create))
-        .route("/groups/{gid}", web::get().to(get))
-        .route("/groups/{gid}/members", web::post().to(add_member))
-        .route(
-            "/groups/{gid}/members/{id}",
-            web::delete().to(remove_member),
-        )
-        .route("/groups/{gid}/messages", web::post().to(post_message))
-        .route("/groups/{gid}/messages", web::get().to(list_messages))
-        .route("/groups/{gid}/events", web::get().to(events))
-        .route(
-            "/groups/{gid}/binding-requests",
-            web::get().to(list_requests),
-        )
-        .route(
-            "/groups/{gid}/binding-requests/{rid}/approve",
-            web::post().to(approve),
-        )
-        .route(
-            "/groups/{gid}/binding-requests/{rid}/reject",
-            web::post().to(reject),
-        )
-        .route("/groups/{gid}/bindings/{cid}", web::delete().to(revoke))
-        .route("/groups/{gid}/dynamics", web::get().to(dynamics));
+pub fn routes(r: &mut Router) {
+    r.post("/groups", create)
+        .get("/groups/{gid}", get)
+        .post("/groups/{gid}/members", add_member)
+        .delete("/groups/{gid}/members/{id}", remove_member)
+        .post("/groups/{gid}/messages", post_message)
+        .get("/groups/{gid}/messages", list_messages)
+        .get("/groups/{gid}/events", events)
+        .get("/groups/{gid}/binding-requests", list_requests)
+        .post("/groups/{gid}/binding-requests/{rid}/approve", approve)
+        .post("/groups/{gid}/binding-requests/{rid}/reject", reject)
+        .delete("/groups/{gid}/bindings/{cid}", revoke)
+        .get("/groups/{gid}/dynamics", dynamics);
 }
 
-#[derive(Deserialize)]
-pub struct NewGroup {
-    name: String,
+/// A group or community to create.
+#[derive(Deserialize, ToSchema)]
+pub struct NewName {
+    /// 1 to 128 characters (trimmed).
+    #[schema(min_length = 1, max_length = 128, example = "Hikers")]
+    pub name: String,
 }
 
+/// `POST /v1/groups`: the new group.
+#[derive(Serialize, ToSchema)]
+pub struct GroupCreated {
+    group_id: String,
+}
+
+/// An account to add (to a group, or to a community).
+#[derive(Deserialize, ToSchema)]
+pub struct NewMember {
+    pub account_id: String,
+}
+
+/// A chat message to post.
+#[derive(Deserialize, ToSchema)]
+pub struct NewMessage {
+    /// 1 to 4096 characters, not only white space.
+    #[schema(min_length = 1, max_length = 4096)]
+    text: String,
+}
+
+/// `POST /v1/groups/{gid}/messages`: the message stored.
+#[derive(Serialize, ToSchema)]
+pub struct MessagePosted {
+    message_id: String,
+}
+
+/// The group's stored events, oldest first, each exactly the frame pushed (docs/api.md,
+/// "WebSocket").
+#[derive(ToSchema)]
+#[allow(dead_code)] // The schema of the answer the handler splices from stored frames.
+pub struct GroupEvents {
+    #[schema(value_type = Vec<Object>)]
+    items: Vec<Value>,
+}
+
+/// What the owner decided on a binding request.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Approved,
+    Rejected,
+}
+
+/// `.../approve`, `.../reject`: the request and its outcome.
+#[derive(Serialize, ToSchema)]
+pub struct Decided {
+    group_id: String,
+    request_id: String,
+    status: Decision,
+}
+
+#[utoipa::path(post, path = "/v1/groups", tag = "groups", operation_id = "create_group",
+    request_body = NewName,
+    responses((status = 201, description = "The group; the caller is its owner and first member.", body = GroupCreated)))]
 async fn create(
     state: web::Data<AppState>,
     who: Authed,
-    body: Body<NewGroup>,
+    body: Body<NewName>,
 ) -> Result<HttpResponse> {
     let name = check_name(&body.name)?;
     let group_id = state.chorus.create_group(&who.0, name).await?;
     tracing::info!(group = %group_id, owner = %who.0, "group created");
-    Ok(HttpResponse::Created().json(json!({"group_id": group_id})))
+    Ok(HttpResponse::Created().json(GroupCreated { group_id }))
 }
 
+#[utoipa::path(get, path = "/v1/groups/{gid}", tag = "groups", operation_id = "get_group",
+    params(("gid" = String, Path, description = "A group id.")),
+    responses(
+        (status = 200, description = "The group (members only).", body = GroupView),
+        (status = 403, description = "`forbidden`: not a member.", body = ErrorBody),
+    ))]
 async fn get(
     state: web::Data<AppState>,
     who: Authed,
@@ -63,11 +116,14 @@ async fn get(
     Ok(HttpResponse::Ok().json(view))
 }
 
-#[derive(Deserialize)]
-pub struct NewMember {
-    account_id: String,
-}
-
+#[utoipa::path(post, path = "/v1/groups/{gid}/members", tag = "groups", operation_id = "add_group_member",
+    params(("gid" = String, Path, description = "A group id.")), request_body = NewMember,
+    responses(
+        (status = 204, description = "A member (again: 204 too)."),
+        (status = 403, description = "`forbidden`: not the owner.", body = ErrorBody),
+        (status = 404, description = "`not_found`: an unknown group or account.", body = ErrorBody),
+        (status = 409, description = "`limit_reached`: the group is full.", body = ErrorBody),
+    ))]
 async fn add_member(
     state: web::Data<AppState>,
     who: Authed,
@@ -83,6 +139,14 @@ async fn add_member(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(delete, path = "/v1/groups/{gid}/members/{id}", tag = "groups", operation_id = "remove_group_member",
+    params(("gid" = String, Path, description = "A group id."), ("id" = String, Path, description = "A member's account id.")),
+    responses(
+        (status = 204, description = "No longer a member."),
+        (status = 403, description = "`forbidden`: neither the owner nor the member itself.", body = ErrorBody),
+        (status = 404, description = "`not_found`: an unknown group, or not a member.", body = ErrorBody),
+        (status = 409, description = "`owner_cannot_leave`.", body = ErrorBody),
+    ))]
 async fn remove_member(
     state: web::Data<AppState>,
     who: Authed,
@@ -99,11 +163,13 @@ async fn remove_member(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
-pub struct NewMessage {
-    text: String,
-}
-
+#[utoipa::path(post, path = "/v1/groups/{gid}/messages", tag = "groups", operation_id = "post_message",
+    params(("gid" = String, Path, description = "A group id.")), request_body = NewMessage,
+    responses(
+        (status = 201, description = "Stored; every member's devices get `group.message`.", body = MessagePosted),
+        (status = 403, description = "`forbidden`: not a member.", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the fan-out is overloaded (nothing stored) or the store refuses writes; `Retry-After`.", body = ErrorBody),
+    ))]
 async fn post_message(
     state: web::Data<AppState>,
     who: Authed,
@@ -114,9 +180,17 @@ async fn post_message(
     let NewMessage { text } = body.into_inner();
     check_text(&text)?;
     let message = state.chorus.post_message(&who.0, &gid, text).await?;
-    Ok(HttpResponse::Created().json(json!({"message_id": message.message_id})))
+    Ok(HttpResponse::Created().json(MessagePosted {
+        message_id: message.message_id,
+    }))
 }
 
+#[utoipa::path(get, path = "/v1/groups/{gid}/messages", tag = "groups", operation_id = "list_messages",
+    params(("gid" = String, Path, description = "A group id."), ListQuery),
+    responses(
+        (status = 200, description = "Messages, newest first (members only).", body = Page<MessageRecord>),
+        (status = 403, description = "`forbidden`: not a member.", body = ErrorBody),
+    ))]
 async fn list_messages(
     state: web::Data<AppState>,
     who: Authed,
@@ -128,14 +202,27 @@ async fn list_messages(
     Ok(HttpResponse::Ok().json(page))
 }
 
-#[derive(Deserialize)]
-struct EventsQuery {
+/// `?after=N&limit=M` of `GET /v1/groups/{gid}/events`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// The last group seq seen; without it, from the oldest event kept.
     after: Option<u64>,
+    /// Events per answer (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
 /// Extension: the group's stored events after `after`, oldest first, exactly as they were
 /// pushed (for a device that was offline).
+#[utoipa::path(get, path = "/v1/groups/{gid}/events", tag = "groups", operation_id = "group_events",
+    params(("gid" = String, Path, description = "A group id."), EventsQuery),
+    responses(
+        (status = 200, description = "Stored events after `after`, oldest first (members only).", body = GroupEvents),
+        (status = 400, description = "`invalid_input`: a bad `after` or `limit`.", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not a member.", body = ErrorBody),
+        (status = 409, description = "`resync_required`: events after `after` are no longer kept.", body = ErrorBody),
+    ))]
 async fn events(
     state: web::Data<AppState>,
     who: Authed,
@@ -162,6 +249,12 @@ async fn events(
         .body(body))
 }
 
+#[utoipa::path(get, path = "/v1/groups/{gid}/binding-requests", tag = "groups", operation_id = "list_binding_requests",
+    params(("gid" = String, Path, description = "A group id."), ListQuery),
+    responses(
+        (status = 200, description = "Pending, unexpired requests, newest first (owner only).", body = Page<BindingRequest>),
+        (status = 403, description = "`forbidden`: not the owner.", body = ErrorBody),
+    ))]
 async fn list_requests(
     state: web::Data<AppState>,
     who: Authed,
@@ -176,30 +269,64 @@ async fn list_requests(
     Ok(HttpResponse::Ok().json(page))
 }
 
+#[utoipa::path(post, path = "/v1/groups/{gid}/binding-requests/{rid}/approve", tag = "groups", operation_id = "approve_binding",
+    params(("gid" = String, Path, description = "A group id."), ("rid" = String, Path, description = "A binding request id.")),
+    responses(
+        (status = 200, description = "Bound (again: 200 too); members get `binding.approved`.", body = Decided),
+        (status = 403, description = "`forbidden`: not the owner.", body = ErrorBody),
+        (status = 409, description = "`request_expired`, `already_bound`.", body = ErrorBody),
+    ))]
 async fn approve(
     state: web::Data<AppState>,
     who: Authed,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
-    let (gid, rid) = path.into_inner();
-    check_id("group", &gid)?;
-    check_id("binding request", &rid)?;
-    state.chorus.approve_binding(&who.0, &gid, &rid).await?;
-    Ok(HttpResponse::Ok().json(json!({"group_id": gid, "request_id": rid, "status": "approved"})))
+    decide(&state, &who.0, path.into_inner(), Decision::Approved).await
 }
 
+#[utoipa::path(post, path = "/v1/groups/{gid}/binding-requests/{rid}/reject", tag = "groups", operation_id = "reject_binding",
+    params(("gid" = String, Path, description = "A group id."), ("rid" = String, Path, description = "A binding request id.")),
+    responses(
+        (status = 200, description = "Rejected; the owner's devices get `binding.rejected`.", body = Decided),
+        (status = 403, description = "`forbidden`: not the owner.", body = ErrorBody),
+        (status = 409, description = "`request_expired`.", body = ErrorBody),
+    ))]
 async fn reject(
     state: web::Data<AppState>,
     who: Authed,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
-    let (gid, rid) = path.into_inner();
-    check_id("group", &gid)?;
-    check_id("binding request", &rid)?;
-    state.chorus.reject_binding(&who.0, &gid, &rid).await?;
-    Ok(HttpResponse::Ok().json(json!({"group_id": gid, "request_id": rid, "status": "rejected"})))
+    decide(&state, &who.0, path.into_inner(), Decision::Rejected).await
 }
 
+/// The owner's answer to binding request `rid` of group `gid`.
+async fn decide(
+    state: &AppState,
+    who: &str,
+    (gid, rid): (String, String),
+    decision: Decision,
+) -> Result<HttpResponse> {
+    check_id("group", &gid)?;
+    check_id("binding request", &rid)?;
+    match decision {
+        Decision::Approved => state.chorus.approve_binding(who, &gid, &rid).await?,
+        Decision::Rejected => state.chorus.reject_binding(who, &gid, &rid).await?,
+    }
+    Ok(HttpResponse::Ok().json(Decided {
+        group_id: gid,
+        request_id: rid,
+        status: decision,
+    }))
+}
+
+#[utoipa::path(delete, path = "/v1/groups/{gid}/bindings/{cid}", tag = "groups", operation_id = "revoke_binding",
+    params(("gid" = String, Path, description = "A group id."), ("cid" = String, Path, description = "A bound community's id.")),
+    security(("client" = []), ("community_server" = [])),
+    responses(
+        (status = 204, description = "Unbound; members get `binding.revoked`."),
+        (status = 403, description = "`forbidden`: a member's token, or another community's key.", body = ErrorBody),
+        (status = 404, description = "`not_found`: an unknown group, or not bound.", body = ErrorBody),
+    ))]
 async fn revoke(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -213,6 +340,12 @@ async fn revoke(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(get, path = "/v1/groups/{gid}/dynamics", tag = "groups", operation_id = "group_dynamics",
+    params(("gid" = String, Path, description = "A group id."), ListQuery),
+    responses(
+        (status = 200, description = "The bound communities' dynamics merged, newest first (members only).", body = Page<DynamicRecord>),
+        (status = 403, description = "`forbidden`: not a member.", body = ErrorBody),
+    ))]
 async fn dynamics(
     state: web::Data<AppState>,
     who: Authed,

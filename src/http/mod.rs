@@ -3,7 +3,8 @@
 //! ([`chorus_actors::Chorus`]) and turns every failure into the contract's error shape via
 //! [`crate::error::Error`]. Who is calling is read in [`auth`], from which address in
 //! [`client`] (for the rate limits); a panic anywhere in a request becomes a 500 in
-//! [`panics`].
+//! [`panics`]. Routes are registered through [`router::Router`], which records the route
+//! table; [`openapi`] is the OpenAPI 3.1 document of them all, served at `/openapi.json`.
 
 pub mod accounts;
 pub mod activities;
@@ -13,9 +14,11 @@ pub mod cluster;
 pub mod communities;
 pub mod friends;
 pub mod groups;
+pub mod openapi;
 pub mod panics;
 pub mod platforms;
 pub mod proofs;
+pub mod router;
 pub mod sessions;
 
 use std::pin::Pin;
@@ -26,15 +29,17 @@ use actix_web::error::{PathError, PayloadError, QueryPayloadError};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use chorus_actors::Chorus;
 use chorus_actors::model::PageRequest;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use utoipa::{IntoParams, ToSchema};
 
 pub use self::auth::Authed;
 pub use self::client::ClientIp;
+pub use self::router::{Endpoint, Router};
 use crate::auth::Passwords;
 use crate::config::Config;
 use crate::connectors::Connectors;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorBody, Result};
 use crate::health::Readiness;
 use crate::limits::Limits;
 
@@ -58,9 +63,14 @@ pub struct AppState {
 
 /// `?limit=N&before=CURSOR` of every list. `limit` is read as text so a bad value answers
 /// `invalid_input` rather than a generic parse failure.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Items per page (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// The `next` of the previous page.
+    #[param(pattern = r"^[0-9]{1,20}\.[0-9a-f]{32}$", max_length = 53)]
     before: Option<String>,
 }
 
@@ -140,24 +150,42 @@ fn query_config() -> web::QueryConfig {
     })
 }
 
+/// `{"status": "ok"}`: the answer of `/healthz` and `/readyz`.
+#[derive(Serialize, ToSchema)]
+pub struct StatusOk {
+    #[schema(example = "ok")]
+    status: &'static str,
+}
+
+const OK: StatusOk = StatusOk { status: "ok" };
+
 /// `GET /healthz`: liveness. 200 while the process answers at all, whatever the store does
 /// (restarting a server whose disk is full would not free the disk).
+#[utoipa::path(get, path = "/healthz", tag = "health", operation_id = "healthz",
+    security(()),
+    responses((status = 200, description = "The process answers.", body = StatusOk)))]
 async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+    HttpResponse::Ok().json(OK)
 }
 
 /// `GET /readyz`: readiness. 200 `{"status":"ok"}` while the server can serve and store; 503
 /// `unavailable` in the contract's error shape, with `Retry-After` and the reason in the
 /// message, while the store refuses writes or a start-up recovery runs.
+#[utoipa::path(get, path = "/readyz", tag = "health", operation_id = "readyz",
+    security(()),
+    responses(
+        (status = 200, description = "The server can serve and store.", body = StatusOk),
+        (status = 503, description = "`unavailable`: not ready (the reason in the message), with `Retry-After`.", body = ErrorBody),
+    ))]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     match state.readiness.check() {
-        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
+        Ok(()) => HttpResponse::Ok().json(OK),
         Err(not_ready) => HttpResponse::ServiceUnavailable()
             .insert_header(("Retry-After", not_ready.retry_after().to_string()))
-            .json(serde_json::json!({"error": {
-                "code": "unavailable",
-                "message": format!("not ready: {}", not_ready.reason()),
-            }})),
+            .json(ErrorBody::new(
+                "unavailable",
+                format!("not ready: {}", not_ready.reason()),
+            )),
     }
 }
 
@@ -168,25 +196,37 @@ async fn not_found() -> Result<HttpResponse> {
 
 /// Registers every route and the extractor configs.
 pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
+    register(cfg, body_limit);
+}
+
+/// [`configure`], answering the route table: every method and path registered, which the
+/// OpenAPI test holds against the document ([`openapi`]).
+pub fn register(cfg: &mut web::ServiceConfig, body_limit: usize) -> Vec<Endpoint> {
+    let mut table = Vec::new();
     cfg.app_data(BodyLimit(body_limit))
         .app_data(web::PayloadConfig::new(body_limit))
         .app_data(path_config())
-        .app_data(query_config())
-        .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .service(
-            web::scope("/v1")
-                .configure(accounts::routes)
-                .configure(sessions::routes)
-                .configure(activities::routes)
-                .configure(platforms::routes)
-                .configure(proofs::routes)
-                .configure(friends::routes)
-                .configure(groups::routes)
-                .configure(communities::routes)
-                .route("/cluster", web::get().to(cluster::status))
-                .route("/cluster/owner/{kind}/{id}", web::get().to(cluster::owner))
-                .route("/ws", web::get().to(crate::ws::not_upgraded)),
-        )
-        .default_service(web::to(not_found));
+        .app_data(query_config());
+    Router::new(cfg, "", &mut table)
+        .get("/healthz", healthz)
+        .get("/readyz", readyz)
+        .get("/openapi.json", openapi::serve);
+    let mut v1 = Vec::new();
+    cfg.service(web::scope("/v1").configure(|cfg| {
+        let mut r = Router::new(cfg, "/v1", &mut v1);
+        accounts::routes(&mut r);
+        sessions::routes(&mut r);
+        activities::routes(&mut r);
+        platforms::routes(&mut r);
+        proofs::routes(&mut r);
+        friends::routes(&mut r);
+        groups::routes(&mut r);
+        communities::routes(&mut r);
+        r.get("/cluster", cluster::status)
+            .get("/cluster/owner/{kind}/{id}", cluster::owner)
+            .get("/ws", crate::ws::not_upgraded);
+    }))
+    .default_service(web::to(not_found));
+    table.extend(v1);
+    table
 }

@@ -6,26 +6,47 @@
 
 use actix_web::{HttpResponse, web};
 use chorus_actors::model::limits::check_id;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use chorus_actors::model::{LinkView, Page};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
-use super::{AppState, Authed, Body};
-use crate::error::Result;
+use super::{AppState, Authed, Body, Router};
+use crate::error::{ErrorBody, Result};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/me/platforms", web::post().to(link))
-        .route("/me/platforms", web::get().to(list))
-        .route("/me/platforms/{link_id}", web::delete().to(unlink));
+pub fn routes(r: &mut Router) {
+    r.post("/me/platforms", link)
+        .get("/me/platforms", list)
+        .delete("/me/platforms/{link_id}", unlink);
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct NewLink {
+    /// A connector this server has: `webhook`, `mastodon`, `email` (with `--smtp-url`).
+    #[schema(example = "webhook")]
     platform: String,
+    /// 1 to 128 characters.
+    #[schema(min_length = 1, max_length = 128)]
     handle: String,
+    /// The platform's settings (docs/api.md, "Platform accounts"); never echoed.
     #[serde(default)]
+    #[schema(value_type = Object)]
     config: Value,
 }
 
+/// `POST /v1/me/platforms`: the new link.
+#[derive(Serialize, ToSchema)]
+pub struct Linked {
+    link_id: String,
+}
+
+#[utoipa::path(post, path = "/v1/me/platforms", tag = "platforms", operation_id = "link_platform",
+    request_body = NewLink,
+    responses(
+        (status = 201, description = "Linked.", body = Linked),
+        (status = 400, description = "`bad_json`; `unknown_platform`; `invalid_input` for a bad config or handle, a destination the egress policy refuses, an unverifiable Mastodon account or more than 32 links.", body = ErrorBody),
+        (status = 409, description = "`handle_taken`: an account already links that (platform, handle).", body = ErrorBody),
+    ))]
 async fn link(
     state: web::Data<AppState>,
     who: Authed,
@@ -47,14 +68,22 @@ async fn link(
         .await?;
     let link_id = record.link_id.clone();
     state.chorus.link_platform(&who.0, record).await?;
-    Ok(HttpResponse::Created().json(json!({"link_id": link_id})))
+    Ok(HttpResponse::Created().json(Linked { link_id }))
 }
 
+#[utoipa::path(get, path = "/v1/me/platforms", tag = "platforms", operation_id = "list_platforms",
+    responses((status = 200, description = "Every link (never its config); `next` is null.", body = Page<LinkView>)))]
 async fn list(state: web::Data<AppState>, who: Authed) -> Result<HttpResponse> {
     let me = state.chorus.me(&who.0).await?;
-    Ok(HttpResponse::Ok().json(json!({"items": me.platforms, "next": null})))
+    Ok(HttpResponse::Ok().json(Page {
+        items: me.platforms,
+        next: None,
+    }))
 }
 
+#[utoipa::path(delete, path = "/v1/me/platforms/{link_id}", tag = "platforms", operation_id = "unlink_platform",
+    params(("link_id" = String, Path, description = "A link id of the caller.")),
+    responses((status = 204, description = "Unlinked; the handle is free again.")))]
 async fn unlink(
     state: web::Data<AppState>,
     who: Authed,

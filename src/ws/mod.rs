@@ -87,6 +87,12 @@ impl Outlet for WsOutlet {
 
 /// `GET /v1/ws` without `Upgrade: websocket`: the token is checked first (401), then the
 /// request is refused as not a handshake (400).
+#[utoipa::path(get, path = "/v1/ws", tag = "websocket", operation_id = "websocket",
+    params(("token" = Option<String>, Query, description = "The client token, for clients that cannot set `Authorization`.")),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol (with `Upgrade: websocket`); frames in docs/api.md."),
+        (status = 400, description = "`invalid_input`: not a WebSocket handshake.", body = crate::error::ErrorBody),
+    ))]
 pub async fn not_upgraded(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {
     ws_account(&state, req.head()).await?;
     Err(Error::invalid(

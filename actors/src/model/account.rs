@@ -246,9 +246,11 @@ pub fn normalize_handle(_platform: &str, handle: &str) -> String {
 }
 
 /// An account as another account (or itself) sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccountView {
+    #[schema(value_type = String)]
     pub account_id: AccountId,
+    #[schema(value_type = BTreeMap<String, String>)]
     pub profile: Profile,
     pub profile_version: u64,
 }
@@ -265,7 +267,7 @@ impl AccountView {
 }
 
 /// A platform link as clients see it: never its config (which may hold secrets).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LinkView {
     pub link_id: String,
     pub platform: String,
@@ -276,7 +278,7 @@ pub struct LinkView {
 }
 
 /// See [`LinkView::status`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LinkStatus {
     Active,
@@ -300,9 +302,11 @@ impl LinkView {
 }
 
 /// `GET /v1/me`: the account's own full view.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MeView {
+    #[schema(value_type = String)]
     pub account_id: AccountId,
+    #[schema(value_type = BTreeMap<String, String>)]
     pub profile: Profile,
     pub profile_version: u64,
     pub platforms: Vec<LinkView>,
@@ -320,7 +324,7 @@ pub enum Relation {
 }
 
 /// The status of a friend request once sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestStatus {
     Pending,

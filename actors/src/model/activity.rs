@@ -30,7 +30,7 @@ pub struct ActivityRecord {
 }
 
 /// Where a release stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReleaseStatus {
     /// Written with the activity; no attempt finished yet.
@@ -134,8 +134,9 @@ pub struct ReleaseKey {
 
 /// A release as the author sees it: `GET /v1/activities/{id}/releases` items and the data of
 /// `release.status` events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReleaseView {
+    #[schema(value_type = String)]
     pub activity_id: ActivityId,
     pub link_id: String,
     pub platform: String,
@@ -149,9 +150,11 @@ pub struct ReleaseView {
 }
 
 /// An activity as friends see it (`activity.posted` data, activity feed items).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ActivityView {
+    #[schema(value_type = String)]
     pub activity_id: ActivityId,
+    #[schema(value_type = String)]
     pub account_id: AccountId,
     pub text: String,
     pub created_ms: u64,

@@ -18,10 +18,12 @@ pub struct GroupRecord {
 }
 
 /// A community's request to bind to a group, pending until the owner answers or it expires.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BindingRequest {
     pub request_id: String,
+    #[schema(value_type = String)]
     pub group_id: GroupId,
+    #[schema(value_type = String)]
     pub community_id: CommunityId,
     pub community_name: String,
     pub note: Option<String>,
@@ -43,10 +45,12 @@ pub struct Binding {
 }
 
 /// A chat message of a group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MessageRecord {
     pub message_id: String,
+    #[schema(value_type = String)]
     pub group_id: GroupId,
+    #[schema(value_type = String)]
     pub account_id: AccountId,
     pub text: String,
     pub created_ms: u64,
@@ -62,10 +66,12 @@ pub struct CommunityRecord {
 }
 
 /// One piece of dynamic info (a post, a status, a join) of a community member.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DynamicRecord {
     pub dynamic_id: String,
+    #[schema(value_type = String)]
     pub community_id: CommunityId,
+    #[schema(value_type = String)]
     pub account_id: AccountId,
     pub kind: String,
     pub text: String,
@@ -73,12 +79,16 @@ pub struct DynamicRecord {
 }
 
 /// A group as its members see it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GroupView {
+    #[schema(value_type = String)]
     pub group_id: GroupId,
     pub name: String,
+    #[schema(value_type = String)]
     pub owner: AccountId,
+    #[schema(value_type = Vec<String>)]
     pub members: Vec<AccountId>,
+    #[schema(value_type = Vec<String>)]
     pub bindings: Vec<CommunityId>,
 }
 
