@@ -3,7 +3,7 @@
 //! ([`chorus_actors::Chorus`]) and turns every failure into the contract's error shape via
 //! [`crate::error::Error`]. Who is calling is read in [`auth`], from which address in
 //! [`client`] (for the rate limits); a panic anywhere in a request becomes a 500 in
-//! [`panics`].
+//! [`panics`]. The web client's files are served at `/` by [`webapp`].
 
 pub mod accounts;
 pub mod activities;
@@ -17,6 +17,7 @@ pub mod panics;
 pub mod platforms;
 pub mod proofs;
 pub mod sessions;
+pub mod webapp;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -174,6 +175,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
         .app_data(query_config())
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
+        .configure(webapp::routes)
         .service(
             web::scope("/v1")
                 .configure(accounts::routes)

@@ -1,0 +1,78 @@
+// Two users in two browser contexts at once: they become friends through the page, one
+// changes its profile and the other sees it live; then the other's connection drops, a
+// change happens meanwhile, and the reconnect resumes with the one cursor and shows it.
+
+import {after, before, test} from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  LIVE_MS, launchBrowser, openUser, screenshot, signUp, startServer, until,
+} from './support.js';
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+test('a friend sees a profile change live, and after a reconnect', async () => {
+  const ann = await openUser(browser, server.url);
+  const bob = await openUser(browser, server.url);
+  const annAccount = await signUp(ann.page, 'Ann');
+  const bobAccount = await signUp(bob.page, 'Bob');
+
+  // Bob asks, Ann sees the request live and accepts it; both lists show the friend.
+  const ask = bob.page.getByTestId('friend-request-form');
+  await ask.getByLabel('Friend\'s account id').fill(annAccount.id);
+  await ask.getByRole('button', {name: 'Send request'}).click();
+  await ann.page.getByTestId(`accept-${bobAccount.id}`).click();
+  await ann.page.getByTestId(`friend-${bobAccount.id}`).waitFor();
+  const annOnBob = bob.page.getByTestId(`friend-${annAccount.id}`);
+  await annOnBob.waitFor();
+
+  // Ann changes her profile; Bob's page shows it without a reload.
+  const profile = ann.page.getByTestId('profile-form');
+  await profile.getByLabel('Display name').fill('Ann Smith');
+  await profile.getByLabel('Status').fill('hiking the ridge');
+  await profile.getByRole('button', {name: 'Save profile'}).click();
+  await annOnBob.getByTestId(`name-${annAccount.id}`).filter({hasText: 'Ann Smith'}).waitFor();
+  await bob.page.getByTestId(`friend-status-${annAccount.id}`)
+    .filter({hasText: 'hiking the ridge'}).waitFor();
+  assert.ok(bob.frames.received.some((f) => f.type === 'profile.updated'
+    && f.data.account_id === annAccount.id && typeof f.seq === 'number'));
+
+  // Presence, where the server reports it: Ann is online on Bob's page.
+  if (await bob.page.evaluate(() => window.chorus.app.hasPresence)) {
+    await bob.page.locator(`[data-testid="presence-${annAccount.id}"][data-online="true"]`)
+      .waitFor();
+  }
+  await screenshot(bob.page, 'friends');
+
+  // Bob's network drops; Ann changes her status meanwhile; Bob reconnects and resumes.
+  await bob.page.evaluate(() => window.chorus.live.hold());
+  await bob.page.getByTestId('connection').filter({hasText: 'offline'}).waitFor();
+  const seenBefore = Math.max(...bob.frames.received
+    .filter((f) => typeof f.seq === 'number' && typeof f.group_id !== 'string')
+    .map((f) => f.seq));
+  await profile.getByLabel('Status').fill('at the summit');
+  await profile.getByRole('button', {name: 'Save profile'}).click();
+  // Stored once Ann's own device has the event.
+  await until(() => ann.frames.received.some((f) => f.type === 'profile.updated'
+    && f.data.changes?.status === 'at the summit'), 'the change to be stored');
+  await bob.page.evaluate(() => window.chorus.live.release());
+  await bob.page.getByTestId(`friend-status-${annAccount.id}`)
+    .filter({hasText: 'at the summit'}).waitFor({timeout: LIVE_MS * 2});
+  const resume = bob.frames.sent.find((f) => f.type === 'resume');
+  assert.ok(resume, 'the reconnect sends resume');
+  assert.equal(resume.since, seenBefore, 'resume starts after the highest account seq seen');
+  assert.equal(typeof resume.groups, 'object');
+
+  await ann.context.close();
+  await bob.context.close();
+});
