@@ -125,7 +125,8 @@ export class Live {
         if (frame.error?.code === 'resync_required') {
           // What the cursor asks for is no longer kept: the connection is live from the
           // hello's numbers, and the page reloads its state over HTTP.
-          this.since = this.helloSeq;
+          this.since = Math.max(this.since ?? 0, this.helloSeq);
+          this.groups = new Map();
           this.takeHelloGroups(this.helloFrame);
           this.handlers.resync();
         } else {
@@ -161,8 +162,10 @@ export class Live {
     } else {
       // First connection of this page: its state is loaded over HTTP from here on.
       this.since = frame.seq;
-      this.takeHelloGroups(frame);
     }
+    // Groups the cursor does not hold yet (all of them at first; after a reconnect, those
+    // joined meanwhile, which a page loads over HTTP when it opens them) start at hello's.
+    this.takeHelloGroups(frame);
     this.attempt = 0;
     this.handlers.status('live');
     this.handlers.hello(frame, resumed);

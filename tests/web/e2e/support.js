@@ -31,7 +31,7 @@ export const LIVE_MS = 10_000;
  */
 export async function startServer(extra = []) {
   const bin = process.env.CHORUS_BIN
-    ?? path.join(process.env.CARGO_TARGET_DIR ?? path.join(repoRoot, 'target'), 'debug', 'chorus');
+    ?? path.resolve(repoRoot, process.env.CARGO_TARGET_DIR ?? 'target', 'debug', 'chorus');
   const dataDir = mkdtempSync(path.join(tmpdir(), 'chorus-web-'));
   const child = spawn(bin, ['--listen', '127.0.0.1:0', '--data-dir', dataDir,
     '--allow-private-destinations', ...extra], {
