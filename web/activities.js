@@ -114,6 +114,7 @@ export class ActivityPage {
       h('p', {class: 'text'}, activity.text), h('time', {}, when(activity.created_ms)),
       h('ul', {class: 'releases'}, ...[...releases.values()].map((r) => h('li', {},
         h('span', {class: 'badge'}, r.platform), ' ',
+        this.links.find((l) => l.link_id === r.link_id)?.handle ?? '', ' ',
         h('span', {class: `release ${r.status}`, 'data-testid': `release-${r.link_id}`}, r.status),
         r.attempts ? h('span', {class: 'muted'}, ` after ${r.attempts} attempt${r.attempts > 1 ? 's' : ''}`) : null,
         r.last_error ? h('span', {class: 'muted'}, ` — ${r.last_error}`) : null,
@@ -122,6 +123,9 @@ export class ActivityPage {
     this.friendsEl.replaceChildren(...this.friendsPosts.map((a) => h('li', {},
       h('span', {class: 'author'}, this.app.names.name(a.account_id)), ' ',
       h('span', {class: 'text'}, a.text), h('time', {}, when(a.created_ms)))));
+    if (this.friendsPosts.length === 0) {
+      this.friendsEl.append(h('li', {class: 'muted'}, 'Your friends\' posts show here as they come.'));
+    }
   }
 
   event(frame) {

@@ -42,6 +42,8 @@ class App {
     /** Whether this server reports presence at all (revision 2 servers with presence). */
     this.hasPresence = false;
     this.groups = new Set(this.storedGroups());
+    /** Community id to its name, as binding requests and approvals tell it. */
+    this.communities = new Map();
     this.status = 'connecting';
     this.statusEl = h('span', {class: 'status connecting', 'data-testid': 'connection'}, 'connecting');
     this.meEl = h('span', {class: 'me', 'data-testid': 'me-name'});

@@ -83,8 +83,7 @@ export class GroupPage {
     });
     this.bindingsEl = h('ul', {class: 'list', 'data-testid': 'bindings'});
     this.requestsEl = h('ul', {class: 'list', 'data-testid': 'binding-requests'});
-    this.ownerEl = h('div', {hidden: true}, h('h3', {}, 'Binding requests'), this.requestsEl,
-      this.addMember);
+    this.requestsBox = h('div', {hidden: true}, h('h3', {}, 'Binding requests'), this.requestsEl);
     this.chatEl = h('ol', {class: 'chat', 'data-testid': 'messages'});
     const send = form({'data-testid': 'send-message', class: 'inline'}, [
       h('input', {name: 'text', required: true, maxlength: 4096, placeholder: 'Message',
@@ -96,10 +95,14 @@ export class GroupPage {
     this.dynamicsEl = h('ol', {class: 'feed', 'data-testid': 'dynamics'});
     this.element = h('div', {},
       h('p', {}, h('a', {href: '#/groups'}, '← Groups')),
-      this.titleEl, this.errorEl,
+      this.titleEl,
+      h('p', {class: 'muted'}, 'Group id (members open it with this): ',
+        h('code', {'data-testid': 'group-id', class: 'copy', title: 'click to copy',
+          onclick: () => navigator.clipboard?.writeText(gid)}, gid)),
+      this.errorEl,
       h('div', {class: 'columns three'},
-        h('section', {class: 'card'}, h('h3', {}, 'Members'), this.membersEl,
-          h('h3', {}, 'Bound communities'), this.bindingsEl, this.ownerEl),
+        h('section', {class: 'card'}, h('h3', {}, 'Members'), this.membersEl, this.addMember,
+          h('h3', {}, 'Bound communities'), this.bindingsEl, this.requestsBox),
         h('section', {class: 'card'}, h('h3', {}, 'Chat'), this.chatEl, send),
         h('section', {class: 'card'}, h('h3', {}, 'Community dynamics'), this.dynamicsEl)));
   }
@@ -135,6 +138,7 @@ export class GroupPage {
     if (!this.owner) return;
     const r = await api('GET', `/v1/groups/${this.gid}/binding-requests?limit=200`);
     this.requests = new Map(r.items.map((q) => [q.request_id, q]));
+    for (const q of r.items) this.app.communities.set(q.community_id, q.community_name);
   }
 
   /** `GET /v1/groups/{gid}/presence` where the server has it (its absence is no error). */
@@ -158,12 +162,13 @@ export class GroupPage {
     this.membersEl.replaceChildren(...g.members.map((id) => h('li', {'data-testid': `member-${id}`},
       who(app, id), id === g.owner ? h('span', {class: 'badge'}, 'owner') : null)));
     this.bindingsEl.replaceChildren(...g.bindings.map((cid) => h('li', {'data-testid': `binding-${cid}`},
-      h('code', {title: cid}, shortId(cid)),
+      h('span', {}, app.communities.get(cid) ?? 'Community', ' ', h('code', {title: cid}, shortId(cid))),
       this.owner ? h('span', {class: 'actions'}, h('button', {class: 'secondary',
         onclick: () => this.act(() => api('DELETE', `/v1/groups/${this.gid}/bindings/${cid}`))},
       'Unbind')) : null)));
     if (g.bindings.length === 0) this.bindingsEl.append(h('li', {class: 'muted'}, 'None.'));
-    this.ownerEl.hidden = !this.owner;
+    this.addMember.hidden = !this.owner;
+    this.requestsBox.hidden = !this.owner;
     if (this.owner) this.renderOwner();
     const messages = [...this.messages.values()].sort((a, b) => a.created_ms - b.created_ms);
     const atBottom = this.chatEl.scrollTop + this.chatEl.clientHeight >= this.chatEl.scrollHeight - 8;
@@ -233,11 +238,15 @@ export class GroupPage {
         break;
       case 'binding.requested':
         this.requests.set(data.request_id, data);
+        this.app.communities.set(data.community_id, data.community_name);
         break;
       case 'binding.rejected':
         this.requests.delete(data.request_id);
         break;
       case 'binding.approved':
+        this.app.communities.set(data.community_id, data.community_name);
+        this.act(async () => {});
+        break;
       case 'binding.revoked':
         this.act(async () => {});
         break;
