@@ -63,16 +63,18 @@ class App {
       hello: (frame, resumed) => this.hello(frame, resumed),
       resync: () => this.reload(),
       status: (s) => this.setStatus(s),
+      refused: () => api('GET', '/v1/me').catch(() => {}),
     });
     // A handle for tests and the curious: `chorus.live.drop()` simulates a network drop.
     window.chorus = {app: this, live: this.live};
+    // Live first, then the state over HTTP: an event between the two is then not lost.
+    this.live.start();
     try {
       await this.reload();
     } catch (e) {
       if (e.status === 401) return;
       throw e;
     }
-    this.live.start();
     this.route();
   }
 

@@ -16,7 +16,8 @@ export class Live {
   /**
    * `handlers`: `event(frame)` for every event, `hello(frame, resumed)` after each hello,
    * `resync()` when the server no longer holds what the cursor asks for (reload over HTTP),
-   * `status(state)` with `connecting`, `live` or `offline`.
+   * `status(state)` with `connecting`, `live` or `offline`, `refused()` when connecting
+   * keeps failing before any frame.
    */
   constructor(token, handlers) {
     this.token = token;
@@ -91,11 +92,16 @@ export class Live {
       }
       this.receive(frame);
     });
+    let greeted = false;
+    ws.addEventListener('message', () => { greeted = true; }, {once: true});
     ws.addEventListener('close', () => {
       if (this.ws !== ws) return;
       this.ws = null;
       this.clearTimers();
       this.handlers.status('offline');
+      // Refused before any frame, again and again: maybe the token is no longer good (the
+      // page checks it over HTTP, and logs out on a 401), maybe the server is down.
+      if (!greeted && this.attempt >= 2) this.handlers.refused?.();
       this.scheduleRetry();
     });
   }

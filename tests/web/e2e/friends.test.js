@@ -1,6 +1,7 @@
 // Two users in two browser contexts at once: they become friends through the page, one
 // changes its profile and the other sees it live; then the other's connection drops, a
-// change happens meanwhile, and the reconnect resumes with the one cursor and shows it.
+// change happens meanwhile, and the reconnect resumes with the one cursor and shows it;
+// last, logging out and in again.
 
 import {after, before, test} from 'node:test';
 import assert from 'node:assert/strict';
@@ -72,6 +73,17 @@ test('a friend sees a profile change live, and after a reconnect', async () => {
   assert.ok(resume, 'the reconnect sends resume');
   assert.equal(resume.since, seenBefore, 'resume starts after the highest account seq seen');
   assert.equal(typeof resume.groups, 'object');
+
+  // Bob logs out and in again (by account id): the token is the page's, the state the server's.
+  await bob.page.getByTestId('logout').click();
+  const login = bob.page.getByTestId('login');
+  await login.getByLabel('Account id, email or phone').fill(bobAccount.id);
+  await login.getByLabel('Password').fill('correct horse battery');
+  await login.getByRole('button', {name: 'Log in'}).click();
+  await bob.page.getByTestId(`friend-status-${annAccount.id}`)
+    .filter({hasText: 'at the summit'}).waitFor();
+  const stored = await bob.page.evaluate(() => JSON.parse(localStorage.getItem('chorus.session')));
+  assert.notEqual(stored.token, bobAccount.token, 'a new session, a new token');
 
   await ann.context.close();
   await bob.context.close();
