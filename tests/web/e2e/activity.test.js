@@ -5,10 +5,8 @@
 import {after, before, test} from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import {launchBrowser, openUser, screenshot, signUp, startServer} from './support.js';
+import {openUser, screenshot, serverAndBrowser, signUp} from './support.js';
 
-let server;
-let browser;
 let hooks;
 /** Webhook receiver: path to the statuses it answers in turn (the last one repeats). */
 const answers = {'/flaky': [503, 200], '/broken': [400]};
@@ -22,18 +20,14 @@ before(async () => {
     res.writeHead(list[Math.min(seen, list.length) - 1], {'Retry-After': '1'}).end();
   });
   await new Promise((r) => hooks.listen(0, '127.0.0.1', r));
-  server = await startServer(['--release-backoff-base-ms', '300']);
-  browser = await launchBrowser();
 });
 
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-  hooks?.close();
-});
+after(() => hooks?.close());
+
+const env = serverAndBrowser(['--release-backoff-base-ms', '300']);
 
 test('each platform\'s release status changes live', async () => {
-  const ann = await openUser(browser, server.url);
+  const ann = await openUser(env.browser, env.server.url);
   await signUp(ann.page, 'Ann');
   await ann.page.getByRole('link', {name: 'Activity'}).click();
   const base = `http://127.0.0.1:${hooks.address().port}`;

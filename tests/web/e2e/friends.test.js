@@ -3,28 +3,17 @@
 // change happens meanwhile, and the reconnect resumes with the one cursor and shows it;
 // last, logging out and in again.
 
-import {after, before, test} from 'node:test';
+import {test} from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  LIVE_MS, launchBrowser, openUser, screenshot, signUp, startServer, until,
+  LIVE_MS, openUser, screenshot, signUp, serverAndBrowser, until,
 } from './support.js';
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = serverAndBrowser();
 
 test('a friend sees a profile change live, and after a reconnect', async () => {
-  const ann = await openUser(browser, server.url);
-  const bob = await openUser(browser, server.url);
+  const ann = await openUser(env.browser, env.server.url);
+  const bob = await openUser(env.browser, env.server.url);
   const annAccount = await signUp(ann.page, 'Ann');
   const bobAccount = await signUp(bob.page, 'Bob');
 

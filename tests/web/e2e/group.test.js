@@ -4,28 +4,17 @@
 // one connection drops while a message is sent, and the reconnect resumes with the one
 // cursor (`since` and `groups`).
 
-import {after, before, test} from 'node:test';
+import {test} from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  LIVE_MS, call, launchBrowser, openUser, screenshot, signUp, startServer, until,
+  LIVE_MS, call, openUser, screenshot, signUp, serverAndBrowser, until,
 } from './support.js';
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = serverAndBrowser();
 
 test('a community dynamic appears live in an open group page', async () => {
-  const ann = await openUser(browser, server.url);
-  const bob = await openUser(browser, server.url);
+  const ann = await openUser(env.browser, env.server.url);
+  const bob = await openUser(env.browser, env.server.url);
   const annAccount = await signUp(ann.page, 'Ann');
   const bobAccount = await signUp(bob.page, 'Bob');
 
@@ -41,26 +30,26 @@ test('a community dynamic appears live in an open group page', async () => {
   await add.getByLabel('or an account id').fill(bobAccount.id);
   await add.getByRole('button', {name: 'Add'}).click();
   await ann.page.getByTestId(`member-${bobAccount.id}`).waitFor();
-  await bob.page.goto(`${server.url}/#/groups/${gid}`);
+  await bob.page.goto(`${env.server.url}/#/groups/${gid}`);
   await bob.page.getByTestId('group-name').filter({hasText: 'Hikers'}).waitFor();
 
   // A community asks to bind the group (its server's calls, over HTTP); Ann sees the
   // request live on the open page and approves it; Bob's page shows the binding.
-  const community = await call(server.url, 'POST', '/v1/communities', annAccount.token,
+  const community = await call(env.server.url, 'POST', '/v1/communities', annAccount.token,
     {name: 'Trail club'});
   const cid = community.community_id;
   const key = community.server_key;
   for (const member of [annAccount.id, bobAccount.id]) {
-    await call(server.url, 'POST', `/v1/communities/${cid}/members`, key, {account_id: member});
+    await call(env.server.url, 'POST', `/v1/communities/${cid}/members`, key, {account_id: member});
   }
-  await call(server.url, 'POST', `/v1/communities/${cid}/binding-requests`, key,
+  await call(env.server.url, 'POST', `/v1/communities/${cid}/binding-requests`, key,
     {group_id: gid, note: 'we hike too'});
   await ann.page.getByTestId(`approve-${cid}`).click();
   await ann.page.getByTestId(`binding-${cid}`).waitFor();
   await bob.page.getByTestId(`binding-${cid}`).waitFor();
 
   // The community posts a dynamic with its key: both open pages show it, live.
-  await call(server.url, 'POST', `/v1/communities/${cid}/dynamics`, key,
+  await call(env.server.url, 'POST', `/v1/communities/${cid}/dynamics`, key,
     {account_id: bobAccount.id, kind: 'post', text: 'Summit reached at 9:40!'});
   for (const user of [ann, bob]) {
     await user.page.getByTestId('dynamics').getByTestId('dynamic')

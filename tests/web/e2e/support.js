@@ -8,6 +8,7 @@ import {mkdtempSync, rmSync, mkdirSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
+import {after, before} from 'node:test';
 import {chromium} from 'playwright-core';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -148,4 +149,22 @@ export async function until(check, what, within = LIVE_MS) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * A server (with `extra` flags) and a browser for the tests of one file: started before
+ * them, closed and killed after them. Answers an object whose `server` and `browser` are set
+ * once `before` ran.
+ */
+export function serverAndBrowser(extra = []) {
+  const env = {server: null, browser: null};
+  before(async () => {
+    env.server = await startServer(extra);
+    env.browser = await launchBrowser();
+  });
+  after(async () => {
+    await env.browser?.close();
+    await env.server?.stop();
+  });
+  return env;
 }
