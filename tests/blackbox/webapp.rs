@@ -20,7 +20,10 @@ async fn the_page_and_its_modules_are_served_with_their_types() {
             .to_string()
     };
     assert_eq!(header(&page, "content-type"), "text/html; charset=utf-8");
-    assert!(page.text.contains(r#"<script type="module" src="/web/app.js">"#));
+    assert!(
+        page.text
+            .contains(r#"<script type="module" src="/web/app.js">"#)
+    );
     assert!(header(&page, "content-security-policy").contains("default-src 'self'"));
     assert_eq!(header(&page, "x-frame-options"), "DENY");
     assert_eq!(header(&page, "cache-control"), "no-cache");
