@@ -17,8 +17,9 @@
 //! - [`http`]: routes of the contract (`accounts`, `platforms`, `proofs`, `activities`,
 //!   `friends`, `groups`, `communities`), each calling the facade; [`http::auth`], every way a request
 //!   authenticates (client token, community server key, either); the object-only JSON body
-//!   extractor, the page query, query/path error mapping, `/healthz`. No actor message and no
-//!   store call appears here.
+//!   extractor, the page query, query/path error mapping, `/healthz`; [`http::webapp`], the
+//!   web client's files (`web/`, embedded) at `/`. No actor message and no store call
+//!   appears here.
 //! - [`ws`]: WebSockets on the thread that owns the socket: [`ws::upgrade`] takes the socket
 //!   from actix-http after the handshake; [`ws::shard`], one per worker thread, writes every
 //!   live frame (group events from the thread's fan-out lane, account events from the

@@ -5,6 +5,7 @@
 //! [`client`] (for the rate limits); a panic anywhere in a request becomes a 500 in
 //! [`panics`]. Routes are registered through [`router::Router`], which records the route
 //! table; [`openapi`] is the OpenAPI 3.1 document of them all, served at `/openapi.json`.
+//! The web client's files are served at `/` by [`webapp`].
 
 pub mod accounts;
 pub mod activities;
@@ -20,6 +21,7 @@ pub mod platforms;
 pub mod proofs;
 pub mod router;
 pub mod sessions;
+pub mod webapp;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -211,6 +213,8 @@ pub fn register(cfg: &mut web::ServiceConfig, body_limit: usize) -> Vec<Endpoint
         .get("/healthz", healthz)
         .get("/readyz", readyz)
         .get("/openapi.json", openapi::serve);
+    // The web client's files: not part of the API, so not in the route table.
+    cfg.configure(webapp::routes);
     let mut v1 = Vec::new();
     cfg.service(web::scope("/v1").configure(|cfg| {
         let mut r = Router::new(cfg, "/v1", &mut v1);

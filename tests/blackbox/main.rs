@@ -40,4 +40,5 @@ mod scylla_cli;
 mod secrets;
 mod sessions;
 mod verification;
+mod webapp;
 mod websocket;
