@@ -174,6 +174,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
         .app_data(query_config())
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(crate::metrics::scrape))
         .service(
             web::scope("/v1")
                 .configure(accounts::routes)

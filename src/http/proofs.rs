@@ -54,7 +54,10 @@ async fn send(state: &AppState, who: &str, target: CodeTarget) -> Result<HttpRes
             expires_in_secs,
         } => Ok(HttpResponse::Accepted()
             .json(json!({"sent_to": to, "expires_in_secs": expires_in_secs}))),
-        CodeSent::Wait(secs) => Err(Error::RateLimited(secs)),
+        CodeSent::Wait(secs) => {
+            crate::metrics::rejected("verification_code");
+            Err(Error::RateLimited(secs))
+        }
     }
 }
 

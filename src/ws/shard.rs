@@ -109,6 +109,7 @@ impl Conn {
         }
         self.out.extend_from_slice(header.as_bytes());
         self.out.extend_from_slice(frame.as_bytes());
+        crate::metrics::push::group_event();
         self.counted(limits)
     }
 
@@ -126,6 +127,7 @@ impl Conn {
         }
         self.last_sent = event.seq;
         put_frame(&mut self.out, Opcode::Text, event.frame.as_bytes());
+        crate::metrics::push::account_event();
         self.counted(limits)
     }
 
@@ -143,6 +145,7 @@ impl Conn {
 
     /// Counts a frame queued; answers true (something to write).
     fn counted(&mut self, limits: &Limits) -> bool {
+        crate::metrics::push::frame();
         self.queued += 1;
         if self.queued > limits.mailbox {
             self.condemn(Verdict::TooSlow);
@@ -173,7 +176,10 @@ impl Conn {
                     self.condemn(Verdict::Broken);
                     break;
                 }
-                Ok(n) => written += n,
+                Ok(n) => {
+                    crate::metrics::push::wrote(n);
+                    written += n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
@@ -341,7 +347,14 @@ impl Shard {
         let mut taken = 0;
         while let Some(job) = next {
             match job {
-                Job::Group { members, frame, .. } => self.on_group(&members, &frame),
+                Job::Group {
+                    members,
+                    frame,
+                    permit,
+                } => {
+                    self.on_group(&members, &frame);
+                    crate::metrics::push::fanned_out(permit.sent());
+                }
                 Job::Account { device, event } => self.on_account(device, event),
                 Job::Barrier(done) => barriers.push(done),
             }
@@ -353,6 +366,7 @@ impl Shard {
             };
         }
         self.flush();
+        crate::metrics::push::flush();
         for done in barriers {
             let _ = done.send(());
         }
@@ -444,6 +458,7 @@ impl Shard {
         });
         table.by_id.insert(id, slot);
         table.generation += 1;
+        crate::metrics::push::connected();
         let Table { conns, by_key, .. } = &mut *table;
         let here = by_key.entry(key).or_default();
         if let Some(&other) = here.slots.first()
@@ -464,6 +479,7 @@ impl Shard {
             return;
         }
         let conn = table.conns.remove(slot);
+        crate::metrics::push::disconnected();
         table.by_id.remove(&conn.id);
         table.generation += 1;
         if let Some(here) = table.by_key.get_mut(&conn.key) {
@@ -483,6 +499,7 @@ impl Shard {
         if conn.out.len() > conn.sent && conn.blocked.is_none() {
             conn.write_out();
         }
+        crate::metrics::push::flush();
         Some(result)
     }
 }
@@ -491,6 +508,7 @@ impl Conn {
     /// Writes `hello` (the account's log at `seq`) and lets held frames through.
     pub fn hello(&mut self, hello: &str, seq: u64, limits: &Limits) {
         put_frame(&mut self.out, Opcode::Text, hello.as_bytes());
+        crate::metrics::push::frame();
         self.last_sent = seq;
         self.latest = self.latest.max(seq);
         self.go_live(limits);
@@ -511,6 +529,7 @@ impl Conn {
         if !self.closing && event.seq > self.last_sent {
             self.last_sent = event.seq;
             put_frame(&mut self.out, Opcode::Text, event.frame.as_bytes());
+            crate::metrics::push::replayed();
         }
     }
 
@@ -546,6 +565,7 @@ impl Conn {
         if !std::mem::replace(&mut self.closing, true) {
             self.held = None;
             put_frame(&mut self.out, Opcode::Close, payload);
+            crate::metrics::push::frame();
         }
     }
 
