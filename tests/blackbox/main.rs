@@ -27,6 +27,7 @@ mod friends;
 mod groups;
 mod identities;
 mod limits;
+mod metrics;
 mod platforms;
 mod profile_sync;
 mod release;
