@@ -49,6 +49,9 @@
 //!   delivers other nodes' events to this node's devices, [`cluster::interest`] keeps the
 //!   subjects this node's devices need.
 //! - [`error`]: the crate's error enum and the contract's error shape.
+//! - [`metrics`]: `GET /metrics` in Prometheus's text format: the recorder installed once, the
+//!   hot path's thread-local counts handed over per pass ([`metrics::push`]), the stores'
+//!   commit latency and batch sizes, gauges read when scraped; `--metrics-token` guards it.
 //! - [`health`]: what `/readyz` answers: the store's health, the recoveries running and, in
 //!   cluster mode, the node's place in the cluster ([`health::Readiness`]).
 //! - [`run`]: wires it all together (the HTTP server is built from actix-server and

@@ -233,3 +233,106 @@ pub fn ws_closed(code: Option<u16>) {
 pub fn rejected(kind: &'static str) {
     domain::rejected(kind);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every name this server records.
+    const ALL: &[&str] = &[
+        WS_CONNECTIONS,
+        DEVICES_ONLINE,
+        ACCOUNTS_ONLINE,
+        EVENTS_PUSHED,
+        EVENTS_REPLAYED,
+        WS_FRAMES,
+        WS_WRITES,
+        WS_WRITTEN_BYTES,
+        WS_CLOSES,
+        FANOUT_DURATION,
+        FANOUT_PENDING,
+        STORE_COMMIT_DURATION,
+        STORE_BATCH_ROWS,
+        STORE_BATCH_WRITES,
+        domain::ACTIVATIONS,
+        domain::ACTORS_LIVE,
+        domain::RELEASE_ATTEMPTS,
+        domain::RATE_LIMITED,
+        domain::LANE_SHED,
+    ];
+
+    /// The `chorus_*` names `text` mentions, a histogram's series (`_bucket`, `_sum`,
+    /// `_count`) read as the histogram.
+    fn mentioned(text: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut rest = text;
+        while let Some(at) = rest.find("chorus_") {
+            let tail = &rest[at..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            let name = &tail[..end];
+            let name = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            names.push(name.to_owned());
+            rest = &tail[end..];
+        }
+        names
+    }
+
+    #[test]
+    fn names_are_prometheus_style_with_the_prefix_and_a_unit_where_one_applies() {
+        for name in ALL {
+            assert!(name.starts_with("chorus_"), "{name}");
+            assert!(
+                name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{name}"
+            );
+        }
+        for timed in [FANOUT_DURATION, STORE_COMMIT_DURATION] {
+            assert!(timed.ends_with("_seconds"), "{timed}");
+        }
+    }
+
+    #[test]
+    fn the_readme_lists_every_metric_and_the_dashboard_uses_only_real_ones() {
+        let readme = include_str!("../../README.md");
+        for name in ALL {
+            assert!(
+                readme.contains(&format!("| `{name}` |")),
+                "README's metrics table lacks {name}"
+            );
+        }
+        let dashboard = include_str!("../../docs/grafana/chorus.json");
+        let used = mentioned(dashboard);
+        assert!(!used.is_empty());
+        for name in &used {
+            assert!(
+                ALL.contains(&name.as_str()),
+                "dashboard uses unknown {name}"
+            );
+        }
+        for wanted in [
+            WS_CONNECTIONS,
+            EVENTS_PUSHED,
+            FANOUT_DURATION,
+            WS_CLOSES,
+            STORE_COMMIT_DURATION,
+            domain::RELEASE_ATTEMPTS,
+            domain::RATE_LIMITED,
+        ] {
+            assert!(used.iter().any(|u| u == wanted), "dashboard lacks {wanted}");
+        }
+    }
+
+    #[test]
+    fn without_a_recorder_the_hot_path_counts_and_drops() {
+        push::group_event();
+        push::fanned_out(std::time::Instant::now());
+        push::wrote(10);
+        push::flush();
+        push::flush();
+    }
+}
