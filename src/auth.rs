@@ -70,13 +70,13 @@ impl Passwords {
     }
 
     fn slot(&self) -> Result<OwnedSemaphorePermit> {
-        self.slots
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Error::Busy {
+        self.slots.clone().try_acquire_owned().map_err(|_| {
+            crate::metrics::rejected("password_hash");
+            Error::Busy {
                 what: "too many password checks are running; retry shortly",
                 retry_after: HASH_BUSY_RETRY_AFTER_SECS,
-            })
+            }
+        })
     }
 
     /// Checks the length rules.

@@ -50,6 +50,9 @@
 //!   delivers other nodes' events to this node's devices, [`cluster::interest`] keeps the
 //!   subjects this node's devices need.
 //! - [`error`]: the crate's error enum and the contract's error shape.
+//! - [`metrics`]: `GET /metrics` in Prometheus's text format: the recorder installed once, the
+//!   hot path's thread-local counts handed over per pass ([`metrics::push`]), the stores'
+//!   commit latency and batch sizes, gauges read when scraped; `--metrics-token` guards it.
 //! - [`health`]: what `/readyz` answers: the store's health, the recoveries running and, in
 //!   cluster mode, the node's place in the cluster ([`health::Readiness`]).
 //! - [`run`]: wires it all together (the HTTP server is built from actix-server and
@@ -82,6 +85,7 @@ pub mod error;
 pub mod health;
 pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod secrets;
 pub mod store;
 pub mod ws;
@@ -196,6 +200,13 @@ pub async fn run(
     let addr = listener
         .local_addr()
         .map_err(|e| Error::Internal(e.to_string()))?;
+    let node_id = config.cluster.as_ref().map(|c| {
+        c.node_id
+            .clone()
+            .unwrap_or_else(|| cluster::default_node_id(addr.port()))
+    });
+    // First, so that everything after records: in cluster mode every series says its node.
+    metrics::install(node_id.as_deref());
     let key_file = config.secret_key_file.as_deref();
     let (store, store_desc, store_health, (key, key_desc)): (
         Arc<dyn Store>,
@@ -255,16 +266,12 @@ pub async fn run(
     }
     // Cluster mode: on NATS, in the view, taking requests, before the domain exists (its
     // placement is the cluster's).
-    let cluster = match &config.cluster {
-        None => None,
-        Some(settings) => {
-            let node = settings
-                .node_id
-                .clone()
-                .unwrap_or_else(|| cluster::default_node_id(addr.port()));
+    let cluster = match (&config.cluster, node_id) {
+        (Some(settings), Some(node)) => {
             let owners: Arc<dyn OwnerStore> = store.clone();
             Some(Cluster::start(settings, node, &config.scylla.keyspace, addr, owners).await?)
         }
+        _ => None,
     };
     let relay = cluster.as_ref().map(|c| c.relay_with(store.clone()));
     let seams = match (&cluster, &relay) {

@@ -46,6 +46,8 @@
 //!   caps on what grows from other people's input (`model/caps.rs`, enforced by the actors).
 //! - [`backoff`]: waits that double up to a cap, and which failures and recoveries to log
 //!   (the releaser's store retries; the embedded store's writer).
+//! - [`metrics`]: the names of the domain's metrics and the call that records each (a no-op
+//!   until the server installs its Prometheus recorder). Uses nothing else of the crate.
 //! - [`faults`]: named fault points (crash as under `kill -9`, panic) that only tests arm,
 //!   through `CHORUS_FAULTS`.
 //! - [`error`]: the crate's error enum, [`Error`], and the stores' [`StoreError`] it carries.
@@ -74,6 +76,7 @@ mod actor;
 pub mod backoff;
 pub mod error;
 pub mod faults;
+pub mod metrics;
 pub mod model;
 mod ops;
 pub mod push;

@@ -184,6 +184,8 @@ pub struct Config {
     pub scylla: ScyllaSettings,
     /// Cluster mode (`--nats-url`): other nodes share the keyspace; `None` on a single node.
     pub cluster: Option<ClusterSettings>,
+    /// The bearer token `GET /metrics` asks for; `None`: served to anyone.
+    pub metrics_token: Option<String>,
 }
 
 /// Argon2id cost parameters.
@@ -286,6 +288,7 @@ impl From<Settings> for Config {
                 dead_after: Duration::from_millis(s.cluster_dead_after_ms),
                 request_timeout: Duration::from_millis(s.cluster_request_timeout_ms),
             }),
+            metrics_token: s.metrics_token.filter(|t| !t.is_empty()),
         }
     }
 }

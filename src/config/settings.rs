@@ -303,6 +303,12 @@ pub struct Settings {
         default_value_t = verification().codes_per_day
     )]
     pub verify_codes_per_day: u32,
+    // Metrics (issue 16; src/metrics).
+    /// Bearer token a scrape of `GET /metrics` must carry (401 without it). Unset, the
+    /// metrics are served to anyone who reaches the port, as most exporters do.
+    #[arg(long, env = "CHORUS_METRICS_TOKEN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_token: Option<String>,
 }
 
 impl Default for Settings {

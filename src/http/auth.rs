@@ -23,7 +23,7 @@ const MAX_CREDENTIAL: usize = 256;
 
 /// The bearer credential of a request: `Authorization: Bearer` or, where `allow_query` (the
 /// WebSocket handshake, whose clients cannot always set headers), `?token=`.
-fn bearer(req: &HttpRequest, allow_query: bool) -> Option<String> {
+pub(crate) fn bearer(req: &HttpRequest, allow_query: bool) -> Option<String> {
     bearer_of(req.head(), allow_query)
 }
 

@@ -213,7 +213,9 @@ pub fn register(cfg: &mut web::ServiceConfig, body_limit: usize) -> Vec<Endpoint
         .get("/healthz", healthz)
         .get("/readyz", readyz)
         .get("/openapi.json", openapi::serve);
-    // The web client's files: not part of the API, so not in the route table.
+    // For operators (text/plain) and the web client's files: not part of the JSON API, so
+    // not in the route table nor in /openapi.json.
+    cfg.route("/metrics", web::get().to(crate::metrics::scrape));
     cfg.configure(webapp::routes);
     let mut v1 = Vec::new();
     cfg.service(web::scope("/v1").configure(|cfg| {

@@ -78,7 +78,10 @@ async fn send(state: &AppState, who: &str, target: CodeTarget) -> Result<HttpRes
             sent_to: to,
             expires_in_secs,
         })),
-        CodeSent::Wait(secs) => Err(Error::RateLimited(secs)),
+        CodeSent::Wait(secs) => {
+            crate::metrics::rejected("verification_code");
+            Err(Error::RateLimited(secs))
+        }
     }
 }
 

@@ -187,7 +187,10 @@ impl Limits {
     async fn count(&self, key: Key) -> Result<()> {
         match self.limiter.check(key).await {
             Verdict::Allow => Ok(()),
-            Verdict::Wait(secs) => Err(Error::RateLimited(secs)),
+            Verdict::Wait(secs) => {
+                crate::metrics::rejected(key.bucket.token());
+                Err(Error::RateLimited(secs))
+            }
         }
     }
 

@@ -68,12 +68,16 @@ impl Session {
         let end = self.serve().await;
         let clean = match end {
             End::Close(code, why) => {
+                crate::metrics::ws_closed(Some(code.into()));
                 tracing::debug!(account = %self.account, connection = self.id, ?code, why, "closing device");
                 let payload = close_payload(code.into(), why);
                 self.with(|c| c.close(&payload));
                 self.close_handshake().await
             }
-            End::Gone => false,
+            End::Gone => {
+                crate::metrics::ws_closed(None);
+                false
+            }
         };
         self.shard.unregister(self.slot);
         if !clean {

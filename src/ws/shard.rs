@@ -114,6 +114,7 @@ impl Conn {
         }
         self.out.extend_from_slice(header.as_bytes());
         self.out.extend_from_slice(event.frame.as_bytes());
+        crate::metrics::push::group_event();
         self.counted(limits)
     }
 
@@ -148,6 +149,7 @@ impl Conn {
         }
         self.last_sent = event.seq;
         put_frame(&mut self.out, Opcode::Text, event.frame.as_bytes());
+        crate::metrics::push::account_event();
         self.counted(limits)
     }
 
@@ -165,6 +167,7 @@ impl Conn {
 
     /// Counts a frame queued; answers true (something to write).
     fn counted(&mut self, limits: &Limits) -> bool {
+        crate::metrics::push::frame();
         self.queued += 1;
         if self.queued > limits.mailbox {
             self.condemn(Verdict::TooSlow);
@@ -195,7 +198,10 @@ impl Conn {
                     self.condemn(Verdict::Broken);
                     break;
                 }
-                Ok(n) => written += n,
+                Ok(n) => {
+                    crate::metrics::push::wrote(n);
+                    written += n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
@@ -363,7 +369,14 @@ impl Shard {
         let mut taken = 0;
         while let Some(job) = next {
             match job {
-                Job::Group { members, event, .. } => self.on_group(&members, &event),
+                Job::Group {
+                    members,
+                    event,
+                    permit,
+                } => {
+                    self.on_group(&members, &event);
+                    crate::metrics::push::fanned_out(permit.sent());
+                }
                 Job::Account { device, event } => self.on_account(device, event),
                 Job::Barrier(done) => barriers.push(done),
             }
@@ -375,6 +388,7 @@ impl Shard {
             };
         }
         self.flush();
+        crate::metrics::push::flush();
         for done in barriers {
             let _ = done.send(());
         }
@@ -467,6 +481,7 @@ impl Shard {
         });
         table.by_id.insert(id, slot);
         table.generation += 1;
+        crate::metrics::push::connected();
         let Table { conns, by_key, .. } = &mut *table;
         let here = by_key.entry(key).or_default();
         if let Some(&other) = here.slots.first()
@@ -487,6 +502,7 @@ impl Shard {
             return;
         }
         let conn = table.conns.remove(slot);
+        crate::metrics::push::disconnected();
         table.by_id.remove(&conn.id);
         table.generation += 1;
         if let Some(here) = table.by_key.get_mut(&conn.key) {
@@ -506,6 +522,7 @@ impl Shard {
         if conn.out.len() > conn.sent && conn.blocked.is_none() {
             conn.write_out();
         }
+        crate::metrics::push::flush();
         Some(result)
     }
 }
@@ -515,6 +532,7 @@ impl Conn {
     /// held frames through: from then on, only events after those are sent.
     pub fn hello(&mut self, hello: &str, seq: u64, groups: &[(String, u64)], limits: &Limits) {
         put_frame(&mut self.out, Opcode::Text, hello.as_bytes());
+        crate::metrics::push::frame();
         self.last_sent = seq;
         self.latest = self.latest.max(seq);
         for (group, head) in groups {
@@ -553,6 +571,7 @@ impl Conn {
         if !self.closing && event.seq > self.last_sent {
             self.last_sent = event.seq;
             put_frame(&mut self.out, Opcode::Text, event.frame.as_bytes());
+            crate::metrics::push::replayed();
         }
     }
 
@@ -603,6 +622,7 @@ impl Conn {
         if !std::mem::replace(&mut self.closing, true) {
             self.held = None;
             put_frame(&mut self.out, Opcode::Close, payload);
+            crate::metrics::push::frame();
         }
     }
 

@@ -29,6 +29,7 @@ mod friends;
 mod groups;
 mod identities;
 mod limits;
+mod metrics;
 mod openapi;
 mod platforms;
 mod profile_sync;

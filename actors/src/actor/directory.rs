@@ -238,6 +238,7 @@ impl Directory {
             .load_subscriber(id)
             .await?
             .ok_or(Error::NotFound("account"))?;
+        crate::metrics::activated("account");
         Ok(self.start(|i| &i.subscribers, id, snapshot, epoch, Subscriber::new))
     }
 
@@ -254,6 +255,7 @@ impl Directory {
             .load_group(id)
             .await?
             .ok_or(Error::NotFound("group"))?;
+        crate::metrics::activated("group");
         Ok(self.start(|i| &i.groups, id, snapshot, epoch, Group::new))
     }
 
@@ -270,6 +272,7 @@ impl Directory {
             .load_community(id)
             .await?
             .ok_or(Error::NotFound("community"))?;
+        crate::metrics::activated("community");
         Ok(self.start(|i| &i.communities, id, snapshot, epoch, Community::new))
     }
 
@@ -469,6 +472,16 @@ impl Directory {
             }
         }
         stopped
+    }
+
+    /// How many actors of each kind are live on this node (for `GET /metrics`).
+    pub fn live(&self) -> [(&'static str, usize); 3] {
+        let inner = &self.inner;
+        [
+            ("account", inner.subscribers.actors.len()),
+            ("group", inner.groups.actors.len()),
+            ("community", inner.communities.actors.len()),
+        ]
     }
 
     /// Whether `kind`/`id` is live here (for the crate's tests).

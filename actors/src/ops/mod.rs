@@ -151,10 +151,16 @@ impl Chorus {
         &self.directory.env().hub
     }
 
+    /// How many actors of each kind are live on this node (`GET /metrics`).
+    pub fn live_actors(&self) -> [(&'static str, usize); 3] {
+        self.directory.live()
+    }
+
     /// Refuses a publish while the fan-out budget is spent (503 `unavailable` with
     /// `Retry-After`), before anything is stored: overload pushes back on publishers.
     fn admit_publish(&self) -> Result<()> {
         if self.directory.env().fanout.busy() {
+            crate::metrics::rejected("fanout_budget");
             return Err(crate::Error::Unavailable(
                 "fan-out is saturated: retry shortly".into(),
             ));

@@ -21,6 +21,7 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use bytestring::ByteString;
 use tokio::sync::{mpsc, oneshot};
@@ -201,6 +202,15 @@ struct Budget {
 pub struct Permit {
     budget: Arc<Budget>,
     recipients: usize,
+    /// When the event was handed to the lanes (the start of its fan-out latency).
+    sent: Instant,
+}
+
+impl Permit {
+    /// When the event was handed to the lanes.
+    pub fn sent(&self) -> Instant {
+        self.sent
+    }
 }
 
 impl Drop for Permit {
@@ -264,6 +274,7 @@ impl Fanout {
         let permit = Arc::new(Permit {
             budget: self.budget.clone(),
             recipients,
+            sent: Instant::now(),
         });
         for lane in lanes.iter() {
             let job = Job::Group {
@@ -273,6 +284,7 @@ impl Fanout {
             };
             if let Err(e) = lane.try_send(job) {
                 tracing::warn!(error = %e, "an I/O thread's lane is full: group event shed there");
+                crate::metrics::lane_shed();
             }
         }
     }

@@ -35,6 +35,12 @@ impl Hub {
         }
     }
 
+    /// How many accounts have a device here, and how many devices (for `GET /metrics`).
+    pub fn counts(&self) -> (usize, usize) {
+        let devices = self.devices.iter().map(|d| d.len()).sum();
+        (self.devices.len(), devices)
+    }
+
     /// How many devices of `account` are connected here.
     pub fn online(&self, account: &str) -> usize {
         self.devices.get(account).map_or(0, |d| d.len())

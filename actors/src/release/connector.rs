@@ -38,6 +38,15 @@ pub enum AttemptOutcome {
 }
 
 impl AttemptOutcome {
+    /// Its name in metrics: `delivered`, `retry` or `failed`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            AttemptOutcome::Delivered => "delivered",
+            AttemptOutcome::Retry { .. } => "retry",
+            AttemptOutcome::Fail { .. } => "failed",
+        }
+    }
+
     /// The shared reading of an HTTP answer: any 2xx is delivered; 408, 429 and 5xx are retried
     /// (429 and 503 with the server's `Retry-After`); every other status fails at once
     /// (redirects are not followed: a platform that moved must be linked again).

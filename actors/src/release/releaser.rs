@@ -250,6 +250,7 @@ impl Releaser {
     fn finished(&mut self, key: ReleaseKey, outcome: AttemptOutcome, ctx: &mut Context<Self>) {
         self.queues.finished(&key);
         if let Some(job) = self.queues.job(&key) {
+            crate::metrics::release_attempt(&job.record.link.platform, outcome.label());
             match &outcome {
                 AttemptOutcome::Delivered => {}
                 AttemptOutcome::Retry { error, .. } | AttemptOutcome::Fail { error } => {

@@ -172,6 +172,7 @@ impl FjallStore {
     /// Queues an encoded write and waits until it is on disk (or refused). A write with a key
     /// the engine would assert on is refused here whole, before the writer sees any of it.
     async fn submit(&self, mut write: EncodedWrite) -> Result<(), StoreError> {
+        let _timer = crate::metrics::CommitTimer::new("fjall");
         if let Some(every) = self.mark_every {
             write.mark_logs(chorus_actors::model::now_ms(), every);
         }

@@ -100,6 +100,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            crate::metrics::store_batch("fjall", ops, Some(jobs.len()));
             let mut writes = Vec::with_capacity(jobs.len());
             let mut close = None;
             for job in jobs {

@@ -184,6 +184,7 @@ impl ScyllaStore {
         idempotent: bool,
         timestamp: Option<i64>,
     ) -> Result<(), BatchFailure> {
+        crate::metrics::store_batch("scylla", rows.rows.len(), None);
         let mut batch = Batch::new(BatchType::Logged);
         let mut values = Vec::with_capacity(rows.rows.len());
         for (ps, row) in rows.rows {
@@ -217,6 +218,7 @@ impl ScyllaStore {
         if rows.rows.is_empty() {
             return Ok(());
         }
+        let _timer = crate::metrics::CommitTimer::new("scylla");
         let fence = rows.fence.take();
         let held = rows.held.take();
         let cleared = match self.clear(fence.as_ref(), held.as_ref()).await {
