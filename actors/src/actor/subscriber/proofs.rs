@@ -215,7 +215,8 @@ impl Handler<IssueCode> for Subscriber {
             Ok(found) => found,
             Err(e) => return ready(Err(e)),
         };
-        match proof {
+        // The code to store: a fresh one, or, after an earlier one, counted in its window.
+        let code = match proof {
             Proof::Verified => {
                 return ready(Err(Error::conflict(
                     "already_verified",
@@ -242,19 +243,11 @@ impl Handler<IssueCode> for Subscriber {
                         secs: (next - now).div_ceil(1000),
                     }));
                 }
-                return self.persist_proof(
-                    &msg.target,
-                    Proof::Pending(counted),
-                    Issued::Send { kind, to },
-                );
+                counted
             }
-            Proof::Unproven => {}
-        }
-        self.persist_proof(
-            &msg.target,
-            Proof::Pending(msg.code),
-            Issued::Send { kind, to },
-        )
+            Proof::Unproven => msg.code,
+        };
+        self.persist_proof(&msg.target, Proof::Pending(code), Issued::Send { kind, to })
     }
 }
 
