@@ -291,6 +291,7 @@ pub async fn run(
             binding_request_ttl: config.binding_request_ttl,
             fanout_budget: config.fanout_budget,
             caps: config.caps.clone(),
+            presence: config.presence.clone(),
             verification,
         },
         seams,
@@ -316,8 +317,9 @@ pub async fn run(
     }
     // Once the domain exists, cluster mode hands it what other nodes forward here (until
     // then answered "unavailable") and binds the relay to its hub and fan-out.
-    if let Some(relay) = &relay {
+    if let (Some(relay), Some(cluster)) = (&relay, &cluster) {
         relay.bind(chorus.hub().clone(), chorus.fanout().clone());
+        cluster.share_presence(relay.clone(), chorus.presence().clone());
     }
     // This node's rate-limit buckets; in cluster mode, each key counted on its owner node,
     // which answers other nodes' checks before handing them the domain's routes.

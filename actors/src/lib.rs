@@ -84,7 +84,7 @@ pub mod release;
 pub mod store;
 
 pub use actor::courier::{Courier, Verification};
-pub use actor::env::{ActorConfig, DEFAULT_FANOUT_BUDGET};
+pub use actor::env::{ActorConfig, DEFAULT_FANOUT_BUDGET, PresenceConfig};
 pub use actor::place;
 pub use error::{Error, Result, StoreError};
 pub use ops::cursor::{GroupHeads, GroupStart, ResumeGroups};

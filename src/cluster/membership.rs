@@ -573,7 +573,8 @@ impl Membership {
     }
 }
 
-fn unix_ms() -> u64 {
+/// Milliseconds since the Unix epoch (0 before it).
+pub(crate) fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| nanos(d) / 1_000_000)

@@ -13,7 +13,9 @@
 //!   account and group events to the nodes that have devices for them, on
 //!   `<prefix>.a.<account>` and `<prefix>.g.<group>`;
 //! - [`interest`]: which account and group subjects this node takes, and where what arrives
-//!   goes.
+//!   goes;
+//! - [`presence`]: every node's devices per account, on `<prefix>.presence.<node>`, so each
+//!   node's presence table answers for the cluster.
 //!
 //! [`Cluster::start`] connects and starts the first three; `src/lib.rs` builds the domain
 //! with its placement, then hands it the domain's [`Serve`] ([`Cluster::set_serve`]).
@@ -22,6 +24,7 @@
 pub mod interest;
 pub mod membership;
 pub mod placement;
+pub mod presence;
 pub mod relay;
 pub mod rpc;
 #[cfg(test)]
@@ -308,7 +311,12 @@ impl Cluster {
             .inner
             .relay
             .get_or_init(|| {
-                ClusterRelay::start(self.client().clone(), self.prefix().to_owned(), store)
+                ClusterRelay::start(
+                    self.client().clone(),
+                    self.prefix().to_owned(),
+                    self.node_id(),
+                    store,
+                )
             })
             .clone();
         let mut events = self.events();
@@ -325,12 +333,17 @@ impl Cluster {
                 }
             }
         });
+        self.keep_tasks([task]);
+        relay
+    }
+
+    /// Tasks that stop with this node ([`Cluster::shutdown`], or the last clone dropped).
+    pub(crate) fn keep_tasks(&self, tasks: impl IntoIterator<Item = JoinHandle<()>>) {
         self.inner
             .tasks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(task);
-        relay
+            .extend(tasks);
     }
 
     /// The placement to build the domain with (`Seams.placement`).

@@ -37,7 +37,7 @@
 //! 1. connect with `no_echo()`, and an `event_callback` that hands every [`Event`] to
 //!    [`ClusterRelay::on_event`] (the relay exists only after the connection: pass it to the
 //!    callback through a `OnceLock` or a channel);
-//! 2. `ClusterRelay::start(client, "chorus.<keyspace>", store)`, inside the runtime that is
+//! 2. `ClusterRelay::start(client, "chorus.<keyspace>", node, store)`, inside the runtime that is
 //!    to run its tasks;
 //! 3. `Chorus::with_seams(store, config, Seams { placement, relay: relay.clone() })`;
 //! 4. `relay.bind(chorus.hub().clone(), chorus.fanout().clone())`;
@@ -72,6 +72,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::interest::{GroupsOf, Interest};
+use super::presence::Report;
 
 /// Items the outbound queue holds before it sheds (as a fan-out lane).
 pub const QUEUE: usize = 64 * 1024;
@@ -114,6 +115,11 @@ impl Subjects {
         format!("{}.g.{group}", self.prefix)
     }
 
+    /// `<prefix>.presence.<node>`: `node`'s devices per account ([`super::presence`]).
+    pub fn presence(&self, node: &str) -> String {
+        format!("{}.presence.{node}", self.prefix)
+    }
+
     /// `<prefix>.sync`: subscribed by nobody; a request there is a round trip to the server
     /// ([`Interest::confirm`]).
     pub fn sync(&self) -> String {
@@ -130,6 +136,8 @@ pub struct RelayStats {
     pub account_events_published: u64,
     /// Membership control messages published.
     pub membership_published: u64,
+    /// Presence reports published (deltas and snapshot chunks).
+    pub presence_published: u64,
     /// Items shed because the outbound queue was full.
     pub shed: u64,
     /// Publishes the connection refused (too large, closed).
@@ -156,6 +164,7 @@ pub struct Counters {
     pub(crate) group_published: AtomicU64,
     pub(crate) account_published: AtomicU64,
     pub(crate) membership_published: AtomicU64,
+    pub(crate) presence_published: AtomicU64,
     pub(crate) shed: AtomicU64,
     pub(crate) publish_failed: AtomicU64,
     pub(crate) inbound_account: AtomicU64,
@@ -180,6 +189,7 @@ impl Counters {
             group_events_published: get(&self.group_published),
             account_events_published: get(&self.account_published),
             membership_published: get(&self.membership_published),
+            presence_published: get(&self.presence_published),
             shed: get(&self.shed),
             publish_failed: get(&self.publish_failed),
             inbound_account_events: get(&self.inbound_account),
@@ -207,6 +217,7 @@ enum Outbound {
         account: String,
         control: Control,
     },
+    Presence(Report),
 }
 
 /// The cluster's [`Relay`]: publishes this node's events once, subscribes what this node's
@@ -217,6 +228,9 @@ pub struct ClusterRelay {
     counters: Arc<Counters>,
     /// Set by [`Event::Disconnected`], so the next [`Event::Connected`] resumes devices.
     disconnected: AtomicBool,
+    /// The round of this node's last presence snapshot (starts at the start's unix ms, so
+    /// a restarted node's rounds still rise).
+    round: AtomicU64,
 }
 
 impl ClusterRelay {
@@ -224,17 +238,22 @@ impl ClusterRelay {
     /// (`chorus.<keyspace>`), reading accounts' groups from `store`. Call inside the tokio
     /// runtime that is to run its tasks, before the domain exists: publishing needs only the
     /// client. Inbound events are dropped until [`ClusterRelay::bind`].
-    pub fn start(client: Client, prefix: String, store: Arc<dyn Store>) -> Arc<Self> {
+    pub fn start(client: Client, prefix: String, node: &str, store: Arc<dyn Store>) -> Arc<Self> {
         let groups_of: GroupsOf = Arc::new(move |account: &str| {
             let store = store.clone();
             let account = account.to_owned();
             Box::pin(async move { store.groups_of(&account).await })
         });
-        Self::start_with(client, prefix, groups_of)
+        Self::start_with(client, prefix, node, groups_of)
     }
 
     /// [`ClusterRelay::start`] with the account → groups lookup given as a function.
-    pub fn start_with(client: Client, prefix: String, groups_of: GroupsOf) -> Arc<Self> {
+    pub fn start_with(
+        client: Client,
+        prefix: String,
+        node: &str,
+        groups_of: GroupsOf,
+    ) -> Arc<Self> {
         let subjects = Subjects::new(prefix);
         let counters = Arc::new(Counters::default());
         let interest = Interest::new(
@@ -247,6 +266,7 @@ impl ClusterRelay {
         tokio::spawn(drain(
             client,
             subjects,
+            node.to_owned(),
             items,
             interest.clone(),
             counters.clone(),
@@ -256,7 +276,17 @@ impl ClusterRelay {
             interest,
             counters,
             disconnected: AtomicBool::new(false),
+            round: AtomicU64::new(super::membership::unix_ms()),
         })
+    }
+
+    /// Publishes a snapshot of this node's devices per account ([`super::presence`]), in a
+    /// new round, through the same queue as everything else.
+    pub fn presence_snapshot(&self, counts: Vec<(String, usize)>) {
+        let round = self.round.fetch_add(1, Ordering::AcqRel) + 1;
+        for chunk in Report::snapshot(round, counts) {
+            self.enqueue(Outbound::Presence(chunk));
+        }
     }
 
     /// Delivers inbound events to this node's domain (`Chorus::hub()`, `Chorus::fanout()`).
@@ -346,6 +376,10 @@ impl Relay for ClusterRelay {
     fn release(&self, account: &str) {
         self.interest.release(account);
     }
+
+    fn presence(&self, account: &str, devices: usize) {
+        self.enqueue(Outbound::Presence(Report::delta(account, devices)));
+    }
 }
 
 /// The one task that publishes, in queue order. A membership change is applied to this
@@ -353,6 +387,7 @@ impl Relay for ClusterRelay {
 async fn drain(
     client: Client,
     subjects: Subjects,
+    node: String,
     mut items: mpsc::Receiver<Outbound>,
     interest: Arc<Interest>,
     counters: Arc<Counters>,
@@ -387,6 +422,11 @@ async fn drain(
                 let body = Bytes::from(serde_json::to_vec(&control).unwrap_or_default());
                 let subject = subjects.account(&account);
                 (subject, Some(headers), body, &counters.membership_published)
+            }
+            Outbound::Presence(report) => {
+                let body = Bytes::from(serde_json::to_vec(&report).unwrap_or_default());
+                let subject = subjects.presence(&node);
+                (subject, None, body, &counters.presence_published)
             }
         };
         let sent = match headers {

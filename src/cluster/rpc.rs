@@ -24,7 +24,9 @@
 //! owner. A body over NATS's max payload (1 MiB by default) is refused before sending.
 
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use super::membership::unix_ms;
 
 use async_nats::{Client, HeaderMap, Message, RequestErrorKind};
 use bytes::Bytes;
@@ -321,12 +323,6 @@ async fn refuse(client: &Client, reply: async_nats::Subject, code: &str, why: &s
     if let Err(e) = client.publish_with_headers(reply, headers, body).await {
         tracing::debug!(error = %e, "refusal not sent");
     }
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, millis)
 }
 
 fn millis(d: Duration) -> u64 {

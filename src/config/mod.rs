@@ -154,6 +154,7 @@ pub struct Config {
     pub ws_mailbox: usize,
     pub ws_write_timeout: Duration,
     pub fanout_budget: usize,
+    pub presence: chorus_actors::PresenceConfig,
     pub idle_timeout: Duration,
     pub password_hash: PasswordHashCost,
     pub login_attempts_per_account: u32,
@@ -212,6 +213,10 @@ impl From<Settings> for Config {
             ws_mailbox: s.ws_mailbox,
             ws_write_timeout: Duration::from_millis(s.ws_write_timeout_ms),
             fanout_budget: s.fanout_budget,
+            presence: chorus_actors::PresenceConfig {
+                debounce: Duration::from_millis(s.presence_debounce_ms),
+                max_group: s.presence_max_group,
+            },
             idle_timeout: Duration::from_secs(s.idle_timeout_secs),
             password_hash: PasswordHashCost {
                 memory_kib: s.password_hash_memory_kib,

@@ -111,6 +111,16 @@ pub struct Settings {
     /// sockets, past which publishing answers 503 `unavailable` with `Retry-After`.
     #[arg(long, env = "CHORUS_FANOUT_BUDGET", default_value_t = chorus_actors::DEFAULT_FANOUT_BUDGET)]
     pub fanout_budget: usize,
+    /// Milliseconds an account's presence is debounced: `presence.changed` says offline only
+    /// once its last device has been gone this long, and at most one change is told per
+    /// this long, so a flapping device stays quiet.
+    #[arg(long, env = "CHORUS_PRESENCE_DEBOUNCE_MS", default_value_t = millis(presence().debounce))]
+    pub presence_debounce_ms: u64,
+    /// Groups with more members than this do not push their members' `presence.changed`
+    /// (each change would be a frame to every member); `GET /v1/groups/{gid}/presence`
+    /// answers for every group.
+    #[arg(long, env = "CHORUS_PRESENCE_MAX_GROUP", default_value_t = presence().max_group)]
+    pub presence_max_group: usize,
     /// Seconds without activity after which an account's actor passivates.
     #[arg(long, env = "CHORUS_IDLE_TIMEOUT_SECS", default_value_t = 300)]
     pub idle_timeout_secs: u64,
@@ -348,6 +358,11 @@ fn caps() -> chorus_actors::model::Caps {
 /// The release defaults belong to the releaser; the flags show them.
 fn release() -> ReleaseConfig {
     ReleaseConfig::default()
+}
+
+/// The presence defaults belong to the domain; the flags show them.
+fn presence() -> chorus_actors::PresenceConfig {
+    chorus_actors::PresenceConfig::default()
 }
 
 /// The defaults of verification codes belong to the domain; the flags show them.

@@ -1,9 +1,11 @@
-//! IM groups: creation, members, chat, binding requests (the owner's side), bindings and
-//! the merged dynamics feed.
+//! IM groups: creation, members, chat, binding requests (the owner's side), bindings, the
+//! merged dynamics feed, and who of the members is online.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chorus_actors::model::limits::{check_id, check_name, check_text, events_limit};
-use chorus_actors::model::{BindingRequest, DynamicRecord, GroupView, MessageRecord, Page};
+use chorus_actors::model::{
+    BindingRequest, DynamicRecord, GroupView, MessageRecord, OnlineMember, Page,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -24,7 +26,8 @@ pub fn routes(r: &mut Router) {
         .post("/groups/{gid}/binding-requests/{rid}/approve", approve)
         .post("/groups/{gid}/binding-requests/{rid}/reject", reject)
         .delete("/groups/{gid}/bindings/{cid}", revoke)
-        .get("/groups/{gid}/dynamics", dynamics);
+        .get("/groups/{gid}/dynamics", dynamics)
+        .get("/groups/{gid}/presence", presence);
 }
 
 /// A group or community to create.
@@ -356,6 +359,27 @@ async fn dynamics(
     let page = state
         .chorus
         .list_group_dynamics(&who.0, &gid, &q.page()?)
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+#[utoipa::path(get, path = "/v1/groups/{gid}/presence", tag = "groups", operation_id = "group_presence",
+    params(("gid" = String, Path, description = "A group id."), ListQuery),
+    responses(
+        (status = 200, description = "The members with a device connected (on any node), with how many, by account id (members only).", body = Page<OnlineMember>),
+        (status = 403, description = "`forbidden`: not a member.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such group.", body = ErrorBody),
+    ))]
+async fn presence(
+    state: web::Data<AppState>,
+    who: Authed,
+    gid: web::Path<String>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse> {
+    check_id("group", &gid)?;
+    let page = state
+        .chorus
+        .group_presence(&who.0, &gid, &q.page()?)
         .await?;
     Ok(HttpResponse::Ok().json(page))
 }

@@ -73,6 +73,7 @@ use crate::error::ErrorBody;
         groups::reject,
         groups::revoke,
         groups::dynamics,
+        groups::presence,
         communities::create,
         communities::add_member,
         communities::post_dynamic,

@@ -63,9 +63,16 @@ pub struct Session {
 }
 
 impl Session {
-    /// Runs the session until it ends, then closes and forgets the connection.
+    /// Runs the session until it ends, then detaches the device, closes and forgets the
+    /// connection.
     pub async fn run(mut self) {
         let end = self.serve().await;
+        // The device is leaving: it takes no more events, and its account's presence need
+        // not wait for the closing handshake (which waits up to the write timeout for a peer
+        // that keeps its side open).
+        if let Err(e) = self.state.chorus.detach(&self.account, self.id).await {
+            tracing::debug!(account = %self.account, error = %e, "detach after disconnect");
+        }
         let clean = match end {
             End::Close(code, why) => {
                 crate::metrics::ws_closed(Some(code.into()));
@@ -86,9 +93,6 @@ impl Session {
             if let Err(e) = self.stream.set_zero_linger() {
                 tracing::debug!(error = %e, "SO_LINGER not set");
             }
-        }
-        if let Err(e) = self.state.chorus.detach(&self.account, self.id).await {
-            tracing::debug!(account = %self.account, error = %e, "detach after disconnect");
         }
     }
 

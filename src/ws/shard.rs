@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix_rt::net::TcpStream;
+use chorus_actors::push::event::EPHEMERAL_SEQ;
 use chorus_actors::push::{Fanout, Job, Lane, Members, Shared, StoredEvent};
 use nohash_hasher::NoHashHasher;
 use slab::Slab;
@@ -109,7 +110,8 @@ impl Conn {
         if self.held.is_some() {
             return self.hold(Held::Shared(event.clone()), limits);
         }
-        if !self.advance(event.key, &event.group, event.seq) {
+        // An ephemeral event (presence) is in no log: no cursor to check or move.
+        if event.seq != EPHEMERAL_SEQ && !self.advance(event.key, &event.group, event.seq) {
             return false;
         }
         self.out.extend_from_slice(header.as_bytes());
@@ -135,7 +137,8 @@ impl Conn {
         self.cursors.as_ref()?.get(group)
     }
 
-    /// Queues an event of the account's log unless it was sent already.
+    /// Queues an event of the account's log unless it was sent already (an ephemeral one,
+    /// in no log, always).
     fn queue_account(&mut self, event: StoredEvent, limits: &Limits) -> bool {
         if self.closing {
             return false;
@@ -144,10 +147,12 @@ impl Conn {
         if self.held.is_some() {
             return self.hold(Held::Account(event), limits);
         }
-        if event.seq <= self.last_sent {
-            return false;
+        if event.seq != EPHEMERAL_SEQ {
+            if event.seq <= self.last_sent {
+                return false;
+            }
+            self.last_sent = event.seq;
         }
-        self.last_sent = event.seq;
         put_frame(&mut self.out, Opcode::Text, event.frame.as_bytes());
         crate::metrics::push::account_event();
         self.counted(limits)

@@ -32,6 +32,8 @@ mod limits;
 mod metrics;
 mod openapi;
 mod platforms;
+mod presence;
+mod presence_cluster;
 mod profile_sync;
 mod release;
 mod release_crash;

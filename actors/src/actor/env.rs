@@ -9,7 +9,7 @@ use super::courier::Verification;
 use super::logs::LogHeads;
 use super::place::Placement;
 use crate::model::{ActivityRecord, Caps, LinkSealer, ReleaseRecord};
-use crate::push::{Fanout, Hub, Relay};
+use crate::push::{Fanout, Hub, Presence, Relay};
 use crate::store::Store;
 
 /// The default of [`ActorConfig::fanout_budget`]: about a quarter of a second of deliveries
@@ -33,6 +33,29 @@ pub struct ActorConfig {
     /// How identifiers are proven (the courier of codes and their rules); by default nothing
     /// can be, so every identifier is taken as registered.
     pub verification: Verification,
+    /// How presence is announced (`presence.changed`).
+    pub presence: PresenceConfig,
+}
+
+/// How `presence.changed` is announced (`crate::ops::presence`).
+#[derive(Debug, Clone)]
+pub struct PresenceConfig {
+    /// An account's presence changes at most once per this long, and it is announced
+    /// offline only once it has stayed offline this long: a flapping device stays quiet.
+    pub debounce: Duration,
+    /// Groups with more members than this get no `presence.changed` of their members (each
+    /// change would be a frame to every member); `GET /v1/groups/{gid}/presence` still
+    /// answers for them.
+    pub max_group: usize,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        PresenceConfig {
+            debounce: Duration::from_secs(2),
+            max_group: 1_000,
+        }
+    }
 }
 
 impl Default for ActorConfig {
@@ -44,6 +67,7 @@ impl Default for ActorConfig {
             fanout_budget: DEFAULT_FANOUT_BUDGET,
             caps: Caps::default(),
             verification: Verification::default(),
+            presence: PresenceConfig::default(),
         }
     }
 }
@@ -83,6 +107,8 @@ pub struct Env {
     pub store: Arc<dyn Store>,
     /// Connected devices per account: where account events are pushed.
     pub hub: Arc<Hub>,
+    /// Who is online on any node (this node's hub and the other nodes' reports).
+    pub presence: Arc<Presence>,
     /// The workers group events are handed to.
     pub fanout: Arc<Fanout>,
     pub config: Arc<ActorConfig>,

@@ -253,6 +253,12 @@ pub struct AccountView {
     #[schema(value_type = BTreeMap<String, String>)]
     pub profile: Profile,
     pub profile_version: u64,
+    /// In `GET /v1/friends` only: whether the friend has a device connected (any node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<bool>,
+    /// In `GET /v1/friends` only: how many devices the friend has connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<usize>,
 }
 
 impl AccountView {
@@ -262,8 +268,26 @@ impl AccountView {
             account_id: record.account_id.clone(),
             profile: record.visible_profile(close),
             profile_version: record.profile_version,
+            online: None,
+            devices: None,
         }
     }
+
+    /// With the account's presence (the friend list's view).
+    pub fn with_presence(mut self, devices: usize) -> Self {
+        self.online = Some(devices > 0);
+        self.devices = Some(devices);
+        self
+    }
+}
+
+/// One online member of a group, for `GET /v1/groups/{gid}/presence`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OnlineMember {
+    #[schema(value_type = String)]
+    pub account_id: AccountId,
+    /// Devices connected, on every node.
+    pub devices: usize,
 }
 
 /// A platform link as clients see it: never its config (which may hold secrets).

@@ -125,7 +125,9 @@ impl Chorus {
         let env = self.directory.env();
         env.relay.interest(account).await?;
         let outlet_id = outlet.id();
-        env.hub.attach(account, outlet);
+        let (before, after) = env.hub.attach(account, outlet);
+        env.relay.presence(account, after);
+        env.presence.local_changed(account, before, after);
         match self.directory.ask(account, HeadSeq).await {
             Ok(seq) => Ok(seq),
             Err(e) => {
@@ -138,8 +140,12 @@ impl Chorus {
     /// The device `outlet_id` of `account` disconnected from this node.
     pub async fn detach(&self, account: &str, outlet_id: u64) -> Result<()> {
         let env = self.directory.env();
-        env.hub.detach(account, outlet_id);
+        let (before, after) = env.hub.detach(account, outlet_id);
         env.relay.release(account);
+        if before != after {
+            env.relay.presence(account, after);
+            env.presence.local_changed(account, before, after);
+        }
         Ok(())
     }
 

@@ -154,7 +154,7 @@ impl Chorus {
     }
 
     /// One page of `me`'s friends, incoming requests or suggestions, with their profiles
-    /// (email/phone only where they are friends).
+    /// (email/phone only where they are friends), and for friends whether they are online.
     pub async fn list_related(
         &self,
         me: &str,
@@ -167,7 +167,11 @@ impl Chorus {
         for id in &ids.items {
             // Listings read the durable record directly: no need to wake every friend's actor.
             if let Some(rec) = self.store().load_account(id).await? {
-                items.push(AccountView::of(&rec, relation == Relation::Friends));
+                let view = AccountView::of(&rec, relation == Relation::Friends);
+                items.push(match relation {
+                    Relation::Friends => view.with_presence(self.devices_online(id)),
+                    _ => view,
+                });
             }
         }
         Ok(Page {

@@ -6,7 +6,8 @@
 //! other at once would deadlock). Each step is one durable actor turn; the order is chosen so
 //! that the actor whose state is the source of truth writes first. By concern: [`accounts`]
 //! (accounts, logins, profiles, links, devices), [`friends`], [`groups`] (members, chat,
-//! the owner's side of bindings, merged feeds), [`communities`] (the community server's
+//! the owner's side of bindings, merged feeds), [`presence`] (`presence.changed`, who is
+//! online), [`communities`] (the community server's
 //! side), [`activities`] and [`proofs`] (codes that prove an email). Whatever an operation leaves for other actors after its first
 //! write is a durable step, stored with that write and carried out by [`steps`].
 //!
@@ -19,6 +20,7 @@ pub mod communities;
 pub mod cursor;
 pub mod friends;
 pub mod groups;
+pub mod presence;
 pub mod proofs;
 pub mod retention;
 pub mod steps;
@@ -33,7 +35,7 @@ use crate::actor::logs::LogHeads;
 use crate::actor::place::{Owner, Placement, Serve, SingleNode};
 use crate::actor::remote;
 use crate::error::Result;
-use crate::push::{Fanout, Hub, NoRelay, Relay};
+use crate::push::{Fanout, Hub, NoRelay, Presence, Relay};
 use crate::release::{self, Connector, ReleaseConfig};
 use crate::store::Store;
 
@@ -75,9 +77,13 @@ impl Chorus {
     pub fn with_seams(store: Arc<dyn Store>, config: ActorConfig, seams: Seams) -> Self {
         let hub = Arc::new(Hub::default());
         let fanout = Arc::new(Fanout::new(config.fanout_budget));
+        let (flips, flipped) = tokio::sync::mpsc::unbounded_channel();
+        let presence = Arc::new(Presence::new(hub.clone(), flips));
+        let debounce = config.presence.debounce;
         let env = Env {
             store,
             hub,
+            presence,
             fanout,
             config: Arc::new(config),
             releaser: ReleaserSlot::default(),
@@ -93,6 +99,8 @@ impl Chorus {
         };
         chorus.watch_view();
         chorus.start_trimming();
+        let announcer = presence::Announcer::new(chorus.directory.downgrade(), debounce);
+        actix::spawn(announcer.run(flipped));
         chorus
     }
 
@@ -149,6 +157,11 @@ impl Chorus {
     /// events from other nodes to them).
     pub fn hub(&self) -> &Arc<Hub> {
         &self.directory.env().hub
+    }
+
+    /// Who is online on any node (cluster mode feeds it the other nodes' devices).
+    pub fn presence(&self) -> &Arc<Presence> {
+        &self.directory.env().presence
     }
 
     /// How many actors of each kind are live on this node (`GET /metrics`).

@@ -35,8 +35,10 @@ impl EventType {
     pub const BINDING_APPROVED: Self = Self("binding.approved");
     pub const BINDING_REJECTED: Self = Self("binding.rejected");
     pub const BINDING_REVOKED: Self = Self("binding.revoked");
+    /// Ephemeral ([`ephemeral_frame`]): never stored, so not among [`EventType::ALL`].
+    pub const PRESENCE_CHANGED: Self = Self("presence.changed");
 
-    /// Every event name, for [`EventType::named`].
+    /// Every event name a log holds, for [`EventType::named`].
     pub const ALL: [Self; 12] = [
         Self::FRIEND_REQUESTED,
         Self::FRIEND_ADDED,
@@ -88,6 +90,26 @@ fn frame(kind: EventType, group_id: Option<&str>, seq: u64, data: &str) -> Store
     text.push('}');
     StoredEvent {
         seq,
+        frame: ByteString::from(text),
+    }
+}
+
+/// The number an ephemeral event carries in place of a log's: logs count from 1, so no
+/// stored event has it. A device's session sends such an event to whoever is live, whatever
+/// its cursors (`presence.changed`: never stored, never replayed).
+pub const EPHEMERAL_SEQ: u64 = 0;
+
+/// Builds an ephemeral event `{"type","data"}` (no `seq`, no `group_seq`: it is in no log),
+/// numbered [`EPHEMERAL_SEQ`] for the push path.
+pub fn ephemeral_frame(kind: EventType, data: &str) -> StoredEvent {
+    let mut text = String::with_capacity(data.len() + kind.0.len() + 24);
+    text.push_str(r#"{"type":""#);
+    text.push_str(kind.0);
+    text.push_str(r#"","data":"#);
+    text.push_str(data);
+    text.push('}');
+    StoredEvent {
+        seq: EPHEMERAL_SEQ,
         frame: ByteString::from(text),
     }
 }

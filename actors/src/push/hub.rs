@@ -17,22 +17,38 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A device of `account` connected here.
-    pub fn attach(&self, account: &str, outlet: Arc<dyn Outlet>) {
-        self.devices
-            .entry(account.to_owned())
-            .or_default()
-            .push(outlet);
+    /// A device of `account` connected here. Answers how many devices of the account were
+    /// here before and are now (under the account's entry: concurrent attaches and detaches
+    /// each see their own change, so exactly one sees the count leave or reach zero).
+    pub fn attach(&self, account: &str, outlet: Arc<dyn Outlet>) -> (usize, usize) {
+        let mut devices = self.devices.entry(account.to_owned()).or_default();
+        devices.push(outlet);
+        (devices.len() - 1, devices.len())
     }
 
-    /// The device `outlet_id` of `account` disconnected.
-    pub fn detach(&self, account: &str, outlet_id: u64) {
-        if let dashmap::Entry::Occupied(mut entry) = self.devices.entry(account.to_owned()) {
-            entry.get_mut().retain(|o| o.id() != outlet_id);
-            if entry.get().is_empty() {
-                entry.remove();
+    /// The device `outlet_id` of `account` disconnected. Answers the counts before and after,
+    /// as [`Hub::attach`] does.
+    pub fn detach(&self, account: &str, outlet_id: u64) -> (usize, usize) {
+        match self.devices.entry(account.to_owned()) {
+            dashmap::Entry::Occupied(mut entry) => {
+                let before = entry.get().len();
+                entry.get_mut().retain(|o| o.id() != outlet_id);
+                let after = entry.get().len();
+                if after == 0 {
+                    entry.remove();
+                }
+                (before, after)
             }
+            dashmap::Entry::Vacant(_) => (0, 0),
         }
+    }
+
+    /// Every account with a device here, and how many (a presence snapshot).
+    pub fn accounts(&self) -> Vec<(String, usize)> {
+        self.devices
+            .iter()
+            .map(|d| (d.key().clone(), d.len()))
+            .collect()
     }
 
     /// How many accounts have a device here, and how many devices (for `GET /metrics`).

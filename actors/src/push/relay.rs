@@ -37,6 +37,10 @@ pub trait Relay: Send + Sync + 'static {
 
     /// A device of `account` left this node (undoes one successful [`Relay::interest`]).
     fn release(&self, account: &str);
+
+    /// `account` has `devices` devices on this node now: tell the other nodes' presence
+    /// tables ([`super::Presence`]). Nothing on a single node.
+    fn presence(&self, _account: &str, _devices: usize) {}
 }
 
 /// One node: nothing to relay.

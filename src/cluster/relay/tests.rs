@@ -86,7 +86,7 @@ impl Node {
                 .unwrap_or_default();
             Box::pin(async move { Ok(found) })
         });
-        let relay = ClusterRelay::start_with(client.clone(), PREFIX.into(), groups_of);
+        let relay = ClusterRelay::start_with(client.clone(), PREFIX.into(), "test-node", groups_of);
         let hub = Arc::new(Hub::default());
         let fanout = Arc::new(Fanout::new(1 << 20));
         let (_, lane) = fanout.open_lane();

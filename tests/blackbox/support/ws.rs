@@ -110,9 +110,53 @@ pub fn hello_seq(hello: &Value) -> u64 {
     hello["seq"].as_u64().expect("hello seq")
 }
 
-/// The next text frame as JSON, skipping ping/pong control frames.
-/// Panics on timeout, close or error.
+/// The next text frame as JSON, skipping ping/pong control frames and `presence.changed`
+/// (ephemeral, and sent whenever a friend or fellow member comes or goes: only the presence
+/// tests read it, with [`next_frame`]). Panics on timeout, close or error.
 pub async fn next_event(ws: &mut Ws, timeout: Duration) -> Value {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let v = next_frame(ws, left.max(Duration::from_millis(1))).await;
+        if v["type"] == "presence.changed" {
+            check_presence_shape(&v);
+            continue;
+        }
+        return v;
+    }
+}
+
+/// `presence.changed` (contract revision 2): `{"type","data":{"account_id","online",
+/// "devices"}}`, in no log, so with neither `seq` nor `group_seq`.
+#[track_caller]
+pub fn check_presence_shape(v: &Value) {
+    assert_eq!(v["type"], "presence.changed", "{v}");
+    assert!(
+        v["data"]["account_id"].is_string(),
+        "presence without account_id: {v}"
+    );
+    assert!(
+        v["data"]["online"].is_boolean(),
+        "presence without online: {v}"
+    );
+    assert!(
+        v["data"]["devices"].is_u64(),
+        "presence without devices: {v}"
+    );
+    assert_eq!(
+        v["data"]["online"].as_bool(),
+        Some(v["data"]["devices"].as_u64() > Some(0)),
+        "online exactly when devices > 0: {v}"
+    );
+    assert!(
+        v.get("seq").is_none() && v.get("group_seq").is_none() && v.get("group_id").is_none(),
+        "presence is in no log: {v}"
+    );
+}
+
+/// The next text frame as JSON, whatever it is (ping/pong control frames skipped).
+/// Panics on timeout, close or error.
+pub async fn next_frame(ws: &mut Ws, timeout: Duration) -> Value {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let msg = match tokio::time::timeout_at(deadline, ws.next()).await {
@@ -144,7 +188,10 @@ pub async fn next_non_pong(ws: &mut Ws, timeout: Duration) -> Value {
     }
 }
 
-/// Assert no text frame arrives within `dur`.
+/// How a `presence.changed` frame begins (the server writes its fields in this order).
+const PRESENCE_PREFIX: &str = r#"{"type":"presence.changed""#;
+
+/// Assert no text frame arrives within `dur` (`presence.changed` aside, as [`next_event`]).
 pub async fn expect_no_event(ws: &mut Ws, dur: Duration) {
     let deadline = tokio::time::Instant::now() + dur;
     loop {
@@ -152,7 +199,9 @@ pub async fn expect_no_event(ws: &mut Ws, dur: Duration) {
             Err(_) => return,
             Ok(None) => panic!("WebSocket stream ended while expecting silence"),
             Ok(Some(Err(e))) => panic!("WebSocket error while expecting silence: {e}"),
-            Ok(Some(Ok(Message::Text(t)))) => panic!("expected no event, got {t}"),
+            Ok(Some(Ok(Message::Text(t)))) if !t.as_str().starts_with(PRESENCE_PREFIX) => {
+                panic!("expected no event, got {t}")
+            }
             Ok(Some(Ok(Message::Close(c)))) => panic!("expected no event, got close {c:?}"),
             Ok(Some(Ok(_))) => continue,
         }

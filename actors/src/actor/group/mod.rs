@@ -5,11 +5,12 @@
 //! ([`crate::push::fanout`]): the actor's turn ends after the write, however large the group.
 //!
 //! By concern, each file with its messages beside their handlers: [`members`] (members,
-//! chat) and [`bindings`] (binding requests, bindings, dynamics of bound
+//! chat), [`presence`] (members' `presence.changed`, never stored) and [`bindings`] (binding requests, bindings, dynamics of bound
 //! communities).
 
 pub mod bindings;
 pub mod members;
+pub mod presence;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub use bindings::{
     RevokeBinding,
 };
 pub use members::{AddMember, GetGroup, LogAccess, MemberAccess, PostMessage, RemoveMember};
+pub use presence::MemberPresence;
 
 /// The actor.
 pub struct Group {

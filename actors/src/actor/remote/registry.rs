@@ -64,7 +64,7 @@ routed! {
     Group via ask_group_here: group {
         GetGroup, MemberAccess, LogAccess, AddMember, RemoveMember, PostMessage,
         ReceiveBindingRequest, ListBindingRequests, ApproveBinding, RejectBinding,
-        RevokeBinding, PushDynamic,
+        RevokeBinding, PushDynamic, MemberPresence,
     }
     Community via ask_community_here: community {
         GetCommunity, AddMember, PostDynamic, BindingAdded, BindingRemoved,

@@ -34,3 +34,16 @@ impl Handler<HeadSeq> for Subscriber {
         AtomicResponse::new(Box::pin(read.into_actor(self)))
     }
 }
+
+/// The account's friends, for its `presence.changed` (asked on the account's owner node,
+/// where its presence is announced: never routed).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Vec<String>>")]
+pub struct FriendIds;
+
+impl Handler<FriendIds> for Subscriber {
+    type Result = Result<Vec<String>>;
+    fn handle(&mut self, _: FriendIds, _: &mut Self::Context) -> Self::Result {
+        Ok(self.friends.keys().cloned().collect())
+    }
+}

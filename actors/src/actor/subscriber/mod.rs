@@ -36,7 +36,7 @@ use crate::push::event::{EventType, StoredEvent, encode_data, frame_with_data};
 use crate::store::{EdgeKind, SubscriberSnapshot, SubscriberWrite, TokenSelector};
 
 pub use activities::{CanSeeActivities, PostActivity, RecordRelease};
-pub use devices::HeadSeq;
+pub use devices::{FriendIds, HeadSeq};
 pub use friends::{
     AcceptFriend, BecomeFriends, DeclineFriend, DropFriend, ListRelation, MatchedBy,
     ReceiveFriendRequest, RecordMatches, RequestOutcome, StartFriendRequest, Unfriend,

@@ -25,7 +25,7 @@ fn route_names_are_unique_per_kind_and_apart_from_node_calls() {
             "{name} is a node-level call"
         );
     }
-    assert_eq!(ROUTES.len(), 43, "every routed message is listed once");
+    assert_eq!(ROUTES.len(), 44, "every routed message is listed once");
 }
 
 #[test]
