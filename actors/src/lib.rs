@@ -11,7 +11,7 @@
 //!   Operations spanning actors (friend requests, contact matching, profile fan-out, the
 //!   binding handshake, dynamics to bound groups, merged feeds, posting an activity) are
 //!   orchestrated here, so that no actor waits for another. `ops/{accounts, friends, groups,
-//!   communities, activities, proofs}.rs`; `ops/steps.rs` carries out what such an operation left
+//!   communities, activities, proofs}.rs`; `ops/presence.rs` announces `presence.changed`; `ops/steps.rs` carries out what such an operation left
 //!   after its first write (stored in that write: the outbox of cross-actor steps), now, after
 //!   a failure, and after a crash; `ops/retention.rs` trims event logs and tells a reader
 //!   from before the horizon `resync_required`.
@@ -37,7 +37,8 @@
 //!   in `mod.rs`, the checks one file per area; each engine runs it with
 //!   `chorus_actors::conformance_tests!`, one test per check).
 //! - [`push`]: events to devices: frames encoded once (`event.rs`, whose [`push::StoredEvent`]
-//!   the store also keeps), connected devices per account (`hub.rs`), the lanes to the I/O
+//!   the store also keeps), connected devices per account (`hub.rs`), who is online on any
+//!   node (`presence.rs`), the lanes to the I/O
 //!   threads and the budget of group events in flight (`fanout.rs`). Uses nothing else of
 //!   the crate.
 //! - [`model`]: records as stored (accounts, groups, communities, activities and their

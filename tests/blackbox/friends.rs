@@ -92,14 +92,15 @@ async fn request_and_accept() {
     assert_eq!(eb["data"]["account_id"], json!(a.id));
     assert_eq!(eb["seq"], json!(2));
 
-    // lists: friends see each other's email/phone
+    // lists: friends see each other's email/phone, and whether they are online (each has
+    // one device here)
     let fa = get(&s, "/v1/friends", a.tok()).await.expect(200).clone();
     let bv = me(&s, &b).await["profile_version"].clone();
     assert_eq!(
         fa["items"],
         json!([{"account_id": b.id,
                 "profile": {"display_name": "Bob", "email": "bob@example.com"},
-                "profile_version": bv}])
+                "profile_version": bv, "online": true, "devices": 1}])
     );
     assert_eq!(fa["next"], Value::Null);
     let fb = get(&s, "/v1/friends", b.tok()).await.expect(200).clone();
@@ -108,7 +109,7 @@ async fn request_and_accept() {
         fb["items"],
         json!([{"account_id": a.id,
                 "profile": {"display_name": "Alice", "email": "alice@example.com", "phone": "+15550200001"},
-                "profile_version": av}])
+                "profile_version": av, "online": true, "devices": 1}])
     );
     // the request is gone
     assert_eq!(incoming(&s, &b).await["items"], json!([]));
