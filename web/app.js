@@ -142,6 +142,7 @@ class App {
     for (const f of friends.items) {
       this.names.learn(f.account_id, f.profile, f.profile_version);
       if (typeof f.online === 'boolean') {
+        this.hasPresence = true;
         this.presence.set(f.account_id, {online: f.online, devices: f.devices});
       }
     }

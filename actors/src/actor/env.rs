@@ -44,8 +44,9 @@ pub struct PresenceConfig {
     /// offline only once it has stayed offline this long: a flapping device stays quiet.
     pub debounce: Duration,
     /// Groups with more members than this get no `presence.changed` of their members (each
-    /// change would be a frame to every member); `GET /v1/groups/{gid}/presence` still
-    /// answers for them.
+    /// change would be a frame to every member, so a group whose members all reconnect at
+    /// once, after a restart say, would cost members² frames); `GET /v1/groups/{gid}/presence`
+    /// still answers for them.
     pub max_group: usize,
 }
 
@@ -53,7 +54,7 @@ impl Default for PresenceConfig {
     fn default() -> Self {
         PresenceConfig {
             debounce: Duration::from_secs(2),
-            max_group: 1_000,
+            max_group: 100,
         }
     }
 }

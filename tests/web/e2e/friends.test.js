@@ -37,11 +37,10 @@ test('a friend sees a profile change live, and after a reconnect', async () => {
   assert.ok(bob.frames.received.some((f) => f.type === 'profile.updated'
     && f.data.account_id === annAccount.id && typeof f.seq === 'number'));
 
-  // Presence, where the server reports it: Ann is online on Bob's page.
-  if (await bob.page.evaluate(() => window.chorus.app.hasPresence)) {
-    await bob.page.locator(`[data-testid="presence-${annAccount.id}"][data-online="true"]`)
-      .waitFor();
-  }
+  // Presence: Ann is online on Bob's page (from the friend list's `online`).
+  assert.ok(await bob.page.evaluate(() => window.chorus.app.hasPresence));
+  await bob.page.locator(`[data-testid="presence-${annAccount.id}"][data-online="true"]`)
+    .waitFor();
   await screenshot(bob.page, 'friends');
 
   // Bob's network drops; Ann changes her status meanwhile; Bob reconnects and resumes.
@@ -74,6 +73,13 @@ test('a friend sees a profile change live, and after a reconnect', async () => {
   const stored = await bob.page.evaluate(() => JSON.parse(localStorage.getItem('chorus.session')));
   assert.notEqual(stored.token, bobAccount.token, 'a new session, a new token');
 
+  // Ann closes her page: once the debounce has passed, Bob's page shows her offline, live
+  // (`presence.changed`, which is in no log: no seq).
   await ann.context.close();
+  await bob.page.locator(`[data-testid="presence-${annAccount.id}"][data-online="false"]`)
+    .waitFor({timeout: LIVE_MS * 2});
+  assert.ok(bob.frames.received.some((f) => f.type === 'presence.changed'
+    && f.data.account_id === annAccount.id && f.data.online === false
+    && f.data.devices === 0 && f.seq === undefined));
   await bob.context.close();
 });
