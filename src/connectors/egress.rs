@@ -428,7 +428,7 @@ mod tests {
         };
         assert!(err.downcast_ref::<NotAllowed>().is_some(), "{err}");
         // Refused or not, what the name resolved to keys its destination.
-        assert_eq!(hosts.key("localhost"), "127.0.0.1");
+        assert_eq!(hosts.key(url::Host::Domain("localhost")), "127.0.0.1");
         // With the policy off the answer is taken.
         let name: Name = "localhost".parse().unwrap();
         let open = Egress::ANYWHERE.resolver(hosts.clone());

@@ -1,6 +1,7 @@
-//! The address each destination host name resolved to, so that the releaser's cap per
-//! destination ([`chorus_actors::release::Connector::destination`]) counts one host once,
-//! whatever names its links use: many names for one black-hole address share one cap.
+//! The releaser's key of a destination host ([`ResolvedHosts::key`], the one normalisation of
+//! hosts for [`chorus_actors::release::Connector::destination`]) and the address each host
+//! name resolved to, so that the cap per destination counts one host once, whatever names or
+//! address forms its links use: many names for one black-hole address share one cap.
 //!
 //! Resolution is not done for the key: the key of a name is the address the name last
 //! resolved to in the egress policy's own lookups (when a link is made, and as each attempt
@@ -37,14 +38,24 @@ impl ResolvedHosts {
         self.names.insert(name, ip);
     }
 
-    /// The destination key of the host `name`: the address it last resolved to, or the
-    /// name until it has.
-    pub fn key(&self, name: &str) -> String {
-        let name = normalise(name);
-        match self.names.get(&name) {
-            Some(ip) => ip.to_string(),
-            None => name,
-        }
+    /// The releaser's per-destination key of a URL's host: the host alone, never the port or
+    /// the scheme, so that 32 ports of one black-hole host are one destination, not 32. An
+    /// address is keyed by its canonical form (an IPv4-mapped IPv6 address as the IPv4 one,
+    /// as [`Self::record`] keeps what names resolved to); a name by the address it last
+    /// resolved to, or by the name itself (lower case, without a trailing dot) until it has.
+    pub fn key(&self, host: url::Host<&str>) -> String {
+        let ip = match host {
+            url::Host::Domain(name) => {
+                let name = normalise(name);
+                return match self.names.get(&name) {
+                    Some(ip) => ip.to_string(),
+                    None => name,
+                };
+            }
+            url::Host::Ipv4(ip) => IpAddr::V4(ip),
+            url::Host::Ipv6(ip) => IpAddr::V6(ip),
+        };
+        ip.to_canonical().to_string()
     }
 }
 
@@ -60,20 +71,27 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn key(hosts: &ResolvedHosts, name: &str) -> String {
+        hosts.key(url::Host::Domain(name))
+    }
+
     #[test]
     fn names_of_one_address_share_its_key() {
         let hosts = ResolvedHosts::default();
-        assert_eq!(hosts.key("a.example"), "a.example", "not resolved yet");
+        assert_eq!(key(&hosts, "a.example"), "a.example", "not resolved yet");
         hosts.record("a.example", [ip("203.0.113.9"), ip("198.51.100.7")]);
         hosts.record("B.example.", [ip("198.51.100.7")]);
         hosts.record("c.example", [ip("::ffff:198.51.100.7")]);
         for name in ["a.example", "b.example", "c.example", "A.EXAMPLE."] {
-            assert_eq!(hosts.key(name), "198.51.100.7", "{name}");
+            assert_eq!(key(&hosts, name), "198.51.100.7", "{name}");
         }
         // A later answer replaces the earlier one; an empty one changes nothing.
         hosts.record("a.example", [ip("203.0.113.9")]);
         hosts.record("a.example", []);
-        assert_eq!(hosts.key("a.example"), "203.0.113.9");
+        assert_eq!(key(&hosts, "a.example"), "203.0.113.9");
+        // An address is its own key, in the form names' answers are kept in.
+        let mapped = url::Host::Ipv6("::ffff:198.51.100.7".parse().unwrap());
+        assert_eq!(hosts.key(mapped), "198.51.100.7");
     }
 
     #[test]
@@ -84,7 +102,7 @@ mod tests {
         }
         assert!(hosts.names.len() <= MAX_NAMES);
         assert_eq!(
-            hosts.key(&format!("h{}.example", MAX_NAMES + 9)),
+            key(&hosts, &format!("h{}.example", MAX_NAMES + 9)),
             "203.0.113.1"
         );
     }

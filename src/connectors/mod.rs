@@ -10,7 +10,8 @@
 //!
 //! Shared by the platforms: [`egress`], the policy on where a link may point (public
 //! addresses only, checked when the link is made and again as each release connects);
-//! [`hosts`], what destination names resolved to (the key of the cap per destination host);
+//! [`hosts`], the key of the cap per destination host (what names resolved to, addresses
+//! canonical);
 //! [`http`], one HTTP attempt and the fixed words its outcome is told in; [`sealing`], the
 //! link's secret sealed when the link is made and unsealed for each attempt
 //! ([`crate::secrets`]).
@@ -250,23 +251,7 @@ impl Connector for Connectors {
             email::PLATFORM => return Some("smtp relay".into()),
             _ => None,
         }?;
-        Some(match url::Url::parse(url).ok()?.host()? {
-            url::Host::Domain(name) => self.hosts.key(name),
-            literal => host_key(literal),
-        })
-    }
-}
-
-/// The releaser's per-destination key of a URL's host: the host alone, never the port or the
-/// scheme, so that 32 ports of one black-hole host are one destination, not 32. A name is
-/// keyed by the address it resolved to ([`ResolvedHosts`]; the name as the URL parser
-/// normalised it, without a trailing dot, until it has resolved); an address by its
-/// canonical form (an IPv4-mapped IPv6 address as the IPv4 one).
-fn host_key(host: url::Host<&str>) -> String {
-    match host {
-        url::Host::Domain(name) => name.trim_end_matches('.').to_owned(),
-        url::Host::Ipv4(ip) => ip.to_string(),
-        url::Host::Ipv6(ip) => ip.to_canonical().to_string(),
+        Some(self.hosts.key(url::Url::parse(url).ok()?.host()?))
     }
 }
 

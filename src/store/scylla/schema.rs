@@ -6,8 +6,11 @@
 use chorus_actors::StoreError;
 use chorus_actors::model::now_ms;
 use chorus_actors::store::{EdgeKind, TokenSelector};
+use std::future::Future;
+
 use futures_util::TryStreamExt;
 use scylla::client::session::Session;
+use scylla::deserialize::row::DeserializeRow;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::value::{CqlValue, Row};
 
@@ -24,7 +27,7 @@ const SCHEMA: &str = include_str!("schema.cql");
 /// them (the owner epoch of cluster mode, in `logs`).
 const ADDED_COLUMNS: [(&str, &str, &str); 1] = [("logs", "epoch", "bigint")];
 
-/// Index rows the backfill of `member_groups` writes at once.
+/// Rows an upgrade step ([`write_each_row`]) writes at once.
 const BACKFILL_CONCURRENCY: usize = 64;
 
 /// The schema as CQL statements, keyspace and replication filled in (what
@@ -169,26 +172,45 @@ pub(super) async fn backfill_member_groups(session: &Session, ks: &str) -> Resul
         ))
         .await
         .map_err(|e| backend(what, e))?;
-    let rows = session
-        .query_iter(
-            format!("SELECT group_id, account FROM {ks}.group_members"),
-            (),
-        )
+    let select = format!("SELECT group_id, account FROM {ks}.group_members");
+    let insert = &insert;
+    write_each_row(
+        session,
+        select,
+        what,
+        move |(group, account): (String, String)| async move {
+            session
+                .execute_unpaged(insert, (account, group))
+                .await
+                .map_err(|e| backend(what, e))
+                .map(|_| 1)
+        },
+    )
+    .await
+}
+
+/// Runs `write` on every row `select` answers (a full scan, paged), [`BACKFILL_CONCURRENCY`]
+/// writes at once, and answers the sum of what the writes answer (1 for a row written, 0 for
+/// one passed over): the tail of every upgrade step here.
+async fn write_each_row<R, W, F>(
+    session: &Session,
+    select: String,
+    what: &str,
+    write: W,
+) -> Result<u64, StoreError>
+where
+    R: for<'f, 'm> DeserializeRow<'f, 'm>,
+    W: Fn(R) -> F,
+    F: Future<Output = Result<u64, StoreError>>,
+{
+    session
+        .query_iter(select, ())
         .await
         .map_err(|e| backend(what, e))?
-        .rows_stream::<(String, String)>()
-        .map_err(|e| backend(what, e))?;
-    rows.map_err(|e| backend(what, e))
-        .map_ok(|(group, account)| {
-            let insert = &insert;
-            async move {
-                session
-                    .execute_unpaged(insert, (account, group))
-                    .await
-                    .map_err(|e| backend(what, e))
-                    .map(|_| 1u64)
-            }
-        })
+        .rows_stream::<R>()
+        .map_err(|e| backend(what, e))?
+        .map_err(|e| backend(what, e))
+        .map_ok(write)
         .try_buffer_unordered(BACKFILL_CONCURRENCY)
         .try_fold(0u64, |n, one| async move { Ok(n + one) })
         .await
@@ -215,39 +237,27 @@ pub(super) async fn remove_copied_secrets(session: &Session, ks: &str) -> Result
             .await
             .map_err(|e| backend(what, e))?;
         let select = format!("SELECT record, {} FROM {ks}.{table}", keys.join(", "));
-        rewritten += session
-            .query_iter(select, ())
-            .await
-            .map_err(|e| backend(what, e))?
-            .rows_stream::<Row>()
-            .map_err(|e| backend(what, e))?
-            .map_err(|e| backend(what, e))
-            // The new record, then the row's key columns as they came.
-            .try_filter_map(|row| async move {
-                let mut columns = row.columns.into_iter();
-                let clean = match columns.next().flatten() {
-                    Some(CqlValue::Blob(record)) => without_copied_secret(&record),
-                    _ => None,
-                };
-                Ok(clean.map(|clean| {
-                    let mut values = vec![Some(CqlValue::Blob(clean))];
-                    values.extend(columns);
-                    values
-                }))
-            })
-            .map_ok(|values| {
-                let update = &update;
-                async move {
-                    session
-                        .execute_unpaged(update, values)
-                        .await
-                        .map_err(|e| backend(what, e))
-                        .map(|_| 1u64)
-                }
-            })
-            .try_buffer_unordered(BACKFILL_CONCURRENCY)
-            .try_fold(0u64, |n, one| async move { Ok(n + one) })
-            .await?;
+        let update = &update;
+        // The new record, then the row's key columns as they came; a record without a copied
+        // secret is left as it is.
+        rewritten += write_each_row(session, select, what, move |row: Row| async move {
+            let mut columns = row.columns.into_iter();
+            let clean = match columns.next().flatten() {
+                Some(CqlValue::Blob(record)) => without_copied_secret(&record),
+                _ => None,
+            };
+            let Some(clean) = clean else {
+                return Ok(0);
+            };
+            let mut values = vec![Some(CqlValue::Blob(clean))];
+            values.extend(columns);
+            session
+                .execute_unpaged(update, values)
+                .await
+                .map_err(|e| backend(what, e))
+                .map(|_| 1)
+        })
+        .await?;
     }
     Ok(rewritten)
 }
@@ -286,47 +296,39 @@ pub(super) async fn move_old_tokens(
     batch.append_statement(insert);
     batch.append_statement(edge);
     batch.append_statement(delete.clone());
-    let rows = session
-        .query_iter(
-            format!("SELECT selector, verifier, owner FROM {ks}.{OLD_TOKENS}"),
-            (),
-        )
-        .await
-        .map_err(|e| backend(what, e))?
-        .rows_stream::<(Vec<u8>, Option<Vec<u8>>, Option<String>)>()
-        .map_err(|e| backend(what, e))?;
-    rows.map_err(|e| backend(what, e))
-        .map_ok(|(selector, verifier, owner)| {
-            let (batch, delete, kind) = (&batch, &delete, &kind);
-            async move {
-                let (Ok(head), Some(verifier), Some(owner)) =
-                    (<[u8; 16]>::try_from(selector.as_slice()), verifier, owner)
-                else {
-                    session
-                        .execute_unpaged(delete, (selector,))
-                        .await
-                        .map_err(|e| backend(what, e))?;
-                    return Ok(0u64);
-                };
-                let hex = TokenSelector(head).to_hex();
-                let stamp = issued.to_be_bytes().to_vec();
+    let select = format!("SELECT selector, verifier, owner FROM {ks}.{OLD_TOKENS}");
+    let (batch, delete, kind) = (&batch, &delete, &kind);
+    write_each_row(
+        session,
+        select,
+        what,
+        move |(selector, verifier, owner): (Vec<u8>, Option<Vec<u8>>, Option<String>)| async move {
+            let (Ok(head), Some(verifier), Some(owner)) =
+                (<[u8; 16]>::try_from(selector.as_slice()), verifier, owner)
+            else {
                 session
-                    .batch(
-                        batch,
-                        (
-                            (selector.clone(), verifier, issued, owner.clone()),
-                            (owner, kind.as_str(), hex, stamp),
-                            (selector,),
-                        ),
-                    )
+                    .execute_unpaged(delete, (selector,))
                     .await
                     .map_err(|e| backend(what, e))?;
-                Ok(1u64)
-            }
-        })
-        .try_buffer_unordered(BACKFILL_CONCURRENCY)
-        .try_fold(0u64, |n, one| async move { Ok(n + one) })
-        .await
+                return Ok(0);
+            };
+            let hex = TokenSelector(head).to_hex();
+            let stamp = issued.to_be_bytes().to_vec();
+            session
+                .batch(
+                    batch,
+                    (
+                        (selector.clone(), verifier, issued, owner.clone()),
+                        (owner, kind.as_str(), hex, stamp),
+                        (selector,),
+                    ),
+                )
+                .await
+                .map_err(|e| backend(what, e))?;
+            Ok(1)
+        },
+    )
+    .await
 }
 
 #[cfg(test)]
