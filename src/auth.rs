@@ -71,7 +71,7 @@ impl Passwords {
 
     fn slot(&self) -> Result<OwnedSemaphorePermit> {
         self.slots.clone().try_acquire_owned().map_err(|_| {
-            crate::metrics::rejected("password_hash");
+            crate::metrics::rejected(crate::metrics::PASSWORD_HASH);
             Error::Busy {
                 what: "too many password checks are running; retry shortly",
                 retry_after: HASH_BUSY_RETRY_AFTER_SECS,

@@ -384,6 +384,7 @@ pub async fn run(
         readiness: readiness.clone(),
     };
     let state_platforms = state.connectors.platforms();
+    metrics::zero_release_attempts(&state_platforms);
     let server = serve(listener, state, &config, cluster.clone())?;
     let handle = server.handle();
     let mode = cluster.as_ref().map_or_else(String::new, |c| {

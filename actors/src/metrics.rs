@@ -18,6 +18,13 @@ pub const RATE_LIMITED: &str = "chorus_rate_limited_total";
 /// back from the group's history).
 pub const LANE_SHED: &str = "chorus_fanout_shed_total";
 
+/// The `kind`s of actor ([`ACTIVATIONS`], [`ACTORS_LIVE`]).
+pub const ACTOR_KINDS: [&str; 3] = ["account", "group", "community"];
+/// The `outcome`s of a release attempt ([`RELEASE_ATTEMPTS`]).
+pub const RELEASE_OUTCOMES: [&str; 3] = ["delivered", "retry", "failed"];
+/// The `kind` of [`RATE_LIMITED`] the domain records (the server adds its own).
+pub const FANOUT_BUDGET: &str = "fanout_budget";
+
 /// An actor of `kind` was activated from the store.
 pub fn activated(kind: &'static str) {
     metrics::counter!(ACTIVATIONS, "kind" => kind).increment(1);

@@ -79,7 +79,7 @@ async fn send(state: &AppState, who: &str, target: CodeTarget) -> Result<HttpRes
             expires_in_secs,
         })),
         CodeSent::Wait(secs) => {
-            crate::metrics::rejected("verification_code");
+            crate::metrics::rejected(crate::metrics::VERIFICATION_CODE);
             Err(Error::RateLimited(secs))
         }
     }

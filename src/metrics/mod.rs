@@ -25,7 +25,7 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chorus_actors::Chorus;
 use chorus_actors::metrics as domain;
-use metrics::{Unit, describe_counter, describe_gauge, describe_histogram, gauge};
+use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use subtle::ConstantTimeEq;
 
@@ -33,6 +33,7 @@ pub use self::store::{CommitTimer, store_batch};
 use crate::auth::token_hash;
 use crate::error::{Error, Result};
 use crate::http::AppState;
+use crate::limits::Bucket;
 
 /// WebSocket connections open on this node.
 pub const WS_CONNECTIONS: &str = "chorus_ws_connections";
@@ -113,6 +114,7 @@ pub fn install(node: Option<&str>) {
         return;
     }
     describe();
+    zero_known_series();
     if HANDLE.set(handle.clone()).is_ok() {
         push::bind();
         let upkeep = std::thread::Builder::new()
@@ -182,6 +184,48 @@ fn describe() {
     describe_counter!(domain::LANE_SHED, "Group events shed by a full lane");
 }
 
+/// The `code`s of [`WS_CLOSES`], as [`ws_closed`] writes them.
+const CLOSE_CODES: [&str; 10] = [
+    "none", "1000", "1001", "1002", "1007", "1008", "1009", "1011", "1013", "other",
+];
+
+/// The `kind`s of `chorus_rate_limited_total` the server records besides the limiter's
+/// buckets ([`Bucket::token`]) and the domain's fan-out budget.
+pub const VERIFICATION_CODE: &str = "verification_code";
+pub const PASSWORD_HASH: &str = "password_hash";
+
+/// Puts every series of a counter whose labels are known in advance at 0. `rate()` sees only
+/// an increase between two scrapes, so a series born with its first event would hide that
+/// event from every panel and alert: the first slow reader (1013), the first refusal of a
+/// kind, the burst of activations when a node starts.
+fn zero_known_series() {
+    counter!(domain::LANE_SHED).absolute(0);
+    for code in CLOSE_CODES {
+        counter!(WS_CLOSES, "code" => code).absolute(0);
+    }
+    let kinds = Bucket::ALL.map(Bucket::token);
+    for kind in kinds
+        .into_iter()
+        .chain([VERIFICATION_CODE, PASSWORD_HASH, domain::FANOUT_BUDGET])
+    {
+        counter!(domain::RATE_LIMITED, "kind" => kind).absolute(0);
+    }
+    for kind in domain::ACTOR_KINDS {
+        counter!(domain::ACTIVATIONS, "kind" => kind).absolute(0);
+    }
+}
+
+/// Puts the release attempts of each of `platforms` (the connectors this server has) at 0
+/// for every outcome (see [`zero_known_series`]).
+pub fn zero_release_attempts(platforms: &[&'static str]) {
+    for platform in platforms {
+        for outcome in domain::RELEASE_OUTCOMES {
+            counter!(domain::RELEASE_ATTEMPTS, "platform" => *platform, "outcome" => outcome)
+                .absolute(0);
+        }
+    }
+}
+
 /// Sets the gauges that count what the server keeps anyway.
 fn sample(chorus: &Chorus) {
     let (accounts, devices) = chorus.hub().counts();
@@ -214,7 +258,12 @@ pub async fn scrape(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
 /// A connection ended: with the close `code` sent, or without one (`None`: the peer left,
 /// or the connection was reset).
 pub fn ws_closed(code: Option<u16>) {
-    let code = match code {
+    metrics::counter!(WS_CLOSES, "code" => close_label(code)).increment(1);
+}
+
+/// The `code` label of a close: one of [`CLOSE_CODES`].
+fn close_label(code: Option<u16>) -> &'static str {
+    match code {
         None => "none",
         Some(1000) => "1000",
         Some(1001) => "1001",
@@ -225,8 +274,7 @@ pub fn ws_closed(code: Option<u16>) {
         Some(1011) => "1011",
         Some(1013) => "1013",
         Some(_) => "other",
-    };
-    metrics::counter!(WS_CLOSES, "code" => code).increment(1);
+    }
 }
 
 /// A request was refused by the limit `kind` (429 or 503).
@@ -324,6 +372,20 @@ mod tests {
             domain::RATE_LIMITED,
         ] {
             assert!(used.iter().any(|u| u == wanted), "dashboard lacks {wanted}");
+        }
+    }
+
+    #[test]
+    fn every_close_label_is_one_put_at_zero() {
+        let labels: Vec<_> = std::iter::once(None)
+            .chain((0..=u16::MAX).map(Some))
+            .map(close_label)
+            .collect();
+        for label in &labels {
+            assert!(CLOSE_CODES.contains(label), "{label}");
+        }
+        for code in CLOSE_CODES {
+            assert!(labels.contains(&code), "{code} is never written");
         }
     }
 

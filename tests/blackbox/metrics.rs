@@ -1,9 +1,10 @@
 //! `GET /metrics`: the text parses as Prometheus's exposition format (every line a comment or
 //! `name{labels} value`), the counters move with real traffic (a device, events pushed to
-//! it, a 429, release attempts by outcome), `--metrics-token` guards the scrape, and in
-//! cluster mode every series carries its node.
+//! it, a 429, release attempts by outcome), every series and label the Grafana dashboard
+//! (docs/grafana/chorus.json) queries is there after that traffic, `--metrics-token` guards
+//! the scrape, and in cluster mode every series carries its node.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
@@ -13,6 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::support::cluster::TestCluster;
 use crate::support::groups::{create_group, post_message};
 use crate::support::release::*;
+use crate::support::store::on_cql_store;
 use crate::support::*;
 
 /// A scrape: each series (`name{labels}` as written) and its value.
@@ -145,6 +147,189 @@ async fn until(s: &Server, what: &str, ok: impl Fn(&Scrape) -> bool) -> Scrape {
     }
 }
 
+/// The dashboard's queries, as Grafana gets them.
+const DASHBOARD: &str = include_str!("../../docs/grafana/chorus.json");
+
+/// The label every series has in cluster mode only (checked by the cluster test below).
+const NODE: &str = "node";
+
+/// The one series only the embedded store's writer records (`store="fjall"`).
+const FJALL_ONLY: &str = "chorus_store_batch_writes";
+
+/// One series an expression of a panel queries: its name as written (a histogram's
+/// `_bucket`, say) and the labels the expression needs it to carry: those it groups by
+/// (`sum by (node, kind)`) and those it matches on (`{code="1013"}`), less `node`.
+#[derive(Debug)]
+struct Queried {
+    panel: String,
+    name: String,
+    labels: BTreeSet<String>,
+}
+
+/// Every series each target expression of each panel queries. The dashboard's expressions
+/// are all `agg by (labels) (... one series ...)`, possibly inside `histogram_quantile` or
+/// divided by another such: a series takes the labels of the nearest `by (...)` before it.
+fn dashboard_queries() -> Vec<Queried> {
+    let dashboard: serde_json::Value = serde_json::from_str(DASHBOARD).expect("dashboard JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut out = Vec::new();
+    for panel in panels {
+        let title = panel["title"].as_str().expect("panel title");
+        let targets = panel["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "panel {title:?} has no query");
+        for target in targets {
+            let expr = target["expr"].as_str().expect("expr");
+            let before = out.len();
+            scan_expr(expr, |name, labels| {
+                out.push(Queried {
+                    panel: title.to_owned(),
+                    name,
+                    labels,
+                });
+            });
+            assert!(out.len() > before, "{title:?}: no chorus_ series in {expr}");
+        }
+    }
+    out
+}
+
+/// Calls `found` with each `chorus_` series of `expr` and the labels it must carry.
+fn scan_expr(expr: &str, mut found: impl FnMut(String, BTreeSet<String>)) {
+    let chars: Vec<char> = expr.chars().collect();
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    let mut by = BTreeSet::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if !word(chars[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len() && word(chars[i]) {
+            i += 1;
+        }
+        let ident: String = chars[start..i].iter().collect();
+        let next = chars[i..]
+            .iter()
+            .position(|c| !c.is_whitespace())
+            .map(|p| i + p);
+        if ident == "by" && next.is_some_and(|n| chars[n] == '(') {
+            let open = next.unwrap_or(i);
+            let close = chars[open..]
+                .iter()
+                .position(|&c| c == ')')
+                .map(|p| open + p)
+                .unwrap_or_else(|| panic!("unclosed by ( in {expr}"));
+            let list: String = chars[open + 1..close].iter().collect();
+            by = list.split(',').map(|l| l.trim().to_owned()).collect();
+            i = close + 1;
+        } else if ident.starts_with("chorus_") {
+            let mut labels = by.clone();
+            if chars.get(i) == Some(&'{') {
+                i = matchers(&chars, i, &mut labels, expr);
+            }
+            labels.remove(NODE);
+            found(ident, labels);
+        }
+    }
+}
+
+/// Adds the label names of the matchers `{a="x",b=~"y"}` opening at `chars[open]` to
+/// `labels`; answers the index after the closing brace.
+fn matchers(chars: &[char], open: usize, labels: &mut BTreeSet<String>, expr: &str) -> usize {
+    let mut i = open + 1;
+    let mut name = String::new();
+    loop {
+        match chars.get(i) {
+            None => panic!("unclosed {{ in {expr}"),
+            Some('}') => return i + 1,
+            Some('"') => {
+                if !name.trim().is_empty() {
+                    labels.insert(name.trim().to_owned());
+                }
+                name.clear();
+                i += 1;
+                while let Some(&c) = chars.get(i) {
+                    i += 1;
+                    match c {
+                        '\\' => i += 1,
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            Some(&c) if c == '=' || c == '!' || c == '~' || c == ',' => i += 1,
+            Some(&c) => {
+                name.push(c);
+                i += 1;
+            }
+        }
+    }
+}
+
+/// Each series the dashboard queries is in `scrape`, and some series of that name carries
+/// every label the query needs: a panel whose query names a series or a label the server
+/// does not export draws "No data" forever.
+#[track_caller]
+fn check_dashboard(scrape: &Scrape) {
+    let queried = dashboard_queries();
+    let panels: BTreeSet<&str> = queried.iter().map(|q| q.panel.as_str()).collect();
+    assert!(panels.len() >= 10, "only {} panels read", panels.len());
+    for q in &queried {
+        if q.name.starts_with(FJALL_ONLY) && on_cql_store() {
+            continue;
+        }
+        let series: Vec<&str> = scrape
+            .keys()
+            .map(String::as_str)
+            .filter(|s| s.split('{').next() == Some(q.name.as_str()))
+            .collect();
+        assert!(
+            !series.is_empty(),
+            "panel {:?} queries {}, which /metrics does not export: {:#?}",
+            q.panel,
+            q.name,
+            scrape.keys()
+        );
+        for label in &q.labels {
+            let has = |s: &&str| {
+                s.contains(&format!("{{{label}=\"")) || s.contains(&format!(",{label}=\""))
+            };
+            assert!(
+                series.iter().any(has),
+                "panel {:?} needs label {label} on {}; exported: {series:#?}",
+                q.panel,
+                q.name
+            );
+        }
+    }
+}
+
+#[test]
+fn the_dashboard_scan_finds_series_grouping_and_matchers() {
+    let mut got = Vec::new();
+    scan_expr(
+        "histogram_quantile(0.5, sum by (le, node, store) (rate(chorus_a_bucket{node=~\"$node\"}[5m]))) \
+         / sum by (node) (rate(chorus_b_total{code=\"1013\",node=~\"$node\"}[$__rate_interval]))",
+        |name, labels| got.push((name, labels.into_iter().collect::<Vec<_>>())),
+    );
+    assert_eq!(
+        got,
+        [
+            (
+                "chorus_a_bucket".to_owned(),
+                vec!["le".to_owned(), "store".to_owned()]
+            ),
+            ("chorus_b_total".to_owned(), vec!["code".to_owned()]),
+        ]
+    );
+    let all = dashboard_queries();
+    assert!(
+        all.iter()
+            .any(|q| q.name == "chorus_ws_closes_total" && q.labels.contains("code"))
+    );
+}
+
 #[tokio::test]
 async fn metrics_parse_and_move_with_devices_events_rejections_and_releases() {
     let mut f = ReleaseFixture::start(&["--login-attempts-per-account", "1"]).await;
@@ -246,6 +431,9 @@ async fn metrics_parse_and_move_with_devices_events_rejections_and_releases() {
     .await;
     assert_eq!(sum(&done, "chorus_release_attempts_total", &[]), 2.0);
     drop((ok, bad));
+
+    // By now every panel of the dashboard has something to draw.
+    check_dashboard(&done);
 }
 
 #[tokio::test]

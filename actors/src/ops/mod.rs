@@ -173,7 +173,7 @@ impl Chorus {
     /// `Retry-After`), before anything is stored: overload pushes back on publishers.
     fn admit_publish(&self) -> Result<()> {
         if self.directory.env().fanout.busy() {
-            crate::metrics::rejected("fanout_budget");
+            crate::metrics::rejected(crate::metrics::FANOUT_BUDGET);
             return Err(crate::Error::Unavailable(
                 "fan-out is saturated: retry shortly".into(),
             ));
