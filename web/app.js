@@ -82,15 +82,7 @@ class App {
   async reload() {
     const me = await api('GET', '/v1/me');
     this.names.learn(me.account_id, me.profile, me.profile_version);
-    const friends = await api('GET', '/v1/friends?limit=200');
-    this.friends = friends.items.map((f) => f.account_id);
-    for (const f of friends.items) {
-      this.names.learn(f.account_id, f.profile, f.profile_version);
-      if (typeof f.online === 'boolean') {
-        this.hasPresence = true;
-        this.presence.set(f.account_id, {online: f.online, devices: f.devices});
-      }
-    }
+    await this.loadFriends();
     const requests = await api('GET', '/v1/friends/requests?limit=200');
     this.requests = new Map(requests.items.map((r) => [r.account_id, r.profile]));
     for (const r of requests.items) this.names.learn(r.account_id, r.profile, r.profile_version);
@@ -137,6 +129,12 @@ class App {
   }
 
   async reloadFriends() {
+    await this.loadFriends();
+    this.render();
+  }
+
+  /** The friend list, with each friend's name and presence (`online`, `devices`). */
+  async loadFriends() {
     const friends = await api('GET', '/v1/friends?limit=200');
     this.friends = friends.items.map((f) => f.account_id);
     for (const f of friends.items) {
@@ -146,7 +144,6 @@ class App {
         this.presence.set(f.account_id, {online: f.online, devices: f.devices});
       }
     }
-    this.render();
   }
 
   /** Whether `id` is online, or undefined when this server reports no presence. */
