@@ -6,7 +6,9 @@
 #![no_main]
 
 use chorus::error::Error;
-use chorus::http::{accounts, activities, communities, friends, groups, parse_body, platforms};
+use chorus::http::{
+    accounts, activities, communities, friends, groups, parse_body, platforms, proofs,
+};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
 
@@ -26,14 +28,15 @@ fuzz_target!(|bytes: &[u8]| {
     check::<accounts::NewAccount>(bytes, is_object);
     check::<accounts::Login>(bytes, is_object);
     check::<activities::NewActivity>(bytes, is_object);
-    check::<communities::NewCommunity>(bytes, is_object);
-    check::<communities::NewMember>(bytes, is_object);
+    // A group's and a community's creation both read `groups::NewName`, and a community's
+    // members `groups::NewMember`, as their handlers do.
     check::<communities::NewDynamic>(bytes, is_object);
     check::<communities::NewBindingRequest>(bytes, is_object);
     check::<friends::NewRequest>(bytes, is_object);
     check::<friends::Contacts>(bytes, is_object);
-    check::<groups::NewGroup>(bytes, is_object);
+    check::<groups::NewName>(bytes, is_object);
     check::<groups::NewMember>(bytes, is_object);
     check::<groups::NewMessage>(bytes, is_object);
     check::<platforms::NewLink>(bytes, is_object);
+    check::<proofs::Code>(bytes, is_object);
 });
