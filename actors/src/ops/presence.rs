@@ -63,14 +63,25 @@ impl Chorus {
     ) -> Result<Page<OnlineMember>> {
         let GroupView { members, .. } = self.group(viewer, group_id).await?;
         let presence = &self.directory.env().presence;
-        let online = members
+        // Each member's count is read once: a page lists what was read, so a member who
+        // leaves meanwhile is never listed with 0 devices.
+        let online: HashMap<String, usize> = members
             .into_iter()
-            .filter(|id| presence.devices(id) > 0)
-            .map(|id| FeedPos { ms: 0, id })
+            .filter_map(|id| {
+                let devices = presence.devices(&id);
+                (devices > 0).then_some((id, devices))
+            })
+            .collect();
+        let positions = online
+            .keys()
+            .map(|id| FeedPos {
+                ms: 0,
+                id: id.clone(),
+            })
             .collect();
         Ok(
-            Page::of_positions(online, page).map(|account_id| OnlineMember {
-                devices: presence.devices(&account_id),
+            Page::of_positions(positions, page).map(|account_id| OnlineMember {
+                devices: online.get(&account_id).copied().unwrap_or_default(),
                 account_id,
             }),
         )
